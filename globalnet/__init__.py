@@ -1,0 +1,3 @@
+"""GlobalNet: an anonymous, decentralized overlay network (see DESIGN.md)."""
+
+__version__ = "0.1.0"
