@@ -1,0 +1,174 @@
+"""A client circuit over real links: build it hop by hop, then carry a stream.
+
+The asyncio shell around `ClientCircuitCore`: it owns the first hop stream,
+sends each hop's handshake and waits (bounded) for the reply, then hands the
+stream to a `StreamPump`. Relays never choose hops; the caller gives the path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from ..endpoint.pump import StreamPump
+from ..errors import ErrorKind, GnetError
+from ..identity import verify_node_record
+from ..link.link import HopStream, Link
+from ..wire.commands import Proto, RelayConnect, RelayConnectFail
+from ..wire.records import NodeRecord, short_id
+from .core import CircuitState, ClientCircuitCore
+
+log = structlog.get_logger("globalnet.circuit")
+
+HOP_TIMEOUT = 10.0
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class HopTarget:
+    """Where the next hop is: an address, a node id, or both (a pin)."""
+
+    host: str = ""
+    port: int = 0
+    node_id: bytes | None = None
+
+    def describe(self) -> str:
+        where = f"{self.host}:{self.port}" if self.host else ""
+        pin = self.node_id.hex()[:8] if self.node_id else ""
+        return f"{where}#{pin}" if where and pin else where or pin
+
+
+@dataclass
+class ClientCircuit:
+    """StreamHandler of the circuit's first hop stream."""
+
+    stream: HopStream
+    purpose: str = "tunnel"
+    id: int = field(default_factory=lambda: next(_ids))
+    core: ClientCircuitCore = field(default_factory=ClientCircuitCore)
+    path: list[bytes] = field(default_factory=list)  # node ids, hop 1 first
+    created: float = field(default_factory=time.monotonic)
+    pump: StreamPump | None = None
+    error: GnetError | None = None
+    _reply: asyncio.Future[object] | None = None
+    _early: bytearray = field(default_factory=bytearray)
+    _early_end: bool = False
+    closed: bool = False
+
+    def __post_init__(self) -> None:
+        self.stream.handler = self
+
+    # -- StreamHandler ---------------------------------------------------
+    def stream_data(self, data: bytes, end: bool) -> None:
+        if self.pump is not None:
+            self.pump.feed(self.core.unwrap(data), end)
+            return
+        if self.core.state is CircuitState.OPEN:
+            self._early += self.core.unwrap(data)  # the target spoke before we attached
+            self._early_end = self._early_end or end
+            if len(self._early) > 2 * 65537:
+                self._fail(GnetError(ErrorKind.RESOURCE_LIMIT, "too much data before the stream was attached"))
+            return
+        try:
+            reply = self.core.receive_reply(data)
+        except GnetError as exc:
+            self._fail(exc)
+            return
+        if reply is not None and self._reply is not None and not self._reply.done():
+            self._reply.set_result(reply.reply)
+        if end:
+            self._fail(GnetError(ErrorKind.PROTOCOL, "hop closed the stream during set-up"))
+
+    def stream_reset(self, kind: ErrorKind) -> None:
+        self.closed = True
+        if self.pump is not None:
+            self.pump.circuit_reset(kind)
+        self._fail(GnetError(kind, "the circuit was reset"), reset=False)
+
+    def _fail(self, error: GnetError, reset: bool = True) -> None:
+        self.error = self.error or error
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_exception(error)
+        if reset:
+            self.reset(error.kind)
+
+    # -- CircuitEnd ------------------------------------------------------
+    def send_wire(self, data: bytes, end: bool = False) -> None:
+        self.stream.send(self.core.wrap(data) if data else data, end)
+
+    def reset(self, kind: ErrorKind) -> None:
+        self.closed = True
+        self.stream.reset(kind)
+
+    # -- building --------------------------------------------------------
+    async def extend(self, record: NodeRecord, command: RelayConnect, timeout: float = HOP_TIMEOUT) -> bytes:
+        """Add a hop: handshake with `record`'s node, carrying `command`. Returns OK's record bytes."""
+        self._reply = asyncio.get_running_loop().create_future()
+        self.stream.send(self.core.start_hop(record.node_id, record.onion_key, command))
+        self.path.append(record.node_id)
+        try:
+            async with asyncio.timeout(timeout):
+                reply = await self._reply
+        except TimeoutError:
+            self.reset(ErrorKind.TIMEOUT)
+            raise GnetError(ErrorKind.TIMEOUT, f"hop {short_id(record.node_id)} did not answer in {timeout:.0f} s") from None
+        if isinstance(reply, RelayConnectFail):
+            self.reset(reply.kind)
+            raise GnetError(reply.kind, f"hop {short_id(record.node_id)} refused: {reply.reason}")
+        return reply.record  # type: ignore[attr-defined,no-any-return]
+
+    def attach(self, pump: StreamPump) -> None:
+        self.pump = pump
+        early = self.core.take_pending() + bytes(self._early)
+        self._early.clear()
+        if early or self._early_end:
+            pump.feed(early, self._early_end)
+
+    def statistics(self) -> dict[str, object]:
+        s = self.core.session
+        return {
+            "id": self.id,
+            "hops": [short_id(h) for h in self.path],
+            "state": "closed" if self.closed else self.core.state.value,
+            "age": round(time.monotonic() - self.created, 1),
+            "bytes_sent": s.bytes_sent if s else 0,
+            "bytes_received": s.bytes_received if s else 0,
+            "purpose": self.purpose,
+        }
+
+
+async def build_circuit(
+    first: Link,
+    hops: list[HopTarget],
+    final: RelayConnect,
+    purpose: str = "tunnel",
+) -> ClientCircuit:
+    """Build a circuit whose hop 1 is `first`'s peer and whose further hops are `hops`.
+
+    The last hop receives `final` (e.g. RELAY_CONNECT tcp host:port). Raises
+    GnetError naming the hop and the reason.
+    """
+    assert first.peer is not None
+    circuit = ClientCircuit(first.open_stream(), purpose)
+    record = first.peer
+    try:
+        for nxt in hops:
+            command = RelayConnect(Proto.PEER, nxt.host, nxt.port, nxt.node_id)
+            record_bytes = await circuit.extend(record, command)
+            try:
+                record = verify_node_record(record_bytes)
+            except GnetError as exc:
+                circuit.reset(ErrorKind.PROTOCOL)
+                raise GnetError(ErrorKind.PROTOCOL, f"hop {short_id(record.node_id)} sent a bad record for {nxt.describe()}: {exc.detail}") from None
+            if nxt.node_id is not None and record.node_id != nxt.node_id:
+                circuit.reset(ErrorKind.PIN_MISMATCH)
+                raise GnetError(ErrorKind.PIN_MISMATCH, f"{nxt.describe()} answered as {record.node_id.hex()}")
+        await circuit.extend(record, final)
+    except asyncio.CancelledError:
+        circuit.reset(ErrorKind.CLOSED)
+        raise
+    return circuit

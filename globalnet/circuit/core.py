@@ -1,0 +1,122 @@
+"""The client side of one circuit (sans-IO): nested layers, hop by hop.
+
+Theory of operation. The client owns every layer. To add hop k it sends Noise
+NK message 1 (to hop k's onion key, prologue "gnet/1" + hop k's id) carrying
+RELAY_CONNECT, wrapped in the XOR layers of hops 1..k-1, so only hop k can
+read it and no relay before it learns anything but its length (which every
+hop sees the same: XOR preserves it). Hop k's reply (message 2) comes back
+through the same layers. If the command was `peer`, hop k is now a bridge and
+its keystream pair joins the stack; the reply carries the next node's signed
+record, whose onion key the client needs for hop k+1. The last hop answers a
+`tcp` (or later `dht`/`service`) command and stays in frame mode: its
+transport keys become the circuit's `FrameSession`.
+
+XOR layers commute, so applying the whole stack is one call over the buffer
+(`xor_layers`), in any order: the proposal's PEER2 -> SSL -> PEER1 -> SSL.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ..crypto import (
+    AeadOpener,
+    AeadSealer,
+    HandshakeError,
+    Keystream,
+    initiator_finish,
+    initiator_start,
+    xor_layers,
+)
+from ..endpoint.session import FrameSession
+from ..errors import ErrorKind, GnetError
+from ..wire.commands import Proto, RelayConnect, RelayConnectFail, RelayConnectOk, decode_reply, prologue_for
+from ..wire.framing import MessageSplitter, prefix
+
+
+class CircuitState(enum.Enum):
+    IDLE = "idle"  # no handshake in flight
+    EXTENDING = "extending"
+    OPEN = "open"  # last hop answered; frames from now on
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class HopReply:
+    reply: RelayConnectOk | RelayConnectFail
+
+
+class ClientCircuitCore:
+    def __init__(self) -> None:
+        self.forward: list[Keystream] = []
+        self.backward: list[Keystream] = []
+        self.state = CircuitState.IDLE
+        self.hops = 0
+        self._splitter = MessageSplitter()
+        self._pending: object | None = None
+        self._pending_cmd: RelayConnect | None = None
+        self.session: FrameSession | None = None
+
+    def start_hop(self, node_id: bytes, onion_key: bytes, command: RelayConnect, ephemeral: bytes | None = None) -> bytes:
+        """Wire bytes for the first hop stream that open the handshake with the next hop."""
+        if self.state is not CircuitState.IDLE:
+            raise GnetError(ErrorKind.INTERNAL, f"cannot extend a circuit in state {self.state.value}")
+        self._pending, message = initiator_start(onion_key, prologue_for(node_id), command.encode(), ephemeral)
+        self._pending_cmd = command
+        self.state = CircuitState.EXTENDING
+        return self.wrap(prefix(message))
+
+    def wrap(self, data: bytes) -> bytes:
+        """Apply every forward layer (hop 1 removes the outermost)."""
+        if not self.forward:
+            return data
+        buf = bytearray(data)
+        xor_layers(self.forward, buf)
+        return bytes(buf)
+
+    def unwrap(self, data: bytes | bytearray) -> bytearray:
+        buf = bytearray(data)
+        if self.backward:
+            xor_layers(self.backward, buf)
+        return buf
+
+    def receive_reply(self, data: bytes) -> HopReply | None:
+        """Feed stream bytes while EXTENDING; returns the hop's reply once whole."""
+        if self.state is not CircuitState.EXTENDING:
+            raise GnetError(ErrorKind.PROTOCOL, "data from the circuit while no hop was asked")
+        self._splitter.push(self.unwrap(data))
+        message = self._splitter.pop()
+        if message is None:
+            return None
+        try:
+            payload, keys = initiator_finish(self._pending, message)  # type: ignore[arg-type]
+            reply = decode_reply(payload)
+        except HandshakeError as exc:
+            self.state = CircuitState.FAILED
+            raise GnetError(ErrorKind.HANDSHAKE_FAILED, str(exc)) from None
+        except GnetError:
+            self.state = CircuitState.FAILED
+            raise
+        self._pending = None
+        command, self._pending_cmd = self._pending_cmd, None
+        assert command is not None
+        if isinstance(reply, RelayConnectFail):
+            self.state = CircuitState.FAILED
+            return HopReply(reply)
+        self.hops += 1
+        if command.proto is Proto.PEER:
+            if self._splitter.pending:
+                raise GnetError(ErrorKind.PROTOCOL, "bytes after a bridge's reply")
+            forward, backward = keys.bridge_keys(initiator=True)
+            self.forward.append(Keystream(forward))
+            self.backward.append(Keystream(backward))
+            self.state = CircuitState.IDLE
+        else:
+            self.session = FrameSession(AeadSealer(keys.send_key), AeadOpener(keys.recv_key))
+            self.state = CircuitState.OPEN
+        return HopReply(reply)
+
+    def take_pending(self) -> bytes:
+        """Bytes (already unwrapped) that followed the last hop's reply."""
+        return self._splitter.take_rest()

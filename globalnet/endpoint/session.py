@@ -1,0 +1,171 @@
+"""One end of a circuit: sealed frames and end-to-end credit (sans-IO).
+
+Theory of operation. The two ends of a circuit (the client, and the hop that
+reaches the target) exchange AEAD-sealed frames; relays in between only XOR
+bytes and cannot parse them. Flow control lives here, end to end: each side
+may have at most `WINDOW` wire bytes of DATA frames that the other side has
+not yet handed to its application. The receiver returns credit with CREDIT
+frames once its application has taken the bytes. Because the window counts
+wire bytes (length prefix, header and tag included), a relay can enforce it
+without parsing anything: no stream may ever buffer more than a window.
+
+A clean end of one direction is an END frame (authenticated, so a relay cannot
+forge a clean close); the stream's FIN follows once both directions ended. A
+FIN without END, a reset, or any frame that fails to open is abnormal and the
+application connection is reset, never closed cleanly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import ErrorKind, GnetError, ProtocolError
+from ..wire.framing import (
+    AEAD_TAG,
+    FRAME_HEADER,
+    LENGTH_PREFIX,
+    MAX_DATA_BODY,
+    MAX_DATA_WIRE,
+    FrameType,
+    MessageSplitter,
+    credit_body,
+    decode_frame,
+    encode_frame,
+    parse_credit,
+    prefix,
+)
+
+#: End-to-end window in wire bytes, a protocol constant (relays enforce it).
+WINDOW = 256 * 1024
+#: Return credit once this much has been consumed (fewer CREDIT frames).
+CREDIT_BATCH = WINDOW // 4
+#: What a relay tolerates above WINDOW in one stream direction: control frames
+#: (CREDIT, END) travel outside the window.
+RELAY_SLACK = 64 * 1024
+#: Per-frame wire overhead of a DATA frame.
+DATA_OVERHEAD = LENGTH_PREFIX + FRAME_HEADER + AEAD_TAG
+
+
+class Sealer(Protocol):
+    def seal(self, plaintext: bytes) -> bytes: ...
+    def seal_many(self, plaintexts: Sequence[bytes]) -> list[bytes]: ...
+
+
+class Opener(Protocol):
+    def open(self, ciphertext: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class DataReceived:
+    data: bytes
+    wire_size: int  # what to pass to `consumed()` once the application took it
+
+
+@dataclass(frozen=True)
+class EndReceived:
+    pass
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    text: str
+
+
+SessionEvent = DataReceived | EndReceived | MessageReceived
+
+
+def payload_for_credit(credit: int) -> int:
+    """The most application bytes that fit in `credit` wire bytes."""
+    full, rest = divmod(credit, MAX_DATA_WIRE)
+    return full * MAX_DATA_BODY + max(0, rest - DATA_OVERHEAD)
+
+
+class FrameSession:
+    """Seal/open frames and keep the credit books for one end of a circuit."""
+
+    def __init__(self, sealer: Sealer, opener: Opener) -> None:
+        self._sealer = sealer
+        self._opener = opener
+        self._splitter = MessageSplitter(max_pending=WINDOW + RELAY_SLACK)
+        self.send_credit = WINDOW
+        self._unconsumed = 0  # wire bytes received, not yet consumed by the app
+        self._consumed_uncredited = 0
+        self.local_ended = False
+        self.remote_ended = False
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    # -- sending ---------------------------------------------------------
+    def sendable(self) -> int:
+        """How many application bytes may be sent now."""
+        return 0 if self.local_ended else payload_for_credit(self.send_credit)
+
+    def send_data(self, data: bytes | memoryview) -> bytes:
+        """Seal `data` into DATA frames; the caller keeps within `sendable()`."""
+        if self.local_ended:
+            raise GnetError(ErrorKind.INTERNAL, "send after END")
+        view = memoryview(data)
+        plains = [encode_frame(FrameType.DATA, bytes(view[i : i + MAX_DATA_BODY])) for i in range(0, len(view), MAX_DATA_BODY)]
+        wire = b"".join(prefix(c) for c in self._sealer.seal_many(plains))
+        if len(wire) > self.send_credit:
+            raise GnetError(ErrorKind.INTERNAL, "send beyond the credit window")
+        self.send_credit -= len(wire)
+        self.bytes_sent += len(view)
+        return wire
+
+    def send_end(self) -> bytes:
+        """END: a clean end of what we send."""
+        if self.local_ended:
+            return b""
+        self.local_ended = True
+        return self._seal(FrameType.END)
+
+    def send_message(self, text: str) -> bytes:
+        return self._seal(FrameType.MESSAGE, text.encode("utf-8")[:MAX_DATA_BODY])
+
+    def consumed(self, wire_size: int) -> bytes:
+        """The application took data worth `wire_size`; maybe return a CREDIT frame."""
+        self._unconsumed -= wire_size
+        self._consumed_uncredited += wire_size
+        if self._consumed_uncredited < CREDIT_BATCH and self._unconsumed > 0:
+            return b""
+        n, self._consumed_uncredited = self._consumed_uncredited, 0
+        return self._seal(FrameType.CREDIT, credit_body(n)) if n else b""
+
+    def _seal(self, ftype: FrameType, body: bytes = b"") -> bytes:
+        return prefix(self._sealer.seal(encode_frame(ftype, body)))
+
+    # -- receiving -------------------------------------------------------
+    def receive(self, data: bytes | bytearray | memoryview) -> list[SessionEvent]:
+        """Feed stream bytes; returns events. Raises GnetError (TAMPERED/PROTOCOL)."""
+        self._splitter.push(data)
+        events: list[SessionEvent] = []
+        while (message := self._splitter.pop()) is not None:
+            try:
+                plain = self._opener.open(message)
+            except ValueError:
+                raise GnetError(ErrorKind.TAMPERED, "a frame failed authentication") from None
+            frame = decode_frame(plain)
+            if self.remote_ended and frame.type in (FrameType.DATA, FrameType.END):
+                raise ProtocolError(f"{frame.type.name} after END")
+            if frame.type is FrameType.DATA:
+                wire = LENGTH_PREFIX + len(message)
+                self._unconsumed += wire
+                if self._unconsumed > WINDOW:
+                    raise GnetError(ErrorKind.RESOURCE_LIMIT, "peer overran the credit window")
+                self.bytes_received += len(frame.body)
+                events.append(DataReceived(frame.body, wire))
+            elif frame.type is FrameType.CREDIT:
+                self.send_credit += parse_credit(frame.body)
+                if self.send_credit > WINDOW:
+                    raise ProtocolError("credit beyond the window")
+            elif frame.type is FrameType.END:
+                self.remote_ended = True
+                events.append(EndReceived())
+            elif frame.type is FrameType.MESSAGE:
+                events.append(MessageReceived(frame.body.decode("utf-8", "replace")))
+            else:
+                raise ProtocolError(f"unexpected {frame.type.name} frame")
+        return events

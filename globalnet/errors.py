@@ -1,0 +1,92 @@
+"""One error vocabulary for every layer.
+
+Why: a failure deep in a circuit (an exit policy refusal, a pin mismatch, a dead
+relay) has to reach the user as something they can act on: a RELAY_CONNECT_FAIL
+code on the wire, a SOCKS reply code, a log line, a console message. Each place
+branches on `ErrorKind` rather than on exception classes or message text
+(Arti's ErrorKind, in small).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorKind(enum.IntEnum):
+    """Wire value = the RELAY_CONNECT_FAIL code and the QUIC stream reset code."""
+
+    PROTOCOL = 1  # a peer broke the protocol (malformed, out of place)
+    EXIT_POLICY = 2  # refused by the exit's policy
+    NO_ROUTE = 3  # the next hop is unknown or unreachable
+    HOST_UNREACHABLE = 4  # DNS failure or unreachable host at the exit
+    CONNECTION_REFUSED = 5  # the target refused the TCP connection
+    TIMEOUT = 6  # something did not answer in time
+    PIN_MISMATCH = 7  # host:port#id reached a node with another id
+    HANDSHAKE_FAILED = 8  # the Noise handshake with a hop failed
+    RESOURCE_LIMIT = 9  # a bound was hit (window overrun, too many streams)
+    NOT_SUPPORTED = 10  # the command or protocol is not implemented
+    LINK_LOST = 11  # the QUIC link under a circuit died
+    INTERNAL = 12  # a bug on the far side
+    TAMPERED = 13  # a sealed frame failed authentication
+    CLOSED = 14  # closed on purpose (shutdown, circuit close)
+
+    @property
+    def socks_reply(self) -> int:
+        """RFC 1928 reply code for this failure."""
+        return _SOCKS_REPLY.get(self, 0x01)
+
+    @property
+    def describe(self) -> str:
+        return _DESCRIPTION[self]
+
+    @classmethod
+    def from_wire(cls, code: int) -> "ErrorKind":
+        try:
+            return cls(code)
+        except ValueError:
+            return cls.PROTOCOL
+
+
+_SOCKS_REPLY = {
+    ErrorKind.EXIT_POLICY: 0x02,
+    ErrorKind.NO_ROUTE: 0x03,
+    ErrorKind.PIN_MISMATCH: 0x03,
+    ErrorKind.LINK_LOST: 0x03,
+    ErrorKind.HOST_UNREACHABLE: 0x04,
+    ErrorKind.CONNECTION_REFUSED: 0x05,
+    ErrorKind.TIMEOUT: 0x06,
+    ErrorKind.NOT_SUPPORTED: 0x07,
+}
+
+_DESCRIPTION = {
+    ErrorKind.PROTOCOL: "protocol violation",
+    ErrorKind.EXIT_POLICY: "refused by exit policy",
+    ErrorKind.NO_ROUTE: "no route to the next hop",
+    ErrorKind.HOST_UNREACHABLE: "host unreachable from the exit",
+    ErrorKind.CONNECTION_REFUSED: "connection refused by the target",
+    ErrorKind.TIMEOUT: "timed out",
+    ErrorKind.PIN_MISMATCH: "node id does not match the pinned id",
+    ErrorKind.HANDSHAKE_FAILED: "circuit handshake failed",
+    ErrorKind.RESOURCE_LIMIT: "resource limit reached",
+    ErrorKind.NOT_SUPPORTED: "not supported",
+    ErrorKind.LINK_LOST: "link to a relay was lost",
+    ErrorKind.INTERNAL: "internal error",
+    ErrorKind.TAMPERED: "data was tampered with in transit",
+    ErrorKind.CLOSED: "closed",
+}
+
+
+class GnetError(Exception):
+    """An error with a kind; `str()` is what a user reads."""
+
+    def __init__(self, kind: ErrorKind, detail: str = "") -> None:
+        self.kind = kind
+        self.detail = detail
+        super().__init__(f"{kind.describe}: {detail}" if detail else kind.describe)
+
+
+class ProtocolError(GnetError):
+    """The remote side sent something malformed or out of place."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(ErrorKind.PROTOCOL, detail)

@@ -1,0 +1,158 @@
+"""Node identity: the Ed25519 identity key, onion keys, and signed node records.
+
+Why two keys: the identity key is long-lived and only signs; the X25519 onion
+key answers circuit handshakes and rotates, so a stolen onion key exposes at
+most the circuits of one period. The node record (see wire/records.py) binds
+them, signed by the identity key.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import nacl.exceptions
+import nacl.public
+import nacl.signing
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .errors import ProtocolError
+from .wire.records import FLAG_RELAY, NodeRecord, decode_node_record, node_id_of
+
+RECORD_LIFETIME = 24 * 3600
+ONION_KEY_LIFETIME = 24 * 3600
+ONION_KEY_GRACE = 3600
+#: How far in the future a record's `published` time may be (clock skew).
+MAX_CLOCK_SKEW = 600
+
+
+class IdentityFileError(Exception):
+    """The key file cannot be used; the message says what to do."""
+
+
+@dataclass
+class OnionKeys:
+    """The current onion key and, for a grace period, the one before it."""
+
+    current: nacl.public.PrivateKey
+    created: float
+    previous: nacl.public.PrivateKey | None = None
+    previous_until: float = 0.0
+
+    @classmethod
+    def fresh(cls, now: float) -> "OnionKeys":
+        return cls(nacl.public.PrivateKey.generate(), now)
+
+    def rotate_if_due(self, now: float) -> bool:
+        if now - self.created < ONION_KEY_LIFETIME:
+            return False
+        self.previous, self.previous_until = self.current, now + ONION_KEY_GRACE
+        self.current, self.created = nacl.public.PrivateKey.generate(), now
+        return True
+
+    def candidates(self, now: float) -> list[bytes]:
+        """Private keys a handshake may have used, newest first."""
+        keys = [bytes(self.current)]
+        if self.previous is not None and now < self.previous_until:
+            keys.append(bytes(self.previous))
+        return keys
+
+
+@dataclass
+class Identity:
+    signing_key: nacl.signing.SigningKey
+    onion: OnionKeys = field(default_factory=lambda: OnionKeys.fresh(time.time()))
+
+    @property
+    def public_key(self) -> bytes:
+        return bytes(self.signing_key.verify_key)
+
+    @property
+    def node_id(self) -> bytes:
+        return node_id_of(self.public_key)
+
+    @classmethod
+    def generate(cls) -> "Identity":
+        return cls(nacl.signing.SigningKey.generate())
+
+    def sign(self, message: bytes) -> bytes:
+        return self.signing_key.sign(message).signature
+
+    def private_key_pem(self) -> bytes:
+        """PKCS#8 PEM of the identity key (what the TLS certificate is made from)."""
+        key = Ed25519PrivateKey.from_private_bytes(bytes(self.signing_key))
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    def make_record(
+        self,
+        addresses: tuple[tuple[str, int], ...],
+        flags: int = FLAG_RELAY,
+        exit_policy: str = "reject *",
+        now: float | None = None,
+        seq: int | None = None,
+    ) -> NodeRecord:
+        now = time.time() if now is None else now
+        record = NodeRecord(
+            identity_key=self.public_key,
+            onion_key=bytes(self.onion.current.public_key),
+            flags=flags,
+            addresses=addresses,
+            exit_policy=exit_policy,
+            published=int(now),
+            expires=int(now) + RECORD_LIFETIME,
+            seq=int(now * 1000) if seq is None else seq,
+        )
+        return replace(record, signature=self.sign(record.signed_part()))
+
+
+def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        nacl.signing.VerifyKey(public_key).verify(message, signature)
+        return True
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError, TypeError):
+        return False
+
+
+def verify_node_record(data: bytes, now: float | None = None) -> NodeRecord:
+    """Decode and check a record: signature, expiry, clock skew. ProtocolError if bad."""
+    record = decode_node_record(data)
+    if not verify_signature(record.identity_key, record.signed_part(), record.signature):
+        raise ProtocolError("node record signature is invalid")
+    now = time.time() if now is None else now
+    if record.expires <= now:
+        raise ProtocolError("node record has expired")
+    if record.published > now + MAX_CLOCK_SKEW:
+        raise ProtocolError("node record is published in the future")
+    if record.expires - record.published > 7 * 24 * 3600:
+        raise ProtocolError("node record lifetime is too long")
+    return record
+
+
+def load_or_create_identity(path: Path) -> Identity:
+    """Load the Ed25519 key at `path`, creating it (mode 0600) if it does not exist."""
+    if path.exists():
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise IdentityFileError(
+                f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"
+            )
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (ValueError, TypeError) as exc:
+            raise IdentityFileError(f"{path} is not an Ed25519 PEM private key: {exc}") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise IdentityFileError(f"{path} holds a key that is not Ed25519")
+        raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        return Identity(nacl.signing.SigningKey(raw))
+    identity = Identity.generate()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(identity.private_key_pem())
+    return identity

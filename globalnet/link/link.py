@@ -1,0 +1,337 @@
+"""One authenticated QUIC connection to a peer, and the hop streams on it.
+
+This is the thin asyncio shell around qh3: it moves stream bytes to
+`StreamHandler`s and back, and runs the control stream's `ControlChannel`.
+It knows nothing of circuits. qh3's own StreamReader/StreamWriter adapters are
+bypassed on purpose: a relay's hot path is one callback per received chunk,
+straight into the bridge, with no queue in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+from qh3.asyncio.protocol import QuicConnectionProtocol
+from qh3.quic import events
+from qh3.quic.connection import QuicConnection
+
+from ..errors import ErrorKind, GnetError
+from ..wire.records import NodeRecord, node_id_of, short_id
+from .auth import ControlChannel, LinkReady, PeerClosed, PongReceived
+from .certs import identity_key_from_spki
+
+if TYPE_CHECKING:
+    from .manager import LinkManager
+
+log = structlog.get_logger("globalnet.link")
+
+#: The listener opens the control stream first: server-initiated bidi stream 1.
+CONTROL_STREAM_ID = 1
+ALPN = "gnet/1"
+
+
+class StreamHandler(Protocol):
+    """Who receives a hop stream's bytes (a bridge, a circuit, a relay hop)."""
+
+    def stream_data(self, data: bytes, end: bool) -> None: ...
+
+    def stream_reset(self, kind: ErrorKind) -> None: ...
+
+
+class _Unclaimed:
+    """Handler of a stream nobody took: drop it."""
+
+    def stream_data(self, data: bytes, end: bool) -> None:
+        pass
+
+    def stream_reset(self, kind: ErrorKind) -> None:
+        pass
+
+
+class HopStream:
+    """One bidirectional QUIC stream of a link; a circuit uses one per hop."""
+
+    __slots__ = ("link", "stream_id", "handler", "finished_sending", "finished_receiving", "closed", "bytes_in", "bytes_out")
+
+    def __init__(self, link: "Link", stream_id: int) -> None:
+        self.link = link
+        self.stream_id = stream_id
+        self.handler: StreamHandler = _Unclaimed()
+        self.finished_sending = False
+        self.finished_receiving = False
+        self.closed = False  # reset: neither direction carries more
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    def send(self, data: bytes | bytearray | memoryview, end: bool = False) -> None:
+        if self.closed or self.finished_sending:
+            return
+        self.bytes_out += len(data)
+        self.link.send_stream(self.stream_id, data, end)
+        if end:
+            self.finished_sending = True
+            self.link.maybe_forget(self)
+
+    def reset(self, kind: ErrorKind) -> None:
+        """Abort both directions; the peer sees RESET_STREAM with `kind` as code."""
+        if self.closed:
+            return
+        self.closed = True
+        self.link.reset_stream(self.stream_id, int(kind))
+
+    def buffered(self) -> int:
+        """Bytes queued in QUIC for this stream and not yet sent."""
+        return self.link.send_buffer_size(self.stream_id)
+
+
+class Link(QuicConnectionProtocol):
+    """A QUIC connection with our control stream and hop streams on top."""
+
+    def __init__(
+        self,
+        quic: QuicConnection,
+        stream_handler: Any = None,
+        *,
+        manager: "LinkManager",
+        dialler: bool,
+        expected_id: bytes | None = None,
+        address: tuple[str, int] | None = None,
+    ) -> None:
+        super().__init__(quic, None)
+        self.manager = manager
+        self.dialler = dialler
+        self.expected_id = expected_id
+        self.address = address
+        self.peer: NodeRecord | None = None
+        self.control: ControlChannel | None = None
+        self.streams: dict[int, HopStream] = {}
+        self.ready: asyncio.Future[Link] = asyncio.get_running_loop().create_future()
+        self.created = time.monotonic()
+        self.rtt: float | None = None
+        self._ping_sent: dict[int, float] = {}
+        self._ping_nonce = 0
+        self.closing = False
+        self.close_reason: GnetError | None = None
+        self.owned_transport = False  # dialled links own their UDP socket
+        self.retiring = False  # a duplicate link kept only until its streams end
+        self._forgotten: set[int] = set()
+        self._forgotten_order: deque[int] = deque()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # an accepted connection that does not authenticate in time is dropped
+        self._auth_timer = asyncio.get_running_loop().call_later(
+            self.manager.settings.dial_timeout, self._auth_deadline
+        )
+
+    def _auth_deadline(self) -> None:
+        if not self.ready.done():
+            self.close_link(ErrorKind.TIMEOUT, "link authentication timed out")
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        if self.address is None:
+            self.address = (addr[0], addr[1])
+        super().datagram_received(data, addr)
+
+    # -- identity ------------------------------------------------------------
+    @property
+    def peer_id(self) -> bytes:
+        assert self.peer is not None
+        return self.peer.node_id
+
+    @property
+    def is_ready(self) -> bool:
+        return self.peer is not None and self.ready.done() and not self.closing
+
+    def label(self) -> str:
+        return short_id(self.peer.node_id) if self.peer else "?"
+
+    # -- sending ---------------------------------------------------------
+    def open_stream(self) -> HopStream:
+        sid = self._quic.get_next_available_stream_id()
+        hs = HopStream(self, sid)
+        self.streams[sid] = hs
+        return hs
+
+    def send_stream(self, stream_id: int, data: bytes | bytearray | memoryview, end: bool) -> None:
+        try:
+            self._quic.send_stream_data(stream_id, data, end)
+        except Exception as exc:  # qh3 raises on a stream it already closed
+            log.debug("stream write failed", link=self.label(), stream=stream_id, error=str(exc))
+            return
+        self._transmit_soon()
+
+    def forget(self, stream_id: int) -> None:
+        if self.streams.pop(stream_id, None) is None:
+            return
+        self._forgotten.add(stream_id)
+        self._forgotten_order.append(stream_id)
+        if len(self._forgotten_order) > 4096:
+            self._forgotten.discard(self._forgotten_order.popleft())
+
+    def reset_stream(self, stream_id: int, code: int) -> None:
+        self.forget(stream_id)
+        if self.closing:
+            return
+        try:
+            self._quic.reset_stream(stream_id, code)
+            self._quic.stop_stream(stream_id, code)
+        except Exception:  # already finished on one side: nothing to abort
+            pass
+        self._transmit_soon()
+
+    def send_buffer_size(self, stream_id: int) -> int:
+        try:
+            return int(self._quic.get_send_buffer_size(stream_id))
+        except Exception:
+            return 0
+
+    def maybe_forget(self, hs: HopStream) -> None:
+        """Drop a stream from the table once neither direction can carry more."""
+        if hs.finished_sending and hs.finished_receiving:
+            self.forget(hs.stream_id)
+
+    def send_ping(self) -> None:
+        if self.control is None or not self.is_ready:
+            return
+        self._ping_nonce += 1
+        self._ping_sent[self._ping_nonce] = time.monotonic()
+        if len(self._ping_sent) > 8:
+            self._ping_sent.pop(next(iter(self._ping_sent)))
+        self._send_control(self.control.ping(self._ping_nonce))
+
+    def close_link(self, kind: ErrorKind, reason: str) -> None:
+        """Say why (CLOSE on the control stream), then close the QUIC connection."""
+        if self.closing:
+            return
+        if self.control is not None and self.peer is not None:
+            self._send_control(self.control.close(kind, reason))
+        self.close_reason = self.close_reason or GnetError(kind, reason)
+        self._quic.close(error_code=0x100 + int(kind), reason_phrase=reason[:100])
+        self.transmit()
+
+    def _send_control(self, data: bytes) -> None:
+        if data:
+            self.send_stream(CONTROL_STREAM_ID, data, False)
+
+    # -- receiving -------------------------------------------------------
+    def quic_event_received(self, event: events.QuicEvent) -> None:
+        try:
+            if isinstance(event, events.StreamDataReceived):
+                self._on_stream_data(event.stream_id, event.data, event.end_stream)
+            elif isinstance(event, events.StreamReset):
+                self._on_stream_reset(event.stream_id, event.error_code)
+            elif isinstance(event, events.StopSendingReceived):
+                self._on_stream_reset(event.stream_id, event.error_code)
+            elif isinstance(event, events.HandshakeCompleted):
+                self._on_handshake(event)
+            elif isinstance(event, events.ConnectionTerminated):
+                self._on_terminated(event)
+        except GnetError as exc:
+            log.info("link closed", link=self.label(), address=self.address, reason=str(exc))
+            self.close_reason = exc
+            self.close_link(exc.kind, str(exc))
+
+    def _on_handshake(self, event: events.HandshakeCompleted) -> None:
+        if event.alpn_protocol != ALPN:
+            raise GnetError(ErrorKind.PROTOCOL, f"peer does not speak {ALPN}")
+        identity, record = self.manager.identity, self.manager.own_record()
+        if self.dialler:
+            cert = self._quic.get_peercert()
+            if cert is None:
+                raise GnetError(ErrorKind.HANDSHAKE_FAILED, "listener sent no certificate")
+            key = identity_key_from_spki(cert.public_key())
+            peer_id = node_id_of(key)
+            if self.expected_id is not None and peer_id != self.expected_id:
+                raise GnetError(
+                    ErrorKind.PIN_MISMATCH,
+                    f"{self.address_text()} is node {peer_id.hex()}, not the pinned {self.expected_id.hex()}",
+                )
+            self.control = ControlChannel(identity, record, dialler=True, expected_peer_key=key)
+        else:
+            self.control = ControlChannel(identity, record, dialler=False)
+            sid = self._quic.get_next_available_stream_id()
+            if sid != CONTROL_STREAM_ID:
+                raise GnetError(ErrorKind.INTERNAL, "control stream id out of sync")
+            self._send_control(self.control.start())
+
+    def address_text(self) -> str:
+        if self.address is None:
+            return "peer"
+        host, port = self.address[0], self.address[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def _on_stream_data(self, sid: int, data: bytes, end: bool) -> None:
+        if sid == CONTROL_STREAM_ID:
+            if self.control is None:
+                raise GnetError(ErrorKind.PROTOCOL, "control data before the handshake")
+            if end:
+                raise GnetError(ErrorKind.PROTOCOL, "peer closed the control stream")
+            reply, evts = self.control.receive(data)
+            self._send_control(reply)
+            for ev in evts:
+                if isinstance(ev, LinkReady):
+                    self.peer = ev.peer
+                    self.manager.link_ready(self)
+                elif isinstance(ev, PongReceived):
+                    sent = self._ping_sent.pop(ev.nonce, None)
+                    if sent is not None:
+                        self.rtt = time.monotonic() - sent
+                elif isinstance(ev, PeerClosed):
+                    self.close_reason = GnetError(ev.kind, f"peer closed the link: {ev.reason}")
+            return
+        hs = self.streams.get(sid)
+        if hs is None:
+            if not self.is_ready:
+                raise GnetError(ErrorKind.PROTOCOL, "hop stream before the link was authenticated")
+            if sid & 2 or bool(sid & 1) == (not self.dialler):
+                # unidirectional, or one of ours that we already forgot: ignore late bytes
+                if sid & 2:
+                    raise GnetError(ErrorKind.PROTOCOL, "unidirectional streams are not used")
+                return
+            if sid in self._forgotten:
+                return  # a stream we closed; late bytes
+            hs = HopStream(self, sid)
+            self.streams[sid] = hs
+            self.manager.incoming_stream(hs)
+        hs.bytes_in += len(data)
+        hs.handler.stream_data(data, end)
+        if end:
+            hs.finished_receiving = True
+            self.maybe_forget(hs)
+
+    def _on_stream_reset(self, sid: int, code: int) -> None:
+        hs = self.streams.get(sid)
+        if hs is None or hs.closed:
+            return
+        self.forget(sid)
+        hs.closed = True
+        try:
+            self._quic.reset_stream(sid, code)
+        except Exception:
+            pass
+        self._transmit_soon()
+        hs.handler.stream_reset(ErrorKind.from_wire(code))
+
+    def _on_terminated(self, event: events.ConnectionTerminated) -> None:
+        self.closing = True
+        if self.close_reason is None:
+            reason = event.reason_phrase or f"QUIC error {event.error_code:#x}"
+            kind = ErrorKind.from_wire(event.error_code - 0x100) if event.error_code > 0x100 else ErrorKind.LINK_LOST
+            self.close_reason = GnetError(kind, reason)
+        streams, self.streams = self.streams, {}
+        for hs in streams.values():
+            if not hs.closed:
+                hs.closed = True
+                hs.handler.stream_reset(ErrorKind.LINK_LOST)
+        if not self.ready.done():
+            self.ready.set_exception(self.close_reason)
+            self.ready.exception()  # retrieved: a failed dial nobody awaits is not an error
+        self._auth_timer.cancel()
+        self.manager.link_closed(self)
+        if self.owned_transport and self._transport is not None:
+            self._transport.close()

@@ -1,0 +1,220 @@
+"""All links of a node: listen, dial, one link per peer, keepalive.
+
+Why a manager: circuits ask for "a link to node X at host:port" and must get
+the same link whoever dialled first, so that one pair of nodes shares one QUIC
+connection (streams are cheap, handshakes are not). When two nodes dial each
+other at once, both keep the link dialled by the node with the smaller id and
+retire the other, so they converge without talking about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from qh3.asyncio._transport import create_optimized_datagram_transport
+from qh3.asyncio.server import QuicServer, serve
+from qh3.quic.configuration import QuicConfiguration
+from qh3.quic.connection import QuicConnection
+from qh3.tls import SignatureAlgorithm
+
+from ..errors import ErrorKind, GnetError
+from ..identity import Identity
+from ..wire.records import NodeRecord, short_id
+from .certs import certificate_pem
+from .link import ALPN, HopStream, Link
+
+log = structlog.get_logger("globalnet.link")
+
+KEEPALIVE_INTERVAL = 15.0
+DIAL_TIMEOUT = 10.0
+MAX_LINKS = 1024
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    idle_timeout: float = 60.0
+    max_datagram_size: int = 1452  # a 1500-byte Ethernet MTU minus IPv6 + UDP headers
+    dial_timeout: float = DIAL_TIMEOUT
+
+
+class LinkManager:
+    def __init__(
+        self,
+        identity: Identity,
+        make_record: Callable[[], NodeRecord],
+        settings: LinkSettings = LinkSettings(),
+    ) -> None:
+        self.identity = identity
+        self._make_record = make_record
+        self._record: NodeRecord | None = None
+        self.settings = settings
+        self.links: dict[bytes, Link] = {}  # node id -> the link in use
+        self.all_links: set[Link] = set()
+        self._by_address: dict[tuple[str, int], bytes] = {}  # dialled address -> node id
+        self._dials: dict[tuple[str, int], asyncio.Task[Link]] = {}
+        self._server: QuicServer | None = None
+        self.listen_address: tuple[str, int] | None = None
+        self.on_stream: Callable[[HopStream], None] = lambda hs: hs.reset(ErrorKind.NOT_SUPPORTED)
+        self.on_link_ready: list[Callable[[Link], None]] = []
+        self._cert = certificate_pem(identity)
+
+    # -- records ---------------------------------------------------------
+    def own_record(self) -> NodeRecord:
+        if self._record is None or self._record.expires - time.time() < 3600:
+            self._record = self._make_record()
+        return self._record
+
+    def refresh_record(self) -> None:
+        self._record = None
+
+    # -- configuration ---------------------------------------------------
+    def _quic_config(self, client: bool) -> QuicConfiguration:
+        config = QuicConfiguration(
+            is_client=client,
+            alpn_protocols=[ALPN],
+            idle_timeout=self.settings.idle_timeout,
+            max_datagram_size=self.settings.max_datagram_size,
+        )
+        if client:
+            # No CA: the certificate's key *is* the peer's identity, checked by
+            # the Link against the pin and the control-stream record.
+            config.verify_mode = ssl.CERT_NONE
+            config.signature_algorithms = [SignatureAlgorithm.ED25519]
+        else:
+            config.load_cert_chain(self._cert[0], self._cert[1])
+        return config
+
+    # -- listening -------------------------------------------------------
+    async def listen(self, host: str, port: int) -> tuple[str, int]:
+        factory = functools.partial(Link, manager=self, dialler=False)
+        self._server = await serve(host, port, configuration=self._quic_config(client=False), create_protocol=factory)
+        assert self._server._transport is not None
+        sockname = self._server._transport.get_extra_info("sockname")
+        self.listen_address = (sockname[0], sockname[1])
+        return self.listen_address
+
+    # -- dialling --------------------------------------------------------
+    async def get_link(self, host: str, port: int, node_id: bytes | None = None) -> Link:
+        """A ready link to the node at host:port (pinned to node_id if given)."""
+        key = (host, port)
+        known = node_id if node_id is not None else self._by_address.get(key)
+        if known is not None:
+            existing = self.links.get(known)
+            if existing is not None and existing.is_ready:
+                if node_id is None or existing.peer_id == node_id:
+                    return existing
+        task = self._dials.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._dial(host, port, node_id))
+            self._dials[key] = task
+            task.add_done_callback(lambda _t: self._dials.pop(key, None))
+        link = await asyncio.shield(task)
+        self._by_address[key] = link.peer_id
+        if node_id is not None and link.peer_id != node_id:
+            raise GnetError(
+                ErrorKind.PIN_MISMATCH, f"{host}:{port} is node {link.peer_id.hex()}, not the pinned {node_id.hex()}"
+            )
+        return self.links.get(link.peer_id, link)
+
+    async def _dial(self, host: str, port: int, node_id: bytes | None) -> Link:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.settings.dial_timeout):
+            try:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            except socket.gaierror as exc:
+                raise GnetError(ErrorKind.NO_ROUTE, f"cannot resolve {host}: {exc.strerror}") from None
+            family, _, _, _, addr = infos[0]
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+            quic = QuicConnection(configuration=self._quic_config(client=True))
+            factory = functools.partial(Link, quic, manager=self, dialler=True, expected_id=node_id, address=(host, port))
+            transport, protocol = await create_optimized_datagram_transport(loop, factory, sock=sock)
+            link: Link = protocol  # type: ignore[assignment]
+            link.owned_transport = True
+            self.all_links.add(link)
+            link.connect(addr)
+            try:
+                await asyncio.shield(link.ready)
+            except TimeoutError:
+                link.close_link(ErrorKind.TIMEOUT, "link set-up timed out")
+                raise GnetError(ErrorKind.TIMEOUT, f"no answer from {host}:{port}") from None
+            return link
+
+    # -- callbacks from links --------------------------------------------
+    def link_ready(self, link: Link) -> None:
+        self.all_links.add(link)
+        peer_id = link.peer_id
+        if len(self.links) >= MAX_LINKS and peer_id not in self.links:
+            link.close_link(ErrorKind.RESOURCE_LIMIT, "too many links")
+            return
+        current = self.links.get(peer_id)
+        if current is None or not current.is_ready or current is link:
+            self.links[peer_id] = link
+        else:
+            winner = min((current, link), key=self._dialler_id)
+            loser = link if winner is current else current
+            self.links[peer_id] = winner
+            log.debug("duplicate link", peer=short_id(peer_id), keep="dialled" if winner.dialler else "accepted")
+            loser.retiring = True
+        if not link.ready.done():
+            link.ready.set_result(link)
+        log.debug("link up", peer=short_id(peer_id), dialled=link.dialler)
+        for callback in self.on_link_ready:
+            callback(link)
+
+    def _dialler_id(self, link: Link) -> bytes:
+        return self.identity.node_id if link.dialler else link.peer_id
+
+    def incoming_stream(self, hs: HopStream) -> None:
+        # a retiring link still serves new streams: the peer may not have retired it yet
+        self.on_stream(hs)
+
+    def link_closed(self, link: Link) -> None:
+        self.all_links.discard(link)
+        if link.peer is not None and self.links.get(link.peer_id) is link:
+            del self.links[link.peer_id]
+            # a retired duplicate may still be up: promote it
+            for other in self.all_links:
+                if other.peer is not None and other.peer_id == link.peer_id and other.is_ready:
+                    self.links[link.peer_id] = other
+                    break
+        if link.peer is not None:
+            reason = link.close_reason
+            log.debug("link down", peer=short_id(link.peer_id), reason=str(reason) if reason else "closed")
+
+    # -- upkeep ----------------------------------------------------------
+    async def run_keepalive(self) -> None:
+        """Ping every link (RTT, and traffic so idle links stay up); drop retired duplicates."""
+        while True:
+            await asyncio.sleep(KEEPALIVE_INTERVAL)
+            for link in list(self.all_links):
+                if link.retiring and not link.streams:
+                    link.close_link(ErrorKind.CLOSED, "duplicate link")
+                elif link.is_ready:
+                    link.send_ping()
+
+    def close(self) -> None:
+        for link in list(self.all_links):
+            link.close_link(ErrorKind.CLOSED, "node shutting down")
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def statistics(self) -> dict[str, int]:
+        return {"links": len(self.links), "connections": len(self.all_links)}
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False

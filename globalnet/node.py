@@ -1,0 +1,193 @@
+"""One running node: wires identity, links, relay, tunnels together.
+
+Every task the node starts lives in one TaskGroup and is wrapped so that an
+unexpected exception is logged with its traceback and does not take the node
+down; shutdown cancels them all and closes every link with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import structlog
+
+from . import __version__
+from .circuit.circuit import ClientCircuit, HopTarget, build_circuit
+from .config import Config
+from .crypto import BACKEND_NAME
+from .errors import ErrorKind, GnetError
+from .identity import Identity, load_or_create_identity
+from .link.link import Link
+from .link.manager import LinkManager, LinkSettings
+from .relay.exit_policy import ExitPolicy
+from .relay.relay import RelayService
+from .wire.commands import RelayConnect
+from .wire.pathspec import Hop, HopAddr, HopId, HopRandom
+from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
+
+log = structlog.get_logger("globalnet.node")
+
+CONNECT_RETRY = (1.0, 60.0)  # first and largest back-off between bootstrap attempts
+UPKEEP_INTERVAL = 60.0
+
+
+class Node:
+    def __init__(self, config: Config, identity: Identity | None = None) -> None:
+        self.config = config
+        self.identity = identity or load_or_create_identity(config.identity_file)
+        self.exit_policy = ExitPolicy(config.exit.enabled, config.exit.allow)
+        self.links = LinkManager(
+            self.identity,
+            self._make_record,
+            LinkSettings(idle_timeout=config.idle_timeout, max_datagram_size=config.max_datagram_size),
+        )
+        self.relay = RelayService(self.identity, self.links, self.exit_policy, self.spawn)
+        self.circuits: dict[int, ClientCircuit] = {}
+        self.started = time.monotonic()
+        self.ready = asyncio.Event()  # listening and tunnels open
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._group: asyncio.TaskGroup | None = None
+        self.tunnels: list[Any] = []
+
+    # -- records -----------------------------------------------------------
+    def _make_record(self) -> NodeRecord:
+        flags = FLAG_RELAY if self.config.listen else 0
+        if self.exit_policy.enabled:
+            flags |= FLAG_EXIT
+        addresses: tuple[tuple[str, int], ...] = ()
+        if self.config.advertise:
+            addresses = (self.config.advertise,)
+        elif self.links.listen_address and self.links.listen_address[0] not in ("0.0.0.0", "::"):
+            addresses = (self.links.listen_address,)
+        return self.identity.make_record(addresses, flags, self.exit_policy.summary())
+
+    # -- tasks -------------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Start a node-owned task; it ends with the node and cannot crash it."""
+        if self._group is None or self._stop.is_set():
+            coro.close()
+            return
+        task = self._group.create_task(self._guarded(coro, name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task failed", task=name)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- running -----------------------------------------------------------
+    async def run(self) -> None:
+        from .tunnel import Tunnel
+
+        cfg = self.config
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                if cfg.listen:
+                    host, port = await self.links.listen(*cfg.listen)
+                    self.links.refresh_record()
+                log.info(
+                    "node started",
+                    node_id=self.identity.node_id.hex(),
+                    listen=f"{self.links.listen_address[0]}:{self.links.listen_address[1]}" if self.links.listen_address else "no",
+                    exit="on" if self.exit_policy.enabled else "off",
+                    crypto=BACKEND_NAME,
+                    version=__version__,
+                )
+                for peer in cfg.connect:
+                    self.spawn(self._keep_connected(peer), "bootstrap")
+                for spec in cfg.tunnels:
+                    tunnel = Tunnel(self, spec)
+                    await tunnel.start()
+                    self.tunnels.append(tunnel)
+                self.spawn(self.links.run_keepalive(), "keepalive")
+                self.spawn(self._upkeep(), "upkeep")
+                self.ready.set()
+                await self._stop.wait()
+                log.info("node stopping")
+                for tunnel in self.tunnels:
+                    tunnel.close()
+                for task in list(self._tasks):
+                    task.cancel()
+        finally:
+            self._group = None
+            self.links.close()
+            await asyncio.sleep(0.05)  # let CLOSE frames leave
+
+    async def _keep_connected(self, peer: HopAddr) -> None:
+        """Link to a bootstrap peer, retrying with back-off; re-link if it drops."""
+        delay = CONNECT_RETRY[0]
+        where = f"{peer.host}:{peer.port}"
+        while True:
+            try:
+                link = await self.links.get_link(peer.host, peer.port, peer.node_id)
+                log.info("linked to peer", peer=short_id(link.peer_id), address=where)
+                delay = CONNECT_RETRY[0]
+                await link.wait_closed()
+                log.info("link to peer lost, reconnecting", peer=short_id(link.peer_id), address=where)
+            except GnetError as exc:
+                log.warning("cannot link to peer", address=where, reason=str(exc), retry_in=f"{delay:.0f}s")
+                if exc.kind is ErrorKind.PIN_MISMATCH:
+                    delay = CONNECT_RETRY[1]
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, CONNECT_RETRY[1])
+
+    async def _upkeep(self) -> None:
+        while True:
+            await asyncio.sleep(UPKEEP_INTERVAL)
+            if self.identity.onion.rotate_if_due(time.time()):
+                self.links.refresh_record()
+                log.info("onion key rotated")
+
+    # -- circuits ----------------------------------------------------------
+    async def _first_link(self, hop: Hop) -> Link:
+        if isinstance(hop, HopAddr):
+            try:
+                return await self.links.get_link(hop.host, hop.port, hop.node_id)
+            except GnetError as exc:
+                raise GnetError(exc.kind, f"hop 1 ({hop.host}:{hop.port}): {exc.detail or exc.kind.describe}") from None
+        if isinstance(hop, HopId):
+            link = self.links.links.get(hop.node_id)
+            if link is None:
+                raise GnetError(ErrorKind.NO_ROUTE, f"hop 1 ({hop.node_id.hex()}): no link to that node and no address")
+            return link
+        raise GnetError(ErrorKind.NOT_SUPPORTED, "hop 1: rand hops need peer discovery")
+
+    @staticmethod
+    def _hop_target(hop: Hop) -> HopTarget:
+        if isinstance(hop, HopAddr):
+            return HopTarget(hop.host, hop.port, hop.node_id)
+        if isinstance(hop, HopId):
+            return HopTarget(node_id=hop.node_id)
+        raise GnetError(ErrorKind.NOT_SUPPORTED, "rand hops need peer discovery")
+
+    async def open_circuit(self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str) -> ClientCircuit:
+        """Build a circuit through `hops`; the last hop executes `final`."""
+        first = await self._first_link(hops[0])
+        circuit = await build_circuit(first, [self._hop_target(h) for h in hops[1:]], final, purpose)
+        self.circuits[circuit.id] = circuit
+        return circuit
+
+    def forget_circuit(self, circuit: ClientCircuit) -> None:
+        self.circuits.pop(circuit.id, None)
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "node_id": self.identity.node_id.hex(),
+            "uptime": round(time.monotonic() - self.started, 1),
+            "circuits": len(self.circuits),
+            "crypto": BACKEND_NAME,
+            **self.links.statistics(),
+            **self.relay.statistics(),
+        }

@@ -1,0 +1,261 @@
+"""The relay side over real links: answer hops, bridge them, exit to TCP.
+
+Asyncio shell around `RelayHopCore`. Each incoming hop stream gets a `RelayHop`.
+After the handshake the hop either bridges (XOR + forward, one call per
+chunk, nothing parsed) or, at the end of a circuit, opens the TCP target and
+hands both ends to a `StreamPump`. A relay never holds more than one credit
+window per circuit and direction: a stream whose queued bytes pass that is
+reset (the client broke the end-to-end credit rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import structlog
+
+from ..endpoint.pump import StreamPump
+from ..endpoint.session import RELAY_SLACK, WINDOW
+from ..errors import ErrorKind, GnetError
+from ..identity import Identity
+from ..link.link import HopStream
+from ..link.manager import LinkManager
+from ..wire.commands import Proto, RelayConnect
+from ..wire.records import short_id
+from .exit_policy import ExitPolicy
+from .hop import BridgeKeys, HopState, RelayHopCore
+
+log = structlog.get_logger("globalnet.relay")
+
+CONNECT_TIMEOUT = 10.0
+#: A relay resets a stream that queues more than this (one window + control frames).
+MAX_QUEUED = WINDOW + RELAY_SLACK
+MAX_HOPS = 8192
+
+Spawn = Callable[[Coroutine[Any, Any, None], str], None]
+
+
+class RelayService:
+    def __init__(self, identity: Identity, links: LinkManager, exit_policy: ExitPolicy, spawn: Spawn) -> None:
+        self.identity = identity
+        self.links = links
+        self.exit_policy = exit_policy
+        self.spawn = spawn
+        self.hops: set[RelayHop] = set()
+        self.bytes_relayed = 0
+        self.circuits_served = 0
+        links.on_stream = self.accept
+
+    hop_class: type["RelayHop"]
+
+    def accept(self, stream: HopStream) -> None:
+        if len(self.hops) >= MAX_HOPS:
+            stream.reset(ErrorKind.RESOURCE_LIMIT)
+            return
+        self.hops.add(self.hop_class(self, stream))
+
+    def statistics(self) -> dict[str, int]:
+        bridges = sum(1 for h in self.hops if h.core.state is HopState.BRIDGE)
+        exits = sum(1 for h in self.hops if h.core.state is HopState.ENDPOINT)
+        return {"bridges": bridges, "exits": exits, "bytes_relayed": self.bytes_relayed, "circuits_served": self.circuits_served}
+
+
+class _Downstream:
+    """Handler of a bridge's stream to the next hop: XOR backward, send up."""
+
+    __slots__ = ("hop",)
+
+    def __init__(self, hop: "RelayHop") -> None:
+        self.hop = hop
+
+    def stream_data(self, data: bytes, end: bool) -> None:
+        self.hop.from_downstream(data, end)
+
+    def stream_reset(self, kind: ErrorKind) -> None:
+        self.hop.close(kind, source="downstream")
+
+
+class RelayHop:
+    """Handler of one incoming hop stream (the side toward the client)."""
+
+    def __init__(self, relay: RelayService, upstream: HopStream) -> None:
+        self.relay = relay
+        self.upstream = upstream
+        self.core = RelayHopCore(relay.identity.onion.candidates(time.time()), relay.identity.node_id)
+        self.downstream: HopStream | None = None
+        self.keys: BridgeKeys | None = None
+        self.pump: StreamPump | None = None
+        self.task: asyncio.Future[None] | None = None
+        self.closed = False
+        upstream.handler = self
+
+    # -- StreamHandler (upstream) ------------------------------------------
+    def stream_data(self, data: bytes, end: bool) -> None:
+        keys = self.keys
+        if keys is not None:  # the hot path: bridge
+            buf = bytearray(data)
+            self.transform_forward(buf)
+            keys.forward.xor_into(buf)
+            down = self.downstream
+            assert down is not None
+            down.send(buf, end)
+            self.relay.bytes_relayed += len(buf)
+            if down.buffered() > MAX_QUEUED:
+                self.close(ErrorKind.RESOURCE_LIMIT, source="window overrun toward the next hop")
+            elif end and down.finished_receiving:
+                self._forget()
+            return
+        if self.pump is not None:
+            self.pump.feed(data, end)
+            return
+        try:
+            request = self.core.receive(data)
+        except GnetError as exc:
+            log.debug("hop set-up failed", link=self.upstream.link.label(), reason=str(exc))
+            self.close(exc.kind, source="handshake")
+            return
+        if request is not None:
+            self.relay.spawn(self._serve(request.command), "relay hop")
+        if end:
+            self.close(ErrorKind.PROTOCOL, source="client ended the stream during set-up")
+
+    def stream_reset(self, kind: ErrorKind) -> None:
+        self.close(kind, source="upstream")
+
+    def transform_forward(self, buf: bytearray) -> None:
+        """Hook for test relays that misbehave (flip a byte); a no-op here."""
+
+    def from_downstream(self, data: bytes, end: bool) -> None:
+        keys = self.keys
+        if keys is None:
+            return
+        buf = bytearray(data)
+        keys.backward.xor_into(buf)
+        self.upstream.send(buf, end)
+        self.relay.bytes_relayed += len(buf)
+        if self.upstream.buffered() > MAX_QUEUED:
+            self.close(ErrorKind.RESOURCE_LIMIT, source="window overrun toward the client")
+        if end and self.upstream.finished_receiving:
+            self._forget()
+
+    def close(self, kind: ErrorKind, source: str) -> None:
+        """Abnormal end: reset both sides, mirroring the reset across the bridge."""
+        if self.closed:
+            return
+        self.closed = True
+        log.debug("hop closed", kind=kind.name, source=source)
+        self.upstream.reset(kind)
+        if self.downstream is not None:
+            self.downstream.reset(kind)
+        if self.pump is not None:
+            self.pump.circuit_reset(kind)
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self._forget()
+
+    def _forget(self) -> None:
+        self.relay.hops.discard(self)
+
+    # -- CircuitEnd for the exit's pump -------------------------------------
+    def send_wire(self, data: bytes, end: bool = False) -> None:
+        self.upstream.send(data, end)
+
+    def reset(self, kind: ErrorKind) -> None:
+        self.close(kind, source="endpoint")
+
+    # -- acting on RELAY_CONNECT -------------------------------------------
+    async def _serve(self, command: RelayConnect) -> None:
+        self.task = asyncio.current_task()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                if command.proto is Proto.PEER:
+                    await self._bridge(command)
+                    return
+                if command.proto is Proto.TCP:
+                    reader, writer = await self._open_exit(command)
+                else:
+                    raise GnetError(ErrorKind.NOT_SUPPORTED, f"proto {command.proto.name.lower()} is not supported")
+        except TimeoutError:
+            self._refuse(GnetError(ErrorKind.TIMEOUT, "the next hop or target did not answer in time"))
+            return
+        except GnetError as exc:
+            self._refuse(exc)
+            return
+        self._start_endpoint(reader, writer)
+        assert self.pump is not None
+        await self.pump.run()
+        self._forget()
+
+    def _refuse(self, exc: GnetError) -> None:
+        if self.closed or self.core.state is not HopState.DECIDING:
+            return
+        log.debug("refused", kind=exc.kind.name, reason=exc.detail)
+        self.upstream.send(self.core.refuse(exc.kind, exc.detail or exc.kind.describe), end=True)
+        self._forget()
+
+    async def _bridge(self, command: RelayConnect) -> None:
+        links = self.relay.links
+        me = self.relay.identity.node_id
+        if command.node_id == me:
+            raise GnetError(ErrorKind.NO_ROUTE, "asked to extend to itself")
+        link = links.links.get(command.node_id) if command.node_id else None
+        if link is None or not link.is_ready:
+            if not command.host:
+                raise GnetError(ErrorKind.NO_ROUTE, f"no link to node {command.node_id.hex() if command.node_id else '?'} and no address")
+            link = await links.get_link(command.host, command.port, command.node_id)
+        if link.peer_id == me:
+            raise GnetError(ErrorKind.NO_ROUTE, "asked to extend to itself")
+        if self.closed:
+            return
+        assert link.peer is not None
+        down = link.open_stream()
+        down.handler = _Downstream(self)
+        self.downstream = down
+        wire, self.keys = self.core.accept_bridge(link.peer.encode())
+        self.upstream.send(wire)
+        self.relay.circuits_served += 1
+        pending = self.core.take_pending()
+        if pending:
+            self.stream_data(pending, False)
+
+    async def _open_exit(self, command: RelayConnect) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        policy = self.relay.exit_policy
+        if not policy.enabled:
+            raise GnetError(ErrorKind.EXIT_POLICY, "this node is not an exit")
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(command.host, command.port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise GnetError(ErrorKind.HOST_UNREACHABLE, f"cannot resolve the target name ({getattr(exc, 'strerror', exc)})") from None
+        refusal = ""
+        for family, _, _, _, sockaddr in infos:
+            address = ipaddress.ip_address(sockaddr[0])
+            decision = policy.check(address, command.port)
+            if not decision.allowed:
+                refusal = refusal or decision.reason
+                continue
+            try:
+                # connect to the address that was checked: no second resolution, no rebinding
+                return await asyncio.open_connection(str(address), command.port, family=family)
+            except ConnectionRefusedError:
+                raise GnetError(ErrorKind.CONNECTION_REFUSED, "the target refused the connection") from None
+            except OSError as exc:
+                raise GnetError(ErrorKind.HOST_UNREACHABLE, f"cannot reach the target ({exc.strerror})") from None
+        raise GnetError(ErrorKind.EXIT_POLICY, refusal or "no allowed address")
+
+    def _start_endpoint(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        wire, session = self.core.accept_endpoint()
+        self.upstream.send(wire)
+        self.relay.circuits_served += 1
+        self.pump = StreamPump(session, self, reader, writer)
+        pending = self.core.take_pending()
+        if pending:
+            self.pump.feed(pending, False)
+
+
+RelayService.hop_class = RelayHop

@@ -1,0 +1,82 @@
+"""Local port forwarding (`-tunnel "PORT>hop>...>host:port"`).
+
+Each accepted TCP connection gets its own circuit (the proposal: "every
+connection has its own set of relays"). A connection whose circuit cannot be
+built is reset and the failure logged with the hop and the reason; the
+listener keeps accepting, so the next connection tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import structlog
+
+from .endpoint.pump import StreamPump, abort_with_reset
+from .errors import ErrorKind, GnetError
+from .wire.commands import Proto, RelayConnect
+from .wire.pathspec import PathSpec, TargetTcp, format_path_spec
+
+if TYPE_CHECKING:
+    from .node import Node
+
+log = structlog.get_logger("globalnet.tunnel")
+
+MAX_CONNECTIONS = 1024
+BUILD_TIMEOUT = 30.0
+
+
+class Tunnel:
+    def __init__(self, node: "Node", spec: PathSpec) -> None:
+        if not isinstance(spec.target, TargetTcp):
+            raise GnetError(ErrorKind.NOT_SUPPORTED, "tunnels to hidden services are not supported yet")
+        self.node = node
+        self.spec = spec
+        self.target = spec.target
+        self.server: asyncio.Server | None = None
+        self.active = 0
+        self.port = spec.listen_port
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._accept, self.spec.listen_host, self.spec.listen_port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        log.info("tunnel listening", listen=f"{self.spec.listen_host}:{self.port}", hops=len(self.spec.hops))
+        log.debug("tunnel path", spec=format_path_spec(self.spec))
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.active >= MAX_CONNECTIONS:
+            abort_with_reset(writer)
+            return
+        self.node.spawn(self._serve(reader, writer), "tunnel connection")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.active += 1
+        circuit = None
+        try:
+            final = RelayConnect(Proto.TCP, self.target.host, self.target.port)
+            try:
+                async with asyncio.timeout(BUILD_TIMEOUT):
+                    circuit = await self.node.open_circuit(self.spec.hops, final, "tunnel")
+            except TimeoutError:
+                log.warning("tunnel connection failed", tunnel=self.port, reason="circuit build timed out")
+                abort_with_reset(writer)
+                return
+            except GnetError as exc:
+                log.warning("tunnel connection failed", tunnel=self.port, reason=str(exc))
+                abort_with_reset(writer)
+                return
+            assert circuit.core.session is not None
+            pump = StreamPump(circuit.core.session, circuit, reader, writer)
+            circuit.attach(pump)
+            await pump.run()
+            if pump.error is not None:
+                log.info("tunnel connection cut", tunnel=self.port, circuit=circuit.id, reason=str(pump.error))
+        finally:
+            self.active -= 1
+            if circuit is not None:
+                self.node.forget_circuit(circuit)
