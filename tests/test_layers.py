@@ -1,0 +1,507 @@
+"""Tests for the layer ciphers: Keystream, xor_layers, AeadSealer, AeadOpener.
+
+Every test that exercises a cipher takes the ``backend_module`` fixture, so
+the same vectors and properties run against the pure-Python reference and,
+once it is built, the C extension ``globalnet._gnetcrypto``.
+
+The RFC 8439 vectors are checked twice: against the backend, and against a
+tiny pure-Python ChaCha20/Poly1305 written here from the RFC, so the AEAD
+nonce layout (4 zero bytes + LE counter) and empty AD are checked by
+something that shares no code with either backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import random
+import struct
+from collections.abc import Callable
+from types import ModuleType
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from globalnet.crypto import backend, layers
+from globalnet.crypto.layers import MAX_AEAD_MESSAGE_LEN, MAX_KEYSTREAM_BYTES
+
+FAST = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+def _cext() -> ModuleType | None:
+    try:
+        return importlib.import_module("globalnet._gnetcrypto")
+    except ImportError:
+        return None
+
+
+@pytest.fixture(scope="module", params=["python", "cext"])
+def backend_module(request: pytest.FixtureRequest) -> ModuleType:
+    if request.param == "python":
+        return layers
+    module = _cext()
+    if module is None:
+        pytest.skip("globalnet._gnetcrypto is not built")
+    return module
+
+
+# --- RFC 8439 vectors and an independent reference --------------------------
+
+RFC_KEY = bytes(range(32))
+SUNSCREEN = (
+    b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip "
+    b"for the future, sunscreen would be it."
+)
+
+# fmt: off
+# Appendix A.1: ChaCha20 block function, (key, nonce, block counter, keystream).
+A1_BLOCKS = [
+    (bytes(32), bytes(12), 0,
+     "76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1aa836efcc8b770dc7"
+     "da41597c5157488d7724e03fb8d84a376a43b8f41518a11cc387b669b2ee6586"),
+    (bytes(32), bytes(12), 1,
+     "9f07e7be5551387a98ba977c732d080dcb0f29a048e3656912c6533e32ee7aed"
+     "29b721769ce64e43d57133b074d839d531ed1f28510afb45ace10a1f4b794d6f"),
+    (bytes(31) + b"\x01", bytes(12), 1,
+     "3aeb5224ecf849929b9d828db1ced4dd832025e8018b8160b82284f3c949aa5a"
+     "8eca00bbb4a73bdad192b5c42f73f2fd4e273644c8b36125a64addeb006c13a0"),
+    (b"\x00\xff" + bytes(30), bytes(12), 2,
+     "72d54dfbf12ec44b362692df94137f328fea8da73990265ec1bbbea1ae9af0ca"
+     "13b25aa26cb4a648cb9b9d1be65b2c0924a66c54d545ec1b7374f4872e99f096"),
+    (bytes(32), bytes(11) + b"\x02", 0,
+     "c2c64d378cd536374ae204b9ef933fcd1a8b2288b3dfa49672ab765b54ee27c7"
+     "8a970e0e955c14f3a88e741b97c286f75f8fc299e8148362fa198a39531bed6d"),
+]
+
+# (key, nonce, initial counter, plaintext, ciphertext): section 2.4.2 and A.2 #3.
+ENCRYPTIONS = [
+    (RFC_KEY, bytes.fromhex("000000000000004a00000000"), 1, SUNSCREEN,
+     "6e2e359a2568f98041ba0728dd0d6981e97e7aec1d4360c20a27afccfd9fae0b"
+     "f91b65c5524733ab8f593dabcd62b3571639d624e65152ab8f530c359f0861d8"
+     "07ca0dbf500d6a6156a38e088a22b65e52bc514d16ccf806818ce91ab7793736"
+     "5af90bbf74a35be6b40b8eedf2785e42874d"),
+    (bytes.fromhex("1c9240a5eb55d38af333888604f6b5f0473917c1402b80099dca5cbc207075c0"),
+     bytes(11) + b"\x02", 42,
+     b"'Twas brillig, and the slithy toves\nDid gyre and gimble in the wabe:\n"
+     b"All mimsy were the borogoves,\nAnd the mome raths outgrabe.",
+     "62e6347f95ed87a45ffae7426f27a1df5fb69110044c0d73118effa95b01e5cf"
+     "166d3df2d721caf9b21e5fb14c616871fd84c54f9d65b283196c7fe4f60553eb"
+     "f39c6402c42234e32a356b3e764312a61a5532055716ead6962568f87d3f3f77"
+     "04c6a8d1bcd1bf4d50d6154b6da731b187b58dfd728afa36757a797ac188d1"),
+]
+
+# Section 2.8.2: AEAD_CHACHA20_POLY1305 (key, nonce, aad, plaintext, ciphertext || tag).
+AEAD_282 = (
+    bytes(range(0x80, 0xA0)),
+    bytes.fromhex("070000004041424344454647"),
+    bytes.fromhex("50515253c0c1c2c3c4c5c6c7"),
+    SUNSCREEN,
+    "d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d6"
+    "3dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b36"
+    "92ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc"
+    "3ff4def08e4b7a9de576d26586cec64b6116" "1ae10b594f09e26a7e902ecbd0600691",
+)
+# fmt: on
+
+_M32 = 0xFFFFFFFF
+# Section 2.3: four column rounds, then four diagonal rounds.
+# fmt: off
+_DOUBLE_ROUND = ((0, 4, 8, 12), (1, 5, 9, 13), (2, 6, 10, 14), (3, 7, 11, 15),
+                 (0, 5, 10, 15), (1, 6, 11, 12), (2, 7, 8, 13), (3, 4, 9, 14))
+# fmt: on
+
+
+def _quarter(s: list[int], a: int, b: int, c: int, d: int) -> None:
+    for x, y, z, r in ((a, b, d, 16), (c, d, b, 12), (a, b, d, 8), (c, d, b, 7)):
+        s[x] = (s[x] + s[y]) & _M32
+        s[z] ^= s[x]
+        s[z] = ((s[z] << r) & _M32) | (s[z] >> (32 - r))
+
+
+def ref_block(key: bytes, counter: int, nonce: bytes) -> bytes:
+    """RFC 8439 section 2.3, straight from the text."""
+    constants = [0x61707865, 0x3320646E, 0x79622D32, 0x6B206574]
+    state = [*constants, *struct.unpack("<8I", key), counter, *struct.unpack("<3I", nonce)]
+    w = list(state)
+    for _ in range(10):
+        for q in _DOUBLE_ROUND:
+            _quarter(w, *q)
+    return struct.pack("<16I", *((x + y) & _M32 for x, y in zip(w, state, strict=True)))
+
+
+def ref_xor(key: bytes, counter: int, nonce: bytes, data: bytes) -> bytes:
+    stream = b"".join(ref_block(key, counter + i, nonce) for i in range(len(data) // 64 + 1))
+    return bytes(x ^ y for x, y in zip(data, stream, strict=False))  # stream is longer
+
+
+def ref_poly1305(key: bytes, msg: bytes) -> bytes:
+    """RFC 8439 section 2.5."""
+    r = int.from_bytes(key[:16], "little") & 0x0FFFFFFC0FFFFFFC0FFFFFFC0FFFFFFF
+    s = int.from_bytes(key[16:], "little")
+    p, acc = (1 << 130) - 5, 0
+    for i in range(0, len(msg), 16):
+        acc = (acc + int.from_bytes(msg[i : i + 16] + b"\x01", "little")) * r % p
+    return ((acc + s) & ((1 << 128) - 1)).to_bytes(16, "little")
+
+
+def ref_aead_seal(key: bytes, nonce: bytes, aad: bytes, plaintext: bytes) -> bytes:
+    """RFC 8439 section 2.8."""
+    ciphertext = ref_xor(key, 1, nonce, plaintext)
+
+    def pad(x: bytes) -> bytes:
+        return bytes(-len(x) % 16)
+
+    mac_data = aad + pad(aad) + ciphertext + pad(ciphertext)
+    mac_data += struct.pack("<QQ", len(aad), len(ciphertext))
+    return ciphertext + ref_poly1305(ref_block(key, 0, nonce)[:32], mac_data)
+
+
+def noise_nonce(n: int) -> bytes:
+    return bytes(4) + n.to_bytes(8, "little")
+
+
+def test_reference_matches_rfc() -> None:
+    """Check the in-test reference itself before trusting it below."""
+    for key, nonce, counter, expected in A1_BLOCKS:
+        assert ref_block(key, counter, nonce).hex() == expected
+    for key, nonce, counter, plaintext, expected in ENCRYPTIONS:
+        assert ref_xor(key, counter, nonce, plaintext).hex() == expected
+    poly_key = bytes.fromhex("85d6be7857556d337f4452fe42d506a80103808afb0db2fd4abff6af4149f51b")
+    assert ref_poly1305(poly_key, b"Cryptographic Forum Research Group").hex() == (
+        "a8061dc1305136c6c22b8baf0c0127a9"
+    )
+    key, nonce, aad, plaintext, expected = AEAD_282
+    assert ref_aead_seal(key, nonce, aad, plaintext).hex() == expected
+
+
+# --- Keystream -----------------------------------------------------------------
+
+
+def _skip(ks: layers.Keystream, n: int) -> None:
+    ks.xor_into(bytearray(n))
+
+
+@pytest.mark.parametrize(("key", "nonce", "counter", "expected"), A1_BLOCKS)
+def test_keystream_rfc_blocks(
+    backend_module: ModuleType, key: bytes, nonce: bytes, counter: int, expected: str
+) -> None:
+    """Our stream starts at block 0, so block c is at position 64 * c."""
+    ks = backend_module.Keystream(key, nonce)
+    _skip(ks, 64 * counter)
+    assert ks.xor(bytes(64)).hex() == expected
+    assert ks.position == 64 * (counter + 1)
+
+
+@pytest.mark.parametrize(("key", "nonce", "counter", "plaintext", "expected"), ENCRYPTIONS)
+def test_keystream_rfc_encryptions(
+    backend_module: ModuleType,
+    key: bytes,
+    nonce: bytes,
+    counter: int,
+    plaintext: bytes,
+    expected: str,
+) -> None:
+    ks = backend_module.Keystream(key, nonce)
+    _skip(ks, 64 * counter)
+    assert ks.xor(plaintext).hex() == expected
+    back = backend_module.Keystream(key, nonce)
+    _skip(back, 64 * counter)
+    assert back.xor(bytes.fromhex(expected)) == plaintext
+
+
+@FAST
+@given(
+    data=st.binary(max_size=3000),
+    cuts=st.lists(st.integers(0, 3000), max_size=12),
+    start=st.integers(0, 200),
+)
+def test_keystream_chunking_invariance(
+    backend_module: ModuleType, data: bytes, cuts: list[int], start: int
+) -> None:
+    """Any split into chunks, from any starting offset, gives the same bytes."""
+    whole = backend_module.Keystream(RFC_KEY)
+    _skip(whole, start)
+    expected = whole.xor(data)
+    chunked = backend_module.Keystream(RFC_KEY)
+    _skip(chunked, start)
+    bounds = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
+    buf = bytearray(data)
+    view = memoryview(buf)
+    for lo, hi in itertools.pairwise(bounds):
+        chunked.xor_into(view[lo:hi])
+    assert bytes(buf) == expected
+    assert chunked.position == start + len(data)
+    assert expected == ref_xor(RFC_KEY, 0, bytes(12), bytes(start) + data)[start:]
+
+
+@FAST
+@given(
+    data=st.binary(max_size=2000),
+    key=st.binary(min_size=32, max_size=32),
+    nonce=st.binary(min_size=12, max_size=12),
+)
+def test_keystream_length_preserving_and_self_inverse(
+    backend_module: ModuleType, data: bytes, key: bytes, nonce: bytes
+) -> None:
+    once = backend_module.Keystream(key, nonce).xor(data)
+    assert len(once) == len(data)
+    assert backend_module.Keystream(key, nonce).xor(once) == data
+
+
+def test_keystream_large_buffer_in_place(backend_module: ModuleType) -> None:
+    data = bytes(range(256)) * 4099  # ~1 MiB, not a multiple of 64
+    buf = bytearray(data)
+    backend_module.Keystream(RFC_KEY).xor_into(buf)
+    assert bytes(buf) == layers.Keystream(RFC_KEY).xor(data)
+    assert buf[:64] != data[:64]
+
+
+def test_keystream_only_touches_the_view(backend_module: ModuleType) -> None:
+    buf = bytearray(b"\xaa" * 100)
+    backend_module.Keystream(RFC_KEY).xor_into(memoryview(buf)[10:20])
+    assert buf[:10] == b"\xaa" * 10 and buf[20:] == b"\xaa" * 80
+    assert buf[10:20] != b"\xaa" * 10
+
+
+def test_keystream_empty_and_position(backend_module: ModuleType) -> None:
+    ks = backend_module.Keystream(RFC_KEY)
+    assert ks.position == 0
+    ks.xor_into(bytearray())
+    assert ks.xor(b"") == b""
+    assert ks.position == 0
+    ks.xor(b"abc")
+    assert ks.position == 3
+
+
+def test_keystream_rejects_read_only_buffers(backend_module: ModuleType) -> None:
+    ks = backend_module.Keystream(RFC_KEY)
+    for buf in (b"abc", memoryview(b"abc"), memoryview(bytearray(b"abc")).toreadonly()):
+        with pytest.raises(TypeError):
+            ks.xor_into(buf)
+    assert ks.position == 0
+
+
+@pytest.mark.parametrize(("key_len", "nonce_len"), [(31, 12), (33, 12), (0, 12), (32, 8), (32, 16)])
+def test_keystream_checks_lengths(backend_module: ModuleType, key_len: int, nonce_len: int) -> None:
+    with pytest.raises(ValueError):
+        backend_module.Keystream(bytes(key_len), bytes(nonce_len))
+
+
+def test_keystream_default_nonce_is_zero(backend_module: ModuleType) -> None:
+    assert backend_module.Keystream(RFC_KEY).xor(bytes(64)) == ref_block(RFC_KEY, 0, bytes(12))
+
+
+def test_keystream_limit() -> None:
+    """The reference stops at the 32-bit block counter (white-box: jump ahead)."""
+    ks = layers.Keystream(RFC_KEY)
+    ks._position = MAX_KEYSTREAM_BYTES - 10
+    ks.xor_into(bytearray(10))  # exactly up to the limit is fine
+    with pytest.raises(ValueError):
+        ks.xor_into(bytearray(1))
+    assert ks.position == MAX_KEYSTREAM_BYTES
+
+
+# --- xor_layers -------------------------------------------------------------------
+
+LAYER_KEYS = [bytes([i]) * 32 for i in range(1, 6)]
+
+
+@FAST
+@given(data=st.binary(max_size=1500), k=st.integers(1, 5), order=st.randoms(use_true_random=False))
+def test_xor_layers_undo_in_any_order(
+    backend_module: ModuleType, data: bytes, k: int, order: random.Random
+) -> None:
+    keys = LAYER_KEYS[:k]
+    buf = bytearray(data)
+    backend_module.xor_layers([backend_module.Keystream(key) for key in keys], buf)
+    if data:
+        assert bytes(buf) != data
+    undo = list(keys)
+    order.shuffle(undo)
+    for key in undo:  # XOR layers commute
+        backend_module.Keystream(key).xor_into(buf)
+    assert bytes(buf) == data
+
+
+def test_xor_layers_equals_each_layer_in_turn(backend_module: ModuleType) -> None:
+    data = bytes(range(200))
+    stacked = [backend_module.Keystream(key) for key in LAYER_KEYS]
+    one_by_one = [backend_module.Keystream(key) for key in LAYER_KEYS]
+    a = bytearray(data)
+    for _ in range(3):  # streams continue across calls
+        backend_module.xor_layers(stacked, a)
+    b = bytearray(data)
+    for _ in range(3):
+        for layer in one_by_one:
+            layer.xor_into(b)
+    assert a == b
+    assert [s.position for s in stacked] == [3 * len(data)] * len(LAYER_KEYS)
+    backend_module.xor_layers([], a)  # no layers: nothing happens
+    assert a == b
+
+
+def test_xor_layers_rejects_read_only(backend_module: ModuleType) -> None:
+    stack = [backend_module.Keystream(key) for key in LAYER_KEYS]
+    with pytest.raises(TypeError):
+        backend_module.xor_layers(stack, b"abc")
+    assert all(s.position == 0 for s in stack)
+
+
+def test_xor_layers_limit_is_all_or_nothing() -> None:
+    stack = [layers.Keystream(key) for key in LAYER_KEYS[:3]]
+    stack[2]._position = MAX_KEYSTREAM_BYTES - 5
+    buf = bytearray(b"0123456789")
+    with pytest.raises(ValueError):
+        layers.xor_layers(stack, buf)
+    assert buf == b"0123456789"
+    assert [s.position for s in stack] == [0, 0, MAX_KEYSTREAM_BYTES - 5]
+
+
+# --- AEAD -------------------------------------------------------------------------
+
+AEAD_KEY = bytes(range(0x80, 0xA0))
+
+
+def _error(module: ModuleType) -> type[Exception]:
+    error: type[Exception] = module.DecryptError
+    assert issubclass(error, ValueError)
+    return error
+
+
+def test_sealer_is_rfc8439_with_noise_nonces(backend_module: ModuleType) -> None:
+    """Nonce = 4 zero bytes + 8-byte LE counter from 0; empty AD."""
+    sealer = backend_module.AeadSealer(AEAD_KEY)
+    for n, plaintext in enumerate([SUNSCREEN, b"", b"x" * 1000, b"last"]):
+        assert sealer.seal(plaintext) == ref_aead_seal(AEAD_KEY, noise_nonce(n), b"", plaintext)
+
+
+@FAST
+@given(messages=st.lists(st.binary(max_size=600), max_size=8))
+def test_aead_round_trip(backend_module: ModuleType, messages: list[bytes]) -> None:
+    sealer = backend_module.AeadSealer(AEAD_KEY)
+    opener = backend_module.AeadOpener(AEAD_KEY)
+    sealed = [sealer.seal(m) for m in messages]
+    assert [len(c) for c in sealed] == [len(m) + 16 for m in messages]
+    assert [opener.open(c) for c in sealed] == messages
+
+
+@FAST
+@given(messages=st.lists(st.binary(max_size=300), max_size=8), split=st.integers(0, 8))
+def test_seal_many_and_open_many(
+    backend_module: ModuleType, messages: list[bytes], split: int
+) -> None:
+    one = backend_module.AeadSealer(AEAD_KEY)
+    many = backend_module.AeadSealer(AEAD_KEY)
+    expected = [one.seal(m) for m in messages]
+    got = many.seal_many(messages[:split]) + many.seal_many(messages[split:])
+    assert got == expected
+    opener = backend_module.AeadOpener(AEAD_KEY)
+    assert opener.open_many(got[:split]) + opener.open_many(got[split:]) == messages
+
+
+def _fresh_pair(module: ModuleType) -> tuple[list[bytes], layers.AeadOpener]:
+    sealer = module.AeadSealer(AEAD_KEY)
+    return sealer.seal_many([b"first", b"second", b"third"]), module.AeadOpener(AEAD_KEY)
+
+
+def test_any_flipped_bit_fails_and_opener_stays_failed(backend_module: ModuleType) -> None:
+    error = _error(backend_module)
+    sealed, _ = _fresh_pair(backend_module)
+    for i in range(len(sealed[0]) * 8):
+        opener = backend_module.AeadOpener(AEAD_KEY)
+        bad = bytearray(sealed[0])
+        bad[i // 8] ^= 1 << (i % 8)
+        with pytest.raises(error):
+            opener.open(bytes(bad))
+        with pytest.raises(error):  # never resynced, even with the genuine message
+            opener.open(sealed[0])
+        with pytest.raises(error):
+            opener.open_many(sealed[1:])
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda s: s[1:],  # dropped
+        lambda s: [s[1], s[0], s[2]],  # reordered
+        lambda s: [s[0], s[0]],  # replayed
+        lambda s: [s[0][:-1]],  # truncated tag
+        lambda s: [b""],  # empty
+        lambda s: [s[0][:15]],  # shorter than a tag
+        lambda s: [s[0] + b"\x00"],  # extended
+        lambda s: [bytes(MAX_AEAD_MESSAGE_LEN + 1)],  # too long for Noise
+    ],
+    ids=["drop", "reorder", "replay", "cut-tag", "empty", "short", "extended", "too-long"],
+)
+def test_tampered_streams_fail(
+    backend_module: ModuleType, tamper: Callable[[list[bytes]], list[bytes]]
+) -> None:
+    error = _error(backend_module)
+    sealed, opener = _fresh_pair(backend_module)
+    with pytest.raises(error):
+        opener.open_many(tamper(sealed))
+    with pytest.raises(error):
+        opener.open(sealed[0])
+
+
+def test_wrong_key_fails(backend_module: ModuleType) -> None:
+    sealed, _ = _fresh_pair(backend_module)
+    with pytest.raises(_error(backend_module)):
+        backend_module.AeadOpener(bytes(32)).open(sealed[0])
+
+
+def test_aead_size_bounds(backend_module: ModuleType) -> None:
+    sealer = backend_module.AeadSealer(AEAD_KEY)
+    biggest = sealer.seal(bytes(MAX_AEAD_MESSAGE_LEN - 16))
+    assert len(biggest) == MAX_AEAD_MESSAGE_LEN
+    assert backend_module.AeadOpener(AEAD_KEY).open(biggest) == bytes(MAX_AEAD_MESSAGE_LEN - 16)
+    with pytest.raises(ValueError):
+        sealer.seal(bytes(MAX_AEAD_MESSAGE_LEN - 15))
+
+
+@pytest.mark.parametrize("key_len", [0, 16, 31, 33])
+def test_aead_checks_key_length(backend_module: ModuleType, key_len: int) -> None:
+    with pytest.raises(ValueError):
+        backend_module.AeadSealer(bytes(key_len))
+    with pytest.raises(ValueError):
+        backend_module.AeadOpener(bytes(key_len))
+
+
+# --- backend selection ------------------------------------------------------------
+
+
+def test_backend_python_forced() -> None:
+    assert backend.load("python") == ("python", layers)
+
+
+def test_backend_auto() -> None:
+    name, module = backend.load("")
+    assert (name, module) == (("cext", _cext()) if _cext() is not None else ("python", layers))
+
+
+def test_backend_cext_forced() -> None:
+    if _cext() is None:
+        with pytest.raises(ImportError, match="GNET_CRYPTO=cext"):
+            backend.load("cext")
+    else:
+        assert backend.load("cext")[0] == "cext"
+
+
+def test_backend_rejects_unknown_choice() -> None:
+    with pytest.raises(ImportError, match="GNET_CRYPTO"):
+        backend.load("rust")
+
+
+def test_package_exports_the_chosen_backend() -> None:
+    import globalnet.crypto as crypto
+
+    name, module = backend.load()
+    assert name == crypto.BACKEND_NAME
+    for attr in backend.REQUIRED_NAMES:
+        assert getattr(crypto, attr) is getattr(module, attr)
+    assert issubclass(crypto.DecryptError, ValueError)
