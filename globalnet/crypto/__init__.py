@@ -15,6 +15,16 @@ from globalnet.crypto.backend import (
     xor_layers,
 )
 from globalnet.crypto.layers import MAX_KEYSTREAM_BYTES
+from globalnet.crypto.noise import (
+    HandshakeError,
+    InitiatorState,
+    ResponderState,
+    TransportKeys,
+    initiator_finish,
+    initiator_start,
+    responder_read,
+    responder_write,
+)
 
 __all__ = [
     "BACKEND_NAME",
@@ -22,6 +32,14 @@ __all__ = [
     "AeadOpener",
     "AeadSealer",
     "DecryptError",
+    "HandshakeError",
+    "InitiatorState",
     "Keystream",
+    "ResponderState",
+    "TransportKeys",
+    "initiator_finish",
+    "initiator_start",
+    "responder_read",
+    "responder_write",
     "xor_layers",
 ]
