@@ -16,6 +16,7 @@ import importlib
 import itertools
 import random
 import struct
+import sys
 from collections.abc import Callable
 from types import ModuleType
 
@@ -505,3 +506,17 @@ def test_package_exports_the_chosen_backend() -> None:
     for attr in backend.REQUIRED_NAMES:
         assert getattr(crypto, attr) is getattr(module, attr)
     assert issubclass(crypto.DecryptError, ValueError)
+
+
+def test_backend_picks_a_built_extension(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an extension importable (faked here), auto and GNET_CRYPTO=cext pick it."""
+    fake = ModuleType("globalnet._gnetcrypto")
+    for attr in (*backend.REQUIRED_NAMES, "DecryptError"):
+        setattr(fake, attr, getattr(layers, attr))
+    monkeypatch.setitem(sys.modules, "globalnet._gnetcrypto", fake)
+    assert backend.load("") == ("cext", fake)
+    assert backend.load("cext") == ("cext", fake)
+    assert backend.load("python") == ("python", layers)
+    del fake.AeadOpener  # a half-built extension is an error, not a silent fallback
+    with pytest.raises(ImportError, match="AeadOpener"):
+        backend.load("")

@@ -364,7 +364,9 @@ def test_all_zero_dh_is_refused_even_if_libsodium_allows_it(
     """Belt and braces: our own zero check, in case a libsodium build does not refuse."""
     _, msg1, _ = transcript
     monkeypatch.setattr(gnoise, "crypto_scalarmult", lambda n, p: bytes(32))
-    with pytest.raises(HandshakeError):
+    with pytest.raises(HandshakeError, match="low-order"):
+        gnoise._dh(RESP_STATIC, msg1[:32])
+    with pytest.raises(HandshakeError, match="low-order"):
         responder_read(RESP_STATIC, PROLOGUE, msg1)
 
 

@@ -15,6 +15,7 @@ from here (or from ``globalnet.crypto``) and never cares which one it got.
 
 from __future__ import annotations
 
+import importlib
 import os
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -34,15 +35,14 @@ __all__ = [
 #: What every backend module must provide.
 REQUIRED_NAMES = ("Keystream", "xor_layers", "AeadSealer", "AeadOpener")
 ENV_VAR = "GNET_CRYPTO"
+CEXT_MODULE = "globalnet._gnetcrypto"
 
 
 def _import_cext() -> tuple[ModuleType | None, ImportError | None]:
     try:
-        from globalnet import _gnetcrypto  # type: ignore[attr-defined]
+        return importlib.import_module(CEXT_MODULE), None
     except ImportError as exc:
         return None, exc
-    module: ModuleType = _gnetcrypto
-    return module, None
 
 
 def load(choice: str | None = None) -> tuple[str, ModuleType]:
@@ -62,7 +62,7 @@ def load(choice: str | None = None) -> tuple[str, ModuleType]:
     if cext is None:
         if choice == "cext":
             raise ImportError(
-                f"{ENV_VAR}=cext but the C extension globalnet._gnetcrypto is not "
+                f"{ENV_VAR}=cext but the C extension {CEXT_MODULE} is not "
                 f"importable ({error}); build cext/ or unset {ENV_VAR} for the "
                 "Python backend"
             ) from error
@@ -70,7 +70,7 @@ def load(choice: str | None = None) -> tuple[str, ModuleType]:
     missing = [name for name in REQUIRED_NAMES if not hasattr(cext, name)]
     if missing:
         # A half-built extension is a build bug; do not paper over it.
-        raise ImportError(f"globalnet._gnetcrypto lacks {', '.join(missing)}")
+        raise ImportError(f"{CEXT_MODULE} lacks {', '.join(missing)}")
     return "cext", cext
 
 
