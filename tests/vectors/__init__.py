@@ -1,0 +1,1 @@
+"""Test vectors and small from-the-spec reference implementations."""
