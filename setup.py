@@ -37,7 +37,8 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except BUILD_ERRORS as exc:  # e.g. no compiler found at all
-            self.extensions = []
+            built: list[Extension] = []
+            self.extensions = built
             _warn(exc)
 
     def build_extensions(self) -> None:

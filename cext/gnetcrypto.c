@@ -49,6 +49,9 @@
  * multi-phase module init with per-module state.
  */
 
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE 1 /* recvmmsg, sendmmsg (Python.h sets it too) */
+#endif
 #ifndef Py_LIMITED_API
 #define Py_LIMITED_API 0x030B0000
 #endif
@@ -67,6 +70,7 @@
 #define GN_HAVE_MMSG 1
 #include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -80,8 +84,10 @@
 #define GIL_RELEASE_THRESHOLD 4096
 /* EVP_*Update take an int length. */
 #define EVP_CHUNK (1 << 30)
-/* Largest AEAD plaintext: ciphertext plus tag must fit an int. */
-#define MAX_AEAD_PLAINTEXT ((Py_ssize_t)INT_MAX - TAG_LEN)
+/* Noise transport messages are at most 65535 bytes, tag included (spec
+ * section 3); layers.py has the same bound. */
+#define MAX_AEAD_MESSAGE_LEN 65535
+#define MAX_AEAD_PLAINTEXT (MAX_AEAD_MESSAGE_LEN - TAG_LEN)
 
 typedef struct {
     PyTypeObject *keystream_type;
@@ -555,7 +561,7 @@ noise_nonce(unsigned char nonce[NONCE_LEN], uint64_t n)
         nonce[4 + i] = (unsigned char)(n >> (8 * i));
 }
 
-/* out gets len + TAG_LEN bytes. len <= MAX_AEAD_PLAINTEXT. No GIL needed. */
+/* out gets len + TAG_LEN bytes; len <= MAX_AEAD_PLAINTEXT. No GIL needed. */
 static int
 aead_seal_one(EVP_CIPHER_CTX *ctx, uint64_t n, const unsigned char *in,
               size_t len, unsigned char *out)
@@ -754,7 +760,7 @@ aead_batch(AeadObject *self, int enc, PyObject *items, const char *fname)
     Py_buffer *views = NULL;
     PyObject *result = NULL;
     PyObject **outs = NULL;
-    int short_input = 0;
+    int bad_length = 0;
 
     if (self->failed) {
         if (enc)
@@ -762,7 +768,7 @@ aead_batch(AeadObject *self, int enc, PyObject *items, const char *fname)
                             "AeadSealer is unusable after an OpenSSL failure");
         else
             PyErr_SetString(st->decrypt_error,
-                            "AeadOpener failed earlier; it stays failed");
+                            "opener failed earlier; the circuit must be torn down");
         return NULL;
     }
     if (!aead_not_busy(self, enc ? "AeadSealer" : "AeadOpener"))
@@ -784,31 +790,28 @@ aead_batch(AeadObject *self, int enc, PyObject *items, const char *fname)
             goto error;
         }
         if (enc && views[got].len > MAX_AEAD_PLAINTEXT) {
-            PyErr_Format(PyExc_OverflowError,
-                         "%s() item %zd is too long (max %zd bytes)", fname,
-                         got, MAX_AEAD_PLAINTEXT);
+            PyErr_Format(PyExc_ValueError,
+                         "%s() item %zd: plaintext longer than %d bytes",
+                         fname, got, MAX_AEAD_PLAINTEXT);
             got++;
             goto error;
         }
-        if (!enc && views[got].len > INT_MAX) {
-            PyErr_Format(PyExc_OverflowError,
-                         "%s() item %zd is too long (max %d bytes)", fname,
-                         got, INT_MAX);
-            got++;
-            goto error;
-        }
-        if (!enc && views[got].len < TAG_LEN)
-            short_input = 1;
+        if (!enc && (views[got].len < TAG_LEN ||
+                     views[got].len > MAX_AEAD_MESSAGE_LEN))
+            bad_length = 1;
     }
-    if (!enc && (short_input || !aead_has_nonces(self, count))) {
+    if (!enc && (bad_length || !aead_has_nonces(self, count))) {
         self->failed = 1;
-        PyErr_SetString(st->decrypt_error,
-                        short_input ? "ciphertext shorter than the tag"
-                                    : "nonces exhausted");
+        if (bad_length)
+            PyErr_Format(st->decrypt_error,
+                         "AEAD message shorter than the tag or longer than "
+                         "%d bytes", MAX_AEAD_MESSAGE_LEN);
+        else
+            PyErr_SetString(st->decrypt_error, "AEAD nonce space exhausted");
         goto error;
     }
     if (enc && !aead_has_nonces(self, count)) {
-        PyErr_SetString(PyExc_ValueError, "AeadSealer nonces exhausted");
+        PyErr_SetString(PyExc_ValueError, "AEAD nonce space exhausted");
         goto error;
     }
     outs = PyMem_Malloc(sizeof(PyObject *) * (size_t)(count ? count : 1));
@@ -839,8 +842,8 @@ aead_batch(AeadObject *self, int enc, PyObject *items, const char *fname)
         else {
             self->failed = 1;
             PyErr_Format(st->decrypt_error,
-                         "%s(): message %zd failed authentication", fname,
-                         failed_at);
+                         "%s(): AEAD message %zd failed authentication",
+                         fname, failed_at);
         }
         goto error;
     }
@@ -877,7 +880,7 @@ aead_single(PyObject *op, PyObject *arg, int enc, const char *fname)
                             "AeadSealer is unusable after an OpenSSL failure");
         else
             PyErr_SetString(st->decrypt_error,
-                            "AeadOpener failed earlier; it stays failed");
+                            "opener failed earlier; the circuit must be torn down");
         return NULL;
     }
     if (!aead_not_busy(self, enc ? "AeadSealer" : "AeadOpener"))
@@ -889,23 +892,24 @@ aead_single(PyObject *op, PyObject *arg, int enc, const char *fname)
                      fname, (PyObject *)Py_TYPE(arg));
         return NULL;
     }
-    if (view.len > (enc ? MAX_AEAD_PLAINTEXT : (Py_ssize_t)INT_MAX)) {
-        PyErr_Format(PyExc_OverflowError, "%s() argument is too long", fname);
+    if (enc && view.len > MAX_AEAD_PLAINTEXT) {
+        PyErr_Format(PyExc_ValueError, "plaintext longer than %d bytes",
+                     MAX_AEAD_PLAINTEXT);
         goto done;
     }
     if (!aead_has_nonces(self, 1)) {
         if (enc) {
-            PyErr_SetString(PyExc_ValueError, "AeadSealer nonces exhausted");
+            PyErr_SetString(PyExc_ValueError, "AEAD nonce space exhausted");
         }
         else {
             self->failed = 1;
-            PyErr_SetString(st->decrypt_error, "nonces exhausted");
+            PyErr_SetString(st->decrypt_error, "AEAD nonce space exhausted");
         }
         goto done;
     }
-    if (!enc && view.len < TAG_LEN) {
+    if (!enc && (view.len < TAG_LEN || view.len > MAX_AEAD_MESSAGE_LEN)) {
         self->failed = 1;
-        PyErr_SetString(st->decrypt_error, "ciphertext shorter than the tag");
+        PyErr_Format(st->decrypt_error, "AEAD message of %zd bytes", view.len);
         goto done;
     }
     out = PyBytes_FromStringAndSize(
@@ -939,7 +943,8 @@ aead_single(PyObject *op, PyObject *arg, int enc, const char *fname)
         if (enc)
             openssl_error("ChaCha20-Poly1305 seal");
         else
-            PyErr_SetString(st->decrypt_error, "message failed authentication");
+            PyErr_SetString(st->decrypt_error,
+                            "AEAD message failed authentication");
         goto done;
     }
     self->counter += 1;
@@ -1043,14 +1048,492 @@ static PyType_Spec AeadOpener_spec = {
 };
 
 /* ------------------------------------------------------------------ */
+/* recvmmsg / sendmmsg (Linux)                                         */
+/* ------------------------------------------------------------------ */
+
+#ifdef GN_HAVE_MMSG
+
+/* The kernel handles at most UIO_MAXIOV (1024) messages per call. */
+#define MMSG_MAX_COUNT 1024
+#define MMSG_MAX_SIZE 65535
+
+/* (host, port) for IPv4, (host, port, flowinfo, scope_id) for IPv6: the
+ * tuples that socket.recvfrom gives. */
+static PyObject *
+sockaddr_to_tuple(const struct sockaddr_storage *ss, socklen_t len)
+{
+    char host[INET6_ADDRSTRLEN];
+
+    if (ss->ss_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)ss;
+        if (inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(si)", host, (int)ntohs(sin->sin_port));
+    }
+    if (ss->ss_family == AF_INET6 &&
+        len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)ss;
+        if (inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(siII)", host, (int)ntohs(sin6->sin6_port),
+                             (unsigned int)ntohl(sin6->sin6_flowinfo),
+                             (unsigned int)sin6->sin6_scope_id);
+    }
+    /* Not an IP datagram (or no address): as recvfrom on such sockets. */
+    Py_RETURN_NONE;
+}
+
+/*
+ * A Python address tuple -> sockaddr for a socket of family `family`.
+ * Hosts are numeric literals only: no name resolution here. An IPv4
+ * literal on an IPv6 socket becomes the v4-mapped address.
+ */
+static int
+tuple_to_sockaddr(PyObject *addr, int family, struct sockaddr_storage *ss,
+                  socklen_t *len, Py_ssize_t index)
+{
+    PyObject *host_obj, *port_obj;
+    const char *host;
+    Py_ssize_t host_len, size;
+    long port;
+    unsigned long flowinfo = 0, scope_id = 0;
+    char hostbuf[INET6_ADDRSTRLEN + 1];
+    const char *percent;
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (!PyTuple_Check(addr)) {
+        PyErr_Format(PyExc_TypeError,
+                     "sendmmsg() item %zd: address must be a tuple, not %R",
+                     index, (PyObject *)Py_TYPE(addr));
+        return -1;
+    }
+    size = PyTuple_Size(addr);
+    if (size != 2 && !(family == AF_INET6 && size == 4)) {
+        PyErr_Format(PyExc_TypeError,
+                     "sendmmsg() item %zd: address must be (host, port)%s",
+                     index,
+                     family == AF_INET6 ? " or (host, port, flowinfo, scope_id)"
+                                        : "");
+        return -1;
+    }
+    host_obj = PyTuple_GetItem(addr, 0);
+    port_obj = PyTuple_GetItem(addr, 1);
+    if (!PyUnicode_Check(host_obj)) {
+        PyErr_Format(PyExc_TypeError,
+                     "sendmmsg() item %zd: host must be str, not %R", index,
+                     (PyObject *)Py_TYPE(host_obj));
+        return -1;
+    }
+    if (!PyLong_Check(port_obj)) {
+        PyErr_Format(PyExc_TypeError,
+                     "sendmmsg() item %zd: port must be int, not %R", index,
+                     (PyObject *)Py_TYPE(port_obj));
+        return -1;
+    }
+    port = PyLong_AsLong(port_obj);
+    if (port == -1 && PyErr_Occurred())
+        PyErr_Clear();
+    if (port < 0 || port > 65535) {
+        PyErr_Format(PyExc_OverflowError,
+                     "sendmmsg() item %zd: port must be 0-65535", index);
+        return -1;
+    }
+    if (size == 4) {
+        PyObject *f = PyTuple_GetItem(addr, 2), *s = PyTuple_GetItem(addr, 3);
+        if (!PyLong_Check(f) || !PyLong_Check(s)) {
+            PyErr_Format(PyExc_TypeError,
+                         "sendmmsg() item %zd: flowinfo and scope_id must be "
+                         "int", index);
+            return -1;
+        }
+        flowinfo = PyLong_AsUnsignedLong(f);
+        if (flowinfo == (unsigned long)-1 && PyErr_Occurred())
+            PyErr_Clear();
+        scope_id = PyLong_AsUnsignedLong(s);
+        if (scope_id == (unsigned long)-1 && PyErr_Occurred())
+            PyErr_Clear();
+        if (flowinfo > 0xfffff || scope_id > 0xffffffffUL) {
+            PyErr_Format(PyExc_OverflowError,
+                         "sendmmsg() item %zd: flowinfo must be 0-1048575 "
+                         "and scope_id 0-4294967295", index);
+            return -1;
+        }
+    }
+    host = PyUnicode_AsUTF8AndSize(host_obj, &host_len);
+    if (host == NULL)
+        return -1;
+    /* "fe80::1%eth0" / "fe80::1%2", as asyncio hands out link-local peers. */
+    percent = memchr(host, '%', (size_t)host_len);
+    if (percent != NULL && family == AF_INET6) {
+        const char *scope = percent + 1;
+        char *end = NULL;
+        unsigned long idx = strtoul(scope, &end, 10);
+        if (*scope != '\0' && end != NULL && *end == '\0')
+            scope_id = idx;
+        else if ((scope_id = if_nametoindex(scope)) == 0)
+            goto bad_host;
+        host_len = percent - host;
+    }
+    if (host_len <= 0 || host_len >= (Py_ssize_t)sizeof(hostbuf) ||
+        memchr(host, '\0', (size_t)host_len) != NULL)
+        goto bad_host;
+    memcpy(hostbuf, host, (size_t)host_len);
+    hostbuf[host_len] = '\0';
+
+    memset(ss, 0, sizeof(*ss));
+    if (family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+        if (inet_pton(AF_INET, hostbuf, &a4) != 1)
+            goto bad_host;
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        sin->sin_addr = a4;
+        *len = sizeof(*sin);
+        return 0;
+    }
+    else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+        if (inet_pton(AF_INET6, hostbuf, &a6) != 1) {
+            if (inet_pton(AF_INET, hostbuf, &a4) != 1)
+                goto bad_host;
+            memset(&a6, 0, sizeof(a6));
+            a6.s6_addr[10] = 0xff;
+            a6.s6_addr[11] = 0xff;
+            memcpy(&a6.s6_addr[12], &a4, 4);
+        }
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        sin6->sin6_flowinfo = htonl((uint32_t)flowinfo);
+        sin6->sin6_scope_id = (uint32_t)scope_id;
+        sin6->sin6_addr = a6;
+        *len = sizeof(*sin6);
+        return 0;
+    }
+
+bad_host:
+    PyErr_Format(PyExc_ValueError,
+                 "sendmmsg() item %zd: host %R is not a numeric IPv%c "
+                 "address (no name resolution here)",
+                 index, host_obj, family == AF_INET ? '4' : '6');
+    return -1;
+}
+
+static int
+socket_family(int fd, int *family)
+{
+    socklen_t optlen = sizeof(*family);
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, family, &optlen) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (*family != AF_INET && *family != AF_INET6) {
+        PyErr_Format(PyExc_ValueError,
+                     "need an AF_INET or AF_INET6 socket, not family %d",
+                     *family);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(recvmmsg_doc,
+"recvmmsg(fd, max_count, max_size, /) -> list[(bytes, address)]\n--\n\n"
+"Receive up to max_count datagrams of up to max_size bytes each from the\n"
+"UDP socket fd (an int or an object with fileno()) in one system call,\n"
+"without blocking (MSG_DONTWAIT): [] when nothing is queued. A datagram\n"
+"longer than max_size is truncated, as with socket.recvfrom. Addresses\n"
+"are the tuples that socket.recvfrom returns.");
+
+static PyObject *
+gn_recvmmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd, got, i;
+    long max_count, max_size;
+    struct mmsghdr *msgs = NULL;
+    struct iovec *iovs = NULL;
+    struct sockaddr_storage *addrs = NULL;
+    unsigned char *data = NULL;
+    PyObject *result = NULL;
+    (void)module;
+
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "recvmmsg() takes exactly 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    fd = PyObject_AsFileDescriptor(args[0]);
+    if (fd < 0)
+        return NULL;
+    if (!PyLong_Check(args[1]) || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "recvmmsg() max_count and max_size must be int");
+        return NULL;
+    }
+    max_count = PyLong_AsLong(args[1]);
+    if (max_count == -1 && PyErr_Occurred())
+        PyErr_Clear();
+    max_size = PyLong_AsLong(args[2]);
+    if (max_size == -1 && PyErr_Occurred())
+        PyErr_Clear();
+    if (max_count < 1 || max_count > MMSG_MAX_COUNT) {
+        PyErr_Format(PyExc_ValueError,
+                     "recvmmsg() max_count must be 1-%d", MMSG_MAX_COUNT);
+        return NULL;
+    }
+    if (max_size < 1 || max_size > MMSG_MAX_SIZE) {
+        PyErr_Format(PyExc_ValueError,
+                     "recvmmsg() max_size must be 1-%d", MMSG_MAX_SIZE);
+        return NULL;
+    }
+
+    msgs = PyMem_Calloc((size_t)max_count, sizeof(*msgs));
+    iovs = PyMem_Calloc((size_t)max_count, sizeof(*iovs));
+    addrs = PyMem_Calloc((size_t)max_count, sizeof(*addrs));
+    data = PyMem_Malloc((size_t)max_count * (size_t)max_size);
+    if (msgs == NULL || iovs == NULL || addrs == NULL || data == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (i = 0; i < max_count; i++) {
+        iovs[i].iov_base = data + (size_t)i * (size_t)max_size;
+        iovs[i].iov_len = (size_t)max_size;
+        msgs[i].msg_hdr.msg_iov = &iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &addrs[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
+    }
+    for (;;) {
+        int saved_errno;
+        Py_BEGIN_ALLOW_THREADS
+        got = recvmmsg(fd, msgs, (unsigned int)max_count, MSG_DONTWAIT, NULL);
+        saved_errno = errno;
+        Py_END_ALLOW_THREADS
+        if (got >= 0)
+            break;
+        if (saved_errno == EINTR) { /* PEP 475: retry unless a handler raised */
+            if (PyErr_CheckSignals() < 0)
+                goto done;
+            continue;
+        }
+        if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK) {
+            result = PyList_New(0);
+            goto done;
+        }
+        errno = saved_errno;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+
+    result = PyList_New(got);
+    if (result == NULL)
+        goto done;
+    for (i = 0; i < got; i++) {
+        size_t len = msgs[i].msg_len;
+        PyObject *payload, *addr, *pair;
+        if (len > (size_t)max_size)  /* MSG_TRUNC: msg_len is the copied size */
+            len = (size_t)max_size;
+        payload = PyBytes_FromStringAndSize((const char *)iovs[i].iov_base,
+                                            (Py_ssize_t)len);
+        addr = sockaddr_to_tuple(&addrs[i], msgs[i].msg_hdr.msg_namelen);
+        pair = (payload && addr) ? PyTuple_Pack(2, payload, addr) : NULL;
+        Py_XDECREF(payload);
+        Py_XDECREF(addr);
+        if (pair == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SetItem(result, i, pair);
+    }
+
+done:
+    PyMem_Free(msgs);
+    PyMem_Free(iovs);
+    PyMem_Free(addrs);
+    PyMem_Free(data);
+    return result;
+}
+
+PyDoc_STRVAR(sendmmsg_doc,
+"sendmmsg(fd, datagrams, /) -> int\n--\n\n"
+"Send datagrams, a sequence of (data, address) pairs, on the UDP socket fd\n"
+"(an int or an object with fileno()) in one system call, without blocking\n"
+"(MSG_DONTWAIT). address is (host, port) or, on an IPv6 socket, (host,\n"
+"port, flowinfo, scope_id), with a numeric host (no name resolution; an\n"
+"IPv4 host on an IPv6 socket is v4-mapped), or None on a connected\n"
+"socket. Returns how many datagrams were sent, from the front: 0 when the\n"
+"socket would block, fewer than given when it filled up, on an error\n"
+"after the first datagram (the error then shows on the next call), or\n"
+"past 1024 datagrams (the kernel's limit per call).");
+
+static PyObject *
+gn_sendmmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    int fd, family, sent = 0;
+    Py_ssize_t count, i, held = 0;
+    PyObject *items = NULL;
+    struct mmsghdr *msgs = NULL;
+    struct iovec *iovs = NULL;
+    struct sockaddr_storage *addrs = NULL;
+    Py_buffer *views = NULL;
+    PyObject *result = NULL;
+    (void)module;
+
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError,
+                     "sendmmsg() takes exactly 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    fd = PyObject_AsFileDescriptor(args[0]);
+    if (fd < 0)
+        return NULL;
+    items = PySequence_Tuple(args[1]);
+    if (items == NULL)
+        return NULL;
+    count = PyTuple_Size(items);
+    if (count > MMSG_MAX_COUNT)
+        count = MMSG_MAX_COUNT;
+    if (count == 0) {
+        Py_DECREF(items);
+        return PyLong_FromLong(0);
+    }
+    if (socket_family(fd, &family) < 0)
+        goto done;
+
+    msgs = PyMem_Calloc((size_t)count, sizeof(*msgs));
+    iovs = PyMem_Calloc((size_t)count, sizeof(*iovs));
+    addrs = PyMem_Calloc((size_t)count, sizeof(*addrs));
+    views = PyMem_Calloc((size_t)count, sizeof(*views));
+    if (msgs == NULL || iovs == NULL || addrs == NULL || views == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (i = 0; i < count; i++) {
+        PyObject *item = PyTuple_GetItem(items, i);
+        PyObject *addr;
+        socklen_t addrlen = 0;
+
+        if (!PyTuple_Check(item) || PyTuple_Size(item) != 2) {
+            PyErr_Format(PyExc_TypeError,
+                         "sendmmsg() item %zd must be a (data, address) tuple, "
+                         "not %R", i, (PyObject *)Py_TYPE(item));
+            goto done;
+        }
+        if (PyObject_GetBuffer(PyTuple_GetItem(item, 0), &views[i],
+                               PyBUF_SIMPLE) < 0) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError,
+                         "sendmmsg() item %zd: data must be a bytes-like "
+                         "object, not %R", i,
+                         (PyObject *)Py_TYPE(PyTuple_GetItem(item, 0)));
+            goto done;
+        }
+        held = i + 1;
+        addr = PyTuple_GetItem(item, 1);
+        if (addr == Py_None) {
+            msgs[i].msg_hdr.msg_name = NULL;
+            msgs[i].msg_hdr.msg_namelen = 0;
+        }
+        else {
+            if (tuple_to_sockaddr(addr, family, &addrs[i], &addrlen, i) < 0)
+                goto done;
+            msgs[i].msg_hdr.msg_name = &addrs[i];
+            msgs[i].msg_hdr.msg_namelen = addrlen;
+        }
+        iovs[i].iov_base = views[i].buf;
+        iovs[i].iov_len = (size_t)views[i].len;
+        msgs[i].msg_hdr.msg_iov = &iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+
+    for (;;) {
+        int saved_errno;
+        Py_BEGIN_ALLOW_THREADS
+        sent = sendmmsg(fd, msgs, (unsigned int)count, MSG_DONTWAIT);
+        saved_errno = errno;
+        Py_END_ALLOW_THREADS
+        if (sent >= 0)
+            break;
+        if (saved_errno == EINTR) {
+            if (PyErr_CheckSignals() < 0)
+                goto done;
+            continue;
+        }
+        if (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK) {
+            sent = 0;
+            break;
+        }
+        errno = saved_errno;
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    result = PyLong_FromLong(sent);
+
+done:
+    for (i = 0; i < held; i++)
+        PyBuffer_Release(&views[i]);
+    PyMem_Free(msgs);
+    PyMem_Free(iovs);
+    PyMem_Free(addrs);
+    PyMem_Free(views);
+    Py_DECREF(items);
+    return result;
+}
+
+#endif /* GN_HAVE_MMSG */
+
+/* ------------------------------------------------------------------ */
 /* Module                                                              */
 /* ------------------------------------------------------------------ */
 
 static PyMethodDef module_methods[] = {
     {"xor_layers", (PyCFunction)(void (*)(void))gn_xor_layers, METH_FASTCALL,
      xor_layers_doc},
+#ifdef GN_HAVE_MMSG
+    {"recvmmsg", (PyCFunction)(void (*)(void))gn_recvmmsg, METH_FASTCALL,
+     recvmmsg_doc},
+    {"sendmmsg", (PyCFunction)(void (*)(void))gn_sendmmsg, METH_FASTCALL,
+     sendmmsg_doc},
+#endif
     {NULL, NULL, 0, NULL},
 };
+
+/*
+ * DecryptError is the reference's class, globalnet.crypto.layers.DecryptError,
+ * so that one except clause catches it whichever backend raised it. Only if
+ * layers.py cannot be imported at all (the extension used on its own) is a
+ * look-alike ValueError subclass made here.
+ */
+static PyObject *
+load_decrypt_error(void)
+{
+    PyObject *layers, *error;
+
+    layers = PyImport_ImportModule("globalnet.crypto.layers");
+    if (layers == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ImportError))
+            return NULL;
+        PyErr_Clear();
+        return PyErr_NewExceptionWithDoc(
+            "globalnet._gnetcrypto.DecryptError",
+            "An AEAD message did not authenticate, or the opener had failed "
+            "before.",
+            PyExc_ValueError, NULL);
+    }
+    error = PyObject_GetAttrString(layers, "DecryptError");
+    Py_DECREF(layers);
+    if (error == NULL)
+        return NULL;
+    if (!PyType_Check(error) ||
+        !PyType_IsSubtype((PyTypeObject *)error,
+                          (PyTypeObject *)PyExc_ValueError)) {
+        PyErr_SetString(PyExc_ImportError,
+                        "globalnet.crypto.layers.DecryptError is not a "
+                        "ValueError subclass");
+        Py_DECREF(error);
+        return NULL;
+    }
+    return error;
+}
 
 static int
 module_exec(PyObject *module)
@@ -1072,14 +1555,9 @@ module_exec(PyObject *module)
     if (st->opener_type == NULL ||
         PyModule_AddType(module, st->opener_type) < 0)
         return -1;
-    st->decrypt_error = PyErr_NewExceptionWithDoc(
-        "globalnet._gnetcrypto.DecryptError",
-        "An AEAD message failed to open (short input, bad tag); the opener "
-        "that raised it is failed for good.",
-        PyExc_ValueError, NULL);
-    if (st->decrypt_error == NULL ||
-        PyModule_AddObjectRef(module, "DecryptError", st->decrypt_error) < 0)
-        return -1;
+    /* Constants and types first: importing layers.py below can run
+     * globalnet.crypto's backend selection, which looks at this module
+     * while it is still being initialised. */
     {
         PyObject *max = PyLong_FromUnsignedLongLong(MAX_KEYSTREAM_BYTES);
         if (max == NULL)
@@ -1095,6 +1573,14 @@ module_exec(PyObject *module)
         return -1;
     if (PyModule_AddStringConstant(module, "OPENSSL_VERSION",
                                    OpenSSL_version(OPENSSL_VERSION)) < 0)
+        return -1;
+    if (PyModule_AddIntConstant(module, "MAX_AEAD_MESSAGE_LEN",
+                                MAX_AEAD_MESSAGE_LEN) < 0 ||
+        PyModule_AddIntConstant(module, "AEAD_TAG_LEN", TAG_LEN) < 0)
+        return -1;
+    st->decrypt_error = load_decrypt_error();
+    if (st->decrypt_error == NULL ||
+        PyModule_AddObjectRef(module, "DecryptError", st->decrypt_error) < 0)
         return -1;
     return 0;
 }

@@ -9,22 +9,23 @@ from __future__ import annotations
 import gc
 import os
 import random
+import select
+import socket
+import subprocess
 import sys
 import threading
 
 import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 gnc = pytest.importorskip(
     "globalnet._gnetcrypto",
-    reason="C extension globalnet._gnetcrypto not built "
-    "(run: python setup.py build_ext --inplace)",
+    reason="C extension globalnet._gnetcrypto not built (run: python setup.py build_ext --inplace)",
 )
-
-from cryptography.exceptions import InvalidTag  # noqa: E402
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms  # noqa: E402
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 Keystream = gnc.Keystream
 AeadSealer = gnc.AeadSealer
@@ -221,9 +222,7 @@ def test_xor_layers_equals_one_by_one(
     keys: list[tuple[bytes, bytes]], sizes: list[int], start: int
 ) -> None:
     layers = [Keystream(k, n, position=start + i) for i, (k, n) in enumerate(keys)]
-    refs = [
-        Cipher(algorithms.ChaCha20(k, bytes(4) + n), mode=None).encryptor() for k, n in keys
-    ]
+    refs = [Cipher(algorithms.ChaCha20(k, bytes(4) + n), mode=None).encryptor() for k, n in keys]
     for i, enc in enumerate(refs):
         enc.update(bytes(start + i))
     rng = random.Random(len(sizes))
@@ -267,7 +266,10 @@ frames = st.lists(st.binary(min_size=0, max_size=2000), min_size=0, max_size=10)
 
 
 @FAST
-@given(key=st.binary(min_size=32, max_size=32), batches=st.lists(frames, min_size=1, max_size=4))
+@given(
+    key=st.binary(min_size=32, max_size=32),
+    batches=st.lists(frames, min_size=1, max_size=4),
+)
 def test_seal_open_equal_cryptography(key: bytes, batches: list[list[bytes]]) -> None:
     sealer, opener = AeadSealer(key), AeadOpener(key)
     n = 0
@@ -347,7 +349,7 @@ def test_open_failures() -> None:
     # open_many: a bad frame anywhere fails the call and the opener.
     s, opener = AeadSealer(key), AeadOpener(key)
     batch = s.seal_many([b"1", b"2", b"3"])
-    with pytest.raises(DecryptError, match="message 1"):
+    with pytest.raises(DecryptError, match="message 1 "):
         opener.open_many([batch[0], batch[2], batch[1]])
     with pytest.raises(DecryptError):
         opener.open(batch[0])
@@ -355,7 +357,59 @@ def test_open_failures() -> None:
     with pytest.raises(DecryptError):
         opener.open_many([batch[0], b"short"])
     assert issubclass(DecryptError, ValueError)
-    assert DecryptError.__module__ == "globalnet._gnetcrypto"
+
+
+def test_decrypt_error_is_the_references_class() -> None:
+    """One except clause catches DecryptError from either backend."""
+    from globalnet.crypto import layers
+
+    assert DecryptError is layers.DecryptError
+    assert gnc.MAX_KEYSTREAM_BYTES == layers.MAX_KEYSTREAM_BYTES
+    assert gnc.MAX_AEAD_MESSAGE_LEN == layers.MAX_AEAD_MESSAGE_LEN
+    assert gnc.AEAD_TAG_LEN == layers.AEAD_TAG_LEN
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["globalnet._gnetcrypto", "globalnet.crypto", "globalnet.crypto.layers"],
+)
+def test_import_order_does_not_matter(first: str) -> None:
+    """The extension imports layers.py for DecryptError, and layers' package
+    imports the extension: either can come first (fresh interpreter)."""
+    code = (
+        f"import {first}\n"
+        "import globalnet._gnetcrypto as g, globalnet.crypto as c\n"
+        "from globalnet.crypto import layers\n"
+        "assert c.BACKEND_NAME == 'cext', c.BACKEND_NAME\n"
+        "assert c.Keystream is g.Keystream\n"
+        "assert g.DecryptError is layers.DecryptError is c.DecryptError\n"
+    )
+    env = {**os.environ, "GNET_CRYPTO": ""}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root, timeout=60)
+
+
+def test_aead_noise_size_bounds() -> None:
+    """Noise messages are at most 65535 bytes, tag included."""
+    key = os.urandom(32)
+    biggest = bytes(gnc.MAX_AEAD_MESSAGE_LEN - 16)
+    sealer = AeadSealer(key)
+    with pytest.raises(ValueError):
+        sealer.seal(biggest + b"x")
+    with pytest.raises(ValueError):
+        sealer.seal_many([b"ok", biggest + b"x"])
+    sealed = sealer.seal(biggest)  # nonce 0: the refused calls consumed nothing
+    assert len(sealed) == 65535 and sealed == ref_seal(key, 0, biggest)
+    assert AeadOpener(key).open(sealed) == biggest
+    too_long = ChaCha20Poly1305(key).encrypt(noise_nonce(0), biggest + b"x", None)
+    opener = AeadOpener(key)
+    with pytest.raises(DecryptError):  # even with a valid tag
+        opener.open(too_long)
+    with pytest.raises(DecryptError):
+        opener.open(sealed)
+    opener = AeadOpener(key)
+    with pytest.raises(DecryptError):
+        opener.open_many([too_long])
 
 
 def test_sixteen_byte_ciphertext_is_empty_plaintext() -> None:
@@ -491,11 +545,11 @@ def test_aead_argument_checks() -> None:
         with pytest.raises(TypeError):
             cls()  # type: ignore[call-arg]
     sealer, opener = AeadSealer(key), AeadOpener(key)
-    for not_bytes in ("text", None, 5, [b"a"]):
+    for wrong in ("text", None, 5, [b"a"]):
         with pytest.raises(TypeError):
-            sealer.seal(not_bytes)  # type: ignore[arg-type]
+            sealer.seal(wrong)  # type: ignore[arg-type]
         with pytest.raises(TypeError):
-            opener.open(not_bytes)  # type: ignore[arg-type]
+            opener.open(wrong)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         sealer.seal_many(5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="item 2"):
@@ -620,3 +674,174 @@ def test_no_leaks_million_small_calls() -> None:
     # tens of thousands of blocks, too little to see in RSS.
     blocks = sys.getallocatedblocks() - blocks_before
     assert blocks < 1000, f"{blocks} Python memory blocks leaked"
+
+
+# --- recvmmsg / sendmmsg (Linux) -------------------------------------------------
+
+mmsg = pytest.mark.skipif(not hasattr(gnc, "recvmmsg"), reason="recvmmsg/sendmmsg are Linux only")
+
+
+def udp_pair(
+    family: int = socket.AF_INET, host: str = "127.0.0.1"
+) -> tuple[socket.socket, socket.socket]:
+    pair = []
+    for _ in range(2):
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        s.bind((host, 0))
+        s.setblocking(False)
+        pair.append(s)
+    return pair[0], pair[1]
+
+
+def recv_all(sock: socket.socket, want: int, max_size: int = 2048) -> list[tuple[bytes, tuple]]:
+    got: list[tuple[bytes, tuple]] = []
+    for _ in range(100):
+        if len(got) >= want:
+            break
+        select.select([sock], [], [], 0.05)
+        got += gnc.recvmmsg(sock, 64, max_size)
+    return got
+
+
+@mmsg
+def test_mmsg_ipv4_round_trip() -> None:
+    a, b = udp_pair()
+    with a, b:
+        assert gnc.recvmmsg(b, 16, 2048) == []  # nothing queued: no blocking
+        datagrams = [(os.urandom(i * 10), b.getsockname()) for i in range(100)]
+        sent = 0
+        while sent < len(datagrams):  # the send buffer may take them in parts
+            sent += gnc.sendmmsg(a, datagrams[sent:])
+        got = recv_all(b, len(datagrams))
+        assert [d for d, _ in got] == [d for d, _ in datagrams]
+        assert {addr for _, addr in got} == {a.getsockname()}
+        # Same tuples as the socket module, both ways.
+        gnc.sendmmsg(a.fileno(), [(b"ping", b.getsockname())])
+        select.select([b], [], [], 1)
+        assert b.recvfrom(100) == (b"ping", a.getsockname())
+        b.sendto(b"pong", a.getsockname())
+        assert recv_all(a, 1) == [(b"pong", b.getsockname())]
+
+
+@mmsg
+def test_mmsg_limits_count_and_truncates_size() -> None:
+    a, b = udp_pair()
+    with a, b:
+        assert gnc.sendmmsg(a, [(b"x" * 100, b.getsockname())] * 5) == 5
+        select.select([b], [], [], 1)
+        first = gnc.recvmmsg(b, 2, 10)
+        assert [d for d, _ in first] == [b"x" * 10] * 2  # truncated, as recvfrom does
+        rest = recv_all(b, 3)
+        assert [d for d, _ in rest] == [b"x" * 100] * 3
+        assert gnc.sendmmsg(a, []) == 0
+        assert gnc.sendmmsg(a, [(b"", b.getsockname())]) == 1
+        assert recv_all(b, 1) == [(b"", a.getsockname())]
+
+
+@mmsg
+def test_mmsg_ipv6_and_v4_mapped() -> None:
+    try:
+        a, b = udp_pair(socket.AF_INET6, "::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    with a, b:
+        assert gnc.sendmmsg(a, [(b"six", b.getsockname()), (b"two", b.getsockname()[:2])]) == 2
+        got = recv_all(b, 2)
+        assert got == [(b"six", a.getsockname()), (b"two", a.getsockname())]
+        assert len(got[0][1]) == 4  # (host, port, flowinfo, scope_id)
+    # An IPv4 host on a dual-stack IPv6 socket is sent v4-mapped.
+    six = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    four = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with six, four:
+        six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        six.bind(("::", 0))
+        four.bind(("127.0.0.1", 0))
+        assert gnc.sendmmsg(six, [(b"mapped", four.getsockname())]) == 1
+        select.select([four], [], [], 1)
+        data, addr = four.recvfrom(100)
+        assert data == b"mapped" and addr[1] == six.getsockname()[1]
+
+
+@mmsg
+def test_mmsg_connected_socket_address_none() -> None:
+    a, b = udp_pair()
+    with a, b:
+        a.connect(b.getsockname())
+        assert (
+            gnc.sendmmsg(a, [(b"1", None), (bytearray(b"2"), None), (memoryview(b"3"), None)]) == 3
+        )
+        assert [d for d, _ in recv_all(b, 3)] == [b"1", b"2", b"3"]
+
+
+@mmsg
+def test_mmsg_argument_checks() -> None:
+    a, b = udp_pair()
+    dest = b.getsockname()
+    with a, b:
+        for bad in ((0, 100), (1025, 100), (4, 0), (4, 65536), (-1, 10)):
+            with pytest.raises(ValueError):
+                gnc.recvmmsg(b, *bad)
+        with pytest.raises(TypeError):
+            gnc.recvmmsg(b, "4", 100)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            gnc.recvmmsg(b, 4)  # type: ignore[call-arg]
+        with pytest.raises(ValueError):
+            gnc.recvmmsg(-1, 4, 100)
+        with pytest.raises(TypeError):
+            gnc.recvmmsg("fd", 4, 100)  # type: ignore[arg-type]
+        r, w = os.pipe()
+        try:
+            with pytest.raises(OSError):
+                gnc.recvmmsg(r, 4, 100)  # not a socket
+            with pytest.raises(OSError):
+                gnc.sendmmsg(w, [(b"x", dest)])
+        finally:
+            os.close(r)
+            os.close(w)
+        bad_items = [
+            (TypeError, [b"x"]),  # not a pair
+            (TypeError, [(b"x",)]),
+            (TypeError, [("text", dest)]),
+            (TypeError, [(b"x", list(dest))]),
+            (TypeError, [(b"x", (dest[0],))]),
+            (TypeError, [(b"x", (b"127.0.0.1", dest[1]))]),
+            (TypeError, [(b"x", (dest[0], "80"))]),
+            (TypeError, [(b"x", (dest[0], dest[1], 0, 0))]),  # 4-tuple on IPv4
+            (ValueError, [(b"x", ("localhost", dest[1]))]),  # no name resolution
+            (ValueError, [(b"x", ("::1", dest[1]))]),  # IPv6 on an IPv4 socket
+            (ValueError, [(b"x", ("1.2.3.4\0", dest[1]))]),
+            (ValueError, [(b"x", ("", dest[1]))]),
+            (OverflowError, [(b"x", (dest[0], 65536))]),
+            (OverflowError, [(b"x", (dest[0], -1))]),
+            (TypeError, 5),
+        ]
+        for exc, items in bad_items:
+            with pytest.raises(exc):
+                gnc.sendmmsg(a, [(b"ok", dest)] + items if isinstance(items, list) else items)
+        # Nothing went out from the calls that failed their checks.
+        select.select([b], [], [], 0.1)
+        assert gnc.recvmmsg(b, 64, 100) == []
+
+
+@mmsg
+def test_mmsg_no_leaks() -> None:
+    a, b = udp_pair()
+    dest = b.getsockname()
+    batch = [(b"d" * 32, dest)] * 8
+    with a, b:
+
+        def rounds(n: int) -> None:
+            for _ in range(n):
+                gnc.sendmmsg(a, batch)
+                gnc.recvmmsg(b, 16, 64)
+                try:
+                    gnc.sendmmsg(a, [(b"x", dest), (b"y", ("nope", 1))])
+                except ValueError:
+                    pass
+
+        rounds(2000)
+        gc.collect()
+        blocks = sys.getallocatedblocks()
+        rounds(20_000)
+        gc.collect()
+        assert sys.getallocatedblocks() - blocks < 1000
