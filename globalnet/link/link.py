@@ -111,6 +111,7 @@ class Link(QuicConnectionProtocol):
         self.streams: dict[int, HopStream] = {}
         self.ready: asyncio.Future[Link] = asyncio.get_running_loop().create_future()
         self.created = time.monotonic()
+        self.last_heard = self._loop_time()
         self.rtt: float | None = None
         self._ping_sent: dict[int, float] = {}
         self._ping_nonce = 0
@@ -133,9 +134,29 @@ class Link(QuicConnectionProtocol):
             self.close_link(ErrorKind.TIMEOUT, "link authentication timed out")
 
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        self.last_heard = self._loop_time()
         if self.address is None:
             self.address = (addr[0], addr[1])
         super().datagram_received(data, addr)
+
+    def datagrams_received(self, data: list[bytes], addr: Any) -> None:
+        self.last_heard = self._loop_time()
+        super().datagrams_received(data, addr)
+
+    def check_liveness(self, now: float, quiet_ping: float, dead_after: float) -> None:
+        """Close a link that carries circuits and has stopped answering.
+
+        QUIC alone notices a dead peer only at the idle timeout (a minute);
+        a circuit through a relay that died must be reset within seconds, so a
+        link with open streams pings when quiet and gives up soon after.
+        """
+        if not self.is_ready or not self.streams:
+            return
+        quiet = now - self.last_heard
+        if quiet > dead_after:
+            self.close_link(ErrorKind.LINK_LOST, f"peer silent for {quiet:.0f} s")
+        elif quiet > quiet_ping:
+            self.send_ping()
 
     # -- identity ------------------------------------------------------------
     @property

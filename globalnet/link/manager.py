@@ -34,6 +34,9 @@ from .link import ALPN, HopStream, Link
 log = structlog.get_logger("globalnet.link")
 
 KEEPALIVE_INTERVAL = 15.0
+#: A link with open streams pings after this much silence and is dropped after DEAD_AFTER.
+QUIET_PING = 1.5
+DEAD_AFTER = 5.0
 DIAL_TIMEOUT = 10.0
 MAX_LINKS = 1024
 
@@ -192,9 +195,18 @@ class LinkManager:
 
     # -- upkeep ----------------------------------------------------------
     async def run_keepalive(self) -> None:
-        """Ping every link (RTT, and traffic so idle links stay up); drop retired duplicates."""
+        """Ping every link (RTT, and traffic so idle links stay up); drop dead
+        links that carry circuits; drop retired duplicates."""
+        loop = asyncio.get_running_loop()
+        last_round = loop.time()
         while True:
-            await asyncio.sleep(KEEPALIVE_INTERVAL)
+            await asyncio.sleep(1.0)
+            now = loop.time()
+            for link in list(self.all_links):
+                link.check_liveness(now, QUIET_PING, DEAD_AFTER)
+            if now - last_round < KEEPALIVE_INTERVAL:
+                continue
+            last_round = now
             for link in list(self.all_links):
                 if link.retiring and not link.streams:
                     link.close_link(ErrorKind.CLOSED, "duplicate link")

@@ -33,6 +33,8 @@ from .hop import BridgeKeys, HopState, RelayHopCore
 log = structlog.get_logger("globalnet.relay")
 
 CONNECT_TIMEOUT = 10.0
+#: A hop stream must deliver its whole first handshake message within this.
+SETUP_TIMEOUT = 10.0
 #: A relay resets a stream that queues more than this (one window + control frames).
 MAX_QUEUED = WINDOW + RELAY_SLACK
 MAX_HOPS = 8192
@@ -49,6 +51,7 @@ class RelayService:
         self.hops: set[RelayHop] = set()
         self.bytes_relayed = 0
         self.circuits_served = 0
+        self.setup_timeout = SETUP_TIMEOUT
         links.on_stream = self.accept
 
     hop_class: type["RelayHop"]
@@ -93,14 +96,22 @@ class RelayHop:
         self.task: asyncio.Future[None] | None = None
         self.closed = False
         upstream.handler = self
+        self._deadline: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            relay.setup_timeout, self._setup_expired
+        )
+
+    def _setup_expired(self) -> None:
+        self._deadline = None
+        if self.core.state is HopState.HANDSHAKE:
+            self.close(ErrorKind.TIMEOUT, source="no complete handshake in time")
 
     # -- StreamHandler (upstream) ------------------------------------------
     def stream_data(self, data: bytes, end: bool) -> None:
         keys = self.keys
         if keys is not None:  # the hot path: bridge
             buf = bytearray(data)
-            self.transform_forward(buf)
             keys.forward.xor_into(buf)
+            self.tap_forward(buf)
             down = self.downstream
             assert down is not None
             down.send(buf, end)
@@ -120,6 +131,9 @@ class RelayHop:
             self.close(exc.kind, source="handshake")
             return
         if request is not None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
             self.relay.spawn(self._serve(request.command), "relay hop")
         if end:
             self.close(ErrorKind.PROTOCOL, source="client ended the stream during set-up")
@@ -127,8 +141,12 @@ class RelayHop:
     def stream_reset(self, kind: ErrorKind) -> None:
         self.close(kind, source="upstream")
 
-    def transform_forward(self, buf: bytearray) -> None:
-        """Hook for test relays that misbehave (flip a byte); a no-op here."""
+    def tap_forward(self, buf: bytearray) -> None:
+        """What the bridge forwards toward the exit; a hook for test relays
+        (record, flip a byte). A no-op here."""
+
+    def tap_backward(self, buf: bytearray) -> None:
+        """What the bridge forwards toward the client; a no-op here."""
 
     def from_downstream(self, data: bytes, end: bool) -> None:
         keys = self.keys
@@ -136,6 +154,7 @@ class RelayHop:
             return
         buf = bytearray(data)
         keys.backward.xor_into(buf)
+        self.tap_backward(buf)
         self.upstream.send(buf, end)
         self.relay.bytes_relayed += len(buf)
         if self.upstream.buffered() > MAX_QUEUED:
@@ -156,6 +175,8 @@ class RelayHop:
             self.pump.circuit_reset(kind)
         if self.task is not None and not self.task.done():
             self.task.cancel()
+        if self._deadline is not None:
+            self._deadline.cancel()
         self._forget()
 
     def _forget(self) -> None:

@@ -1,0 +1,243 @@
+"""A small GlobalNet on 127.0.0.1, made of real `gclient` processes.
+
+Used by the README's first command (`make demo`: three relays, one of them an
+exit that allows loopback, a client with a tunnel to a local web page) and by
+the integration tests, so the demo and the tests start nodes the same way.
+Every node gets its own data dir and log file; nothing listens beyond
+127.0.0.1 and nothing is dialled beyond it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.server
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GCLIENT = ROOT / "gclient.py"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port free for both TCP and UDP on 127.0.0.1 (we use it for one of them)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
+        try:
+            with socket.socket(socket.AF_INET, other) as s:
+                s.bind(("127.0.0.1", port))
+            return int(port)
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+@dataclass
+class NodeProcess:
+    name: str
+    args: list[str]
+    data_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    listen_port: int | None = None
+    node_id: str = ""
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.data_dir / "node.log"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        cmd = [sys.executable, str(GCLIENT), "-data-dir", str(self.data_dir), "--log-json", "--log-level", "debug", *self.args]
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        log.close()
+
+    def events(self) -> list[dict[str, object]]:
+        out = []
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        return out
+
+    def find(self, event: str, **match: object) -> dict[str, object] | None:
+        for ev in self.events():
+            if ev.get("event") == event and all(ev.get(k) == v for k, v in match.items()):
+                return ev
+        return None
+
+    def wait_for(self, event: str, timeout: float = 20.0, **match: object) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.find(event, **match)
+            if found is not None:
+                return found
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name}: no '{event}' within {timeout} s:\n{self.log_path.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.listen_port}"
+
+    @property
+    def pinned(self) -> str:
+        return f"127.0.0.1:{self.listen_port}#{self.node_id}"
+
+
+class LocalNet:
+    """Starts and stops gclient processes under one directory."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.nodes: list[NodeProcess] = []
+
+    def relay(self, name: str, *extra: str, port: int | None = None) -> NodeProcess:
+        port = port or free_port(socket.SOCK_DGRAM)
+        node = NodeProcess(name, ["-listen", f"127.0.0.1:{port}", *extra], self.base / name, listen_port=port)
+        return self._start(node)
+
+    def client(self, name: str, *args: str) -> NodeProcess:
+        return self._start(NodeProcess(name, ["-no-listen", *args], self.base / name))
+
+    def _start(self, node: NodeProcess) -> NodeProcess:
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        node.node_id = node_id_of(node.data_dir)
+        node.start()
+        self.nodes.append(node)
+        return node
+
+    def stop_all(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()
+
+
+def node_id_of(data_dir: Path) -> str:
+    """Create (if needed) the node's identity key and return its node id."""
+    out = subprocess.run(
+        [sys.executable, str(GCLIENT), "-data-dir", str(data_dir), "--print-id"],
+        capture_output=True, text=True, check=True, cwd=ROOT,
+    )
+    return out.stdout.strip()
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    body = b"<html><body><h1>Hello from GlobalNet</h1><p>This page came through a 3-hop circuit.</p></body></html>\n"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def web_server(port: int = 0) -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def start_demo(base: Path, relay_ports: tuple[int, int, int], web_port: int, tunnel_port: int) -> LocalNet:
+    """Three relays (the last an exit for 127.0.0.1) and a client with one tunnel."""
+    net = LocalNet(base)
+    r1 = net.relay("relay1", port=relay_ports[0])
+    r2 = net.relay("relay2", "-connect", r1.pinned, port=relay_ports[1])
+    r3 = net.relay("relay3", "-connect", r1.pinned, "-exit", "-exit-allow", "127.0.0.1/32", port=relay_ports[2])
+    path = f"{tunnel_port}>{r1.pinned}>{r2.pinned}>{r3.pinned}>127.0.0.1:{web_port}"
+    client = net.client("client", "-connect", r1.pinned, "-tunnel", path)
+    for node in (r1, r2, r3):
+        node.wait_for("node started")
+    client.wait_for("tunnel listening")
+    return net
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Run a small GlobalNet on 127.0.0.1 with a tunnel to a local web page.")
+    parser.add_argument("--dir", type=Path, default=ROOT / ".demo", help="where the nodes keep their data and logs")
+    parser.add_argument("--base-port", type=int, default=9001, help="relays listen on BASE..BASE+2 (UDP)")
+    parser.add_argument("--web-port", type=int, default=8080)
+    parser.add_argument("--tunnel-port", type=int, default=8000)
+    parser.add_argument("--check", action="store_true", help="fetch the page once through the tunnel and exit")
+    args = parser.parse_args()
+    base: Path = args.dir
+    if base.exists():
+        for sub in base.iterdir():
+            if (sub / "node.log").exists():
+                (sub / "node.log").unlink()
+    ports = (args.base_port, args.base_port + 1, args.base_port + 2)
+    with web_server(args.web_port) as web_port:
+        net = start_demo(base, ports, web_port, args.tunnel_port)
+        try:
+            url = f"http://127.0.0.1:{args.tunnel_port}/"
+            started = time.monotonic()
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=20) as resp:
+                body = resp.read().decode()
+            took = (time.monotonic() - started) * 1000
+            print("\nGlobalNet is running on 127.0.0.1:")
+            for node in net.nodes:
+                role = " (exit: 127.0.0.1 allowed)" if "-exit" in node.args else ""
+                where = node.address if node.listen_port else "no listener"
+                print(f"  {node.name:7} {node.node_id}  {where}{role}   log: {node.log_path}")
+            print(f"\nA web page on 127.0.0.1:{web_port} is reachable through relay1 > relay2 > relay3:")
+            print(f"  first fetch through the circuit: {took:.0f} ms, {len(body)} bytes: {body.strip()[:60]}...")
+            print(f"\nTry it:\n  curl {url}\n")
+            if args.check:
+                return 0
+            print("Ctrl-C stops the network.")
+            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            net.stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

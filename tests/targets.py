@@ -1,0 +1,79 @@
+"""TCP targets for the tests: servers on 127.0.0.1 that check what they got."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+
+def pattern(n: int, seed: int = 7) -> bytes:
+    """n reproducible pseudo-random bytes (both ends can make them)."""
+    return random.Random(seed).randbytes(n)
+
+
+class SinkServer:
+    """Reads until EOF, records SHA-256 and size; replies with the hex digest."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.digests: list[str] = []
+        self.resets = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        h = hashlib.sha256()
+        got = bytearray()
+        try:
+            while chunk := await reader.read(1 << 16):
+                h.update(chunk)
+                if len(got) < 1 << 20:
+                    got += chunk[: (1 << 20) - len(got)]
+            self.received.append(bytes(got))
+            self.digests.append(h.hexdigest())
+            writer.write(h.hexdigest().encode())
+            await writer.drain()
+        except ConnectionError:
+            self.resets += 1
+            self.received.append(bytes(got))
+        finally:
+            writer.close()
+
+
+class SourceServer:
+    """Reads one line 'N\\n', then sends pattern(N) and closes."""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            n = int(line)
+            data = pattern(n)
+            for i in range(0, n, 1 << 16):
+                writer.write(data[i : i + (1 << 16)])
+                await writer.drain()
+        except (ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+
+class EchoServer:
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while chunk := await reader.read(1 << 16):
+                writer.write(chunk)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def serve(handler: object) -> AsyncIterator[int]:
+    server = await asyncio.start_server(handler.handle, "127.0.0.1", 0)  # type: ignore[attr-defined]
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()

@@ -1,0 +1,169 @@
+"""Relays on real QUIC links in one process: what a bridge sees, tampering, garbage."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import pytest
+
+from globalnet.errors import ErrorKind
+from globalnet.relay.relay import RelayHop
+from tests.inproc import attach_socket, open_circuit, start_client, start_relay
+from tests.targets import EchoServer, SinkServer, pattern, serve
+
+PAYLOAD = pattern(256 * 1024, seed=99)
+
+
+class RecordingHop(RelayHop):
+    seen: list[bytes] = []
+
+    def stream_data(self, data: bytes, end: bool) -> None:
+        RecordingHop.seen.append(bytes(data))
+        super().stream_data(data, end)
+
+    def from_downstream(self, data: bytes, end: bool) -> None:
+        RecordingHop.seen.append(bytes(data))
+        super().from_downstream(data, end)
+
+    def tap_forward(self, buf: bytearray) -> None:
+        RecordingHop.seen.append(bytes(buf))
+
+    def tap_backward(self, buf: bytearray) -> None:
+        RecordingHop.seen.append(bytes(buf))
+
+
+class FlippingHop(RelayHop):
+    """Flips one bit of the 100,000th byte it forwards toward the exit."""
+
+    def __init__(self, *a: object, **k: object) -> None:
+        super().__init__(*a, **k)  # type: ignore[arg-type]
+        self.forwarded = 0
+
+    def tap_forward(self, buf: bytearray) -> None:
+        target = 100_000 - self.forwarded
+        if 0 <= target < len(buf):
+            buf[target] ^= 0x01
+        self.forwarded += len(buf)
+
+
+async def _network(middle_class: type[RelayHop] | None = None):
+    r1 = await start_relay()
+    r2 = await start_relay(hop_class=middle_class)
+    r3 = await start_relay(exit_allow="127.0.0.1/32")
+    return [r1, r2, r3], start_client()
+
+
+def _close(*nodes: object) -> None:
+    for n in nodes:
+        n.close()  # type: ignore[attr-defined]
+
+
+async def test_middle_relay_never_sees_the_payload() -> None:
+    RecordingHop.seen = []
+    relays, client = await _network(RecordingHop)
+    try:
+        async with asyncio.timeout(30), serve(EchoServer()) as port:
+            circuit = await open_circuit(client, relays, "127.0.0.1", port)
+            reader, writer, pump = await attach_socket(circuit)
+            writer.write(PAYLOAD)
+            await writer.drain()
+            echoed = await reader.readexactly(len(PAYLOAD))
+            assert echoed == PAYLOAD
+            writer.close()
+            await pump
+        seen = b"".join(RecordingHop.seen)
+        assert len(seen) > 2 * len(PAYLOAD)  # it did carry the traffic, both ways
+        # no 16-byte window of the payload appears in anything the middle relay saw or sent
+        windows = {PAYLOAD[i : i + 16] for i in range(0, len(PAYLOAD) - 16, 997)}
+        assert not any(w in seen for w in windows)
+        assert b"127.0.0.1" not in seen  # nor the destination
+    finally:
+        _close(client, *relays)
+
+
+async def test_flipped_byte_is_caught_and_nothing_corrupt_is_delivered() -> None:
+    relays, client = await _network(FlippingHop)
+    sink = SinkServer()
+    try:
+        async with asyncio.timeout(30), serve(sink) as port:
+            circuit = await open_circuit(client, relays, "127.0.0.1", port)
+            reader, writer, pump = await attach_socket(circuit)
+            data = pattern(1 << 20)
+            with pytest.raises(ConnectionError):
+                writer.write(data)
+                await writer.drain()
+                writer.write_eof()
+                # the exit detects the forgery and resets: the client sees a reset, not a clean end
+                got = await reader.read()
+                if got == b"":
+                    raise AssertionError("circuit closed cleanly after tampering")
+            await asyncio.wait_for(pump, 10)
+            while not sink.received:
+                await asyncio.sleep(0.05)
+        delivered = sink.received[0]
+        assert len(delivered) < 100_000  # the frame with the flipped byte never reached the target
+        assert delivered == data[: len(delivered)]  # and everything before it is intact
+        assert circuit.error is not None or circuit.closed
+    finally:
+        _close(client, *relays)
+
+
+async def test_garbage_on_a_hop_stream_resets_only_that_stream() -> None:
+    relays, client = await _network()
+    try:
+        async with asyncio.timeout(30), serve(EchoServer()) as port:
+            link = await client.links.get_link("127.0.0.1", relays[0].port)
+            resets: list[ErrorKind] = []
+
+            class Watcher:
+                def stream_data(self, data: bytes, end: bool) -> None:
+                    pass
+
+                def stream_reset(self, kind: ErrorKind) -> None:
+                    resets.append(kind)
+
+            # a truncated message that never completes, a short one, an oversized one
+            for junk in (b"\x10\x00" + os.urandom(3000), b"\x00\x05hello", b"\xff\xff" + os.urandom(70000)):
+                hs = link.open_stream()
+                hs.handler = Watcher()
+                hs.send(junk)
+            for _ in range(100):
+                if len(resets) == 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(resets) == 3
+            assert set(resets) <= {ErrorKind.HANDSHAKE_FAILED, ErrorKind.TIMEOUT}
+            # the relay and the link are fine: a real circuit works on the same link
+            circuit = await open_circuit(client, relays, "127.0.0.1", port)
+            reader, writer, pump = await attach_socket(circuit)
+            writer.write(b"still alive")
+            assert await reader.readexactly(11) == b"still alive"
+            writer.close()
+            await pump
+    finally:
+        _close(client, *relays)
+
+
+async def test_garbage_datagrams_do_not_hurt_a_relay() -> None:
+    relays, client = await _network()
+    try:
+        async with asyncio.timeout(30), serve(EchoServer()) as port:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                for i in range(300):
+                    size = (i * 37) % 1500 + 1
+                    junk = bytearray(os.urandom(size))
+                    if i % 3 == 0 and size > 20:
+                        junk[0] = 0xC0  # looks like a QUIC long header (Initial)
+                        junk[1:5] = b"\x00\x00\x00\x01"
+                    s.sendto(bytes(junk), ("127.0.0.1", relays[0].port))
+            await asyncio.sleep(0.2)
+            circuit = await open_circuit(client, relays, "127.0.0.1", port)
+            reader, writer, pump = await attach_socket(circuit)
+            writer.write(b"ping")
+            assert await reader.readexactly(4) == b"ping"
+            writer.close()
+            await pump
+    finally:
+        _close(client, *relays)
