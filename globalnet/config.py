@@ -1,0 +1,660 @@
+"""CLI flags + TOML config file -> one typed, validated :class:`Config`.
+
+Theory of operation
+-------------------
+``load_config(argv)`` parses the command line with argparse (every long flag
+in both spellings, ``-listen`` as in the proposal and ``--listen``), reads the
+``-config`` TOML file if one is given, and merges them: a flag given on the
+command line replaces the file's value for that key (lists too), except that
+the file's ``bootstrap`` peers are always kept and the command line's
+``-connect`` peers are added to them. Then every value is checked and turned
+into its typed form (path specs, peer addresses, exit rules), and a few
+combinations are checked across keys (``-exit`` needs a listening relay, two
+local listeners may not share a port).
+
+Every problem is a :class:`ConfigError` whose message names the flag or the
+file key; argparse's own errors are turned into ConfigError too (no usage
+dump, no SystemExit(2)). ``--help`` still prints and raises SystemExit(0);
+``--version`` only sets ``Config.version`` and the caller prints it.
+
+Nothing here resolves names or touches the network; relative paths in the
+file are relative to the file's directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import math
+import os
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from globalnet.relay.exit_policy import ExitRule, parse_exit_rule
+from globalnet.wire.pathspec import (
+    HopAddr,
+    PathSpec,
+    PathSpecError,
+    TargetInternet,
+    TargetTcp,
+    format_path_spec,
+    parse_listen,
+    parse_path_spec,
+    parse_peer_list,
+)
+
+__all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_LISTEN",
+    "DEFAULT_MAX_DATAGRAM_SIZE",
+    "LOG_LEVELS",
+    "Config",
+    "ConfigError",
+    "ExitConfig",
+    "build_parser",
+    "load_config",
+]
+
+DEFAULT_LISTEN = ("0.0.0.0", 9000)
+DEFAULT_MAX_DATAGRAM_SIZE = 1452
+MIN_MAX_DATAGRAM_SIZE = 1200
+DEFAULT_IDLE_TIMEOUT = 60.0
+MAX_IDLE_TIMEOUT = 86400.0
+MIN_IDLE_TIMEOUT = 1.0
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DATA_DIR_ENV = "GNET_DATA_DIR"
+DEFAULT_DATA_DIR = "~/.globalnet"
+IDENTITY_FILE_NAME = "identity.key"
+MAX_CONFIG_FILE_SIZE = 1 << 20
+MAX_LIST_ITEMS = 256  # tunnels, proxies, exit rules, peers from one source
+
+_UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "::"})
+
+T = TypeVar("T")
+D = TypeVar("D")
+
+
+class ConfigError(ValueError):
+    """A bad flag, flag value, config file or combination of settings."""
+
+
+@dataclass(frozen=True)
+class ExitConfig:
+    enabled: bool = False
+    allow: tuple[ExitRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    identity_file: Path
+    print_id: bool
+    listen: tuple[str, int] | None  # None when -no-listen
+    advertise: tuple[str, int] | None
+    connect: tuple[HopAddr, ...]
+    tunnels: tuple[PathSpec, ...]
+    proxies: tuple[PathSpec, ...]
+    exit: ExitConfig
+    console: tuple[str, int] | None
+    log_json: bool
+    log_level: str
+    max_datagram_size: int
+    idle_timeout: float
+    version: bool = False
+
+
+# -- command line ----------------------------------------------------------
+
+_EPILOG = """\
+examples:
+  # a relay on UDP port 9000 that links to two peers at start
+  gclient -listen 9000 -connect "peer:9000, peer2:9000"
+
+  # print this node's id (the identity key is created on first run)
+  gclient --id publickey.pem --print-id
+
+  # local port 1000 -> peer1 -> peer2 -> peer3, which connects to example.com:80
+  gclient -tunnel "localhost:1000>peer1:9000>peer2:8080>peer3:9000>example.com:80"
+
+  # pin a hop to its node id, and pick a random relay from the peer table
+  gclient -tunnel "1000>relay.example.org:9000#<40 hex node id>>rand>example.com:80"
+
+  # no relaying; local port 2222 -> a hidden service, whose side connects to 192.168.0.2:22
+  gclient -no-listen -tunnel "2222>[<service name>]>192.168.0.2:22"
+
+  # a SOCKS5 proxy on 127.0.0.1:8080 through five random relays to the internet
+  gclient -proxy "8080>rand>rand>rand>rand>rand>internet"
+
+  # an exit that may reach only 127.0.0.1 (as in local tests), with a debug console
+  gclient -listen 127.0.0.1:9001 -exit -exit-allow 127.0.0.1/32 -console 7000
+
+  # everything from a file, with one setting overridden
+  gclient -config configs/relay.toml -log-level debug
+
+Every long flag takes one or two dashes (-listen or --listen). Path specs are
+listen>hop>...>target; a hop is host:port, host:port#<node id>, a 40-hex node
+id or rand; a target is host:port, internet, <name>.gnet or [<name>], and a
+service may be followed by >host:port. A bare PORT in a path spec binds
+127.0.0.1 (the relay's -listen PORT binds 0.0.0.0).
+"""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises ConfigError instead of printing usage and exiting 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (see gclient --help)")
+
+    def _get_option_tuples(self, option_string: str) -> list[Any]:
+        # Python 3.11 still matches prefixes of single-dash long options even
+        # with allow_abbrev=False (-lis would mean -listen): only exact flags
+        # (and -flag=value) are accepted here.
+        return []
+
+
+_FLAG = "flag"  # store_true
+_MANY = "many"  # append: repeatable
+# (name, kind, metavar, help): each becomes -name and --name, dest name_with_underscores.
+_OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
+    ("version", _FLAG, None, "print the version and exit"),
+    ("connect", _MANY, "PEERS",
+     ("peers to link to at start, comma separated, optionally pinned to a node id; "
+     'repeatable, e.g. -connect "peer:9000, 10.1.2.3:9000#<40 hex>"')),
+    ("id", None, "FILE",
+     ("identity key file, created on first run (default <data dir>/identity.key), "
+     "e.g. --id publickey.pem")),
+    ("print-id", _FLAG, None, "print this node's id (40 hex) and exit"),
+    ("data-dir", None, "DIR",
+     (f"state directory (default ${DATA_DIR_ENV} or {DEFAULT_DATA_DIR}), "
+     "e.g. -data-dir /var/lib/globalnet")),
+    ("tunnel", _MANY, "SPEC",
+     ("forward a local TCP port through relays; repeatable, e.g. "
+     '-tunnel "1000>peer1:9000>rand>example.com:80"')),
+    ("proxy", _MANY, "SPEC",
+     ("a local SOCKS5 proxy whose target is internet or a service; repeatable, "
+     'e.g. -proxy "8080>rand>rand>rand>internet"')),
+    ("exit", _FLAG, None,
+     ("be an exit: connect out of the network for circuits (off by default; "
+     "loopback, private, link-local and multicast stay refused)")),
+    ("exit-allow", _MANY, "NET[:PORTS]",
+     ("allow rule for the exit (needs -exit), e.g. 127.0.0.1/32 or "
+            "0.0.0.0/0:80,443; with any rule the exit allows only what the rules "
+            "allow; repeatable")),
+    ("advertise", None, "IP:PORT",
+     ("address put in this node's record (default: the listen address when it is "
+     "a specific address), e.g. -advertise 203.0.113.5:9000")),
+    ("config", None, "FILE",
+     ("TOML config file; flags on the command line override it, "
+     "e.g. -config configs/relay.toml")),
+    ("console", None, "[HOST:]PORT",
+     "debug console (use nc); a bare PORT binds 127.0.0.1, e.g. -console 7000"),
+    ("log-json", _FLAG, None, "log JSON lines instead of key=value"),
+    ("log-level", None, "LEVEL",
+     f"one of {', '.join(LOG_LEVELS)} (default info), e.g. -log-level debug"),
+    ("max-datagram-size", None, "N",
+     (f"largest QUIC datagram, {MIN_MAX_DATAGRAM_SIZE}..{DEFAULT_MAX_DATAGRAM_SIZE} "
+     f"(default {DEFAULT_MAX_DATAGRAM_SIZE}), e.g. -max-datagram-size 1280")),
+    ("idle-timeout", None, "SECONDS",
+     (f"close idle links after this long (default {DEFAULT_IDLE_TIMEOUT:g}), "
+     "e.g. -idle-timeout 30")),
+)  # fmt: skip
+
+
+def _add_option(
+    parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup,
+    name: str,
+    kind: str | None,
+    metavar: str | None,
+    help: str,
+) -> None:
+    names = (f"-{name}", f"--{name}")
+    dest = name.replace("-", "_")
+    if kind == _FLAG:  # default None: "not given" differs from false (file merge)
+        parser.add_argument(
+            *names, dest=dest, action="store_true", default=None, help=help
+        )
+    else:
+        action = "append" if kind == _MANY else "store"
+        parser.add_argument(
+            *names, dest=dest, action=action, metavar=metavar, help=help
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The gclient command line; every value stays a string, checked later."""
+    parser = _ArgumentParser(
+        prog="gclient",
+        description="GlobalNet node: relay, client, exit and hidden services in one.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # -l must not silently mean -listen or -log-level
+        add_help=False,
+    )
+    parser.add_argument(
+        "-h", "-help", "--help", action="help", help="show this help and exit"
+    )
+    listen = parser.add_mutually_exclusive_group()
+    _add_option(
+        listen, "listen", None, "[HOST:]PORT",
+        "UDP address of this relay (QUIC); a bare PORT binds 0.0.0.0 (default "
+        "0.0.0.0:9000), e.g. -listen 9000 or -listen 127.0.0.1:9001",
+    )  # fmt: skip
+    _add_option(
+        listen, "no-listen", _FLAG, None,
+        "client only: do not listen and do not relay for others",
+    )  # fmt: skip
+    for name, kind, metavar, help in _OPTIONS:
+        _add_option(parser, name, kind, metavar, help)
+    return parser
+
+
+# -- config file -----------------------------------------------------------
+
+# Top-level file keys: the flags in snake_case, plural for the repeatable
+# -tunnel/-proxy, and bootstrap (peers that -connect adds to).
+_FILE_KEYS = (
+    "listen", "no_listen", "connect", "bootstrap", "id", "data_dir", "tunnels",
+    "proxies", "exit", "advertise", "console", "log_json", "log_level",
+    "max_datagram_size", "idle_timeout",
+)  # fmt: skip
+_EXIT_KEYS = ("enabled", "allow")
+
+
+def _unknown_key(key: str, known: Sequence[str], where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_FILE_SIZE + 1)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror or exc}"
+        ) from None
+    if len(data) > MAX_CONFIG_FILE_SIZE:
+        raise ConfigError(
+            f"config file {path} is larger than {MAX_CONFIG_FILE_SIZE} bytes"
+        )
+    try:
+        table = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for key in table:
+        if key not in _FILE_KEYS:
+            raise _unknown_key(key, _FILE_KEYS, f"config file {path}")
+    return table
+
+
+# -- one setting from one source --------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Value:
+    """A raw value and where it came from, for error messages."""
+
+    raw: Any
+    where: str  # "-listen" or "key 'listen' in FILE"
+    base_dir: Path | None = None  # relative paths in a file are relative to it
+
+    def fail(self, problem: str) -> NoReturn:
+        raise ConfigError(f"{self.where}: {problem}")
+
+
+def _pick(
+    cli: Any, flag: str, file: Mapping[str, Any], key: str, path: Path | None
+) -> _Value | None:
+    """The command line value if given, else the file's, else None."""
+    if cli is not None:
+        return _Value(cli, flag)
+    if key in file:
+        assert path is not None
+        return _Value(file[key], f"key {key!r} in {path}", path.parent)
+    return None
+
+
+def _as_str(value: _Value) -> str:
+    if not isinstance(value.raw, str):
+        value.fail(f"expected a string, got {_toml_type(value.raw)}")
+    return value.raw
+
+
+def _as_bool(value: _Value) -> bool:
+    if not isinstance(value.raw, bool):
+        value.fail(f"expected true or false, got {_toml_type(value.raw)}")
+    return value.raw
+
+
+def _as_list(value: _Value) -> list[str]:
+    """A list of strings (a file may also give a single string)."""
+    raw = value.raw
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        value.fail(f"expected a list of strings, got {_toml_type(raw)}")
+    if len(raw) > MAX_LIST_ITEMS:
+        value.fail(f"more than {MAX_LIST_ITEMS} entries")
+    for item in raw:
+        if not isinstance(item, str):
+            value.fail(f"expected a list of strings, found {_toml_type(item)} {item!r}")
+    return list(raw)
+
+
+def _toml_type(raw: Any) -> str:
+    names = {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }
+    return names.get(type(raw), type(raw).__name__)
+
+
+def _as_path(value: _Value) -> Path:
+    text = _as_str(value)
+    if not text or "\0" in text:
+        value.fail("expected a path")
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError as exc:  # "~" without a home directory
+        value.fail(str(exc))
+    if value.base_dir is not None and not path.is_absolute():
+        path = value.base_dir / path
+    return path
+
+
+def _as_address(value: _Value, default_host: str) -> tuple[str, int]:
+    raw = value.raw
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)  # listen = 9000 in a file
+    if not isinstance(raw, str):
+        value.fail(f"expected [HOST:]PORT, got {_toml_type(raw)}")
+    try:
+        return parse_listen(raw, default_host=default_host)
+    except PathSpecError as exc:
+        value.fail(str(exc))
+
+
+def _as_int(value: _Value, low: int, high: int) -> int:
+    raw = value.raw
+    if isinstance(raw, str):
+        try:
+            raw = int(raw.strip(), 10)
+        except ValueError:
+            value.fail(f"{value.raw!r} is not a whole number")
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        value.fail(f"expected a whole number, got {_toml_type(raw)}")
+    if not low <= raw <= high:
+        value.fail(f"{raw} is out of range ({low}..{high})")
+    return raw
+
+
+def _as_seconds(value: _Value, low: float, high: float) -> float:
+    raw = value.raw
+    if isinstance(raw, str):
+        try:
+            raw = float(raw.strip())
+        except ValueError:
+            value.fail(f"{value.raw!r} is not a number of seconds")
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        value.fail(f"expected a number of seconds, got {_toml_type(raw)}")
+    if not math.isfinite(raw) or not low <= raw <= high:
+        value.fail(f"{raw} is out of range ({low:g}..{high:g} seconds)")
+    return float(raw)
+
+
+def _each(
+    value: _Value, parse: Callable[[str], T], *, quote_item: bool = True
+) -> list[T]:
+    """Parse every string of a list; the error names the bad item."""
+    out: list[T] = []
+    for item in _as_list(value):
+        try:
+            out.append(parse(item))
+        except ValueError as exc:  # PathSpecError is a ValueError too
+            shown = item if len(item) <= 80 else item[:77] + "..."
+            value.fail(f"{shown!r}: {exc}" if quote_item else str(exc))
+    return out
+
+
+def _or(value: _Value | None, convert: Callable[[_Value], T], default: D) -> T | D:
+    return default if value is None else convert(value)
+
+
+def _as_level(value: _Value) -> str:
+    level = _as_str(value).strip().lower()
+    if level not in LOG_LEVELS:
+        value.fail(f"{value.raw!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _advertise(
+    value: _Value | None, listen: tuple[str, int] | None
+) -> tuple[str, int] | None:
+    """-advertise IP:PORT; by default the listen address if it is a specific one."""
+    if value is None:
+        if listen is None or listen[0] in _UNSPECIFIED_HOSTS or listen[1] == 0:
+            return None
+        return listen
+    if listen is None:
+        value.fail("a node that does not listen has nothing to advertise")
+    if isinstance(value.raw, int) or (
+        isinstance(value.raw, str) and value.raw.strip().isdigit()
+    ):
+        value.fail("expected IP:PORT, the address others reach this node at")
+    advertise = _as_address(value, "0.0.0.0")
+    if advertise[0] in _UNSPECIFIED_HOSTS or advertise[1] == 0:
+        value.fail("expected a specific IP address and a port other than 0")
+    return advertise
+
+
+# -- the merge -------------------------------------------------------------
+
+
+def _default_data_dir(env: Mapping[str, str]) -> Path:
+    text = env.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+    try:
+        return Path(text).expanduser()
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"cannot find a data directory ({exc}); give -data-dir or set {DATA_DIR_ENV}"
+        ) from None
+
+
+def _listen(
+    ns: argparse.Namespace, file: Mapping[str, Any], path: Path | None
+) -> tuple[str, int] | None:
+    if ns.listen is not None:
+        return _as_address(_Value(ns.listen, "-listen"), "0.0.0.0")
+    if ns.no_listen:
+        return None
+    listen = _pick(None, "-listen", file, "listen", path)
+    no_listen = _pick(None, "-no-listen", file, "no_listen", path)
+    if no_listen is not None and _as_bool(no_listen):
+        if listen is not None:
+            raise ConfigError(
+                f"config file {path}: 'listen' and 'no_listen = true' exclude each other"
+            )
+        return None
+    if listen is not None:
+        return _as_address(listen, "0.0.0.0")
+    return DEFAULT_LISTEN
+
+
+def _exit(
+    ns: argparse.Namespace, file: Mapping[str, Any], path: Path | None
+) -> ExitConfig:
+    enabled = False
+    allow: tuple[ExitRule, ...] = ()
+    if "exit" in file:
+        where = f"key 'exit' in {path}"
+        table = file["exit"]
+        if isinstance(table, bool):
+            table = {"enabled": table}
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"{where}: expected a table like {{enabled = true, allow = [...]}}"
+            )
+        for key in table:
+            if key not in _EXIT_KEYS:
+                if key in _FILE_KEYS:  # the classic TOML slip: a key after [exit]
+                    raise ConfigError(
+                        f"{where}: unknown key 'exit.{key}' (keys written after an "
+                        "[exit] header belong to it: put top-level keys before it)"
+                    )
+                raise _unknown_key(
+                    f"exit.{key}", [f"exit.{k}" for k in _EXIT_KEYS], where
+                )
+        if "enabled" in table:
+            enabled = _as_bool(
+                _Value(table["enabled"], f"key 'exit.enabled' in {path}")
+            )
+        if "allow" in table:
+            allow_value = _Value(table["allow"], f"key 'exit.allow' in {path}")
+            allow = tuple(_each(allow_value, parse_exit_rule, quote_item=False))
+    if ns.exit:
+        enabled = True
+    if ns.exit_allow is not None:
+        allow_value = _Value(ns.exit_allow, "-exit-allow")
+        allow = tuple(_each(allow_value, parse_exit_rule, quote_item=False))
+        if not enabled:
+            raise ConfigError("-exit-allow needs -exit (this node is not an exit)")
+    return ExitConfig(enabled, allow)
+
+
+def _connect(
+    ns: argparse.Namespace, file: Mapping[str, Any], path: Path | None
+) -> tuple[HopAddr, ...]:
+    peers: list[HopAddr] = []
+    sources = [
+        _pick(None, "", file, "bootstrap", path),
+        _pick(ns.connect, "-connect", file, "connect", path),
+    ]
+    for value in sources:
+        if value is None:
+            continue
+        for peer_list in _each(value, parse_peer_list):
+            peers.extend(peer_list)
+    unique = tuple(dict.fromkeys(peers))
+    if len(unique) > MAX_LIST_ITEMS * 4:
+        raise ConfigError(
+            f"too many peers to connect to ({len(unique)}, at most {MAX_LIST_ITEMS * 4})"
+        )
+    return unique
+
+
+def _specs(value: _Value | None, kind: str) -> tuple[PathSpec, ...]:
+    if value is None:
+        return ()
+    specs = _each(value, parse_path_spec)
+    for spec in specs:
+        target = spec.target
+        if kind == "tunnel" and isinstance(target, TargetInternet):
+            value.fail(
+                f"{format_path_spec(spec)!r}: 'internet' is for -proxy; a tunnel needs "
+                "host:port or a service as its target"
+            )
+        if kind == "proxy" and isinstance(target, TargetTcp):
+            value.fail(
+                f"{format_path_spec(spec)!r}: a proxy's target is internet or a service "
+                "(the SOCKS request says where to go); use -tunnel for a fixed host:port"
+            )
+    return tuple(specs)
+
+
+def _check_local_ports(config: Config) -> None:
+    """Two local TCP listeners (tunnels, proxies, console) may not share a port."""
+    seen: dict[int, list[tuple[str, str]]] = {}
+    named = [
+        ("-tunnel " + format_path_spec(s), (s.listen_host, s.listen_port))
+        for s in config.tunnels
+    ]
+    named += [
+        ("-proxy " + format_path_spec(s), (s.listen_host, s.listen_port))
+        for s in config.proxies
+    ]
+    if config.console is not None:
+        named.append(("-console", config.console))
+    for name, (host, port) in named:
+        if port == 0:
+            continue
+        for other_name, other_host in seen.get(port, []):
+            if (
+                host == other_host
+                or host in _UNSPECIFIED_HOSTS
+                or other_host in _UNSPECIFIED_HOSTS
+            ):
+                raise ConfigError(f"{name} and {other_name} both listen on port {port}")
+        seen.setdefault(port, []).append((name, host))
+
+
+def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
+    """Parse flags (and the -config file) into a Config; ConfigError on any problem.
+
+    ``env`` defaults to os.environ; it is only read for GNET_DATA_DIR.
+    """
+    if env is None:
+        env = os.environ
+    ns = build_parser().parse_args(list(argv))
+
+    path: Path | None = None
+    file: dict[str, Any] = {}
+    if ns.config is not None:
+        path = _as_path(_Value(ns.config, "-config"))
+        file = _read_file(path)
+
+    def pick(cli_name: str, flag: str, key: str) -> _Value | None:
+        return _pick(getattr(ns, cli_name), flag, file, key, path)
+
+    data_dir_value = pick("data_dir", "-data-dir", "data_dir")
+    if data_dir_value is not None:
+        data_dir = _as_path(data_dir_value)
+    else:
+        data_dir = _default_data_dir(env)
+    id_value = pick("id", "-id", "id")
+    identity_file = _or(id_value, _as_path, data_dir / IDENTITY_FILE_NAME)
+    listen = _listen(ns, file, path)
+    exit_config = _exit(ns, file, path)
+    if exit_config.enabled and listen is None:
+        raise ConfigError("-exit needs a listening relay (remove -no-listen)")
+
+    config = Config(
+        data_dir=data_dir,
+        identity_file=identity_file,
+        print_id=bool(ns.print_id),
+        listen=listen,
+        advertise=_advertise(pick("advertise", "-advertise", "advertise"), listen),
+        connect=_connect(ns, file, path),
+        tunnels=_specs(pick("tunnel", "-tunnel", "tunnels"), "tunnel"),
+        proxies=_specs(pick("proxy", "-proxy", "proxies"), "proxy"),
+        exit=exit_config,
+        console=_or(
+            pick("console", "-console", "console"),
+            lambda v: _as_address(v, "127.0.0.1"),
+            None,
+        ),
+        log_json=_or(pick("log_json", "-log-json", "log_json"), _as_bool, False),
+        log_level=_or(pick("log_level", "-log-level", "log_level"), _as_level, "info"),
+        max_datagram_size=_or(
+            pick("max_datagram_size", "-max-datagram-size", "max_datagram_size"),
+            lambda v: _as_int(v, MIN_MAX_DATAGRAM_SIZE, DEFAULT_MAX_DATAGRAM_SIZE),
+            DEFAULT_MAX_DATAGRAM_SIZE,
+        ),
+        idle_timeout=_or(
+            pick("idle_timeout", "-idle-timeout", "idle_timeout"),
+            lambda v: _as_seconds(v, MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT),
+            DEFAULT_IDLE_TIMEOUT,
+        ),
+        version=bool(ns.version),
+    )
+    _check_local_ports(config)
+    return config
