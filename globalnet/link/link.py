@@ -173,7 +173,9 @@ class Link(QuicConnectionProtocol):
 
     # -- sending ---------------------------------------------------------
     def open_stream(self) -> HopStream:
-        sid = self._quic.get_next_available_stream_id()
+        # allocate now (not at first write): a bridge opens its stream before it
+        # has bytes to send, and two bridges must never get the same id
+        sid = self._quic._open_stream()
         hs = HopStream(self, sid)
         self.streams[sid] = hs
         return hs
