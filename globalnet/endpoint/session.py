@@ -107,10 +107,12 @@ class FrameSession:
         if self.local_ended:
             raise GnetError(ErrorKind.INTERNAL, "send after END")
         view = memoryview(data)
+        # Check before sealing: a refused send must not use up AEAD nonces.
+        frames = -(-len(view) // MAX_DATA_BODY)
+        if len(view) + frames * DATA_OVERHEAD > self.send_credit:
+            raise GnetError(ErrorKind.INTERNAL, "send beyond the credit window")
         plains = [encode_frame(FrameType.DATA, bytes(view[i : i + MAX_DATA_BODY])) for i in range(0, len(view), MAX_DATA_BODY)]
         wire = b"".join(prefix(c) for c in self._sealer.seal_many(plains))
-        if len(wire) > self.send_credit:
-            raise GnetError(ErrorKind.INTERNAL, "send beyond the credit window")
         self.send_credit -= len(wire)
         self.bytes_sent += len(view)
         return wire

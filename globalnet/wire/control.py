@@ -86,7 +86,7 @@ def encode_control(msg: ControlMessage) -> bytes:
     elif isinstance(msg, Pong):
         t, body = ControlType.PONG, u64(msg.nonce)
     else:
-        t, body = ControlType.CLOSE, u8(msg.code) + str8(msg.reason[:200])
+        t, body = ControlType.CLOSE, u8(msg.code) + str8(msg.reason.encode()[:200].decode("utf-8", "ignore"))
     return u8(t) + u16(len(body)) + body
 
 

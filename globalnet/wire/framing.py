@@ -71,7 +71,7 @@ def parse_credit(body: bytes) -> int:
 
 
 def error_body(code: int, reason: str) -> bytes:
-    return u8(code) + str8(reason[:200])
+    return u8(code) + str8(reason.encode()[:200].decode("utf-8", "ignore"))
 
 
 def parse_error(body: bytes) -> tuple[int, str]:
