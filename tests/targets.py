@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 
+CHUNK = 1 << 16
+
+
+def pattern_chunks(n: int, seed: int = 7) -> Iterator[bytes]:
+    """n reproducible pseudo-random bytes, in chunks (both ends can make them)."""
+    rng = random.Random(seed)
+    for i in range(0, n, CHUNK):
+        yield rng.randbytes(min(CHUNK, n - i))
+
+
 def pattern(n: int, seed: int = 7) -> bytes:
-    """n reproducible pseudo-random bytes (both ends can make them)."""
-    return random.Random(seed).randbytes(n)
+    return b"".join(pattern_chunks(n, seed))
 
 
 class SinkServer:
@@ -47,10 +56,8 @@ class SourceServer:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await reader.readline()
-            n = int(line)
-            data = pattern(n)
-            for i in range(0, n, 1 << 16):
-                writer.write(data[i : i + (1 << 16)])
+            for chunk in pattern_chunks(int(line)):
+                writer.write(chunk)
                 await writer.drain()
         except (ConnectionError, ValueError):
             pass
