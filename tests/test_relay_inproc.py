@@ -167,3 +167,22 @@ async def test_garbage_datagrams_do_not_hurt_a_relay() -> None:
             await pump
     finally:
         _close(client, *relays)
+
+
+async def test_more_than_100_circuits_share_one_link() -> None:
+    """qh3 allows 100 concurrent streams per connection unless link/qh3_tuning raises it."""
+    relays, client = await _network()
+    try:
+        async with asyncio.timeout(60), serve(EchoServer()) as port:
+            opened = [await open_circuit(client, relays, "127.0.0.1", port) for _ in range(250)]
+            link = client.links.links[relays[0].identity.node_id]
+            assert len(link.streams) == 250  # all open at once on one link
+            pairs = [await attach_socket(c) for c in opened]
+            for i, (reader, writer, _) in enumerate(pairs):
+                writer.write(b"%06d" % i)
+            for i, (reader, writer, _) in enumerate(pairs):
+                assert await reader.readexactly(6) == b"%06d" % i
+                writer.close()
+            await asyncio.gather(*(p for _, _, p in pairs))
+    finally:
+        _close(client, *relays)

@@ -21,6 +21,7 @@ from qh3.quic.connection import QuicConnection
 
 from ..errors import ErrorKind, GnetError
 from ..wire.records import NodeRecord, node_id_of, short_id
+from . import qh3_tuning  # noqa: F401  (raises qh3's stream limit before any connection exists)
 from .auth import ControlChannel, LinkReady, PeerClosed, PongReceived
 from .certs import identity_key_from_spki
 
@@ -156,6 +157,7 @@ class Link(QuicConnectionProtocol):
         if quiet > dead_after:
             self.close_link(ErrorKind.LINK_LOST, f"peer silent for {quiet:.0f} s")
         elif quiet > quiet_ping:
+            log.debug("link quiet, pinging", link=self.label(), quiet=round(quiet, 2), streams=len(self.streams))
             self.send_ping()
 
     # -- identity ------------------------------------------------------------
@@ -175,7 +177,10 @@ class Link(QuicConnectionProtocol):
     def open_stream(self) -> HopStream:
         # allocate now (not at first write): a bridge opens its stream before it
         # has bytes to send, and two bridges must never get the same id
-        sid = self._quic._open_stream()
+        try:
+            sid = self._quic._open_stream()
+        except ValueError as exc:  # the peer's stream limit
+            raise GnetError(ErrorKind.RESOURCE_LIMIT, f"link to {self.label()}: {exc}") from None
         hs = HopStream(self, sid)
         self.streams[sid] = hs
         return hs
