@@ -22,7 +22,7 @@ from qh3.quic.connection import QuicConnection
 from ..errors import ErrorKind, GnetError
 from ..wire.records import NodeRecord, node_id_of, short_id
 from . import qh3_tuning  # noqa: F401  (raises qh3's stream limit before any connection exists)
-from .auth import ControlChannel, LinkReady, PeerClosed, PongReceived
+from .auth import ControlChannel, LinkReady, PeerClosed, PeersReceived, PongReceived
 from .certs import identity_key_from_spki
 
 if TYPE_CHECKING:
@@ -232,6 +232,10 @@ class Link(QuicConnectionProtocol):
             self._ping_sent.pop(next(iter(self._ping_sent)))
         self._send_control(self.control.ping(self._ping_nonce))
 
+    def send_peers(self, records: list[bytes]) -> None:
+        if self.control is not None and self.is_ready and records:
+            self._send_control(self.control.peers(records))
+
     def close_link(self, kind: ErrorKind, reason: str) -> None:
         """Say why (CLOSE on the control stream), then close the QUIC connection."""
         if self.closing:
@@ -309,6 +313,8 @@ class Link(QuicConnectionProtocol):
                     sent = self._ping_sent.pop(ev.nonce, None)
                     if sent is not None:
                         self.rtt = time.monotonic() - sent
+                elif isinstance(ev, PeersReceived):
+                    self.manager.on_peers(self, list(ev.records))
                 elif isinstance(ev, PeerClosed):
                     self.close_reason = GnetError(ev.kind, f"peer closed the link: {ev.reason}")
             return

@@ -67,6 +67,7 @@ class LinkManager:
         self.listen_address: tuple[str, int] | None = None
         self.on_stream: Callable[[HopStream], None] = lambda hs: hs.reset(ErrorKind.NOT_SUPPORTED)
         self.on_link_ready: list[Callable[[Link], None]] = []
+        self.on_peers: Callable[[Link, list[bytes]], None] = lambda link, records: None
         self._cert = certificate_pem(identity)
 
     # -- records ---------------------------------------------------------
