@@ -25,13 +25,20 @@ from .link.manager import LinkManager, LinkSettings
 from .relay.exit_policy import ExitPolicy
 from .relay.relay import RelayService
 from .wire.commands import RelayConnect
-from .wire.pathspec import Hop, HopAddr, HopId, HopRandom
+from .circuit.resolve import PathResolver
+from .peertable import PeerTable
+from .wire.pathspec import Hop, HopAddr
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")
 
 CONNECT_RETRY = (1.0, 60.0)  # first and largest back-off between bootstrap attempts
-UPKEEP_INTERVAL = 60.0
+UPKEEP_INTERVAL = 30.0
+#: Records sent in one PEERS message.
+PEERS_SAMPLE = 16
+#: A relay keeps at least this many links up (to random known relays), so
+#: PEERS keep flowing and the node stays part of the network.
+MIN_LINKS = 4
 
 
 class Node:
@@ -45,6 +52,10 @@ class Node:
             LinkSettings(idle_timeout=config.idle_timeout, max_datagram_size=config.max_datagram_size),
         )
         self.relay = RelayService(self.identity, self.links, self.exit_policy, self.spawn)
+        self.peers = PeerTable(self.identity.node_id, config.data_dir)
+        self.resolver = PathResolver(self.peers)
+        self.links.on_link_ready.append(self._on_link_ready)
+        self.links.on_peers = self._on_peers
         self.circuits: dict[int, ClientCircuit] = {}
         self.started = time.monotonic()
         self.ready = asyncio.Event()  # listening and tunnels open
@@ -105,8 +116,13 @@ class Node:
                     crypto=BACKEND_NAME,
                     version=__version__,
                 )
+                loaded = self.peers.load()
+                if loaded:
+                    log.info("peer table loaded", relays=loaded, file=str(self.peers.path))
                 for peer in cfg.connect:
                     self.spawn(self._keep_connected(peer), "bootstrap")
+                if not cfg.connect and not loaded:
+                    log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
                 for spec in cfg.tunnels:
                     tunnel = Tunnel(self, spec)
                     await tunnel.start()
@@ -121,6 +137,7 @@ class Node:
                 for task in list(self._tasks):
                     task.cancel()
         finally:
+            self._save_peers()
             self._group = None
             self.links.close()
             await asyncio.sleep(0.05)  # let CLOSE frames leave
@@ -144,38 +161,75 @@ class Node:
             delay = min(delay * 2, CONNECT_RETRY[1])
 
     async def _upkeep(self) -> None:
+        """Onion key rotation, peer exchange, enough links, the peer table on disk."""
+        first = True
         while True:
-            await asyncio.sleep(UPKEEP_INTERVAL)
+            await asyncio.sleep(2.0 if first else UPKEEP_INTERVAL)
+            first = False
             if self.identity.onion.rotate_if_due(time.time()):
                 self.links.refresh_record()
                 log.info("onion key rotated")
+            self.peers.expire()
+            for link in list(self.links.links.values()):
+                link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
+            if self.config.listen:
+                await self._keep_links()
+            if self.peers.changed:
+                self._save_peers()
+
+    async def _keep_links(self) -> None:
+        """Link to random known relays until MIN_LINKS links are up."""
+        missing = MIN_LINKS - len(self.links.links)
+        if missing <= 0:
+            return
+        candidates = [r for r in self.peers.relays() if r.node_id not in self.links.links]
+        for record in self.peers.sample(len(candidates))[: missing * 2]:
+            if record.node_id in self.links.links:
+                continue
+            host, port = record.addresses[0]
+            try:
+                await self.links.get_link(host, port, record.node_id)
+                missing -= 1
+            except GnetError as exc:
+                self.peers.failed(record.node_id)
+                log.debug("cannot link to known relay", peer=short_id(record.node_id), reason=str(exc))
+            if missing <= 0:
+                return
+
+    def _save_peers(self) -> None:
+        try:
+            self.peers.save()
+        except OSError as exc:
+            log.warning("cannot save the peer table", file=str(self.peers.path), reason=exc.strerror)
+
+    # -- peer discovery ------------------------------------------------------
+    def _on_link_ready(self, link: Link) -> None:
+        assert link.peer is not None
+        if link.peer.flags & FLAG_RELAY and link.peer.addresses and self.peers.add(link.peer):
+            self._report_progress()
+        link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
+
+    def _on_peers(self, link: Link, records: list[bytes]) -> None:
+        if self.peers.update_many(records):
+            self._report_progress()
+
+    def _report_progress(self) -> None:
+        known = len(self.peers.relays())
+        if known <= 20 or known % 50 == 0:
+            log.info("learning relays", known=known)
 
     # -- circuits ----------------------------------------------------------
-    async def _first_link(self, hop: Hop) -> Link:
-        if isinstance(hop, HopAddr):
-            try:
-                return await self.links.get_link(hop.host, hop.port, hop.node_id)
-            except GnetError as exc:
-                raise GnetError(exc.kind, f"hop 1 ({hop.host}:{hop.port}): {exc.detail or exc.kind.describe}") from None
-        if isinstance(hop, HopId):
-            link = self.links.links.get(hop.node_id)
-            if link is None:
-                raise GnetError(ErrorKind.NO_ROUTE, f"hop 1 ({hop.node_id.hex()}): no link to that node and no address")
-            return link
-        raise GnetError(ErrorKind.NOT_SUPPORTED, "hop 1: rand hops need peer discovery")
-
-    @staticmethod
-    def _hop_target(hop: Hop) -> HopTarget:
-        if isinstance(hop, HopAddr):
-            return HopTarget(hop.host, hop.port, hop.node_id)
-        if isinstance(hop, HopId):
-            return HopTarget(node_id=hop.node_id)
-        raise GnetError(ErrorKind.NOT_SUPPORTED, "rand hops need peer discovery")
-
     async def open_circuit(self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str) -> ClientCircuit:
-        """Build a circuit through `hops`; the last hop executes `final`."""
-        first = await self._first_link(hops[0])
-        circuit = await build_circuit(first, [self._hop_target(h) for h in hops[1:]], final, purpose)
+        """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`."""
+        targets = await self.resolver.resolve(hops, final)
+        first = targets[0]
+        try:
+            link = await self.links.get_link(first.host, first.port, first.node_id)
+        except GnetError as exc:
+            if first.node_id is not None:
+                self.peers.failed(first.node_id)
+            raise GnetError(exc.kind, f"hop 1 ({first.describe()}): {exc.detail or exc.kind.describe}") from None
+        circuit = await build_circuit(link, targets[1:], final, purpose)
         self.circuits[circuit.id] = circuit
         return circuit
 

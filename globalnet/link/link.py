@@ -267,6 +267,9 @@ class Link(QuicConnectionProtocol):
             log.info("link closed", link=self.label(), address=self.address, reason=str(exc))
             self.close_reason = exc
             self.close_link(exc.kind, str(exc))
+        except Exception:  # a bug of ours must cost this link at most, never the node
+            log.exception("link event handling failed", link=self.label())
+            self.close_link(ErrorKind.INTERNAL, "internal error")
 
     def _on_handshake(self, event: events.HandshakeCompleted) -> None:
         if event.alpn_protocol != ALPN:

@@ -93,6 +93,9 @@ def encode_control(msg: ControlMessage) -> bytes:
         t, body = ControlType.PING, u64(msg.nonce)
     elif isinstance(msg, Pong):
         t, body = ControlType.PONG, u64(msg.nonce)
+    elif isinstance(msg, Peers):
+        records = msg.records[:MAX_PEERS_PER_MESSAGE]
+        t, body = ControlType.PEERS, u8(len(records)) + b"".join(blob16(r, MAX_RECORD_SIZE) for r in records)
     else:
         t, body = ControlType.CLOSE, u8(msg.code) + str8(msg.reason.encode()[:200].decode("utf-8", "ignore"))
     return u8(t) + u16(len(body)) + body
