@@ -24,10 +24,14 @@ from .link.link import Link
 from .link.manager import LinkManager, LinkSettings
 from .relay.exit_policy import ExitPolicy
 from .relay.relay import RelayService
-from .wire.commands import RelayConnect
+from .wire.commands import Proto, RelayConnect
 from .circuit.resolve import PathResolver
+from .dht.agent import DhtAgent, DhtClient
+from .dht.dht import Dht
+from .dht.values import ValidValue, node_record_value, record_from_value
+from .endpoint.session import FrameSession
 from .peertable import PeerTable
-from .wire.pathspec import Hop, HopAddr
+from .wire.pathspec import Hop, HopAddr, HopRandom
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")
@@ -39,6 +43,7 @@ PEERS_SAMPLE = 16
 #: A relay keeps at least this many links up (to random known relays), so
 #: PEERS keep flowing and the node stays part of the network.
 MIN_LINKS = 4
+DHT_REFRESH = 300.0
 
 
 class Node:
@@ -53,7 +58,13 @@ class Node:
         )
         self.relay = RelayService(self.identity, self.links, self.exit_policy, self.spawn)
         self.peers = PeerTable(self.identity.node_id, config.data_dir)
-        self.resolver = PathResolver(self.peers)
+        self.resolver = PathResolver(self.peers, self._lookup_record)
+        # every relay takes part in the DHT; a client-only node uses it through circuits
+        self.dht: Dht | None = Dht(self.identity.node_id, self.links, self.spawn) if config.listen else None
+        if self.dht is not None:
+            dht = self.dht
+            self.relay.endpoints[Proto.DHT] = lambda session, hop: DhtAgent(dht, session, hop, self.spawn)
+        self.dht_client = DhtClient(self._open_dht_circuit)
         self.links.on_link_ready.append(self._on_link_ready)
         self.links.on_peers = self._on_peers
         self.circuits: dict[int, ClientCircuit] = {}
@@ -129,11 +140,14 @@ class Node:
                     self.tunnels.append(tunnel)
                 self.spawn(self.links.run_keepalive(), "keepalive")
                 self.spawn(self._upkeep(), "upkeep")
+                if self.dht is not None:
+                    self.spawn(self._dht_upkeep(), "dht upkeep")
                 self.ready.set()
                 await self._stop.wait()
                 log.info("node stopping")
                 for tunnel in self.tunnels:
                     tunnel.close()
+                self.dht_client.close()
                 for task in list(self._tasks):
                     task.cancel()
         finally:
@@ -205,13 +219,75 @@ class Node:
     # -- peer discovery ------------------------------------------------------
     def _on_link_ready(self, link: Link) -> None:
         assert link.peer is not None
-        if link.peer.flags & FLAG_RELAY and link.peer.addresses and self.peers.add(link.peer):
-            self._report_progress()
+        if link.peer.flags & FLAG_RELAY and link.peer.addresses:
+            if self.peers.add(link.peer):
+                self._report_progress()
+            if self.dht is not None:
+                self.dht.add_contact(link.peer)
         link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
 
     def _on_peers(self, link: Link, records: list[bytes]) -> None:
         if self.peers.update_many(records):
             self._report_progress()
+
+    # -- the DHT -------------------------------------------------------------
+    async def _dht_upkeep(self) -> None:
+        """Join the DHT, publish our record, then keep the routing table and values fresh."""
+        assert self.dht is not None
+        dht = self.dht
+        delay = 1.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                contacts = await dht.bootstrap(self.peers.relays())
+                if contacts:
+                    key, value = node_record_value(self.links.own_record())
+                    stored = await dht.publish(key, value, keep=True)
+                    log.debug("dht joined", contacts=contacts, record_stored_on=stored)
+                    await self._learn_from_dht()
+                    await dht.refresh()
+            except (GnetError, TimeoutError) as exc:
+                log.debug("dht upkeep failed", reason=str(exc))
+            delay = min(delay * 2, DHT_REFRESH)
+
+    async def _learn_from_dht(self) -> None:
+        """Fetch the records of DHT contacts we do not know yet (relay work, not a private lookup)."""
+        assert self.dht is not None
+        unknown = [n.id for b in self.dht.protocol.router.buckets for n in b.get_nodes() if n.id not in self.peers]
+        for node_id in unknown[:16]:
+            found = await self.dht.lookup(node_id)
+            if found is not None:
+                try:
+                    self.peers.add(record_from_value(found.value))
+                except GnetError:
+                    pass
+
+    async def _open_dht_circuit(self) -> tuple[ClientCircuit, FrameSession]:
+        hops = min(3, max(1, len(self.peers.relays())))
+        circuit = await self.open_circuit(tuple(HopRandom() for _ in range(hops)), RelayConnect(Proto.DHT), "dht")
+        assert circuit.core.session is not None
+        return circuit, circuit.core.session
+
+    async def dht_lookup(self, key: bytes) -> ValidValue | None:
+        """A lookup for ourselves: through a circuit, never from our own address."""
+        return await self.dht_client.lookup(key)
+
+    async def dht_publish(self, key: bytes, value: bytes) -> int:
+        return await self.dht_client.publish(key, value)
+
+    async def _lookup_record(self, node_id: bytes) -> NodeRecord | None:
+        try:
+            found = await self.dht_lookup(node_id)
+        except GnetError:
+            return None
+        if found is None:
+            return None
+        try:
+            record = record_from_value(found.value)
+        except GnetError:
+            return None
+        self.peers.add(record)
+        return record
 
     def _report_progress(self) -> None:
         known = len(self.peers.relays())
@@ -242,6 +318,8 @@ class Node:
             "uptime": round(time.monotonic() - self.started, 1),
             "circuits": len(self.circuits),
             "crypto": BACKEND_NAME,
+            "relays_known": len(self.peers.relays()),
             **self.links.statistics(),
             **self.relay.statistics(),
+            **(self.dht.statistics() if self.dht else {}),
         }

@@ -20,6 +20,7 @@ from qh3.quic import events
 from qh3.quic.connection import QuicConnection
 
 from ..errors import ErrorKind, GnetError
+from ..wire.framing import MessageSplitter, prefix
 from ..wire.records import NodeRecord, node_id_of, short_id
 from . import qh3_tuning  # noqa: F401  (raises qh3's stream limit before any connection exists)
 from .auth import ControlChannel, LinkReady, PeerClosed, PeersReceived, PongReceived
@@ -120,6 +121,9 @@ class Link(QuicConnectionProtocol):
         self.close_reason: GnetError | None = None
         self.owned_transport = False  # dialled links own their UDP socket
         self.retiring = False  # a duplicate link kept only until its streams end
+        self._dht_out: int | None = None
+        self._dht_in_id: int | None = None
+        self._dht_in = MessageSplitter(max_pending=4 * 65537)
         self._forgotten: set[int] = set()
         self._forgotten_order: deque[int] = deque()
 
@@ -321,15 +325,15 @@ class Link(QuicConnectionProtocol):
                 elif isinstance(ev, PeerClosed):
                     self.close_reason = GnetError(ev.kind, f"peer closed the link: {ev.reason}")
             return
+        if sid & 2:
+            self._on_dht_data(sid, data)
+            return
         hs = self.streams.get(sid)
         if hs is None:
             if not self.is_ready:
                 raise GnetError(ErrorKind.PROTOCOL, "hop stream before the link was authenticated")
-            if sid & 2 or bool(sid & 1) == (not self.dialler):
-                # unidirectional, or one of ours that we already forgot: ignore late bytes
-                if sid & 2:
-                    raise GnetError(ErrorKind.PROTOCOL, "unidirectional streams are not used")
-                return
+            if bool(sid & 1) == (not self.dialler):
+                return  # one of ours that we already forgot: late bytes
             if sid in self._forgotten:
                 return  # a stream we closed; late bytes
             hs = HopStream(self, sid)
@@ -340,6 +344,25 @@ class Link(QuicConnectionProtocol):
         if end:
             hs.finished_receiving = True
             self.maybe_forget(hs)
+
+    # -- the DHT stream: one unidirectional stream each way, length-prefixed
+    def send_dht(self, message: bytes) -> None:
+        if not self.is_ready:
+            return
+        if self._dht_out is None:
+            self._dht_out = self._quic._open_stream(is_unidirectional=True)
+        self.send_stream(self._dht_out, prefix(message), False)
+
+    def _on_dht_data(self, sid: int, data: bytes) -> None:
+        if not self.is_ready:
+            raise GnetError(ErrorKind.PROTOCOL, "DHT data before the link was authenticated")
+        if self._dht_in_id is None:
+            self._dht_in_id = sid
+        elif sid != self._dht_in_id:
+            raise GnetError(ErrorKind.PROTOCOL, "more than one DHT stream")
+        self._dht_in.push(data)
+        while (message := self._dht_in.pop()) is not None:
+            self.manager.on_dht(self, message)
 
     def _on_stream_reset(self, sid: int, code: int) -> None:
         hs = self.streams.get(sid)

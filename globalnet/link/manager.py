@@ -68,6 +68,7 @@ class LinkManager:
         self.on_stream: Callable[[HopStream], None] = lambda hs: hs.reset(ErrorKind.NOT_SUPPORTED)
         self.on_link_ready: list[Callable[[Link], None]] = []
         self.on_peers: Callable[[Link, list[bytes]], None] = lambda link, records: None
+        self.on_dht: Callable[[Link, bytes], None] = lambda link, message: None
         self._cert = certificate_pem(identity)
 
     # -- records ---------------------------------------------------------
