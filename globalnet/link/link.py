@@ -148,6 +148,26 @@ class Link(QuicConnectionProtocol):
         self.last_heard = self._loop_time()
         super().datagrams_received(data, addr)
 
+    def statistics(self) -> dict[str, object]:
+        return {
+            "peer": self.label(),
+            "address": self.address_text(),
+            "dialled": self.dialler,
+            "age": round(time.monotonic() - self.created, 1),
+            "streams": len(self.streams),
+            "bytes_in": sum(h.bytes_in for h in self.streams.values()),
+            "bytes_out": sum(h.bytes_out for h in self.streams.values()),
+            "rtt_ms": round(self.rtt * 1000, 2) if self.rtt is not None else None,
+            "queued": self.send_buffer_size_total(),
+            "quiet": round(self._loop_time() - self.last_heard, 2),
+        }
+
+    def send_buffer_size_total(self) -> int:
+        try:
+            return int(self._quic.get_send_buffer_size())
+        except Exception:
+            return 0
+
     def check_liveness(self, now: float, quiet_ping: float, dead_after: float) -> None:
         """Close a link that carries circuits and has stopped answering.
 
@@ -161,7 +181,7 @@ class Link(QuicConnectionProtocol):
         if quiet > dead_after:
             self.close_link(ErrorKind.LINK_LOST, f"peer silent for {quiet:.0f} s")
         elif quiet > quiet_ping:
-            log.debug("link quiet, pinging", link=self.label(), quiet=round(quiet, 2), streams=len(self.streams))
+            log.debug("link quiet, pinging", **self.statistics())
             self.send_ping()
 
     # -- identity ------------------------------------------------------------

@@ -35,8 +35,8 @@ log = structlog.get_logger("globalnet.link")
 
 KEEPALIVE_INTERVAL = 15.0
 #: A link with open streams pings after this much silence and is dropped after DEAD_AFTER.
-QUIET_PING = 1.5
-DEAD_AFTER = 5.0
+QUIET_PING = 2.0
+DEAD_AFTER = 10.0
 DIAL_TIMEOUT = 10.0
 MAX_LINKS = 1024
 
