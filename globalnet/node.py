@@ -44,6 +44,8 @@ PEERS_SAMPLE = 16
 #: PEERS keep flowing and the node stays part of the network.
 MIN_LINKS = 4
 DHT_REFRESH = 300.0
+#: Tries for a circuit with `rand` hops before the error reaches the user.
+CIRCUIT_ATTEMPTS = 5
 
 
 class Node:
@@ -296,15 +298,32 @@ class Node:
 
     # -- circuits ----------------------------------------------------------
     async def open_circuit(self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str) -> ClientCircuit:
-        """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`."""
+        """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`.
+
+        A path with `rand` hops is retried with other relays when a relay on
+        it cannot be reached (that relay is marked failed in the peer table);
+        an explicit path is tried once, so its error names the hop the user wrote.
+        """
+        attempts = CIRCUIT_ATTEMPTS if any(isinstance(h, HopRandom) for h in hops) else 1
+        for attempt in range(attempts):
+            try:
+                return await self._open_circuit_once(hops, final, purpose)
+            except GnetError as exc:
+                if exc.node_id is not None:
+                    self.peers.failed(exc.node_id)
+                retry = exc.kind in (ErrorKind.NO_ROUTE, ErrorKind.TIMEOUT, ErrorKind.LINK_LOST, ErrorKind.HANDSHAKE_FAILED)
+                if attempt + 1 >= attempts or not retry:
+                    raise
+                log.debug("circuit attempt failed, trying other relays", purpose=purpose, reason=str(exc))
+        raise AssertionError("unreachable")
+
+    async def _open_circuit_once(self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str) -> ClientCircuit:
         targets = await self.resolver.resolve(hops, final)
         first = targets[0]
         try:
             link = await self.links.get_link(first.host, first.port, first.node_id)
         except GnetError as exc:
-            if first.node_id is not None:
-                self.peers.failed(first.node_id)
-            raise GnetError(exc.kind, f"hop 1 ({first.describe()}): {exc.detail or exc.kind.describe}") from None
+            raise GnetError(exc.kind, f"hop 1 ({first.describe()}): {exc.detail or exc.kind.describe}", first.node_id) from None
         circuit = await build_circuit(link, targets[1:], final, purpose)
         self.circuits[circuit.id] = circuit
         return circuit

@@ -153,12 +153,22 @@ async def build_circuit(
     GnetError naming the hop and the reason.
     """
     assert first.peer is not None
-    circuit = ClientCircuit(first.open_stream(), purpose)
+    try:
+        stream = first.open_stream()
+    except GnetError as exc:
+        exc.node_id = first.peer.node_id
+        raise
+    circuit = ClientCircuit(stream, purpose)
     record = first.peer
     try:
         for nxt in hops:
             command = RelayConnect(Proto.PEER, nxt.host, nxt.port, nxt.node_id)
-            record_bytes = await circuit.extend(record, command)
+            try:
+                record_bytes = await circuit.extend(record, command)
+            except GnetError as exc:
+                if exc.kind in (ErrorKind.NO_ROUTE, ErrorKind.TIMEOUT, ErrorKind.PIN_MISMATCH):
+                    exc.node_id = nxt.node_id  # the hop we could not reach
+                raise
             try:
                 record = verify_node_record(record_bytes)
             except GnetError as exc:

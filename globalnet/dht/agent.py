@@ -33,7 +33,7 @@ from .values import ValidValue, validate_value
 log = structlog.get_logger("globalnet.dht")
 
 MAX_INFLIGHT = 8
-REQUEST_TIMEOUT = 30.0
+REQUEST_TIMEOUT = 25.0
 
 
 class CircuitEnd(Protocol):
@@ -144,6 +144,18 @@ class DhtClient:
             return self._circuit, self._session
 
     async def _call(self, make: Callable[[int], DhtStore | DhtRetr]) -> DhtData:
+        """One request; if the circuit fails under it, once more on a fresh circuit."""
+        try:
+            return await self._call_once(make)
+        except GnetError as exc:
+            if exc.kind is ErrorKind.PROTOCOL:
+                raise
+            if self._circuit is not None:
+                self._circuit.reset(ErrorKind.CLOSED)
+                self._circuit.closed = True
+            return await self._call_once(make)
+
+    async def _call_once(self, make: Callable[[int], DhtStore | DhtRetr]) -> DhtData:
         circuit, session = await self._ensure()
         req = next(self._ids) & 0xFFFFFFFF
         future: asyncio.Future[DhtData] = asyncio.get_running_loop().create_future()

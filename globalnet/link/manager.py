@@ -139,6 +139,9 @@ class LinkManager:
             family, _, _, _, addr = infos[0]
             sock = socket.socket(family, socket.SOCK_DGRAM)
             sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+            # connected: an ICMP "port unreachable" (a node that is gone) comes back
+            # as ECONNREFUSED at once, instead of a silent dial timeout
+            sock.connect(addr)
             quic = QuicConnection(configuration=self._quic_config(client=True))
             factory = functools.partial(Link, quic, manager=self, dialler=True, expected_id=node_id, address=(host, port))
             transport, protocol = await create_optimized_datagram_transport(loop, factory, sock=sock)

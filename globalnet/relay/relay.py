@@ -250,8 +250,15 @@ class RelayHop:
             raise GnetError(ErrorKind.NO_ROUTE, "asked to extend to itself")
         if self.closed:
             return
+        try:
+            down = link.open_stream()
+        except GnetError:
+            if not command.host:
+                raise
+            # the link died under us (its close not yet seen): dial afresh, once
+            link = await links.get_link(command.host, command.port, command.node_id)
+            down = link.open_stream()
         assert link.peer is not None
-        down = link.open_stream()
         down.handler = _Downstream(self)
         self.downstream = down
         wire, self.keys = self.core.accept_bridge(link.peer.encode())
