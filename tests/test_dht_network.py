@@ -113,3 +113,34 @@ async def test_a_25_node_network(tmp_path: Path) -> None:
         assert await until(lambda: len(back.links.links) >= 2, 30)
         value2 = await back.dht_lookup(key)
         assert value2 is not None
+
+
+async def test_a_lying_dht_node_cannot_poison_lookups(tmp_path: Path) -> None:
+    """One node answers every DHT RPC with forgeries and junk; lookups still find the real value."""
+    async with asyncio.timeout(120), network(tmp_path) as net:
+        seed = await net.start("seed")
+        honest = [await net.start(f"h{i}", "-connect", pinned(seed)) for i in range(6)]
+        liar = await net.start("liar", "-connect", pinned(seed))
+        assert liar.dht is not None
+        owner = honest[0]
+        record = owner.links.own_record()
+        key, value = node_record_value(record)
+        # a forged record for the same key, with a higher sequence number
+        forged = value[:-64] + bytes(64)
+        forged_higher = bytearray(forged)
+
+        proto = liar.dht.protocol
+        proto.rpc_find_value = lambda sender, nodeid, k: {"value": bytes(forged_higher)}  # type: ignore[method-assign]
+        proto.rpc_find_node = lambda sender, nodeid, k: [[b"x", 1, None], "junk"] * 30  # type: ignore[method-assign]
+        proto.rpc_store = lambda sender, nodeid, k, v: True  # type: ignore[method-assign]  # claims to store, keeps nothing
+        proto.rpc_ping = lambda sender, nodeid: b"not my id"  # type: ignore[method-assign]
+
+        nodes = [seed, *honest, liar]
+        assert await until(lambda: all(n.dht is not None and n.dht.contacts() >= 4 for n in nodes), 60)
+        assert await owner.dht_publish(key, value) >= 2
+        for reader in honest[1:]:
+            found = await reader.dht_lookup(key)
+            assert found is not None and found.value == value  # never the forgery
+        # the liar's garbage was counted and dropped, and everyone is still up
+        assert sum(n.dht.protocol.dropped for n in honest if n.dht) > 0
+        assert all(not t.done() for t in net.tasks.values())
