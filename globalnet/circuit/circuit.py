@@ -29,6 +29,13 @@ _ids = itertools.count(1)
 
 
 @dataclass(frozen=True)
+class _Named:
+    """What extend_to's messages name a hop by."""
+
+    node_id: bytes
+
+
+@dataclass(frozen=True)
 class HopTarget:
     """Where the next hop is: an address, a node id, or both (a pin)."""
 
@@ -107,9 +114,14 @@ class ClientCircuit:
     # -- building --------------------------------------------------------
     async def extend(self, record: NodeRecord, command: RelayConnect, timeout: float = HOP_TIMEOUT) -> bytes:
         """Add a hop: handshake with `record`'s node, carrying `command`. Returns OK's record bytes."""
+        return await self.extend_to(record.node_id, record.onion_key, command, timeout)
+
+    async def extend_to(self, node_id: bytes, onion_key: bytes, command: RelayConnect, timeout: float = HOP_TIMEOUT) -> bytes:
+        """Add a hop known by id and key alone (e.g. a hidden service behind a rendezvous)."""
         self._reply = asyncio.get_running_loop().create_future()
-        self.stream.send(self.core.start_hop(record.node_id, record.onion_key, command))
-        self.path.append(record.node_id)
+        self.stream.send(self.core.start_hop(node_id, onion_key, command))
+        self.path.append(node_id)
+        record = _Named(node_id)
         try:
             async with asyncio.timeout(timeout):
                 reply = await self._reply

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from ..endpoint.session import DhtFrameReceived, EndReceived, FrameSession
+from ..endpoint.session import RequestFrameReceived, EndReceived, FrameSession
 from ..errors import ErrorKind, GnetError, ProtocolError
 from ..wire.dhtframes import (
     DhtData,
@@ -63,7 +63,7 @@ class DhtAgent:
         try:
             events = self.session.receive(data)
             for ev in events:
-                if isinstance(ev, DhtFrameReceived):
+                if isinstance(ev, RequestFrameReceived):
                     self._request(ev)
                 elif isinstance(ev, EndReceived):
                     self.end.send_wire(self.session.send_end() + b"", end=True)
@@ -77,7 +77,7 @@ class DhtAgent:
     def circuit_reset(self, kind: ErrorKind) -> None:
         self.closed = True
 
-    def _request(self, ev: DhtFrameReceived) -> None:
+    def _request(self, ev: RequestFrameReceived) -> None:
         request = decode_request(ev.type, ev.body)
         if self.inflight >= MAX_INFLIGHT:
             self._answer(DhtData(request.req, DhtStatus.FAILED, b"busy"))
@@ -192,7 +192,7 @@ class DhtClient:
             return
         try:
             for ev in session.receive(data):
-                if isinstance(ev, DhtFrameReceived) and ev.type is FrameType.DHT_DATA:
+                if isinstance(ev, RequestFrameReceived) and ev.type is FrameType.DHT_DATA:
                     answer = decode_data(ev.body)
                     future = self._pending.get(answer.req)
                     if future is not None and not future.done():
