@@ -28,6 +28,12 @@ HOP_TIMEOUT = 10.0
 _ids = itertools.count(1)
 
 
+def next_circuit_id() -> int:
+    """A fresh circuit id. Circuits that end at this node (console messages)
+    take theirs from the same count, so ids in `list circuits` never collide."""
+    return next(_ids)
+
+
 @dataclass(frozen=True)
 class _Named:
     """What extend_to's messages name a hop by."""
@@ -55,7 +61,7 @@ class ClientCircuit:
 
     stream: HopStream
     purpose: str = "tunnel"
-    id: int = field(default_factory=lambda: next(_ids))
+    id: int = field(default_factory=next_circuit_id)
     core: ClientCircuitCore = field(default_factory=ClientCircuitCore)
     path: list[bytes] = field(default_factory=list)  # node ids, hop 1 first
     created: float = field(default_factory=time.monotonic)

@@ -115,6 +115,8 @@ class Link(QuicConnectionProtocol):
         self.created = time.monotonic()
         self.last_heard = self._loop_time()
         self.rtt: float | None = None
+        self.total_in = 0  # stream bytes over the link's life, every stream (the console's `list links`)
+        self.total_out = 0
         self._ping_sent: dict[int, float] = {}
         self._ping_nonce = 0
         self.closing = False
@@ -230,6 +232,7 @@ class Link(QuicConnectionProtocol):
         except Exception as exc:  # qh3 raises on a stream it already closed
             log.debug("stream write failed", link=self.label(), stream=stream_id, error=str(exc))
             return
+        self.total_out += len(data)
         self._transmit_soon()
 
     def forget(self, stream_id: int) -> None:
@@ -340,6 +343,7 @@ class Link(QuicConnectionProtocol):
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def _on_stream_data(self, sid: int, data: bytes, end: bool) -> None:
+        self.total_in += len(data)
         if sid == CONTROL_STREAM_ID:
             if self.control is None:
                 raise GnetError(ErrorKind.PROTOCOL, "control data before the handshake")
