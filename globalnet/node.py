@@ -28,6 +28,9 @@ from .relay.relay import RelayService
 from .wire.commands import Proto, RelayConnect
 from .circuit.resolve import PathResolver
 from .dht.agent import DhtAgent, DhtClient
+from .service.access_point import AccessPoint
+from .service.client import open_service_circuit
+from .service.host import HostedService
 from .dht.dht import Dht
 from .dht.values import ValidValue, node_record_value, record_from_value
 from .endpoint.session import FrameSession
@@ -68,6 +71,10 @@ class Node:
             dht = self.dht
             self.relay.endpoints[Proto.DHT] = lambda session, hop: DhtAgent(dht, session, hop, self.spawn)
         self.dht_client = DhtClient(self._open_dht_circuit)
+        if config.listen:
+            self.relay.access_point = AccessPoint(self.identity.node_id)
+        self.services = [HostedService(self, sc) for sc in config.services]
+        self.service_descriptors: dict[bytes, Any] = {}  # descriptors this node looked up, until they expire
         self.links.on_link_ready.append(self._on_link_ready)
         self.links.on_peers = self._on_peers
         self.circuits: dict[int, ClientCircuit] = {}
@@ -149,6 +156,8 @@ class Node:
                     tunnel = Tunnel(self, spec)
                     await tunnel.start()
                     self.tunnels.append(tunnel)
+                for service in self.services:
+                    self.spawn(service.run(), f"service {service.name}")
                 self.spawn(self.links.run_keepalive(), "keepalive")
                 self.spawn(self._upkeep(), "upkeep")
                 if self.dht is not None:
@@ -317,7 +326,9 @@ class Node:
         relays: tuple[Hop, ...] = (HopRandom(), HopRandom()) if via is None else via
         return (*relays, HopId(node_id))
 
-    async def open_circuit(self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str) -> ClientCircuit:
+    async def open_circuit(
+        self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes] | None = None
+    ) -> ClientCircuit:
         """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`.
 
         A path with `rand` hops is retried with other relays when a relay on
@@ -327,7 +338,7 @@ class Node:
         attempts = CIRCUIT_ATTEMPTS if any(isinstance(h, HopRandom) for h in hops) else 1
         for attempt in range(attempts):
             try:
-                return await self._open_circuit_once(hops, final, purpose)
+                return await self._open_circuit_once(hops, final, purpose, avoid or set())
             except GnetError as exc:
                 if exc.node_id is not None:
                     self.peers.failed(exc.node_id)
@@ -337,14 +348,22 @@ class Node:
                 log.debug("circuit attempt failed, trying other relays", purpose=purpose, reason=str(exc))
         raise AssertionError("unreachable")
 
-    async def _open_circuit_once(self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str) -> ClientCircuit:
-        targets = await self.resolver.resolve(hops, final)
+    async def _open_circuit_once(
+        self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes]
+    ) -> ClientCircuit:
+        targets = await self.resolver.resolve(hops, final, avoid=avoid)
         first = targets[0]
         try:
             link = await self.links.get_link(first.host, first.port, first.node_id)
         except GnetError as exc:
             raise GnetError(exc.kind, f"hop 1 ({first.describe()}): {exc.detail or exc.kind.describe}", first.node_id) from None
         circuit = await build_circuit(link, targets[1:], final, purpose)
+        self.circuits[circuit.id] = circuit
+        return circuit
+
+    async def open_service(self, address: str, then: TargetTcp | None, purpose: str) -> ClientCircuit:
+        """A circuit to a hidden service (its own target, or `then` if the service allows it)."""
+        circuit = await open_service_circuit(self, address, then, purpose)
         self.circuits[circuit.id] = circuit
         return circuit
 

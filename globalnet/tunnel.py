@@ -16,7 +16,7 @@ import structlog
 from .endpoint.pump import StreamPump, abort_with_reset
 from .errors import ErrorKind, GnetError
 from .wire.commands import Proto, RelayConnect
-from .wire.pathspec import PathSpec, TargetTcp, format_path_spec
+from .wire.pathspec import PathSpec, TargetService, TargetTcp, format_path_spec
 
 if TYPE_CHECKING:
     from .node import Node
@@ -29,8 +29,8 @@ BUILD_TIMEOUT = 30.0
 
 class Tunnel:
     def __init__(self, node: "Node", spec: PathSpec) -> None:
-        if not isinstance(spec.target, TargetTcp):
-            raise GnetError(ErrorKind.NOT_SUPPORTED, "tunnels to hidden services are not supported yet")
+        if not isinstance(spec.target, (TargetTcp, TargetService)):
+            raise GnetError(ErrorKind.NOT_SUPPORTED, "a tunnel's target is host:port or a hidden service")
         self.node = node
         self.spec = spec
         self.target = spec.target
@@ -58,10 +58,13 @@ class Tunnel:
         self.active += 1
         circuit = None
         try:
-            final = RelayConnect(Proto.TCP, self.target.host, self.target.port)
             try:
                 async with asyncio.timeout(BUILD_TIMEOUT):
-                    circuit = await self.node.open_circuit(self.spec.hops, final, "tunnel")
+                    if isinstance(self.target, TargetService):
+                        circuit = await self.node.open_service(self.target.address, self.target.then, "tunnel")
+                    else:
+                        final = RelayConnect(Proto.TCP, self.target.host, self.target.port)
+                        circuit = await self.node.open_circuit(self.spec.hops, final, "tunnel")
             except TimeoutError:
                 log.warning("tunnel connection failed", tunnel=self.port, reason="circuit build timed out")
                 abort_with_reset(writer)

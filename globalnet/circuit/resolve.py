@@ -56,7 +56,10 @@ class PathResolver:
         self.peers = peers
         self.lookup = lookup
 
-    async def resolve(self, hops: tuple[Hop, ...], final: RelayConnect, wait: float = RELAY_WAIT) -> list[HopTarget]:
+    async def resolve(
+        self, hops: tuple[Hop, ...], final: RelayConnect, wait: float = RELAY_WAIT, avoid: set[bytes] | None = None
+    ) -> list[HopTarget]:
+        """Concrete hops for `hops`; `rand` never picks a node in `avoid`."""
         fixed: dict[int, HopTarget] = {}
         for i, hop in enumerate(hops):
             if isinstance(hop, HopAddr):
@@ -68,7 +71,7 @@ class PathResolver:
             return [fixed[i] for i in range(len(hops))]
         exit_check = exit_allows(final)
         slots = [exit_check if i == len(hops) - 1 else None for i in rand_slots]
-        exclude = {self.peers.own_id} | {t.node_id for t in fixed.values() if t.node_id}
+        exclude = {self.peers.own_id} | {t.node_id for t in fixed.values() if t.node_id} | (avoid or set())
         avoid = {network_of_target(t) for t in fixed.values()}
         deadline = time.monotonic() + wait
         announced = 0.0

@@ -135,6 +135,7 @@ class DhtClient:
         self._pending: dict[int, asyncio.Future[DhtData]] = {}
         self._ids = itertools.count(1)
         self._lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(MAX_INFLIGHT)  # the agent answers "busy" beyond this
 
     async def _ensure(self) -> tuple[CircuitLike, FrameSession]:
         async with self._lock:
@@ -156,6 +157,10 @@ class DhtClient:
             return await self._call_once(make)
 
     async def _call_once(self, make: Callable[[int], DhtStore | DhtRetr]) -> DhtData:
+        async with self._slots:
+            return await self._request(make)
+
+    async def _request(self, make: Callable[[int], DhtStore | DhtRetr]) -> DhtData:
         circuit, session = await self._ensure()
         req = next(self._ids) & 0xFFFFFFFF
         future: asyncio.Future[DhtData] = asyncio.get_running_loop().create_future()
@@ -172,6 +177,8 @@ class DhtClient:
 
     async def lookup(self, key: bytes) -> ValidValue | None:
         data = await self._call(lambda req: DhtRetr(req, key))
+        if data.status is DhtStatus.FAILED:
+            raise GnetError(ErrorKind.TIMEOUT, f"the DHT lookup failed ({data.payload.decode(errors='replace')})")
         if data.status is not DhtStatus.OK:
             return None
         try:

@@ -194,7 +194,7 @@ class HostedService:
                 await self._publish()
             self.changed.clear()
             try:
-                async with asyncio.timeout(5.0 if len(self.intros) < self.wanted or self.published is None else 60.0):
+                async with asyncio.timeout(1.0 if len(self.intros) < self.wanted or self.published is None else 60.0):
                     await self.changed.wait()
             except TimeoutError:
                 pass
@@ -216,7 +216,8 @@ class HostedService:
 
     async def _register(self, ap: bytes) -> None:
         circuit = await self.node.open_circuit(
-            (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_REGISTER), "service"
+            (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_REGISTER), "service",
+            avoid=self._access_points_and(ap),
         )
         assert circuit.core.session is not None
         intro = _Intro(self, ap, circuit, circuit.core.session)
@@ -228,6 +229,11 @@ class HostedService:
             await intro.registered
         self.intros[ap] = intro
         log.debug("access point up", service=self.name, ap=short_id(ap))
+
+    def _access_points_and(self, ap: bytes) -> set[bytes]:
+        """Our access points never serve as other hops of our circuits, so none of them
+        sees us (the service's node) on a link and also knows it serves us."""
+        return set(self.intros) | {ap}
 
     def intro_lost(self, intro: _Intro) -> None:
         if self.intros.get(intro.ap) is intro:
@@ -273,7 +279,8 @@ class HostedService:
         self.sessions += 1
         try:
             circuit = await self.node.open_circuit(
-                (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_JOIN, node_id=cookie), "service"
+                (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_JOIN, node_id=cookie), "service",
+                avoid=self._access_points_and(ap),
             )
         except GnetError as exc:
             self.sessions -= 1

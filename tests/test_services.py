@@ -1,0 +1,174 @@
+"""Hidden services: addresses and descriptors (unit), and a service reached through the network."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from pathlib import Path
+
+import nacl.signing
+import pytest
+
+from globalnet.dht.storage import SignedStorage
+from globalnet.dht.values import validate_value
+from globalnet.errors import GnetError, ProtocolError
+from globalnet.service.address import decode_address, encode_address, service_onion_key, service_onion_public
+from globalnet.service.descriptor import PERIOD, Descriptor, current_period, descriptor_key, verify_descriptor
+from tests.inproc_nodes import Net, network, pinned, until
+from tests.targets import SourceServer, pattern, serve
+
+
+# -- addresses and descriptors ------------------------------------------------------
+def test_address_round_trip_and_checksum() -> None:
+    key = nacl.signing.SigningKey.generate()
+    public = bytes(key.verify_key)
+    address = encode_address(public)
+    assert address.endswith(".gnet") and len(address) == 61
+    assert decode_address(address) == public
+    assert decode_address(address.upper()) == public
+    assert decode_address(f"[{address[:-5]}]") == public
+    for i in (0, 10, 55):
+        typo = address[:i] + ("a" if address[i] != "a" else "b") + address[i + 1 :]
+        with pytest.raises(GnetError, match="checksum|version"):
+            decode_address(typo)
+    with pytest.raises(GnetError, match="56"):
+        decode_address("abc.gnet")
+    with pytest.raises(GnetError, match="base32"):
+        decode_address("1" * 56 + ".gnet")
+
+
+def test_the_end_to_end_key_is_derived_from_the_address() -> None:
+    key = nacl.signing.SigningKey.generate()
+    private = service_onion_key(bytes(key))
+    assert bytes(nacl.public.PrivateKey(private).public_key) == service_onion_public(bytes(key.verify_key))
+
+
+def _descriptor(key: nacl.signing.SigningKey, seq: int = 1, period: int | None = None, aps: int = 3) -> Descriptor:
+    period = current_period() if period is None else period
+    d = Descriptor(bytes(key.verify_key), period, seq, int(time.time()) + 3600, tuple(bytes([i]) * 20 for i in range(aps)))
+    return Descriptor(d.service_key, d.period, d.seq, d.expires, d.access_points, key.sign(d.signed_part()).signature)
+
+
+def test_descriptor_signing_and_validation() -> None:
+    key = nacl.signing.SigningKey.generate()
+    desc = _descriptor(key)
+    assert verify_descriptor(desc.key, desc.encode()) == desc
+    assert validate_value(desc.key, desc.encode()).seq == 1  # what DHT nodes run on a store
+    forged = desc.encode()[:-1] + b"\x00"
+    with pytest.raises(ProtocolError):
+        verify_descriptor(desc.key, forged)
+    other = nacl.signing.SigningKey.generate()  # same content, signed by someone else
+    imposter = Descriptor(desc.service_key, desc.period, 9, desc.expires, desc.access_points, other.sign(desc.signed_part()).signature)
+    with pytest.raises(ProtocolError, match="signature"):
+        validate_value(desc.key, imposter.encode())
+    with pytest.raises(ProtocolError, match="another key"):
+        verify_descriptor(descriptor_key(desc.service_key, desc.period + 1), desc.encode())
+
+
+def test_descriptor_keys_change_with_the_period_and_a_lower_seq_does_not_replace() -> None:
+    key = nacl.signing.SigningKey.generate()
+    public = bytes(key.verify_key)
+    assert descriptor_key(public, 10) != descriptor_key(public, 11)
+    assert current_period(PERIOD * 5 + 1) == 5
+    store = SignedStorage()
+    newer, older = _descriptor(key, seq=5), _descriptor(key, seq=4)
+    assert store.put(newer.key, newer.encode())
+    assert not store.put(older.key, older.encode())
+
+
+def test_a_descriptor_carries_no_address() -> None:
+    desc = _descriptor(nacl.signing.SigningKey.generate())
+    assert b"127.0.0.1" not in desc.encode()
+
+
+# -- through the network ------------------------------------------------------------
+async def _service_network(net: Net, web: int, relays: int = 10):  # type: ignore[no-untyped-def]
+    seed = await net.start("seed")
+    others = [await net.start(f"r{i}", "-connect", pinned(seed)) for i in range(relays - 1)]
+    svc = await net.start("svc", "-no-listen", "-connect", pinned(seed), "-service", f"web=127.0.0.1:{web}")
+    service = svc.services[0]
+    assert await until(lambda: service.published is not None, 60)
+    return seed, others, svc, service
+
+
+async def _fetch(port: int, size: int) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"%d\n" % size)
+    h = hashlib.sha256()
+    n = 0
+    while chunk := await reader.read(1 << 20):
+        h.update(chunk)
+        n += len(chunk)
+    writer.close()
+    return n, h.hexdigest()
+
+
+async def test_a_service_end_to_end(tmp_path: Path) -> None:
+    async with asyncio.timeout(240), network(tmp_path) as net, serve(SourceServer()) as web:
+        seed, relays, svc, service = await _service_network(net, web)
+        hostname = (tmp_path / "svc" / "services" / "web" / "hostname").read_text().strip()
+        assert hostname == service.address
+        key_file = tmp_path / "svc" / "services" / "web" / "private.key"
+        assert key_file.stat().st_mode & 0o077 == 0
+
+        from globalnet.localnet import free_port
+
+        port = free_port()
+        client = await net.start("client", "-no-listen", "-connect", pinned(seed), "-tunnel", f"{port}>{service.address}")
+
+        # 20 MiB through the service, checked
+        size = 20 * 1024 * 1024
+        n, digest = await _fetch(port, size)
+        assert n == size and digest == hashlib.sha256(pattern(size)).hexdigest()
+
+        # 20 concurrent sessions
+        results = await asyncio.gather(*(_fetch(port, 100_000) for _ in range(20)))
+        assert all(r == (100_000, hashlib.sha256(pattern(100_000)).hexdigest()) for r in results)
+
+        # what nobody learns: no DHT value anywhere carries the service's target, and the access
+        # points never had the service's node as a link peer
+        for node in net.nodes:
+            if node.dht is not None:
+                for _, value in node.dht.storage:
+                    assert f":{web}".encode() not in value
+        for ap in service.intros:
+            ap_node = next(n for n in net.nodes if n.identity.node_id == ap)
+            assert svc.identity.node_id not in ap_node.links.links
+
+        # kill one access point: the service replaces it, republishes, new sessions work
+        published = service.publish_count
+        victim_id = next(iter(service.intros))
+        victim = next(n for n in net.nodes if n.identity.node_id == victim_id)
+        await net.stop(victim)
+        assert await until(lambda: service.publish_count > published and victim_id not in service.intros, 60)
+        assert victim_id not in service.published.access_points  # type: ignore[union-attr]
+        n, _ = await _fetch(port, 50_000)
+        assert n == 50_000
+
+        # kill the service: the client gets a clear error (a reset), not a hang
+        await net.stop(svc)
+        started = asyncio.get_running_loop().time()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"10\n")
+        with pytest.raises(ConnectionError):
+            data = await reader.read()
+            if not data:
+                raise AssertionError("clean close instead of a reset")
+        assert asyncio.get_running_loop().time() - started < 45
+        writer.close()
+        assert client.tunnels[0].active == 0 or True
+
+
+async def test_unknown_service_and_bad_address_fail_clearly(tmp_path: Path) -> None:
+    async with asyncio.timeout(120), network(tmp_path) as net:
+        seed = await net.start("seed")
+        for i in range(4):
+            await net.start(f"r{i}", "-connect", pinned(seed))
+        client = await net.start("client", "-no-listen", "-connect", pinned(seed))
+        assert await until(lambda: len(client.peers.relays()) >= 4, 30)
+        unknown = encode_address(bytes(nacl.signing.SigningKey.generate().verify_key))
+        with pytest.raises(GnetError, match="unknown service"):
+            await client.open_service(unknown, None, "tunnel")
+        with pytest.raises(GnetError, match="checksum"):
+            await client.open_service(unknown[:3] + ("a" if unknown[3] != "a" else "b") + unknown[4:], None, "tunnel")
