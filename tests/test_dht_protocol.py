@@ -82,7 +82,7 @@ async def test_store_keeps_only_signed_values() -> None:
     owner = Identity.generate()
     key, value = node_record_value(owner.make_record((("127.0.0.1", 1),)))
     assert proto.rpc_store(("127.0.0.1", 9000), owner.node_id, key, value) is True
-    assert proto.rpc_store(("127.0.0.1", 9000), owner.node_id, key, value[:-1] + b"\x00") is False
+    assert proto.rpc_store(("127.0.0.1", 9000), owner.node_id, key, value[:-1] + bytes([value[-1] ^ 1])) is False
     assert proto.rpc_store(("127.0.0.1", 9000), owner.node_id, bytes(20), b"\x02unsigned") is False
 
 

@@ -78,7 +78,7 @@ def test_storage_refuses_forgeries_and_drops_expired_values() -> None:
     ident = Identity.generate()
     store = SignedStorage()
     key, value = node_record_value(_record(ident, 1))
-    assert not store.put(key, value[:-1] + b"\x00")
+    assert not store.put(key, value[:-1] + bytes([value[-1] ^ 1]))
     assert store.put(key, value)
     valid = store.get_valid(key)
     assert valid is not None
