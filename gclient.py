@@ -44,6 +44,7 @@ async def _run(config: object, identity: object) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, node.stop)
+    loop.add_signal_handler(signal.SIGUSR1, node.dump_state)
     try:
         await node.run()
     except OSError as exc:

@@ -119,6 +119,25 @@ class Node:
         except Exception:
             log.exception("task failed", task=name)
 
+    def dump_state(self) -> None:
+        """SIGUSR1: log every link, relay hop and circuit at debug level (for diagnosing a stall)."""
+        for link in self.links.all_links:
+            log.debug("state link", **link.statistics())
+        for hop in list(self.relay.hops):
+            up, down = hop.upstream, hop.downstream
+            log.debug(
+                "state hop",
+                state=hop.core.state.value,
+                up=(up.stream_id, up.bytes_in, up.bytes_out, up.finished_sending, up.finished_receiving, up.closed),
+                down=(down.stream_id, down.bytes_in, down.bytes_out, down.finished_sending, down.finished_receiving, down.closed)
+                if down is not None
+                else None,
+                up_link=up.link.label(),
+                down_link=down.link.label() if down is not None else None,
+            )
+        for circuit in self.circuits.values():
+            log.debug("state circuit", **circuit.statistics(), stream=circuit.stream.stream_id, stream_in=circuit.stream.bytes_in)
+
     def stop(self) -> None:
         self._stop.set()
 

@@ -186,7 +186,7 @@ class Link(QuicConnectionProtocol):
         a circuit through a relay that died must be reset within seconds, so a
         link with open streams pings when quiet and gives up soon after.
         """
-        if not self.is_ready or not self.streams:
+        if self._connection_gone() or not self.is_ready or not self.streams:
             return
         quiet = now - self.last_heard
         if quiet > dead_after:
@@ -229,11 +229,27 @@ class Link(QuicConnectionProtocol):
     def send_stream(self, stream_id: int, data: bytes | bytearray | memoryview, end: bool) -> None:
         try:
             self._quic.send_stream_data(stream_id, data, end)
-        except Exception as exc:  # qh3 raises on a stream it already closed
+        except Exception as exc:  # qh3 raises on a stream it already closed, or a closed connection
+            if self._connection_gone():
+                return
             log.debug("stream write failed", link=self.label(), stream=stream_id, error=str(exc))
             return
         self.total_out += len(data)
         self._transmit_soon()
+
+    def _connection_gone(self) -> bool:
+        """qh3 closed the connection itself (its ConnectionTerminated may come only after the
+        draining period, or not at all): finish the link now, so its circuits are reset
+        instead of stalling."""
+        closed = getattr(self._quic, "_close_event", None)
+        if closed is None:
+            return False
+        if not self._finished:
+            reason = getattr(closed, "reason_phrase", "") or f"QUIC error {getattr(closed, 'error_code', '?')}"
+            log.debug("link closed by QUIC", link=self.label(), reason=reason, code=getattr(closed, "error_code", None))
+            self.close_reason = self.close_reason or GnetError(ErrorKind.LINK_LOST, f"connection closed: {reason}")
+            self._finish()
+        return True
 
     def forget(self, stream_id: int) -> None:
         if self.streams.pop(stream_id, None) is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import ipaddress
 import socket
 import ssl
@@ -144,7 +145,11 @@ class LinkManager:
             sock.connect(addr)
             quic = QuicConnection(configuration=self._quic_config(client=True))
             factory = functools.partial(Link, quic, manager=self, dialler=True, expected_id=node_id, address=(host, port))
-            transport, protocol = await create_optimized_datagram_transport(loop, factory, sock=sock)
+            if os.environ.get("GNET_DIAL_IO") == "plain":
+                sock.setblocking(False)
+                transport, protocol = await loop.create_datagram_endpoint(factory, sock=sock)
+            else:
+                transport, protocol = await create_optimized_datagram_transport(loop, factory, sock=sock)
             link: Link = protocol  # type: ignore[assignment]
             link.owned_transport = True
             self.all_links.add(link)
