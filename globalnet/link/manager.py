@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import structlog
 from qh3.asyncio._transport import create_optimized_datagram_transport
-from qh3.asyncio.server import QuicServer, serve
+from qh3.asyncio.server import QuicServer
 from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.connection import QuicConnection
 from qh3.tls import SignatureAlgorithm
@@ -30,6 +30,7 @@ from ..identity import Identity
 from ..wire.records import NodeRecord, short_id
 from .certs import certificate_pem
 from .link import ALPN, HopStream, Link
+from .listener import listen as listen_udp
 
 log = structlog.get_logger("globalnet.link")
 
@@ -98,7 +99,7 @@ class LinkManager:
     # -- listening -------------------------------------------------------
     async def listen(self, host: str, port: int) -> tuple[str, int]:
         factory = functools.partial(Link, manager=self, dialler=False)
-        self._server = await serve(host, port, configuration=self._quic_config(client=False), create_protocol=factory)
+        self._server = await listen_udp(host, port, self._quic_config(client=False), factory)
         assert self._server._transport is not None
         sockname = self._server._transport.get_extra_info("sockname")
         self.listen_address = (sockname[0], sockname[1])
