@@ -34,6 +34,8 @@ from qh3.asyncio.protocol import QuicConnectionProtocol
 from qh3.asyncio.server import QuicServer, serve
 from qh3.quic.configuration import QuicConfiguration
 
+from . import qh3_fastpath  # noqa: F401  (qh3's per-datagram logging skipped when no qlog is set)
+
 
 class BatchingQuicServer(QuicServer):
     """QuicServer that accepts a burst of datagrams in one call."""
