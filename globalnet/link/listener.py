@@ -24,6 +24,7 @@ own per-datagram path.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 from collections.abc import Callable
@@ -35,10 +36,39 @@ from qh3.asyncio.server import QuicServer, serve
 from qh3.quic.configuration import QuicConfiguration
 
 from . import qh3_fastpath  # noqa: F401  (qh3's per-datagram logging skipped when no qlog is set)
+from .path_mtu import datagram_size_for
 
 
 class BatchingQuicServer(QuicServer):
-    """QuicServer that accepts a burst of datagrams in one call."""
+    """QuicServer that accepts a burst of datagrams in one call, and sizes each
+    new connection's datagrams for the route back to its peer (path_mtu.py)."""
+
+    _sized: dict[int, QuicConfiguration]
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        assert isinstance(data, bytes)
+        if len(data) >= 1200 and data[0] & 0x80 and len(data) > 6:  # long header: maybe a new connection
+            dcid = data[6 : 6 + data[5]]
+            if dcid not in self._protocols:
+                base = self._configuration
+                self._configuration = self._configuration_for(addr)
+                try:
+                    super().datagram_received(data, addr)
+                finally:
+                    self._configuration = base
+                return
+        super().datagram_received(data, addr)
+
+    def _configuration_for(self, addr: Any) -> QuicConfiguration:
+        base = self._configuration
+        size = datagram_size_for(addr, base.max_datagram_size)
+        if size == base.max_datagram_size:
+            return base
+        if not hasattr(self, "_sized"):
+            self._sized = {}
+        if size not in self._sized:
+            self._sized[size] = dataclasses.replace(base, max_datagram_size=size)
+        return self._sized[size]
 
     def datagrams_received(self, datagrams: list[bytes], addr: Any) -> None:
         cid_end = 1 + self._configuration.connection_id_length

@@ -31,6 +31,7 @@ from ..wire.records import NodeRecord, short_id
 from .certs import certificate_pem
 from .link import ALPN, HopStream, Link
 from .listener import listen as listen_udp
+from .path_mtu import datagram_size_for
 
 log = structlog.get_logger("globalnet.link")
 
@@ -45,7 +46,7 @@ MAX_LINKS = 1024
 @dataclass(frozen=True)
 class LinkSettings:
     idle_timeout: float = 60.0
-    max_datagram_size: int = 1452  # a 1500-byte Ethernet MTU minus IPv6 + UDP headers
+    max_datagram_size: int = 1452  # the most a link sends; 1200 where the route cannot carry it (path_mtu.py)
     dial_timeout: float = DIAL_TIMEOUT
 
 
@@ -86,6 +87,7 @@ class LinkManager:
             alpn_protocols=[ALPN],
             idle_timeout=self.settings.idle_timeout,
             max_datagram_size=self.settings.max_datagram_size,
+            probe_datagram_size=False,  # qh3 2.1's probe never changes the size (link/path_mtu.py)
         )
         if client:
             # No CA: the certificate's key *is* the peer's identity, checked by
@@ -138,7 +140,9 @@ class LinkManager:
             family, _, _, _, addr = infos[0]
             sock = socket.socket(family, socket.SOCK_DGRAM)
             sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
-            quic = QuicConnection(configuration=self._quic_config(client=True))
+            config = self._quic_config(client=True)
+            config.max_datagram_size = datagram_size_for(addr, self.settings.max_datagram_size)
+            quic = QuicConnection(configuration=config)
             factory = functools.partial(Link, quic, manager=self, dialler=True, expected_id=node_id, address=(host, port))
             transport, protocol = await create_optimized_datagram_transport(loop, factory, sock=sock)
             link: Link = protocol  # type: ignore[assignment]
