@@ -192,7 +192,9 @@ class Network:
     targets: Targets
     relay_hosts: tuple[str, str, str] = ("127.0.0.1", "127.0.0.1", "127.0.0.1")
     prefixes: dict[str, list[str]] = field(default_factory=dict)  # node name -> command prefix (netns)
-    client_host: str = "127.0.0.1"
+    target_host: str = ""  # where the exit reaches the targets (default: the targets' own address)
+    relay_ports: list[int] = field(default_factory=list)  # default: free ports (loopback) or 9001..9003
+    dial_ports: list[int] = field(default_factory=list)  # what circuits dial (e.g. a delay proxy); default: relay_ports
     relays: list[BenchNode] = field(default_factory=list)
     client: BenchNode | None = None
     tunnel_ports: dict[str, int] = field(default_factory=dict)
@@ -208,18 +210,22 @@ class Network:
 
     def start(self) -> None:
         t = self.targets
+        target_host = self.target_host or t.host
         for i, host in enumerate(self.relay_hosts, 1):
-            port = free_port(socket.SOCK_DGRAM) if host.startswith("127.") else 9000 + i
-            extra = ["-exit", "-exit-allow", f"{t.host}/32"] if i == 3 else []
+            if len(self.relay_ports) < i:
+                self.relay_ports.append(free_port(socket.SOCK_DGRAM) if host.startswith("127.") else 9000 + i)
+            port = self.relay_ports[i - 1]
+            extra = ["-exit", "-exit-allow", f"{target_host}/32"] if i == 3 else []
             self.relays.append(self._node(f"relay{i}", ["-listen", f"{host}:{port}", *extra], port))
         for r in self.relays:
             r.wait_for("node started")
-        pinned = [f"{h}:{r.listen_port}#{r.node_id}" for h, r in zip(self.relay_hosts, self.relays)]
+        dial = self.dial_ports or self.relay_ports
+        pinned = [f"{h}:{p}#{r.node_id}" for h, p, r in zip(self.relay_hosts, dial, self.relays)]
         args = ["-no-listen", "-connect", pinned[0]]
         for name, tport in t.ports.items():
             # the client's tunnel listeners are on 127.0.0.1 of the client's namespace
             self.tunnel_ports[name] = free_port() if not self.prefixes.get("client") else 8000 + len(self.tunnel_ports)
-            args += ["-tunnel", f"{self.tunnel_ports[name]}>{pinned[0]}>{pinned[1]}>{pinned[2]}>{t.host}:{tport}"]
+            args += ["-tunnel", f"{self.tunnel_ports[name]}>{pinned[0]}>{pinned[1]}>{pinned[2]}>{target_host}:{tport}"]
         self.client = self._node("client", args, None)
         for name in t.ports:
             self.client.wait_for("tunnel listening", listen=f"127.0.0.1:{self.tunnel_ports[name]}")
