@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from typing import Any
 
 HOST = "127.0.0.1"
@@ -23,7 +24,7 @@ HOST = "127.0.0.1"
 class _Back(asyncio.DatagramProtocol):
     """Toward the relay, for one front peer."""
 
-    def __init__(self, front: "_Front", peer: Any) -> None:
+    def __init__(self, front: _Front, peer: Any) -> None:
         self.front, self.peer = front, peer
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -66,10 +67,14 @@ class _Front(asyncio.DatagramProtocol):
             self.loop.call_later(0.0005, self._forward, back, data)
 
 
+def _factory(back_port: int, delay: float) -> Callable[[], _Front]:
+    return lambda: _Front(back_port, delay)
+
+
 async def main(delay_ms: float, pairs: list[tuple[int, int]]) -> None:
     loop = asyncio.get_running_loop()
     for front, back in pairs:
-        await loop.create_datagram_endpoint(lambda b=back: _Front(b, delay_ms / 1000), local_addr=(HOST, front))
+        await loop.create_datagram_endpoint(_factory(back, delay_ms / 1000), local_addr=(HOST, front))
     print("ready", flush=True)
     await loop.run_in_executor(None, sys.stdin.read)
 

@@ -65,7 +65,7 @@ class RssSampler:
                     pass
             self._stop.wait(0.05)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:  # noqa: PYI034
         self._thread.start()
         return self
 
@@ -168,6 +168,17 @@ class Targets:
 
 
 # -- the node network ----------------------------------------------------------
+def free_ports(n: int, kind: int = socket.SOCK_DGRAM) -> list[int]:
+    """n distinct free ports on 127.0.0.1 (each checked like localnet.free_port,
+    none repeated: a port released by one check can come back from the next)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port(kind)
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 class BenchNode(NodeProcess):
     """A gclient process, optionally run inside a network namespace."""
 
@@ -175,7 +186,7 @@ class BenchNode(NodeProcess):
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         cmd = [*self.prefix, sys.executable, str(GCLIENT), "-data-dir", str(self.data_dir),
                "--log-json", "--log-level", "debug", *self.args]
@@ -211,9 +222,10 @@ class Network:
     def start(self) -> None:
         t = self.targets
         target_host = self.target_host or t.host
+        if not self.relay_ports:
+            loopback = self.relay_hosts[0].startswith("127.")
+            self.relay_ports = free_ports(3) if loopback else [9001, 9002, 9003]
         for i, host in enumerate(self.relay_hosts, 1):
-            if len(self.relay_ports) < i:
-                self.relay_ports.append(free_port(socket.SOCK_DGRAM) if host.startswith("127.") else 9000 + i)
             port = self.relay_ports[i - 1]
             extra = ["-exit", "-exit-allow", f"{target_host}/32"] if i == 3 else []
             self.relays.append(self._node(f"relay{i}", ["-listen", f"{host}:{port}", *extra], port))
@@ -222,9 +234,10 @@ class Network:
         dial = self.dial_ports or self.relay_ports
         pinned = [f"{h}:{p}#{r.node_id}" for h, p, r in zip(self.relay_hosts, dial, self.relays)]
         args = ["-no-listen", "-connect", pinned[0]]
+        local = free_ports(len(t.ports), socket.SOCK_STREAM)
         for name, tport in t.ports.items():
             # the client's tunnel listeners are on 127.0.0.1 of the client's namespace
-            self.tunnel_ports[name] = free_port() if not self.prefixes.get("client") else 8000 + len(self.tunnel_ports)
+            self.tunnel_ports[name] = local.pop() if not self.prefixes.get("client") else 8000 + len(self.tunnel_ports)
             args += ["-tunnel", f"{self.tunnel_ports[name]}>{pinned[0]}>{pinned[1]}>{pinned[2]}>{target_host}:{tport}"]
         self.client = self._node("client", args, None)
         for name in t.ports:

@@ -55,9 +55,9 @@ def main() -> int:
         c0, m0, t0 = cpu_seconds(pid), moved[0], time.monotonic()
         if args.syscalls and shutil.which("strace"):
             out = subprocess.run(["timeout", "-s", "INT", "2", "strace", "-f", "-p", str(pid), "-e", "trace=network", "-s", "0"],
-                                 capture_output=True, text=True).stderr
-            calls = collections.Counter(m.group(1) for m in re.finditer(r"^(?:\[pid\s+\d+\] )?(\w+)\(", out, re.M))
-            sizes = collections.Counter(int(m.group(1)) for m in re.finditer(r"(?:sendto|recvfrom|sendmsg|recvmsg)\(.*= (\d+)$", out, re.M))
+                                 capture_output=True, text=True, check=False).stderr
+            calls = collections.Counter(m.group(1) for m in re.finditer(r"^(?:\[pid\s+\d+\] )?(\w+)\(", out, re.MULTILINE))
+            sizes = collections.Counter(int(m.group(1)) for m in re.finditer(r"(?:sendto|recvfrom|sendmsg|recvmsg)\(.*= (\d+)$", out, re.MULTILINE))
             print("syscalls in 2 s:", dict(calls.most_common(8)))
             print("datagram sizes (bytes: count):", dict(sizes.most_common(6)))
         elif shutil.which("py-spy"):

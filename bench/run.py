@@ -70,7 +70,7 @@ TARGETS: dict[str, tuple[str, float]] = {
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False).stdout.strip()
     except OSError:
         return ""
 
@@ -105,14 +105,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         # -- one connection, 100 MiB, with relay CPU ------------------------
         print(f"one connection, {args.size_mib} MiB x {args.runs} ...", flush=True)
-        tput, cpu = [], {name: [] for name in [*relays, "client"]}
+        tput: list[float] = []
+        cpu: dict[str, list[float]] = {name: [] for name in [*relays, "client"]}
         for _ in range(args.runs):
             before = {n: cpu_seconds(pids[n]) for n in cpu}
             took = download(host, tp["source"], size)
             after = {n: cpu_seconds(pids[n]) for n in cpu}
             tput.append(args.size_mib / took)
-            for n in cpu:
-                cpu[n].append((after[n] - before[n]) * 1000 / args.size_mib)
+            for n, runs in cpu.items():
+                runs.append((after[n] - before[n]) * 1000 / args.size_mib)
             loads.append(os.getloadavg())
         base = [args.size_mib / download(host, targets.ports["source"], size) for _ in range(args.runs)]
         metrics["tunnel_throughput_1conn"] = with_baseline(metric(tput, "MiB/s", size_mib=args.size_mib), base, True)

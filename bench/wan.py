@@ -29,7 +29,6 @@ import ctypes
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,9 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.measure import Network, Targets, first_byte, metric
+from bench.measure import Network, Targets, first_byte, free_ports, metric
 from globalnet.link.path_mtu import FULL_DATAGRAM
-from globalnet.localnet import ROOT, free_port
+from globalnet.localnet import ROOT
 
 RESULTS = ROOT / "bench" / "results" / "wan.json"
 DELAY_MS = 20
@@ -84,7 +83,7 @@ class Namespaces:
 
     def remove(self) -> None:
         for ns in reversed(self.created):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         self.created.clear()
 
     def prefix(self, node: str) -> list[str]:
@@ -98,7 +97,7 @@ class InNamespace:
         self.path = f"/var/run/netns/{name}"
         self.libc = ctypes.CDLL(None, use_errno=True)
 
-    def __enter__(self) -> "InNamespace":
+    def __enter__(self) -> InNamespace:  # noqa: PYI034
         self.home = os.open("/proc/self/ns/net", os.O_RDONLY)
         fd = os.open(self.path, os.O_RDONLY)
         try:
@@ -129,7 +128,7 @@ def cannot_run(netem: bool = True) -> str:
             if netem:
                 sh("ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "p0", "root", "netem", "delay", "1ms")
         finally:
-            subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+            subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
     except subprocess.CalledProcessError as exc:
         return f"cannot create a namespace with a veth and netem here: {exc.stderr.decode().strip() or exc}"
     return ""
@@ -142,8 +141,8 @@ def run_proxy(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     loads = [os.getloadavg()]
     tmp = tempfile.TemporaryDirectory(prefix="gnet-wan-")
-    relay_ports = [free_port(socket.SOCK_DGRAM) for _ in range(3)]
-    fronts = [free_port(socket.SOCK_DGRAM) for _ in range(3)]
+    ports = free_ports(6)
+    relay_ports, fronts = ports[:3], ports[3:]
     proxy = subprocess.Popen(
         [sys.executable, "-m", "bench.delay_proxy", str(args.delay_ms), *(f"{f}:{b}" for f, b in zip(fronts, relay_ports))],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,

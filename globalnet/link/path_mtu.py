@@ -34,7 +34,7 @@ MIN_DATAGRAM = 1200
 
 _IP_MTU = getattr(socket, "IP_MTU", 14)  # Linux values; not exported by every Python
 _IPV6_MTU = getattr(socket, "IPV6_MTU", 24)
-_IP_HEADER = {socket.AF_INET: 20 + 8, socket.AF_INET6: 40 + 8}
+_IP_HEADER: dict[int, int] = {socket.AF_INET: 20 + 8, socket.AF_INET6: 40 + 8}
 
 
 def route_mtu(host: str, port: int) -> int | None:
