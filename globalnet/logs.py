@@ -47,6 +47,9 @@ def setup_logging(level: str = "info", json: bool = False, stream: Any = None) -
     )
     # qh3 and asyncio speak through the standard library; keep them quiet below warnings
     logging.basicConfig(level=logging.WARNING, stream=stream or sys.stderr)
+    # kademlia/rpcudp log every unanswered RPC at error level; our dht/ logs what matters
+    for name in ("kademlia", "rpcudp"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def set_level(level: str) -> None:

@@ -24,14 +24,26 @@ from .link.link import Link
 from .link.manager import LinkManager, LinkSettings
 from .relay.exit_policy import ExitPolicy
 from .relay.relay import RelayService
-from .wire.commands import RelayConnect
-from .wire.pathspec import Hop, HopAddr, HopId, HopRandom
+from .wire.commands import Proto, RelayConnect
+from .circuit.resolve import PathResolver
+from .dht.agent import DhtAgent, DhtClient
+from .dht.dht import Dht
+from .dht.values import ValidValue, node_record_value, record_from_value
+from .endpoint.session import FrameSession
+from .peertable import PeerTable
+from .wire.pathspec import Hop, HopAddr, HopRandom
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")
 
 CONNECT_RETRY = (1.0, 60.0)  # first and largest back-off between bootstrap attempts
-UPKEEP_INTERVAL = 60.0
+UPKEEP_INTERVAL = 30.0
+#: Records sent in one PEERS message.
+PEERS_SAMPLE = 16
+#: A relay keeps at least this many links up (to random known relays), so
+#: PEERS keep flowing and the node stays part of the network.
+MIN_LINKS = 4
+DHT_REFRESH = 300.0
 
 
 class Node:
@@ -45,6 +57,16 @@ class Node:
             LinkSettings(idle_timeout=config.idle_timeout, max_datagram_size=config.max_datagram_size),
         )
         self.relay = RelayService(self.identity, self.links, self.exit_policy, self.spawn)
+        self.peers = PeerTable(self.identity.node_id, config.data_dir)
+        self.resolver = PathResolver(self.peers, self._lookup_record)
+        # every relay takes part in the DHT; a client-only node uses it through circuits
+        self.dht: Dht | None = Dht(self.identity.node_id, self.links, self.spawn) if config.listen else None
+        if self.dht is not None:
+            dht = self.dht
+            self.relay.endpoints[Proto.DHT] = lambda session, hop: DhtAgent(dht, session, hop, self.spawn)
+        self.dht_client = DhtClient(self._open_dht_circuit)
+        self.links.on_link_ready.append(self._on_link_ready)
+        self.links.on_peers = self._on_peers
         self.circuits: dict[int, ClientCircuit] = {}
         self.started = time.monotonic()
         self.ready = asyncio.Event()  # listening and tunnels open
@@ -105,22 +127,31 @@ class Node:
                     crypto=BACKEND_NAME,
                     version=__version__,
                 )
+                loaded = self.peers.load()
+                if loaded:
+                    log.info("peer table loaded", relays=loaded, file=str(self.peers.path))
                 for peer in cfg.connect:
                     self.spawn(self._keep_connected(peer), "bootstrap")
+                if not cfg.connect and not loaded:
+                    log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
                 for spec in cfg.tunnels:
                     tunnel = Tunnel(self, spec)
                     await tunnel.start()
                     self.tunnels.append(tunnel)
                 self.spawn(self.links.run_keepalive(), "keepalive")
                 self.spawn(self._upkeep(), "upkeep")
+                if self.dht is not None:
+                    self.spawn(self._dht_upkeep(), "dht upkeep")
                 self.ready.set()
                 await self._stop.wait()
                 log.info("node stopping")
                 for tunnel in self.tunnels:
                     tunnel.close()
+                self.dht_client.close()
                 for task in list(self._tasks):
                     task.cancel()
         finally:
+            self._save_peers()
             self._group = None
             self.links.close()
             await asyncio.sleep(0.05)  # let CLOSE frames leave
@@ -144,38 +175,137 @@ class Node:
             delay = min(delay * 2, CONNECT_RETRY[1])
 
     async def _upkeep(self) -> None:
+        """Onion key rotation, peer exchange, enough links, the peer table on disk."""
+        first = True
         while True:
-            await asyncio.sleep(UPKEEP_INTERVAL)
+            await asyncio.sleep(2.0 if first else UPKEEP_INTERVAL)
+            first = False
             if self.identity.onion.rotate_if_due(time.time()):
                 self.links.refresh_record()
                 log.info("onion key rotated")
+            self.peers.expire()
+            for link in list(self.links.links.values()):
+                link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
+            if self.config.listen:
+                await self._keep_links()
+            if self.peers.changed:
+                self._save_peers()
+
+    async def _keep_links(self) -> None:
+        """Link to random known relays until MIN_LINKS links are up."""
+        missing = MIN_LINKS - len(self.links.links)
+        if missing <= 0:
+            return
+        candidates = [r for r in self.peers.relays() if r.node_id not in self.links.links]
+        for record in self.peers.sample(len(candidates))[: missing * 2]:
+            if record.node_id in self.links.links:
+                continue
+            host, port = record.addresses[0]
+            try:
+                await self.links.get_link(host, port, record.node_id)
+                missing -= 1
+            except GnetError as exc:
+                self.peers.failed(record.node_id)
+                log.debug("cannot link to known relay", peer=short_id(record.node_id), reason=str(exc))
+            if missing <= 0:
+                return
+
+    def _save_peers(self) -> None:
+        try:
+            self.peers.save()
+        except OSError as exc:
+            log.warning("cannot save the peer table", file=str(self.peers.path), reason=exc.strerror)
+
+    # -- peer discovery ------------------------------------------------------
+    def _on_link_ready(self, link: Link) -> None:
+        assert link.peer is not None
+        if link.peer.flags & FLAG_RELAY and link.peer.addresses:
+            if self.peers.add(link.peer):
+                self._report_progress()
+            if self.dht is not None:
+                self.dht.add_contact(link.peer)
+        link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
+
+    def _on_peers(self, link: Link, records: list[bytes]) -> None:
+        if self.peers.update_many(records):
+            self._report_progress()
+
+    # -- the DHT -------------------------------------------------------------
+    async def _dht_upkeep(self) -> None:
+        """Join the DHT, publish our record, then keep the routing table and values fresh."""
+        assert self.dht is not None
+        dht = self.dht
+        delay = 1.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                contacts = await dht.bootstrap(self.peers.relays())
+                if contacts:
+                    key, value = node_record_value(self.links.own_record())
+                    stored = await dht.publish(key, value, keep=True)
+                    log.debug("dht joined", contacts=contacts, record_stored_on=stored)
+                    await self._learn_from_dht()
+                    await dht.refresh()
+            except (GnetError, TimeoutError) as exc:
+                log.debug("dht upkeep failed", reason=str(exc))
+            delay = min(delay * 2, DHT_REFRESH)
+
+    async def _learn_from_dht(self) -> None:
+        """Fetch the records of DHT contacts we do not know yet (relay work, not a private lookup)."""
+        assert self.dht is not None
+        unknown = [n.id for b in self.dht.protocol.router.buckets for n in b.get_nodes() if n.id not in self.peers]
+        for node_id in unknown[:16]:
+            found = await self.dht.lookup(node_id)
+            if found is not None:
+                try:
+                    self.peers.add(record_from_value(found.value))
+                except GnetError:
+                    pass
+
+    async def _open_dht_circuit(self) -> tuple[ClientCircuit, FrameSession]:
+        hops = min(3, max(1, len(self.peers.relays())))
+        circuit = await self.open_circuit(tuple(HopRandom() for _ in range(hops)), RelayConnect(Proto.DHT), "dht")
+        assert circuit.core.session is not None
+        return circuit, circuit.core.session
+
+    async def dht_lookup(self, key: bytes) -> ValidValue | None:
+        """A lookup for ourselves: through a circuit, never from our own address."""
+        return await self.dht_client.lookup(key)
+
+    async def dht_publish(self, key: bytes, value: bytes) -> int:
+        return await self.dht_client.publish(key, value)
+
+    async def _lookup_record(self, node_id: bytes) -> NodeRecord | None:
+        try:
+            found = await self.dht_lookup(node_id)
+        except GnetError:
+            return None
+        if found is None:
+            return None
+        try:
+            record = record_from_value(found.value)
+        except GnetError:
+            return None
+        self.peers.add(record)
+        return record
+
+    def _report_progress(self) -> None:
+        known = len(self.peers.relays())
+        if known <= 20 or known % 50 == 0:
+            log.info("learning relays", known=known)
 
     # -- circuits ----------------------------------------------------------
-    async def _first_link(self, hop: Hop) -> Link:
-        if isinstance(hop, HopAddr):
-            try:
-                return await self.links.get_link(hop.host, hop.port, hop.node_id)
-            except GnetError as exc:
-                raise GnetError(exc.kind, f"hop 1 ({hop.host}:{hop.port}): {exc.detail or exc.kind.describe}") from None
-        if isinstance(hop, HopId):
-            link = self.links.links.get(hop.node_id)
-            if link is None:
-                raise GnetError(ErrorKind.NO_ROUTE, f"hop 1 ({hop.node_id.hex()}): no link to that node and no address")
-            return link
-        raise GnetError(ErrorKind.NOT_SUPPORTED, "hop 1: rand hops need peer discovery")
-
-    @staticmethod
-    def _hop_target(hop: Hop) -> HopTarget:
-        if isinstance(hop, HopAddr):
-            return HopTarget(hop.host, hop.port, hop.node_id)
-        if isinstance(hop, HopId):
-            return HopTarget(node_id=hop.node_id)
-        raise GnetError(ErrorKind.NOT_SUPPORTED, "rand hops need peer discovery")
-
     async def open_circuit(self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str) -> ClientCircuit:
-        """Build a circuit through `hops`; the last hop executes `final`."""
-        first = await self._first_link(hops[0])
-        circuit = await build_circuit(first, [self._hop_target(h) for h in hops[1:]], final, purpose)
+        """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`."""
+        targets = await self.resolver.resolve(hops, final)
+        first = targets[0]
+        try:
+            link = await self.links.get_link(first.host, first.port, first.node_id)
+        except GnetError as exc:
+            if first.node_id is not None:
+                self.peers.failed(first.node_id)
+            raise GnetError(exc.kind, f"hop 1 ({first.describe()}): {exc.detail or exc.kind.describe}") from None
+        circuit = await build_circuit(link, targets[1:], final, purpose)
         self.circuits[circuit.id] = circuit
         return circuit
 
@@ -188,6 +318,8 @@ class Node:
             "uptime": round(time.monotonic() - self.started, 1),
             "circuits": len(self.circuits),
             "crypto": BACKEND_NAME,
+            "relays_known": len(self.peers.relays()),
             **self.links.statistics(),
             **self.relay.statistics(),
+            **(self.dht.statistics() if self.dht else {}),
         }

@@ -233,12 +233,12 @@ def test_relay_connect_all_zero_node_id_means_none() -> None:
         (b"\x02\x02" + bytes(20) + b"\x00\x00\x00", "expected RELAY_CONNECT"),
         (b"\x00\x02" + bytes(20) + b"\x00\x00\x00", "expected RELAY_CONNECT"),
         (b"\x01\x00" + bytes(20) + b"\x00\x00\x00", "unknown proto 0"),
-        (b"\x01\x06" + bytes(20) + b"\x00\x00\x00", "unknown proto 6"),
+        (b"\x01\x07" + bytes(20) + b"\x00\x00\x00", "unknown proto 7"),
         (b"\x01\xff" + bytes(20) + b"\x00\x00\x00", "unknown proto 255"),
         (b"\x01\x02" + bytes(20) + b"\x00\x50\xfe" + b"h" * 254, "exceeds 253"),
         (b"\x01\x02" + bytes(20) + b"\x00\x50\x02\xc3\x28", "not UTF-8"),
     ],
-    ids=["cmd-ok", "cmd-zero", "proto-0", "proto-6", "proto-255", "host-254", "host-not-utf8"],
+    ids=["cmd-ok", "cmd-zero", "proto-0", "proto-7", "proto-255", "host-254", "host-not-utf8"],
 )
 def test_relay_connect_malformed(wire: bytes, match: str) -> None:
     with pytest.raises(ProtocolError, match=match):
@@ -449,7 +449,7 @@ def test_control_several_messages_in_one_chunk() -> None:
     assert ControlDecoder().feed(stream) == [Ping(1), Pong(2), AuthOk()]
 
 
-@pytest.mark.parametrize("t", [0x00, 0x07, 0xFF])
+@pytest.mark.parametrize("t", [0x00, 0x08, 0xFF])
 def test_control_unknown_type(t: int) -> None:
     with pytest.raises(ProtocolError, match="unknown control message type"):
         ControlDecoder().feed(bytes([t]) + b"\x00\x00")
@@ -457,7 +457,7 @@ def test_control_unknown_type(t: int) -> None:
 
 def test_control_oversized_body_is_refused_from_its_header() -> None:
     """The decoder does not wait for (and buffer) a body over its bound."""
-    with pytest.raises(ProtocolError, match="exceeds 8192"):
+    with pytest.raises(ProtocolError, match=f"exceeds {MAX_CONTROL_BODY}"):
         ControlDecoder().feed(b"\x04" + u16(MAX_CONTROL_BODY + 1))
     # the largest allowed body is only malformed once it has arrived
     decoder = ControlDecoder()
@@ -492,7 +492,7 @@ def test_auth_transcript_layout() -> None:
 
 
 def test_control_type_values() -> None:
-    assert [int(t) for t in ControlType] == [1, 2, 3, 4, 5, 6]
+    assert [int(t) for t in ControlType] == [1, 2, 3, 4, 5, 6, 7]
 
 
 def _control_messages() -> st.SearchStrategy[object]:

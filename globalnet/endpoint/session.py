@@ -73,7 +73,15 @@ class MessageReceived:
     text: str
 
 
-SessionEvent = DataReceived | EndReceived | MessageReceived
+@dataclass(frozen=True)
+class DhtFrameReceived:
+    type: FrameType
+    body: bytes
+
+
+SessionEvent = DataReceived | EndReceived | MessageReceived | DhtFrameReceived
+
+_DHT_FRAMES = (FrameType.DHT_STORE, FrameType.DHT_RETR, FrameType.DHT_DATA)
 
 
 def payload_for_credit(credit: int) -> int:
@@ -127,6 +135,10 @@ class FrameSession:
     def send_message(self, text: str) -> bytes:
         return self._seal(FrameType.MESSAGE, text.encode("utf-8")[:MAX_DATA_BODY])
 
+    def send_frame(self, ftype: FrameType, body: bytes) -> bytes:
+        """A request/answer frame outside the data window (small, bounded in number by its user)."""
+        return self._seal(ftype, body)
+
     def consumed(self, wire_size: int) -> bytes:
         """The application took data worth `wire_size`; maybe return a CREDIT frame."""
         self._unconsumed -= wire_size
@@ -168,6 +180,8 @@ class FrameSession:
                 events.append(EndReceived())
             elif frame.type is FrameType.MESSAGE:
                 events.append(MessageReceived(frame.body.decode("utf-8", "replace")))
+            elif frame.type in _DHT_FRAMES:
+                events.append(DhtFrameReceived(frame.type, frame.body))
             else:
                 raise ProtocolError(f"unexpected {frame.type.name} frame")
         return events

@@ -11,7 +11,9 @@ listener who dialled. So, on the control stream:
 The dialler checks that the listener's record is signed by the key of the TLS
 certificate; the listener checks the dialler's record and signature. Only then
 is the link `ready`, and only then may hop streams flow. After that the stream
-carries PING/PONG (RTT) and CLOSE (a reason before the link goes).
+carries PING/PONG (RTT), PEERS (peer exchange: a bounded random sample of
+signed records, each verified by the receiver) and CLOSE (a reason before the
+link goes).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..wire.control import (
     Challenge,
     Close,
     ControlDecoder,
+    Peers,
     Ping,
     Pong,
     auth_transcript,
@@ -55,12 +58,17 @@ class PongReceived:
 
 
 @dataclass(frozen=True)
+class PeersReceived:
+    records: tuple[bytes, ...]  # unverified: the receiver checks each
+
+
+@dataclass(frozen=True)
 class PeerClosed:
     kind: ErrorKind
     reason: str
 
 
-ControlEvent = LinkReady | PongReceived | PeerClosed
+ControlEvent = LinkReady | PongReceived | PeerClosed | PeersReceived
 
 
 class ControlChannel:
@@ -84,6 +92,9 @@ class ControlChannel:
 
     def ping(self, nonce: int) -> bytes:
         return encode_control(Ping(nonce))
+
+    def peers(self, records: list[bytes]) -> bytes:
+        return encode_control(Peers(tuple(records)))
 
     def close(self, kind: ErrorKind, reason: str) -> bytes:
         return encode_control(Close(int(kind), reason))
@@ -121,6 +132,8 @@ class ControlChannel:
                 out.append(encode_control(Pong(msg.nonce)))
             elif self.state is AuthState.READY and isinstance(msg, Pong):
                 events.append(PongReceived(msg.nonce))
+            elif self.state is AuthState.READY and isinstance(msg, Peers):
+                events.append(PeersReceived(msg.records))
             else:
                 raise ProtocolError(f"{type(msg).__name__} is not expected in state {self.state.value}")
         return b"".join(out), events

@@ -20,9 +20,10 @@ from qh3.quic import events
 from qh3.quic.connection import QuicConnection
 
 from ..errors import ErrorKind, GnetError
+from ..wire.framing import MessageSplitter, prefix
 from ..wire.records import NodeRecord, node_id_of, short_id
 from . import qh3_tuning  # noqa: F401  (raises qh3's stream limit before any connection exists)
-from .auth import ControlChannel, LinkReady, PeerClosed, PongReceived
+from .auth import ControlChannel, LinkReady, PeerClosed, PeersReceived, PongReceived
 from .certs import identity_key_from_spki
 
 if TYPE_CHECKING:
@@ -120,6 +121,9 @@ class Link(QuicConnectionProtocol):
         self.close_reason: GnetError | None = None
         self.owned_transport = False  # dialled links own their UDP socket
         self.retiring = False  # a duplicate link kept only until its streams end
+        self._dht_out: int | None = None
+        self._dht_in_id: int | None = None
+        self._dht_in = MessageSplitter(max_pending=4 * 65537)
         self._forgotten: set[int] = set()
         self._forgotten_order: deque[int] = deque()
 
@@ -144,6 +148,26 @@ class Link(QuicConnectionProtocol):
         self.last_heard = self._loop_time()
         super().datagrams_received(data, addr)
 
+    def statistics(self) -> dict[str, object]:
+        return {
+            "peer": self.label(),
+            "address": self.address_text(),
+            "dialled": self.dialler,
+            "age": round(time.monotonic() - self.created, 1),
+            "streams": len(self.streams),
+            "bytes_in": sum(h.bytes_in for h in self.streams.values()),
+            "bytes_out": sum(h.bytes_out for h in self.streams.values()),
+            "rtt_ms": round(self.rtt * 1000, 2) if self.rtt is not None else None,
+            "queued": self.send_buffer_size_total(),
+            "quiet": round(self._loop_time() - self.last_heard, 2),
+        }
+
+    def send_buffer_size_total(self) -> int:
+        try:
+            return int(self._quic.get_send_buffer_size())
+        except Exception:
+            return 0
+
     def check_liveness(self, now: float, quiet_ping: float, dead_after: float) -> None:
         """Close a link that carries circuits and has stopped answering.
 
@@ -157,7 +181,7 @@ class Link(QuicConnectionProtocol):
         if quiet > dead_after:
             self.close_link(ErrorKind.LINK_LOST, f"peer silent for {quiet:.0f} s")
         elif quiet > quiet_ping:
-            log.debug("link quiet, pinging", link=self.label(), quiet=round(quiet, 2), streams=len(self.streams))
+            log.debug("link quiet, pinging", **self.statistics())
             self.send_ping()
 
     # -- identity ------------------------------------------------------------
@@ -232,6 +256,10 @@ class Link(QuicConnectionProtocol):
             self._ping_sent.pop(next(iter(self._ping_sent)))
         self._send_control(self.control.ping(self._ping_nonce))
 
+    def send_peers(self, records: list[bytes]) -> None:
+        if self.control is not None and self.is_ready and records:
+            self._send_control(self.control.peers(records))
+
     def close_link(self, kind: ErrorKind, reason: str) -> None:
         """Say why (CLOSE on the control stream), then close the QUIC connection."""
         if self.closing:
@@ -263,6 +291,9 @@ class Link(QuicConnectionProtocol):
             log.info("link closed", link=self.label(), address=self.address, reason=str(exc))
             self.close_reason = exc
             self.close_link(exc.kind, str(exc))
+        except Exception:  # a bug of ours must cost this link at most, never the node
+            log.exception("link event handling failed", link=self.label())
+            self.close_link(ErrorKind.INTERNAL, "internal error")
 
     def _on_handshake(self, event: events.HandshakeCompleted) -> None:
         if event.alpn_protocol != ALPN:
@@ -309,18 +340,20 @@ class Link(QuicConnectionProtocol):
                     sent = self._ping_sent.pop(ev.nonce, None)
                     if sent is not None:
                         self.rtt = time.monotonic() - sent
+                elif isinstance(ev, PeersReceived):
+                    self.manager.on_peers(self, list(ev.records))
                 elif isinstance(ev, PeerClosed):
                     self.close_reason = GnetError(ev.kind, f"peer closed the link: {ev.reason}")
+            return
+        if sid & 2:
+            self._on_dht_data(sid, data)
             return
         hs = self.streams.get(sid)
         if hs is None:
             if not self.is_ready:
                 raise GnetError(ErrorKind.PROTOCOL, "hop stream before the link was authenticated")
-            if sid & 2 or bool(sid & 1) == (not self.dialler):
-                # unidirectional, or one of ours that we already forgot: ignore late bytes
-                if sid & 2:
-                    raise GnetError(ErrorKind.PROTOCOL, "unidirectional streams are not used")
-                return
+            if bool(sid & 1) == (not self.dialler):
+                return  # one of ours that we already forgot: late bytes
             if sid in self._forgotten:
                 return  # a stream we closed; late bytes
             hs = HopStream(self, sid)
@@ -331,6 +364,25 @@ class Link(QuicConnectionProtocol):
         if end:
             hs.finished_receiving = True
             self.maybe_forget(hs)
+
+    # -- the DHT stream: one unidirectional stream each way, length-prefixed
+    def send_dht(self, message: bytes) -> None:
+        if not self.is_ready:
+            return
+        if self._dht_out is None:
+            self._dht_out = self._quic._open_stream(is_unidirectional=True)
+        self.send_stream(self._dht_out, prefix(message), False)
+
+    def _on_dht_data(self, sid: int, data: bytes) -> None:
+        if not self.is_ready:
+            raise GnetError(ErrorKind.PROTOCOL, "DHT data before the link was authenticated")
+        if self._dht_in_id is None:
+            self._dht_in_id = sid
+        elif sid != self._dht_in_id:
+            raise GnetError(ErrorKind.PROTOCOL, "more than one DHT stream")
+        self._dht_in.push(data)
+        while (message := self._dht_in.pop()) is not None:
+            self.manager.on_dht(self, message)
 
     def _on_stream_reset(self, sid: int, code: int) -> None:
         hs = self.streams.get(sid)

@@ -37,8 +37,8 @@ log = structlog.get_logger("globalnet.link")
 
 KEEPALIVE_INTERVAL = 15.0
 #: A link with open streams pings after this much silence and is dropped after DEAD_AFTER.
-QUIET_PING = 1.5
-DEAD_AFTER = 5.0
+QUIET_PING = 2.0
+DEAD_AFTER = 10.0
 DIAL_TIMEOUT = 10.0
 MAX_LINKS = 1024
 
@@ -69,6 +69,8 @@ class LinkManager:
         self.listen_address: tuple[str, int] | None = None
         self.on_stream: Callable[[HopStream], None] = lambda hs: hs.reset(ErrorKind.NOT_SUPPORTED)
         self.on_link_ready: list[Callable[[Link], None]] = []
+        self.on_peers: Callable[[Link, list[bytes]], None] = lambda link, records: None
+        self.on_dht: Callable[[Link, bytes], None] = lambda link, message: None
         self._cert = certificate_pem(identity)
 
     # -- records ---------------------------------------------------------

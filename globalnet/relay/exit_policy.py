@@ -44,7 +44,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_RULE_LEN = 4096
-MAX_SUMMARY_LEN = 1024
+MAX_SUMMARY_LEN = 255  # fits the node record's exit-policy field
 _PORT_ITEM_RE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 _PREFIX_RE = re.compile(r"[0-9]{1,3}")
 _ALL_PORTS = frozenset(range(1, 65536))
@@ -394,6 +394,27 @@ class ExitPolicy:
         if not self._allow:
             return True
         return any(rule.allows_port(port) for rule in self._allow)
+
+    @classmethod
+    def from_summary(cls, text: str) -> "ExitPolicy":
+        """The policy a node record announces (what `summary()` wrote).
+
+        Used by clients choosing an exit; a rule that does not parse (or a
+        summary cut short with "...") is left out, so a client may skip an
+        exit that would have allowed a target, never pick one that refuses.
+        """
+        words = text.split()
+        if not words or words[0] != "accept":
+            return cls(False)
+        if words[1:] == ["public:*"]:
+            return cls(True)
+        rules = []
+        for word in words[1:]:
+            try:
+                rules.append(parse_exit_rule(word))
+            except ValueError:
+                continue
+        return cls(True, rules) if rules else cls(False)
 
     def summary(self) -> str:
         """Short text for the node record: ``reject *``, ``accept public:*``,

@@ -15,12 +15,12 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from ..endpoint.pump import StreamPump
-from ..endpoint.session import RELAY_SLACK, WINDOW
+from ..endpoint.session import RELAY_SLACK, WINDOW, FrameSession
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity
 from ..link.link import HopStream
@@ -42,6 +42,18 @@ MAX_HOPS = 8192
 Spawn = Callable[[Coroutine[Any, Any, None], str], None]
 
 
+class Endpoint(Protocol):
+    """What the last hop hands a circuit's bytes to: a TCP pump, a DHT agent, ..."""
+
+    def feed(self, data: bytes | bytearray, end: bool) -> None: ...
+
+    def circuit_reset(self, kind: ErrorKind) -> None: ...
+
+
+#: Makes the endpoint for a RELAY_CONNECT proto other than tcp/peer (node.py registers them).
+EndpointFactory = Callable[[FrameSession, "RelayHop"], Endpoint]
+
+
 class RelayService:
     def __init__(self, identity: Identity, links: LinkManager, exit_policy: ExitPolicy, spawn: Spawn) -> None:
         self.identity = identity
@@ -52,6 +64,7 @@ class RelayService:
         self.bytes_relayed = 0
         self.circuits_served = 0
         self.setup_timeout = SETUP_TIMEOUT
+        self.endpoints: dict[Proto, EndpointFactory] = {}
         links.on_stream = self.accept
 
     hop_class: type["RelayHop"]
@@ -92,7 +105,7 @@ class RelayHop:
         self.core = RelayHopCore(relay.identity.onion.candidates(time.time()), relay.identity.node_id)
         self.downstream: HopStream | None = None
         self.keys: BridgeKeys | None = None
-        self.pump: StreamPump | None = None
+        self.endpoint: Endpoint | None = None
         self.task: asyncio.Future[None] | None = None
         self.closed = False
         upstream.handler = self
@@ -121,8 +134,10 @@ class RelayHop:
             elif end and down.finished_receiving:
                 self._forget()
             return
-        if self.pump is not None:
-            self.pump.feed(data, end)
+        if self.endpoint is not None:
+            self.endpoint.feed(data, end)
+            if end:
+                self._forget()
             return
         try:
             request = self.core.receive(data)
@@ -171,8 +186,8 @@ class RelayHop:
         self.upstream.reset(kind)
         if self.downstream is not None:
             self.downstream.reset(kind)
-        if self.pump is not None:
-            self.pump.circuit_reset(kind)
+        if self.endpoint is not None:
+            self.endpoint.circuit_reset(kind)
         if self.task is not None and not self.task.done():
             self.task.cancel()
         if self._deadline is not None:
@@ -199,17 +214,19 @@ class RelayHop:
                     return
                 if command.proto is Proto.TCP:
                     reader, writer = await self._open_exit(command)
+                elif command.proto in self.relay.endpoints:
+                    self._start_endpoint_of(self.relay.endpoints[command.proto])
+                    return
                 else:
-                    raise GnetError(ErrorKind.NOT_SUPPORTED, f"proto {command.proto.name.lower()} is not supported")
+                    raise GnetError(ErrorKind.NOT_SUPPORTED, f"proto {command.proto.name.lower()} is not supported here")
         except TimeoutError:
             self._refuse(GnetError(ErrorKind.TIMEOUT, "the next hop or target did not answer in time"))
             return
         except GnetError as exc:
             self._refuse(exc)
             return
-        self._start_endpoint(reader, writer)
-        assert self.pump is not None
-        await self.pump.run()
+        pump = self._start_endpoint(reader, writer)
+        await pump.run()
         self._forget()
 
     def _refuse(self, exc: GnetError) -> None:
@@ -269,14 +286,24 @@ class RelayHop:
                 raise GnetError(ErrorKind.HOST_UNREACHABLE, f"cannot reach the target ({exc.strerror})") from None
         raise GnetError(ErrorKind.EXIT_POLICY, refusal or "no allowed address")
 
-    def _start_endpoint(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _start_endpoint_of(self, factory: EndpointFactory) -> None:
         wire, session = self.core.accept_endpoint()
         self.upstream.send(wire)
         self.relay.circuits_served += 1
-        self.pump = StreamPump(session, self, reader, writer)
+        self.endpoint = factory(session, self)
         pending = self.core.take_pending()
         if pending:
-            self.pump.feed(pending, False)
+            self.endpoint.feed(pending, False)
+
+    def _start_endpoint(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> StreamPump:
+        wire, session = self.core.accept_endpoint()
+        self.upstream.send(wire)
+        self.relay.circuits_served += 1
+        self.endpoint = pump = StreamPump(session, self, reader, writer)
+        pending = self.core.take_pending()
+        if pending:
+            pump.feed(pending, False)
+        return pump
 
 
 RelayService.hop_class = RelayHop

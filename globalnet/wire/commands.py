@@ -36,6 +36,7 @@ class Proto(enum.IntEnum):
     UDP = 3
     SERVICE = 4
     DHT = 5
+    MESSAGE = 6  # this hop is the destination: deliver MESSAGE frames to its consoles
 
 
 class Cmd(enum.IntEnum):

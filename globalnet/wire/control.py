@@ -22,7 +22,9 @@ from .records import MAX_RECORD_SIZE
 
 AUTH_CONTEXT = b"gnet/1 link auth"
 CHALLENGE_SIZE = 32
-MAX_CONTROL_BODY = 8192
+MAX_CONTROL_BODY = 60000
+#: Records in one PEERS message (a bounded random sample).
+MAX_PEERS_PER_MESSAGE = 32
 
 
 class ControlType(enum.IntEnum):
@@ -32,6 +34,7 @@ class ControlType(enum.IntEnum):
     PING = 0x04
     PONG = 0x05
     CLOSE = 0x06
+    PEERS = 0x07
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,12 @@ class Close:
     reason: str
 
 
-ControlMessage = Challenge | Auth | AuthOk | Ping | Pong | Close
+@dataclass(frozen=True)
+class Peers:
+    records: tuple[bytes, ...]
+
+
+ControlMessage = Challenge | Auth | AuthOk | Ping | Pong | Close | Peers
 
 
 def auth_transcript(listener_id: bytes, nonce: bytes) -> bytes:
@@ -85,6 +93,9 @@ def encode_control(msg: ControlMessage) -> bytes:
         t, body = ControlType.PING, u64(msg.nonce)
     elif isinstance(msg, Pong):
         t, body = ControlType.PONG, u64(msg.nonce)
+    elif isinstance(msg, Peers):
+        records = msg.records[:MAX_PEERS_PER_MESSAGE]
+        t, body = ControlType.PEERS, u8(len(records)) + b"".join(blob16(r, MAX_RECORD_SIZE) for r in records)
     else:
         t, body = ControlType.CLOSE, u8(msg.code) + str8(msg.reason.encode()[:200].decode("utf-8", "ignore"))
     return u8(t) + u16(len(body)) + body
@@ -101,6 +112,11 @@ def _decode_body(t: int, r: Reader) -> ControlMessage:
         return Ping(r.pull_u64())
     if t == ControlType.PONG:
         return Pong(r.pull_u64())
+    if t == ControlType.PEERS:
+        n = r.pull_u8()
+        if n > MAX_PEERS_PER_MESSAGE:
+            raise ProtocolError(f"PEERS with {n} records, at most {MAX_PEERS_PER_MESSAGE}")
+        return Peers(tuple(r.pull_blob16(MAX_RECORD_SIZE) for _ in range(n)))
     if t == ControlType.CLOSE:
         return Close(r.pull_u8(), r.pull_str8())
     raise ProtocolError(f"unknown control message type {t:#x}")

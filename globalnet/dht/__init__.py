@@ -1,0 +1,1 @@
+"""The DHT: the `kademlia` package over our authenticated links, signed values only."""

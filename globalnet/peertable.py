@@ -1,0 +1,154 @@
+"""The relays a node knows: verified node records, persisted in the data dir.
+
+Why persist: a node restarted with its data dir must rejoin without any
+bootstrap node still up, so it keeps the records it verified (Tor's cached
+consensus, without the authorities). Only records whose signature checked
+out ever enter the table; expired ones leave it; the table is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import GnetError
+from .identity import verify_node_record
+from .wire.buffer import Reader, u16
+from .wire.records import FLAG_RELAY, MAX_RECORD_SIZE, NodeRecord
+
+MAX_PEERS = 4096
+FILE_NAME = "peers.dat"
+
+
+@dataclass
+class PeerEntry:
+    record: NodeRecord
+    last_seen: float
+    failures: int = 0
+
+
+class PeerTable:
+    def __init__(self, own_id: bytes, data_dir: Path | None = None) -> None:
+        self.own_id = own_id
+        self.path = data_dir / FILE_NAME if data_dir is not None else None
+        self._peers: dict[bytes, PeerEntry] = {}
+        self.changed = False
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def __contains__(self, node_id: bytes) -> bool:
+        return node_id in self._peers
+
+    def add(self, record: NodeRecord, now: float | None = None) -> bool:
+        """Add or refresh a verified record; True if the node is new."""
+        if record.node_id == self.own_id:
+            return False
+        now = time.time() if now is None else now
+        entry = self._peers.get(record.node_id)
+        if entry is not None:
+            if record.seq >= entry.record.seq:
+                entry.record = record
+            entry.last_seen = now
+            entry.failures = 0
+            return False
+        if len(self._peers) >= MAX_PEERS:
+            self._evict(now)
+        self._peers[record.node_id] = PeerEntry(record, now)
+        self.changed = True
+        return True
+
+    def add_bytes(self, data: bytes, now: float | None = None) -> NodeRecord | None:
+        """Verify then add; None (and nothing added) if the record is bad."""
+        try:
+            record = verify_node_record(data, now)
+        except GnetError:
+            return None
+        self.add(record, now)
+        return record
+
+    def get(self, node_id: bytes) -> NodeRecord | None:
+        entry = self._peers.get(node_id)
+        return entry.record if entry else None
+
+    def entries(self) -> list[PeerEntry]:
+        return list(self._peers.values())
+
+    def relays(self, now: float | None = None) -> list[NodeRecord]:
+        """Records usable as hops: relay flag, an address, not expired."""
+        now = time.time() if now is None else now
+        return [
+            e.record
+            for e in self._peers.values()
+            if e.record.flags & FLAG_RELAY and e.record.addresses and e.record.expires > now
+        ]
+
+    def sample(self, n: int, rng: random.Random | None = None) -> list[NodeRecord]:
+        """A bounded random sample for PEERS exchange."""
+        relays = self.relays()
+        return (rng or random).sample(relays, min(n, len(relays)))
+
+    def failed(self, node_id: bytes) -> None:
+        """A node we could not reach; three strikes and it leaves the table."""
+        entry = self._peers.get(node_id)
+        if entry is None:
+            return
+        entry.failures += 1
+        if entry.failures >= 3:
+            del self._peers[node_id]
+            self.changed = True
+
+    def expire(self, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        dead = [k for k, e in self._peers.items() if e.record.expires <= now]
+        for k in dead:
+            del self._peers[k]
+        self.changed = self.changed or bool(dead)
+        return len(dead)
+
+    def _evict(self, now: float) -> None:
+        self.expire(now)
+        if len(self._peers) >= MAX_PEERS:
+            oldest = min(self._peers, key=lambda k: self._peers[k].last_seen)
+            del self._peers[oldest]
+
+    # -- persistence -------------------------------------------------------
+    def save(self) -> None:
+        if self.path is None:
+            return
+        data = b"".join(u16(len(raw)) + raw for raw in (e.record.encode() for e in self._peers.values()))
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, self.path)
+        self.changed = False
+
+    def load(self, now: float | None = None) -> int:
+        """Read the saved table, keeping records that still verify; returns how many."""
+        if self.path is None or not self.path.exists():
+            return 0
+        raw = self.path.read_bytes()[: MAX_PEERS * (MAX_RECORD_SIZE + 2)]
+        reader = Reader(raw)
+        count = 0
+        try:
+            while reader.remaining():
+                if self.add_bytes(reader.pull_blob16(MAX_RECORD_SIZE), now) is not None:
+                    count += 1
+        except GnetError:
+            pass  # a truncated tail: keep what verified
+        return count
+
+    def update_many(self, records: Iterable[bytes]) -> list[NodeRecord]:
+        """Verify and add each; returns the records that were new."""
+        new = []
+        for data in records:
+            before = len(self._peers)
+            record = self.add_bytes(data)
+            if record is not None and len(self._peers) > before:
+                new.append(record)
+        return new
