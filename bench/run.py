@@ -150,7 +150,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         builds = net.circuit_builds()[seen:]
         base = [first_byte(host, targets.ports["hello"]) * 1000 for _ in range(args.connections)]
         metrics["ttfb_new_connection"] = with_baseline(metric(ttfb, "ms", what="connect() to first byte; a new 3-hop circuit each"), base, False)
-        metrics["circuit_build"] = metric(builds or [float("nan")], "ms", hops=3, source="client log event 'circuit built' (debug, JSON)")
+        if builds:
+            metrics["circuit_build"] = metric(builds, "ms", hops=3, source="client log event 'circuit built' (debug, JSON)")
+        else:  # a client that does not log the event (an older build)
+            metrics["circuit_build"] = {"median": None, "runs": [], "unit": "ms", "hops": 3, "note": "no 'circuit built' events in the client's log"}
         loads.append(os.getloadavg())
     finally:
         net.stop()
@@ -158,7 +161,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tmp.cleanup()
     for name, (op, value) in TARGETS.items():
         m = metrics.get(name)
-        if m is not None:
+        if m is not None and m["median"] is not None:
             m["target"] = f"{op} {value:g}"
             m["target_met"] = m["median"] <= value if op == "<=" else m["median"] >= value
     return {
@@ -182,7 +185,7 @@ def table(result: dict[str, Any]) -> str:
     for name, m in result["metrics"].items():
         base = m.get("baseline_tcp", {}).get("median")
         rows.append((
-            name, f"{m['median']:.2f}", m["unit"], "" if base is None else f"{base:.2f}",
+            name, "n/a" if m["median"] is None else f"{m['median']:.2f}", m["unit"], "" if base is None else f"{base:.2f}",
             f"{m['ratio']:.3f}" if "ratio" in m else "", m.get("target", ""),
             "" if "target_met" not in m else ("met" if m["target_met"] else "MISSED"),
         ))
