@@ -27,6 +27,7 @@ import argparse
 import difflib
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from globalnet.wire.pathspec import (
     TargetTcp,
     format_path_spec,
     parse_listen,
+    parse_hop_addr,
     parse_path_spec,
     parse_peer_list,
 )
@@ -88,6 +90,15 @@ class ExitConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """A hidden service this node hosts: each session goes to `target`."""
+
+    name: str
+    target: tuple[str, int]
+    allow: tuple[ExitRule, ...] = ()  # targets a client may choose instead (none by default)
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     identity_file: Path
@@ -104,6 +115,7 @@ class Config:
     max_datagram_size: int
     idle_timeout: float
     version: bool = False
+    services: tuple[ServiceConfig, ...] = ()
 
 
 # -- command line ----------------------------------------------------------
@@ -176,6 +188,10 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("proxy", _MANY, "SPEC",
      ("a local SOCKS5 proxy whose target is internet or a service; repeatable, "
      'e.g. -proxy "8080>rand>rand>rand>internet"')),
+    ("service", _MANY, "NAME=HOST:PORT",
+     ("host a hidden service that forwards each session to HOST:PORT; "
+     "NAME=allow:NET:PORTS lets clients choose targets in NET (none by default); "
+     "repeatable, e.g. -service web=127.0.0.1:8080")),
     ("exit", _FLAG, None,
      ("be an exit: connect out of the network for circuits (off by default; "
      "loopback, private, link-local and multicast stay refused)")),
@@ -258,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 _FILE_KEYS = (
     "listen", "no_listen", "connect", "bootstrap", "id", "data_dir", "tunnels",
     "proxies", "exit", "advertise", "console", "log_json", "log_level",
-    "max_datagram_size", "idle_timeout",
+    "max_datagram_size", "idle_timeout", "services",
 )  # fmt: skip
 _EXIT_KEYS = ("enabled", "allow")
 
@@ -597,6 +613,44 @@ def _check_local_ports(config: Config) -> None:
         seen.setdefault(port, []).append((name, host))
 
 
+_SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
+    """`NAME=HOST:PORT` (the service's target) and `NAME=allow:NET:PORTS` (client-chosen targets)."""
+    if value is None:
+        return ()
+    targets: dict[str, tuple[str, int]] = {}
+    allows: dict[str, list[ExitRule]] = {}
+    items = value.raw if isinstance(value.raw, list) else [value.raw]
+    for item in items:
+        if not isinstance(item, str) or "=" not in item:
+            value.fail(f"{item!r}: expected NAME=HOST:PORT or NAME=allow:NET:PORTS")
+        name, _, rest = item.partition("=")
+        name = name.strip().lower()
+        if not _SERVICE_NAME.fullmatch(name):
+            value.fail(f"{name!r}: a service name is 1-32 of a-z 0-9 _ - (starting with a letter or digit)")
+        if rest.startswith("allow:"):
+            try:
+                allows.setdefault(name, []).append(parse_exit_rule(rest[len("allow:"):]))
+            except ValueError as exc:
+                value.fail(f"{item!r}: {exc}")
+        else:
+            if name in targets:
+                value.fail(f"service {name!r} has two targets")
+            try:
+                hop = parse_hop_addr(rest)
+            except PathSpecError as exc:
+                value.fail(f"{item!r}: {exc}")
+            targets[name] = (hop.host, hop.port)
+    for name in allows:
+        if name not in targets:
+            value.fail(f"service {name!r} has allow rules but no NAME=HOST:PORT target")
+    if len(targets) > MAX_LIST_ITEMS:
+        value.fail(f"too many services ({len(targets)})")
+    return tuple(ServiceConfig(n, t, tuple(allows.get(n, ()))) for n, t in targets.items())
+
+
 def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
     """Parse flags (and the -config file) into a Config; ConfigError on any problem.
 
@@ -655,6 +709,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
             DEFAULT_IDLE_TIMEOUT,
         ),
         version=bool(ns.version),
+        services=_services(pick("service", "-service", "services")),
     )
     _check_local_ports(config)
     return config

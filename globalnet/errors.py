@@ -79,9 +79,10 @@ _DESCRIPTION = {
 class GnetError(Exception):
     """An error with a kind; `str()` is what a user reads."""
 
-    def __init__(self, kind: ErrorKind, detail: str = "") -> None:
+    def __init__(self, kind: ErrorKind, detail: str = "", node_id: bytes | None = None) -> None:
         self.kind = kind
         self.detail = detail
+        self.node_id = node_id  # the node the failure is about, when one is known
         super().__init__(f"{kind.describe}: {detail}" if detail else kind.describe)
 
 

@@ -1,8 +1,9 @@
 """A small GlobalNet on 127.0.0.1, made of real `gclient` processes.
 
 Used by the README's first command (`make demo`: three relays, one of them an
-exit that allows loopback, a client with a tunnel to a local web page) and by
-the integration tests, so the demo and the tests start nodes the same way.
+exit that allows loopback, a client with a tunnel to a local web page and a
+debug console) and by the integration tests, so the demo and the tests start
+nodes the same way.
 Every node gets its own data dir and log file; nothing listens beyond
 127.0.0.1 and nothing is dialled beyond it.
 """
@@ -182,14 +183,18 @@ def web_server(port: int = 0) -> Iterator[int]:
         server.server_close()
 
 
-def start_demo(base: Path, relay_ports: tuple[int, int, int], web_port: int, tunnel_port: int) -> LocalNet:
-    """Three relays (the last an exit for 127.0.0.1) and a client with one tunnel."""
+def start_demo(
+    base: Path, relay_ports: tuple[int, int, int], web_port: int, tunnel_port: int, console_port: int | None = None
+) -> LocalNet:
+    """Three relays (the last an exit for 127.0.0.1) and a client with one tunnel
+    (and its debug console on 127.0.0.1:console_port, if given)."""
     net = LocalNet(base)
     r1 = net.relay("relay1", port=relay_ports[0])
     r2 = net.relay("relay2", "-connect", r1.pinned, port=relay_ports[1])
     r3 = net.relay("relay3", "-connect", r1.pinned, "-exit", "-exit-allow", "127.0.0.1/32", port=relay_ports[2])
     path = f"{tunnel_port}>{r1.pinned}>{r2.pinned}>{r3.pinned}>127.0.0.1:{web_port}"
-    client = net.client("client", "-connect", r1.pinned, "-tunnel", path)
+    console = ["-console", f"127.0.0.1:{console_port}"] if console_port else []
+    client = net.client("client", "-connect", r1.pinned, "-tunnel", path, *console)
     for node in (r1, r2, r3):
         node.wait_for("node started")
     client.wait_for("tunnel listening")
@@ -202,6 +207,7 @@ def main() -> int:
     parser.add_argument("--base-port", type=int, default=9001, help="relays listen on BASE..BASE+2 (UDP)")
     parser.add_argument("--web-port", type=int, default=8080)
     parser.add_argument("--tunnel-port", type=int, default=8000)
+    parser.add_argument("--console-port", type=int, default=0, help="the client's debug console (default: a free port)")
     parser.add_argument("--check", action="store_true", help="fetch the page once through the tunnel and exit")
     args = parser.parse_args()
     base: Path = args.dir
@@ -210,8 +216,9 @@ def main() -> int:
             if (sub / "node.log").exists():
                 (sub / "node.log").unlink()
     ports = (args.base_port, args.base_port + 1, args.base_port + 2)
+    console_port = args.console_port or free_port()
     with web_server(args.web_port) as web_port:
-        net = start_demo(base, ports, web_port, args.tunnel_port)
+        net = start_demo(base, ports, web_port, args.tunnel_port, console_port)
         try:
             url = f"http://127.0.0.1:{args.tunnel_port}/"
             started = time.monotonic()
@@ -225,7 +232,8 @@ def main() -> int:
                 print(f"  {node.name:7} {node.node_id}  {where}{role}   log: {node.log_path}")
             print(f"\nA web page on 127.0.0.1:{web_port} is reachable through relay1 > relay2 > relay3:")
             print(f"  first fetch through the circuit: {took:.0f} ms, {len(body)} bytes: {body.strip()[:60]}...")
-            print(f"\nTry it:\n  curl {url}\n")
+            print(f"\nTry it:\n  curl {url}")
+            print(f"\nThe client's debug console ('help' lists the commands, 'quit' leaves):\n  nc 127.0.0.1 {console_port}\n")
             if args.check:
                 return 0
             print("Ctrl-C stops the network.")

@@ -22,6 +22,7 @@ from .errors import ErrorKind, GnetError
 from .identity import Identity, load_or_create_identity
 from .link.link import Link
 from .link.manager import LinkManager, LinkSettings
+from .messaging import MessageService, Messenger
 from .relay.exit_policy import ExitPolicy
 from .relay.relay import RelayService
 from .wire.commands import Proto, RelayConnect
@@ -31,7 +32,7 @@ from .dht.dht import Dht
 from .dht.values import ValidValue, node_record_value, record_from_value
 from .endpoint.session import FrameSession
 from .peertable import PeerTable
-from .wire.pathspec import Hop, HopAddr, HopRandom
+from .wire.pathspec import Hop, HopAddr, HopId, HopRandom
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")
@@ -44,6 +45,8 @@ PEERS_SAMPLE = 16
 #: PEERS keep flowing and the node stays part of the network.
 MIN_LINKS = 4
 DHT_REFRESH = 300.0
+#: Tries for a circuit with `rand` hops before the error reaches the user.
+CIRCUIT_ATTEMPTS = 5
 
 
 class Node:
@@ -74,6 +77,10 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self._group: asyncio.TaskGroup | None = None
         self.tunnels: list[Any] = []
+        self.messages = MessageService()  # console messages for this node
+        self.relay.endpoints[Proto.MESSAGE] = self.messages.open
+        self.messenger = Messenger(self)  # console messages from this node
+        self.console: Any = None  # a console.server.ConsoleServer with -console
 
     # -- records -----------------------------------------------------------
     def _make_record(self) -> NodeRecord:
@@ -110,6 +117,7 @@ class Node:
 
     # -- running -----------------------------------------------------------
     async def run(self) -> None:
+        from .console.server import start_console
         from .tunnel import Tunnel
 
         cfg = self.config
@@ -119,11 +127,14 @@ class Node:
                 if cfg.listen:
                     host, port = await self.links.listen(*cfg.listen)
                     self.links.refresh_record()
+                if cfg.console is not None:
+                    self.console = await start_console(self, *cfg.console)
                 log.info(
                     "node started",
                     node_id=self.identity.node_id.hex(),
                     listen=f"{self.links.listen_address[0]}:{self.links.listen_address[1]}" if self.links.listen_address else "no",
                     exit="on" if self.exit_policy.enabled else "off",
+                    console=self.console.address_text() if self.console else "no",
                     crypto=BACKEND_NAME,
                     version=__version__,
                 )
@@ -145,6 +156,9 @@ class Node:
                 self.ready.set()
                 await self._stop.wait()
                 log.info("node stopping")
+                if self.console is not None:
+                    self.console.close()
+                self.messenger.close()
                 for tunnel in self.tunnels:
                     tunnel.close()
                 self.dht_client.close()
@@ -295,16 +309,41 @@ class Node:
             log.info("learning relays", known=known)
 
     # -- circuits ----------------------------------------------------------
+    def path_to(self, node_id: bytes, via: tuple[Hop, ...] | None = None) -> tuple[Hop, ...]:
+        """The hops of a circuit whose last hop is the node `node_id` itself
+        (console messages, pings): two random relays, then the node, so the node
+        sees a relay and never us. `via` replaces the relays (tests, and the
+        console's `send hop>...>id text`)."""
+        relays: tuple[Hop, ...] = (HopRandom(), HopRandom()) if via is None else via
+        return (*relays, HopId(node_id))
+
     async def open_circuit(self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str) -> ClientCircuit:
-        """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`."""
+        """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`.
+
+        A path with `rand` hops is retried with other relays when a relay on
+        it cannot be reached (that relay is marked failed in the peer table);
+        an explicit path is tried once, so its error names the hop the user wrote.
+        """
+        attempts = CIRCUIT_ATTEMPTS if any(isinstance(h, HopRandom) for h in hops) else 1
+        for attempt in range(attempts):
+            try:
+                return await self._open_circuit_once(hops, final, purpose)
+            except GnetError as exc:
+                if exc.node_id is not None:
+                    self.peers.failed(exc.node_id)
+                retry = exc.kind in (ErrorKind.NO_ROUTE, ErrorKind.TIMEOUT, ErrorKind.LINK_LOST, ErrorKind.HANDSHAKE_FAILED)
+                if attempt + 1 >= attempts or not retry:
+                    raise
+                log.debug("circuit attempt failed, trying other relays", purpose=purpose, reason=str(exc))
+        raise AssertionError("unreachable")
+
+    async def _open_circuit_once(self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str) -> ClientCircuit:
         targets = await self.resolver.resolve(hops, final)
         first = targets[0]
         try:
             link = await self.links.get_link(first.host, first.port, first.node_id)
         except GnetError as exc:
-            if first.node_id is not None:
-                self.peers.failed(first.node_id)
-            raise GnetError(exc.kind, f"hop 1 ({first.describe()}): {exc.detail or exc.kind.describe}") from None
+            raise GnetError(exc.kind, f"hop 1 ({first.describe()}): {exc.detail or exc.kind.describe}", first.node_id) from None
         circuit = await build_circuit(link, targets[1:], final, purpose)
         self.circuits[circuit.id] = circuit
         return circuit

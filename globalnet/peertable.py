@@ -21,6 +21,8 @@ from .wire.buffer import Reader, u16
 from .wire.records import FLAG_RELAY, MAX_RECORD_SIZE, NodeRecord
 
 MAX_PEERS = 4096
+#: Seconds a relay that failed is left out of path selection, per failure.
+FAILURE_REST = 60.0
 FILE_NAME = "peers.dat"
 
 
@@ -29,6 +31,11 @@ class PeerEntry:
     record: NodeRecord
     last_seen: float
     failures: int = 0
+    failed_at: float = 0.0
+
+    def resting(self, now: float) -> bool:
+        """A relay that just failed sits out a while (longer after each failure)."""
+        return self.failures > 0 and now - self.failed_at < FAILURE_REST * self.failures
 
 
 class PeerTable:
@@ -84,7 +91,7 @@ class PeerTable:
         return [
             e.record
             for e in self._peers.values()
-            if e.record.flags & FLAG_RELAY and e.record.addresses and e.record.expires > now
+            if e.record.flags & FLAG_RELAY and e.record.addresses and e.record.expires > now and not e.resting(now)
         ]
 
     def sample(self, n: int, rng: random.Random | None = None) -> list[NodeRecord]:
@@ -98,6 +105,7 @@ class PeerTable:
         if entry is None:
             return
         entry.failures += 1
+        entry.failed_at = time.time()
         if entry.failures >= 3:
             del self._peers[node_id]
             self.changed = True

@@ -28,6 +28,19 @@ HOP_TIMEOUT = 10.0
 _ids = itertools.count(1)
 
 
+def next_circuit_id() -> int:
+    """A fresh circuit id. Circuits that end at this node (console messages)
+    take theirs from the same count, so ids in `list circuits` never collide."""
+    return next(_ids)
+
+
+@dataclass(frozen=True)
+class _Named:
+    """What extend_to's messages name a hop by."""
+
+    node_id: bytes
+
+
 @dataclass(frozen=True)
 class HopTarget:
     """Where the next hop is: an address, a node id, or both (a pin)."""
@@ -48,7 +61,7 @@ class ClientCircuit:
 
     stream: HopStream
     purpose: str = "tunnel"
-    id: int = field(default_factory=lambda: next(_ids))
+    id: int = field(default_factory=next_circuit_id)
     core: ClientCircuitCore = field(default_factory=ClientCircuitCore)
     path: list[bytes] = field(default_factory=list)  # node ids, hop 1 first
     created: float = field(default_factory=time.monotonic)
@@ -107,9 +120,14 @@ class ClientCircuit:
     # -- building --------------------------------------------------------
     async def extend(self, record: NodeRecord, command: RelayConnect, timeout: float = HOP_TIMEOUT) -> bytes:
         """Add a hop: handshake with `record`'s node, carrying `command`. Returns OK's record bytes."""
+        return await self.extend_to(record.node_id, record.onion_key, command, timeout)
+
+    async def extend_to(self, node_id: bytes, onion_key: bytes, command: RelayConnect, timeout: float = HOP_TIMEOUT) -> bytes:
+        """Add a hop known by id and key alone (e.g. a hidden service behind a rendezvous)."""
         self._reply = asyncio.get_running_loop().create_future()
-        self.stream.send(self.core.start_hop(record.node_id, record.onion_key, command))
-        self.path.append(record.node_id)
+        self.stream.send(self.core.start_hop(node_id, onion_key, command))
+        self.path.append(node_id)
+        record = _Named(node_id)
         try:
             async with asyncio.timeout(timeout):
                 reply = await self._reply
@@ -153,12 +171,22 @@ async def build_circuit(
     GnetError naming the hop and the reason.
     """
     assert first.peer is not None
-    circuit = ClientCircuit(first.open_stream(), purpose)
+    try:
+        stream = first.open_stream()
+    except GnetError as exc:
+        exc.node_id = first.peer.node_id
+        raise
+    circuit = ClientCircuit(stream, purpose)
     record = first.peer
     try:
         for nxt in hops:
             command = RelayConnect(Proto.PEER, nxt.host, nxt.port, nxt.node_id)
-            record_bytes = await circuit.extend(record, command)
+            try:
+                record_bytes = await circuit.extend(record, command)
+            except GnetError as exc:
+                if exc.kind in (ErrorKind.NO_ROUTE, ErrorKind.TIMEOUT, ErrorKind.PIN_MISMATCH):
+                    exc.node_id = nxt.node_id  # the hop we could not reach
+                raise
             try:
                 record = verify_node_record(record_bytes)
             except GnetError as exc:

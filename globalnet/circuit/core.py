@@ -31,7 +31,7 @@ from ..crypto import (
 )
 from ..endpoint.session import FrameSession
 from ..errors import ErrorKind, GnetError
-from ..wire.commands import Proto, RelayConnect, RelayConnectFail, RelayConnectOk, decode_reply, prologue_for
+from ..wire.commands import RelayConnect, RelayConnectFail, RelayConnectOk, bridges, decode_reply, prologue_for
 from ..wire.framing import MessageSplitter, prefix
 
 
@@ -105,7 +105,7 @@ class ClientCircuitCore:
             self.state = CircuitState.FAILED
             return HopReply(reply)
         self.hops += 1
-        if command.proto is Proto.PEER:
+        if bridges(command):
             if self._splitter.pending:
                 raise GnetError(ErrorKind.PROTOCOL, "bytes after a bridge's reply")
             forward, backward = keys.bridge_keys(initiator=True)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from ..endpoint.session import DhtFrameReceived, EndReceived, FrameSession
+from ..endpoint.session import RequestFrameReceived, EndReceived, FrameSession
 from ..errors import ErrorKind, GnetError, ProtocolError
 from ..wire.dhtframes import (
     DhtData,
@@ -33,7 +33,7 @@ from .values import ValidValue, validate_value
 log = structlog.get_logger("globalnet.dht")
 
 MAX_INFLIGHT = 8
-REQUEST_TIMEOUT = 30.0
+REQUEST_TIMEOUT = 25.0
 
 
 class CircuitEnd(Protocol):
@@ -63,7 +63,7 @@ class DhtAgent:
         try:
             events = self.session.receive(data)
             for ev in events:
-                if isinstance(ev, DhtFrameReceived):
+                if isinstance(ev, RequestFrameReceived):
                     self._request(ev)
                 elif isinstance(ev, EndReceived):
                     self.end.send_wire(self.session.send_end() + b"", end=True)
@@ -77,7 +77,7 @@ class DhtAgent:
     def circuit_reset(self, kind: ErrorKind) -> None:
         self.closed = True
 
-    def _request(self, ev: DhtFrameReceived) -> None:
+    def _request(self, ev: RequestFrameReceived) -> None:
         request = decode_request(ev.type, ev.body)
         if self.inflight >= MAX_INFLIGHT:
             self._answer(DhtData(request.req, DhtStatus.FAILED, b"busy"))
@@ -144,6 +144,18 @@ class DhtClient:
             return self._circuit, self._session
 
     async def _call(self, make: Callable[[int], DhtStore | DhtRetr]) -> DhtData:
+        """One request; if the circuit fails under it, once more on a fresh circuit."""
+        try:
+            return await self._call_once(make)
+        except GnetError as exc:
+            if exc.kind is ErrorKind.PROTOCOL:
+                raise
+            if self._circuit is not None:
+                self._circuit.reset(ErrorKind.CLOSED)
+                self._circuit.closed = True
+            return await self._call_once(make)
+
+    async def _call_once(self, make: Callable[[int], DhtStore | DhtRetr]) -> DhtData:
         circuit, session = await self._ensure()
         req = next(self._ids) & 0xFFFFFFFF
         future: asyncio.Future[DhtData] = asyncio.get_running_loop().create_future()
@@ -180,7 +192,7 @@ class DhtClient:
             return
         try:
             for ev in session.receive(data):
-                if isinstance(ev, DhtFrameReceived) and ev.type is FrameType.DHT_DATA:
+                if isinstance(ev, RequestFrameReceived) and ev.type is FrameType.DHT_DATA:
                     answer = decode_data(ev.body)
                     future = self._pending.get(answer.req)
                     if future is not None and not future.done():

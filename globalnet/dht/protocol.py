@@ -169,8 +169,18 @@ class GnetKademliaProtocol(KademliaProtocol):
                 self._inflight.pop(peer_id, None)
 
     def _accept_response(self, msg_id: bytes, data: Any, address: Any) -> None:
-        if msg_id in self._outstanding:
-            super()._accept_response(msg_id, data, address)
+        entry = self._outstanding.pop(msg_id, None)
+        if entry is None:
+            return
+        future, timer = entry
+        timer.cancel()
+        if not future.done():  # the caller may have given up (a cancelled crawl)
+            future.set_result((True, data))
+
+    def _timeout(self, msg_id: bytes) -> None:
+        entry = self._outstanding.pop(msg_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_result((False, None))
 
     # -- handlers ------------------------------------------------------------
     def rpc_store(self, sender: Address, nodeid: bytes, key: bytes, value: bytes) -> bool:

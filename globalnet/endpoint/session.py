@@ -74,14 +74,21 @@ class MessageReceived:
 
 
 @dataclass(frozen=True)
-class DhtFrameReceived:
+class RequestFrameReceived:
     type: FrameType
     body: bytes
 
 
-SessionEvent = DataReceived | EndReceived | MessageReceived | DhtFrameReceived
+SessionEvent = DataReceived | EndReceived | MessageReceived | RequestFrameReceived
 
-_DHT_FRAMES = (FrameType.DHT_STORE, FrameType.DHT_RETR, FrameType.DHT_DATA)
+_REQUEST_FRAMES = (
+    FrameType.DHT_STORE,
+    FrameType.DHT_RETR,
+    FrameType.DHT_DATA,
+    FrameType.SERVICE_REGISTER,
+    FrameType.SERVICE_REGISTERED,
+    FrameType.RENZV_REQUEST,
+)
 
 
 def payload_for_credit(credit: int) -> int:
@@ -180,8 +187,8 @@ class FrameSession:
                 events.append(EndReceived())
             elif frame.type is FrameType.MESSAGE:
                 events.append(MessageReceived(frame.body.decode("utf-8", "replace")))
-            elif frame.type in _DHT_FRAMES:
-                events.append(DhtFrameReceived(frame.type, frame.body))
+            elif frame.type in _REQUEST_FRAMES:
+                events.append(RequestFrameReceived(frame.type, frame.body))
             else:
                 raise ProtocolError(f"unexpected {frame.type.name} frame")
         return events

@@ -115,12 +115,15 @@ class Link(QuicConnectionProtocol):
         self.created = time.monotonic()
         self.last_heard = self._loop_time()
         self.rtt: float | None = None
+        self.total_in = 0  # stream bytes over the link's life, every stream (the console's `list links`)
+        self.total_out = 0
         self._ping_sent: dict[int, float] = {}
         self._ping_nonce = 0
         self.closing = False
         self.close_reason: GnetError | None = None
         self.owned_transport = False  # dialled links own their UDP socket
         self.retiring = False  # a duplicate link kept only until its streams end
+        self._finished = False
         self._dht_out: int | None = None
         self._dht_in_id: int | None = None
         self._dht_in = MessageSplitter(max_pending=4 * 65537)
@@ -137,6 +140,14 @@ class Link(QuicConnectionProtocol):
     def _auth_deadline(self) -> None:
         if not self.ready.done():
             self.close_link(ErrorKind.TIMEOUT, "link authentication timed out")
+
+    def error_received(self, exc: Exception) -> None:
+        """The UDP socket reported an error (a dialled peer's port is closed)."""
+        if isinstance(exc, ConnectionRefusedError) and not self.closing:
+            reason = f"{self.address_text()} refused (no node listening)"
+            self.close_reason = GnetError(ErrorKind.NO_ROUTE, reason)
+            self._quic.close(error_code=0x100 + int(ErrorKind.NO_ROUTE), reason_phrase=reason)
+            self._finish()
 
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
         self.last_heard = self._loop_time()
@@ -201,10 +212,16 @@ class Link(QuicConnectionProtocol):
     def open_stream(self) -> HopStream:
         # allocate now (not at first write): a bridge opens its stream before it
         # has bytes to send, and two bridges must never get the same id
+        if self.closing:
+            raise GnetError(ErrorKind.LINK_LOST, f"link to {self.label()} is closing")
         try:
             sid = self._quic._open_stream()
         except ValueError as exc:  # the peer's stream limit
             raise GnetError(ErrorKind.RESOURCE_LIMIT, f"link to {self.label()}: {exc}") from None
+        except Exception as exc:  # qh3: the connection closed under us (its event not seen yet)
+            self.close_reason = self.close_reason or GnetError(ErrorKind.LINK_LOST, str(exc))
+            self._finish()
+            raise GnetError(ErrorKind.LINK_LOST, f"link to {self.label()}: {exc}") from None
         hs = HopStream(self, sid)
         self.streams[sid] = hs
         return hs
@@ -215,6 +232,7 @@ class Link(QuicConnectionProtocol):
         except Exception as exc:  # qh3 raises on a stream it already closed
             log.debug("stream write failed", link=self.label(), stream=stream_id, error=str(exc))
             return
+        self.total_out += len(data)
         self._transmit_soon()
 
     def forget(self, stream_id: int) -> None:
@@ -325,6 +343,7 @@ class Link(QuicConnectionProtocol):
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def _on_stream_data(self, sid: int, data: bytes, end: bool) -> None:
+        self.total_in += len(data)
         if sid == CONTROL_STREAM_ID:
             if self.control is None:
                 raise GnetError(ErrorKind.PROTOCOL, "control data before the handshake")
@@ -343,7 +362,10 @@ class Link(QuicConnectionProtocol):
                 elif isinstance(ev, PeersReceived):
                     self.manager.on_peers(self, list(ev.records))
                 elif isinstance(ev, PeerClosed):
+                    # the peer is going: stop using the link now, not after QUIC's draining period
                     self.close_reason = GnetError(ev.kind, f"peer closed the link: {ev.reason}")
+                    self._finish()
+                    return
             return
         if sid & 2:
             self._on_dht_data(sid, data)
@@ -398,11 +420,19 @@ class Link(QuicConnectionProtocol):
         hs.handler.stream_reset(ErrorKind.from_wire(code))
 
     def _on_terminated(self, event: events.ConnectionTerminated) -> None:
-        self.closing = True
         if self.close_reason is None:
             reason = event.reason_phrase or f"QUIC error {event.error_code:#x}"
             kind = ErrorKind.from_wire(event.error_code - 0x100) if event.error_code > 0x100 else ErrorKind.LINK_LOST
             self.close_reason = GnetError(kind, reason)
+        self._finish()
+
+    def _finish(self) -> None:
+        """The link is gone: reset its streams, fail waiters, tell the manager (once)."""
+        if self._finished:
+            return
+        self._finished = True
+        self.closing = True
+        assert self.close_reason is not None
         streams, self.streams = self.streams, {}
         for hs in streams.values():
             if not hs.closed:
@@ -412,6 +442,7 @@ class Link(QuicConnectionProtocol):
             self.ready.set_exception(self.close_reason)
             self.ready.exception()  # retrieved: a failed dial nobody awaits is not an error
         self._auth_timer.cancel()
+        self._closed.set()
         self.manager.link_closed(self)
         if self.owned_transport and self._transport is not None:
             self._transport.close()

@@ -142,6 +142,9 @@ class LinkManager:
             family, _, _, _, addr = infos[0]
             sock = socket.socket(family, socket.SOCK_DGRAM)
             sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+            # connected: an ICMP "port unreachable" (a node that is gone) comes back
+            # as ECONNREFUSED at once, instead of a silent dial timeout
+            sock.connect(addr)
             config = self._quic_config(client=True)
             config.max_datagram_size = datagram_size_for(addr, self.settings.max_datagram_size)
             quic = QuicConnection(configuration=config)

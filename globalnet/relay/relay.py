@@ -28,6 +28,7 @@ from ..link.manager import LinkManager
 from ..wire.commands import Proto, RelayConnect
 from ..wire.records import short_id
 from .exit_policy import ExitPolicy
+from ..crypto import Keystream
 from .hop import BridgeKeys, HopState, RelayHopCore
 
 log = structlog.get_logger("globalnet.relay")
@@ -50,6 +51,12 @@ class Endpoint(Protocol):
     def circuit_reset(self, kind: ErrorKind) -> None: ...
 
 
+class AccessPointRole(Protocol):
+    """Serves RELAY_CONNECT service (register / rendezvous / join); see service/access_point.py."""
+
+    async def serve(self, hop: "RelayHop", command: RelayConnect) -> None: ...
+
+
 #: Makes the endpoint for a RELAY_CONNECT proto other than tcp/peer (node.py registers them).
 EndpointFactory = Callable[[FrameSession, "RelayHop"], Endpoint]
 
@@ -65,6 +72,7 @@ class RelayService:
         self.circuits_served = 0
         self.setup_timeout = SETUP_TIMEOUT
         self.endpoints: dict[Proto, EndpointFactory] = {}
+        self.access_point: AccessPointRole | None = None
         links.on_stream = self.accept
 
     hop_class: type["RelayHop"]
@@ -105,6 +113,8 @@ class RelayHop:
         self.core = RelayHopCore(relay.identity.onion.candidates(time.time()), relay.identity.node_id)
         self.downstream: HopStream | None = None
         self.keys: BridgeKeys | None = None
+        self.partner: RelayHop | None = None  # a rendezvous splice: the other circuit's hop
+        self._partner_layer: Keystream | None = None
         self.endpoint: Endpoint | None = None
         self.task: asyncio.Future[None] | None = None
         self.closed = False
@@ -124,9 +134,13 @@ class RelayHop:
         if keys is not None:  # the hot path: bridge
             buf = bytearray(data)
             keys.forward.xor_into(buf)
+            if self._partner_layer is not None:
+                self._partner_layer.xor_into(buf)
             self.tap_forward(buf)
             down = self.downstream
-            assert down is not None
+            if down is None:  # a rendezvous half before its splice: the client must wait for OK
+                self.close(ErrorKind.PROTOCOL, source="data before the rendezvous completed")
+                return
             down.send(buf, end)
             self.relay.bytes_relayed += len(buf)
             if down.buffered() > MAX_QUEUED:
@@ -190,6 +204,8 @@ class RelayHop:
             self.endpoint.circuit_reset(kind)
         if self.task is not None and not self.task.done():
             self.task.cancel()
+        if self.partner is not None:
+            self.partner.close(kind, source="rendezvous partner")
         if self._deadline is not None:
             self._deadline.cancel()
         self._forget()
@@ -214,6 +230,9 @@ class RelayHop:
                     return
                 if command.proto is Proto.TCP:
                     reader, writer = await self._open_exit(command)
+                elif command.proto is Proto.SERVICE and self.relay.access_point is not None:
+                    await self.relay.access_point.serve(self, command)
+                    return
                 elif command.proto in self.relay.endpoints:
                     self._start_endpoint_of(self.relay.endpoints[command.proto])
                     return
@@ -250,8 +269,15 @@ class RelayHop:
             raise GnetError(ErrorKind.NO_ROUTE, "asked to extend to itself")
         if self.closed:
             return
+        try:
+            down = link.open_stream()
+        except GnetError:
+            if not command.host:
+                raise
+            # the link died under us (its close not yet seen): dial afresh, once
+            link = await links.get_link(command.host, command.port, command.node_id)
+            down = link.open_stream()
         assert link.peer is not None
-        down = link.open_stream()
         down.handler = _Downstream(self)
         self.downstream = down
         wire, self.keys = self.core.accept_bridge(link.peer.encode())
@@ -285,6 +311,24 @@ class RelayHop:
             except OSError as exc:
                 raise GnetError(ErrorKind.HOST_UNREACHABLE, f"cannot reach the target ({exc.strerror})") from None
         raise GnetError(ErrorKind.EXIT_POLICY, refusal or "no allowed address")
+
+    def splice(self, partner: "RelayHop") -> None:
+        """Join two circuits that both end here (a rendezvous): each side's bytes lose
+        this hop's layer of their circuit and gain this hop's layer of the other one,
+        so the two ends speak to each other through us, and we read nothing."""
+        assert self.keys is not None and partner.keys is not None
+        self.partner, partner.partner = partner, self
+        self.downstream, partner.downstream = partner.upstream, self.upstream
+        self._partner_layer, partner._partner_layer = partner.keys.backward, self.keys.backward
+
+    def start_endpoint(self, factory: EndpointFactory) -> None:
+        self._start_endpoint_of(factory)
+
+    def accept_bridge_alone(self) -> None:
+        """RELAY_CONNECT_OK as a bridge with no next hop yet (a rendezvous half)."""
+        wire, self.keys = self.core.accept_bridge(b"")
+        self.upstream.send(wire)
+        self.relay.circuits_served += 1
 
     def _start_endpoint_of(self, factory: EndpointFactory) -> None:
         wire, session = self.core.accept_endpoint()

@@ -33,6 +33,9 @@ class FrameType(enum.IntEnum):
     DHT_STORE = 0x10  # (the proposal's names) a DHT request for the circuit's last hop
     DHT_RETR = 0x11
     DHT_DATA = 0x12  # the answer to either
+    SERVICE_REGISTER = 0x20  # a hidden service registers with its access point
+    SERVICE_REGISTERED = 0x21
+    RENZV_REQUEST = 0x22  # access point -> service: a client waits at rendezvous cookie X
 
 
 @dataclass(frozen=True)

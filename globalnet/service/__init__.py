@@ -1,0 +1,1 @@
+"""Hidden services: addresses, descriptors in the DHT, access points, rendezvous."""

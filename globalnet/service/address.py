@@ -1,0 +1,76 @@
+"""`.gnet` addresses: base32(service key | checksum | version), like Tor's v3 onions.
+
+The address *is* the service's Ed25519 public key, so a client that reaches
+the address reaches the key's holder and no one else. The two checksum bytes
+catch a typo before any network work.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import nacl.bindings
+import nacl.exceptions
+
+from ..errors import ErrorKind, GnetError
+
+VERSION = 1
+SUFFIX = ".gnet"
+_CHECKSUM_CONTEXT = b".gnet checksum"
+ADDRESS_LENGTH = 56  # base32 of 35 bytes
+
+
+class AddressError(GnetError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(ErrorKind.NO_ROUTE, detail)
+
+
+def _checksum(key: bytes) -> bytes:
+    return hashlib.blake2b(_CHECKSUM_CONTEXT + key + bytes([VERSION]), digest_size=2).digest()
+
+
+def encode_address(service_key: bytes) -> str:
+    """`<56 base32 chars>.gnet` for an Ed25519 public key."""
+    raw = service_key + _checksum(service_key) + bytes([VERSION])
+    return base64.b32encode(raw).decode().lower() + SUFFIX
+
+
+def decode_address(text: str) -> bytes:
+    """The service key of an address; AddressError says what is wrong."""
+    name = text.strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if name.endswith(SUFFIX):
+        name = name[: -len(SUFFIX)]
+    if len(name) != ADDRESS_LENGTH:
+        raise AddressError(f"'{text}' is not a .gnet address: it has {len(name)} characters, an address has {ADDRESS_LENGTH}")
+    try:
+        raw = base64.b32decode(name.upper())
+    except (ValueError, base64.binascii.Error):
+        raise AddressError(f"'{text}' is not a .gnet address: not base32") from None
+    key, checksum, version = raw[:32], raw[32:34], raw[34]
+    if version != VERSION:
+        raise AddressError(f"'{text}' has address version {version}; this client knows version {VERSION}")
+    if checksum != _checksum(key):
+        raise AddressError(f"'{text}': bad checksum (a typo in the address?)")
+    return key
+
+
+def service_id(service_key: bytes) -> bytes:
+    """20-byte id of a service (what an access point indexes registrations by)."""
+    return hashlib.blake2b(b"gnet service id" + service_key, digest_size=20).digest()
+
+
+def service_onion_key(service_private_seed: bytes) -> bytes:
+    """X25519 private key the service answers end-to-end handshakes with (from its Ed25519 key)."""
+    signing = nacl.bindings.crypto_sign_seed_keypair(service_private_seed)[1]
+    return bytes(nacl.bindings.crypto_sign_ed25519_sk_to_curve25519(signing))
+
+
+def service_onion_public(service_key: bytes) -> bytes:
+    """The X25519 public key a client handshakes with, derived from the address alone."""
+    try:
+        return bytes(nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(service_key))
+    except nacl.exceptions.RuntimeError:
+        raise AddressError("the address does not hold a valid Ed25519 key") from None

@@ -1,0 +1,298 @@
+"""Hosting a hidden service: keys on disk, access points, descriptor, sessions.
+
+The service keeps registration circuits to a few access points (3 by
+default), publishes a signed descriptor naming them (through a circuit, like
+every DHT request of ours), republishes when an access point changes and
+before the descriptor expires, and replaces an access point that dies. For
+each rendezvous request it builds a fresh circuit to that access point, and
+the client's end-to-end handshake arrives through it: the service answers it
+exactly as a relay answers a hop (RelayHop, with the service's key instead of
+an onion key), then connects the session to its target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ..config import ServiceConfig
+from ..endpoint.session import EndReceived, FrameSession, RequestFrameReceived
+from ..errors import ErrorKind, GnetError
+from ..identity import Identity, load_or_create_identity
+from ..relay.exit_policy import ExitPolicy
+from ..relay.relay import RelayHop
+from ..wire.commands import SERVICE_JOIN, SERVICE_REGISTER, Proto, RelayConnect
+from ..wire.framing import FrameType
+from ..wire.pathspec import HopId, HopRandom
+from ..wire.records import short_id
+from .access_point import encode_register, register_message
+from .address import encode_address, service_id, service_onion_key
+from .descriptor import DESCRIPTOR_LIFETIME, PERIOD, Descriptor, current_period
+
+if TYPE_CHECKING:
+    from ..circuit.circuit import ClientCircuit
+    from ..node import Node
+
+log = structlog.get_logger("globalnet.service")
+
+ACCESS_POINTS = 3
+REGISTER_TIMEOUT = 15.0
+REPUBLISH_BEFORE = 1800  # seconds before the descriptor expires
+MAX_SESSIONS = 256
+
+
+@dataclass
+class _ServiceKeys:
+    """Stands where RelayHop expects the relay's identity: the service's key answers."""
+
+    node_id: bytes
+    onion_private: bytes
+
+    @property
+    def onion(self) -> "_ServiceKeys":
+        return self
+
+    def candidates(self, now: float) -> list[bytes]:
+        return [self.onion_private]
+
+
+@dataclass
+class _SessionContext:
+    """What a RelayHop needs from its relay, for the service's end of a session."""
+
+    identity: _ServiceKeys
+    spawn: Any
+    exit_policy: ExitPolicy
+    target: tuple[str, int]
+    setup_timeout: float = 10.0
+    hops: set[Any] = field(default_factory=set)
+    bytes_relayed: int = 0
+    circuits_served: int = 0
+    endpoints: dict[Any, Any] = field(default_factory=dict)
+    access_point: None = None
+    links: None = None
+
+
+class ServiceHop(RelayHop):
+    """The service's end of one client session: its default target, or an allowed one."""
+
+    relay: _SessionContext  # type: ignore[assignment]
+
+    async def _open_exit(self, command: RelayConnect) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        ctx = self.relay
+        if not command.host:
+            host, port = ctx.target
+            try:
+                return await asyncio.open_connection(host, port)
+            except OSError as exc:
+                raise GnetError(ErrorKind.CONNECTION_REFUSED, f"the service's target is down ({exc.strerror})") from None
+        if not ctx.exit_policy.enabled:
+            raise GnetError(ErrorKind.EXIT_POLICY, "this service does not allow client-chosen targets")
+        return await super()._open_exit(command)
+
+
+class CircuitAsStream:
+    """Lets a RelayHop answer through a circuit (the service's side of a rendezvous)."""
+
+    def __init__(self, circuit: "ClientCircuit") -> None:
+        self.circuit = circuit
+        self.link = circuit.stream.link
+        self.handler: Any = None
+        self.finished_receiving = False
+
+    def send(self, data: bytes | bytearray, end: bool = False) -> None:
+        self.circuit.send_wire(bytes(data), end)
+
+    def reset(self, kind: ErrorKind) -> None:
+        self.circuit.reset(kind)
+
+    def buffered(self) -> int:
+        return self.circuit.stream.buffered()
+
+    # the circuit's consumer
+    def feed(self, data: bytes | bytearray, end: bool) -> None:
+        self.finished_receiving = self.finished_receiving or end
+        self.handler.stream_data(bytes(data), end)
+
+    def circuit_reset(self, kind: ErrorKind) -> None:
+        self.handler.stream_reset(kind)
+
+
+@dataclass
+class _Intro:
+    """Our end of a registration circuit to one access point."""
+
+    service: "HostedService"
+    ap: bytes
+    circuit: "ClientCircuit"
+    session: FrameSession
+    registered: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    dead: bool = False
+
+    def feed(self, data: bytes, end: bool) -> None:
+        try:
+            for ev in self.session.receive(data):
+                if isinstance(ev, RequestFrameReceived) and ev.type is FrameType.SERVICE_REGISTERED:
+                    if not self.registered.done():
+                        self.registered.set_result(None)
+                elif isinstance(ev, RequestFrameReceived) and ev.type is FrameType.RENZV_REQUEST and len(ev.body) == 20:
+                    self.service.rendezvous_requested(self.ap, ev.body)
+                elif isinstance(ev, EndReceived):
+                    pass
+        except GnetError as exc:
+            self.circuit.reset(exc.kind)
+            self.circuit_reset(exc.kind)
+            return
+        if end:
+            self.circuit_reset(ErrorKind.LINK_LOST)
+
+    def circuit_reset(self, kind: ErrorKind) -> None:
+        if not self.dead:
+            self.dead = True
+            self.service.intro_lost(self)
+        if not self.registered.done():
+            self.registered.set_exception(GnetError(kind, "registration circuit closed"))
+            self.registered.exception()
+
+
+class HostedService:
+    def __init__(self, node: "Node", config: ServiceConfig, access_points: int = ACCESS_POINTS) -> None:
+        self.node = node
+        self.config = config
+        self.name = config.name
+        self.dir = Path(node.config.data_dir) / "services" / config.name
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.key: Identity = load_or_create_identity(self.dir / "private.key")
+        self.public = self.key.public_key
+        self.address = encode_address(self.public)
+        self.id = service_id(self.public)
+        hostname = self.dir / "hostname"
+        if not hostname.exists() or hostname.read_text().strip() != self.address:
+            hostname.write_text(self.address + "\n")
+        self.wanted = access_points
+        self.intros: dict[bytes, _Intro] = {}
+        self.changed = asyncio.Event()
+        self.published: Descriptor | None = None
+        self.sessions = 0
+        self.publish_count = 0
+        keys = _ServiceKeys(self.id, service_onion_key(bytes(self.key.signing_key)))
+        allow = ExitPolicy(True, config.allow) if config.allow else ExitPolicy(False)
+        self.context = _SessionContext(keys, node.spawn, allow, config.target)
+
+    # -- the service's life --------------------------------------------------
+    async def run(self) -> None:
+        log.info("hidden service", name=self.name, address=self.address, file=str(self.dir / "hostname"))
+        while True:
+            await self._fill_access_points()
+            if self._needs_publish():
+                await self._publish()
+            self.changed.clear()
+            try:
+                async with asyncio.timeout(5.0 if len(self.intros) < self.wanted or self.published is None else 60.0):
+                    await self.changed.wait()
+            except TimeoutError:
+                pass
+
+    async def _fill_access_points(self) -> None:
+        tries = 0
+        while len(self.intros) < self.wanted and tries < 2 * self.wanted:
+            tries += 1
+            candidates = [r for r in self.node.peers.relays() if r.node_id not in self.intros]
+            if not candidates:
+                return
+            ap = random.choice(candidates).node_id
+            try:
+                await self._register(ap)
+                self.changed.set()
+            except (GnetError, TimeoutError) as exc:
+                log.debug("access point failed", service=self.name, ap=short_id(ap), reason=str(exc))
+                self.node.peers.failed(ap)
+
+    async def _register(self, ap: bytes) -> None:
+        circuit = await self.node.open_circuit(
+            (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_REGISTER), "service"
+        )
+        assert circuit.core.session is not None
+        intro = _Intro(self, ap, circuit, circuit.core.session)
+        circuit.attach(intro)
+        ts = int(time.time())
+        signature = self.key.sign(register_message(ap, self.public, ts))
+        circuit.send_wire(intro.session.send_frame(FrameType.SERVICE_REGISTER, encode_register(self.public, ts, signature)))
+        async with asyncio.timeout(REGISTER_TIMEOUT):
+            await intro.registered
+        self.intros[ap] = intro
+        log.debug("access point up", service=self.name, ap=short_id(ap))
+
+    def intro_lost(self, intro: _Intro) -> None:
+        if self.intros.get(intro.ap) is intro:
+            del self.intros[intro.ap]
+            log.info("access point lost, replacing it", service=self.name, ap=short_id(intro.ap))
+            self.changed.set()
+
+    def _needs_publish(self) -> bool:
+        if not self.intros:
+            return False
+        if self.published is None:
+            return True
+        if set(self.published.access_points) != set(self.intros):
+            return True
+        return self.published.expires - time.time() < REPUBLISH_BEFORE or self.published.period != current_period()
+
+    async def _publish(self) -> None:
+        now = time.time()
+        period = current_period(now)
+        periods = [period]
+        if (period + 1) * PERIOD - now < DESCRIPTOR_LIFETIME:
+            periods.append(period + 1)  # near the boundary, clients may already ask for the next one
+        for p in periods:
+            desc = Descriptor(self.public, p, int(now * 1000), int(now) + DESCRIPTOR_LIFETIME, tuple(self.intros))
+            desc = Descriptor(desc.service_key, p, desc.seq, desc.expires, desc.access_points, self.key.sign(desc.signed_part()))
+            try:
+                stored = await self.node.dht_publish(desc.key, desc.encode())
+            except GnetError as exc:
+                log.warning("cannot publish the service descriptor", service=self.name, reason=str(exc))
+                return
+            if p == period:
+                self.published = desc
+                self.publish_count += 1
+                log.info("service descriptor published", service=self.name, access_points=len(desc.access_points), stored_on=stored)
+
+    # -- sessions --------------------------------------------------------------
+    def rendezvous_requested(self, ap: bytes, cookie: bytes) -> None:
+        if self.sessions >= MAX_SESSIONS:
+            return
+        self.node.spawn(self._join(ap, cookie), "service session")
+
+    async def _join(self, ap: bytes, cookie: bytes) -> None:
+        self.sessions += 1
+        try:
+            circuit = await self.node.open_circuit(
+                (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_JOIN, node_id=cookie), "service"
+            )
+        except GnetError as exc:
+            self.sessions -= 1
+            log.debug("cannot join a rendezvous", service=self.name, ap=short_id(ap), reason=str(exc))
+            return
+        stream = CircuitAsStream(circuit)
+        hop = ServiceHop(self.context, stream)  # type: ignore[arg-type]
+        circuit.attach(stream)
+        try:
+            while not hop.closed and not circuit.closed:
+                await asyncio.sleep(1.0)
+        finally:
+            self.sessions -= 1
+            self.node.forget_circuit(circuit)
+
+    def statistics(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "address": self.address,
+            "access_points": [short_id(a) for a in self.intros],
+            "sessions": self.sessions,
+        }

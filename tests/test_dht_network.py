@@ -1,0 +1,146 @@
+"""A 25-node network in one process (real QUIC on 127.0.0.1): discovery, DHT, churn, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from globalnet.config import load_config
+from globalnet.dht.values import node_record_value, record_from_value
+from globalnet.localnet import free_port
+from globalnet.node import Node
+from globalnet.wire.commands import Proto, RelayConnect
+from globalnet.wire.pathspec import HopRandom
+
+N = 25
+
+
+class Net:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.nodes: list[Node] = []
+        self.tasks: dict[Node, asyncio.Task[None]] = {}
+
+    async def start(self, name: str, *args: str, port: int | None = None) -> Node:
+        port = port or free_port(socket.SOCK_DGRAM)
+        node = Node(load_config(["-listen", f"127.0.0.1:{port}", "-data-dir", str(self.base / name), *args]))
+        self.tasks[node] = asyncio.create_task(node.run())
+        await asyncio.wait_for(node.ready.wait(), 10)
+        self.nodes.append(node)
+        return node
+
+    async def stop(self, node: Node) -> None:
+        node.stop()
+        await asyncio.wait_for(self.tasks.pop(node), 10)
+        self.nodes.remove(node)
+
+    async def stop_all(self) -> None:
+        for node in list(self.nodes):
+            await self.stop(node)
+
+
+@asynccontextmanager
+async def network(base: Path) -> AsyncIterator[Net]:
+    net = Net(base)
+    try:
+        yield net
+    finally:
+        await net.stop_all()
+
+
+def pinned(node: Node) -> str:
+    assert node.links.listen_address is not None
+    host, port = node.links.listen_address
+    return f"{host}:{port}#{node.identity.node_id.hex()}"
+
+
+async def until(predicate, timeout: float, step: float = 0.25) -> bool:  # type: ignore[no-untyped-def]
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return predicate()
+
+
+async def test_a_25_node_network(tmp_path: Path) -> None:
+    async with asyncio.timeout(240), network(tmp_path) as net:
+        seed = await net.start("seed")
+        others = [await net.start(f"n{i}", "-connect", pinned(seed)) for i in range(N - 1)]
+        nodes = [seed, *others]
+
+        # every node learns at least 10 relays from one seed, with no directory
+        assert await until(lambda: all(len(n.peers.relays()) >= 10 for n in nodes), 60)
+        assert await until(lambda: all(n.dht is not None and n.dht.contacts() >= 5 for n in nodes), 60)
+
+        # a value stored by A through a circuit is found by B through a circuit
+        a, b = others[0], others[-1]
+        record = a.links.own_record()
+        key, value = node_record_value(record)
+        assert await a.dht_publish(key, value) >= 3
+        found = await b.dht_lookup(key)
+        assert found is not None and record_from_value(found.value).node_id == a.identity.node_id
+        assert any(c.purpose == "dht" for c in b.circuits.values())  # B asked through its own circuit
+
+        # kill 30% of the nodes (not A or B): the value is still found, the survivors still route
+        victims = others[1:9]
+        for v in victims:
+            await net.stop(v)
+        c = others[-2]
+        found = await c.dht_lookup(key)
+        assert found is not None and found.seq == record.seq
+        dead = {v.identity.node_id for v in victims}
+        for n in net.nodes:  # forget the dead in path selection, as link failures would over time
+            for d in dead:
+                for _ in range(3):
+                    n.peers.failed(d)
+        circuit = await c.open_circuit((HopRandom(), HopRandom(), HopRandom()), RelayConnect(Proto.DHT), "dht")
+        assert len(circuit.path) == 3 and not dead & set(circuit.path)
+
+        # a node restarted with its data dir rejoins with every bootstrap node down
+        leaver = others[-3]
+        leaver_dir = leaver.config.data_dir
+        known_before = len(leaver.peers.relays())
+        await net.stop(leaver)
+        await net.stop(seed)
+        assert leaver_dir.joinpath("peers.dat").exists()
+        back = await net.start("restarted", "-data-dir", str(leaver_dir), "-connect", pinned(seed) if False else "127.0.0.1:9")
+        assert back.identity.node_id == leaver.identity.node_id
+        assert len(back.peers.relays()) >= min(10, known_before - len(victims) - 1)
+        assert await until(lambda: len(back.links.links) >= 2, 30)
+        value2 = await back.dht_lookup(key)
+        assert value2 is not None
+
+
+async def test_a_lying_dht_node_cannot_poison_lookups(tmp_path: Path) -> None:
+    """One node answers every DHT RPC with forgeries and junk; lookups still find the real value."""
+    async with asyncio.timeout(120), network(tmp_path) as net:
+        seed = await net.start("seed")
+        honest = [await net.start(f"h{i}", "-connect", pinned(seed)) for i in range(6)]
+        liar = await net.start("liar", "-connect", pinned(seed))
+        assert liar.dht is not None
+        owner = honest[0]
+        record = owner.links.own_record()
+        key, value = node_record_value(record)
+        # a forged record for the same key, with a higher sequence number
+        forged = value[:-64] + bytes(64)
+        forged_higher = bytearray(forged)
+
+        proto = liar.dht.protocol
+        proto.rpc_find_value = lambda sender, nodeid, k: {"value": bytes(forged_higher)}  # type: ignore[method-assign]
+        proto.rpc_find_node = lambda sender, nodeid, k: [[b"x", 1, None], "junk"] * 30  # type: ignore[method-assign]
+        proto.rpc_store = lambda sender, nodeid, k, v: True  # type: ignore[method-assign]  # claims to store, keeps nothing
+        proto.rpc_ping = lambda sender, nodeid: b"not my id"  # type: ignore[method-assign]
+
+        nodes = [seed, *honest, liar]
+        assert await until(lambda: all(n.dht is not None and n.dht.contacts() >= 4 for n in nodes), 60)
+        assert await owner.dht_publish(key, value) >= 2
+        for reader in honest[1:]:
+            found = await reader.dht_lookup(key)
+            assert found is not None and found.value == value  # never the forgery
+        # the liar's garbage was counted and dropped, and everyone is still up
+        assert sum(n.dht.protocol.dropped for n in honest if n.dht) > 0
+        assert all(not t.done() for t in net.tasks.values())
