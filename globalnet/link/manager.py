@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import structlog
 from qh3.asyncio._transport import create_optimized_datagram_transport
-from qh3.asyncio.server import QuicServer, serve
+from qh3.asyncio.server import QuicServer
 from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.connection import QuicConnection
 from qh3.tls import SignatureAlgorithm
@@ -31,6 +31,8 @@ from ..identity import Identity
 from ..wire.records import NodeRecord, short_id
 from .certs import certificate_pem
 from .link import ALPN, HopStream, Link
+from .listener import listen as listen_udp
+from .path_mtu import datagram_size_for
 
 log = structlog.get_logger("globalnet.link")
 
@@ -45,7 +47,7 @@ MAX_LINKS = 1024
 @dataclass(frozen=True)
 class LinkSettings:
     idle_timeout: float = 60.0
-    max_datagram_size: int = 1452  # a 1500-byte Ethernet MTU minus IPv6 + UDP headers
+    max_datagram_size: int = 1452  # the most a link sends; 1200 where the route cannot carry it (path_mtu.py)
     dial_timeout: float = DIAL_TIMEOUT
 
 
@@ -88,6 +90,7 @@ class LinkManager:
             alpn_protocols=[ALPN],
             idle_timeout=self.settings.idle_timeout,
             max_datagram_size=self.settings.max_datagram_size,
+            probe_datagram_size=False,  # qh3 2.1's probe never changes the size (link/path_mtu.py)
         )
         if client:
             # No CA: the certificate's key *is* the peer's identity, checked by
@@ -101,7 +104,7 @@ class LinkManager:
     # -- listening -------------------------------------------------------
     async def listen(self, host: str, port: int) -> tuple[str, int]:
         factory = functools.partial(Link, manager=self, dialler=False)
-        self._server = await serve(host, port, configuration=self._quic_config(client=False), create_protocol=factory)
+        self._server = await listen_udp(host, port, self._quic_config(client=False), factory)
         assert self._server._transport is not None
         sockname = self._server._transport.get_extra_info("sockname")
         self.listen_address = (sockname[0], sockname[1])
@@ -143,7 +146,9 @@ class LinkManager:
             # connected: an ICMP "port unreachable" (a node that is gone) comes back
             # as ECONNREFUSED at once, instead of a silent dial timeout
             sock.connect(addr)
-            quic = QuicConnection(configuration=self._quic_config(client=True))
+            config = self._quic_config(client=True)
+            config.max_datagram_size = datagram_size_for(addr, self.settings.max_datagram_size)
+            quic = QuicConnection(configuration=config)
             factory = functools.partial(Link, quic, manager=self, dialler=True, expected_id=node_id, address=(host, port))
             if os.environ.get("GNET_DIAL_IO") == "plain":
                 sock.setblocking(False)

@@ -1,0 +1,182 @@
+"""The link layer's UDP path: the batched listener, the datagram size choice,
+and qh3's fast path (same bytes delivered as qh3's own methods)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from typing import Any
+
+import pytest
+from qh3._hazmat import pull_quic_header
+from qh3.asyncio._transport import OptimizedDatagramTransport
+from qh3.quic import events
+from qh3.quic.configuration import QuicConfiguration
+from qh3.quic.connection import QuicConnection
+from qh3.tls import SignatureAlgorithm
+
+from globalnet.identity import Identity
+from globalnet.link import path_mtu, qh3_fastpath
+from globalnet.link.certs import certificate_pem
+from globalnet.link.listener import BatchingQuicServer
+from globalnet.link.path_mtu import FULL_DATAGRAM, MIN_DATAGRAM, choose_datagram_size, datagram_size_for
+from tests.inproc import attach_socket, open_circuit, start_client, start_relay
+from tests.targets import EchoServer, pattern, serve
+
+V4, V6 = socket.AF_INET, socket.AF_INET6
+
+
+# -- the datagram size -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("mtu", "family", "limit", "size"),
+    [
+        (65536, V4, 1452, 1452),  # loopback
+        (1500, V4, 1452, 1452),  # Ethernet
+        (1500, V6, 1452, 1452),  # Ethernet, IPv6: exactly fits
+        (1480, V4, 1452, 1452),
+        (1479, V4, 1452, 1200),  # one byte short: fall back
+        (1499, V6, 1452, 1200),
+        (1420, V6, 1452, 1200),  # WireGuard
+        (1280, V6, 1452, 1200),  # IPv6 minimum MTU
+        (None, V4, 1452, 1200),  # unknown route
+        (1500, V4, 1300, 1300),  # a lower configured limit is kept where it fits
+        (1500, V4, 9000, 1452),  # never more than 1452
+        (65536, V4, 1000, 1200),  # never less than QUIC's 1200
+    ],
+)
+def test_datagram_size_choice(mtu: int | None, family: int, limit: int, size: int) -> None:
+    assert choose_datagram_size(mtu, family, limit) == size
+
+
+def test_loopback_route_carries_full_datagrams() -> None:
+    mtu = path_mtu.route_mtu("127.0.0.1", 9)
+    assert mtu is not None and mtu >= 1480
+    assert datagram_size_for(("127.0.0.1", 9)) == FULL_DATAGRAM
+    assert datagram_size_for(("::ffff:127.0.0.1", 9, 0, 0)) == FULL_DATAGRAM
+    assert datagram_size_for(("127.0.0.1", 9), limit=1280) == 1280
+
+
+def test_narrow_route_falls_back_to_1200(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(path_mtu, "route_mtu", lambda host, port: 1420)
+    assert datagram_size_for(("192.0.2.1", 443)) == MIN_DATAGRAM
+    monkeypatch.setattr(path_mtu, "route_mtu", lambda host, port: None)
+    assert datagram_size_for(("not-an-address", 443)) == MIN_DATAGRAM
+
+
+def test_route_mtu_of_a_name_is_unknown() -> None:
+    assert path_mtu.route_mtu("localhost", 9) is None  # literals only: no resolution here
+
+
+# -- the batched listener ------------------------------------------------------------
+class _FakeProtocol:
+    def __init__(self, name: str, calls: list[tuple[str, list[bytes]]]) -> None:
+        self.name = name
+        self.calls = calls
+
+    def datagrams_received(self, data: list[bytes], addr: Any) -> None:
+        self.calls.append((self.name, list(data)))
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.calls.append((self.name + ":one", [data]))
+
+
+def _short(cid: bytes, n: int) -> bytes:
+    return bytes([0x40]) + cid + bytes([n]) * 20
+
+
+async def test_listener_groups_a_burst_by_connection() -> None:
+    config = QuicConfiguration(is_client=False)
+    server = BatchingQuicServer(configuration=config)
+    calls: list[tuple[str, list[bytes]]] = []
+    a_cid, b_cid = b"A" * config.connection_id_length, b"B" * config.connection_id_length
+    server._protocols = {a_cid: _FakeProtocol("a", calls), b_cid: _FakeProtocol("b", calls)}  # type: ignore[dict-item]
+    unknown = _short(b"C" * config.connection_id_length, 9)
+    burst = [_short(a_cid, 1), _short(a_cid, 2), _short(b_cid, 3), unknown, _short(a_cid, 4), _short(a_cid, 5)]
+    server.datagrams_received(burst, ("127.0.0.1", 5000))
+    # order kept; runs of one connection go together; an unknown id is dropped by QuicServer
+    assert calls == [("a", burst[0:2]), ("b", [burst[2]]), ("a", burst[4:6])]
+
+
+async def test_listener_uses_the_batched_transport_and_relays_work() -> None:
+    relays = [await start_relay(), await start_relay(), await start_relay(exit_allow="127.0.0.1/32")]
+    client = start_client()
+    try:
+        for r in relays:
+            server = r.links._server
+            assert isinstance(server, BatchingQuicServer)
+            assert isinstance(server._transport, OptimizedDatagramTransport)
+        payload = pattern(2 * 1024 * 1024, seed=5)
+        async with asyncio.timeout(30), serve(EchoServer()) as port:
+            circuit = await open_circuit(client, relays, "127.0.0.1", port)
+            reader, writer, pump = await attach_socket(circuit)
+            writer.write(payload)
+            await writer.drain()
+            assert await reader.readexactly(len(payload)) == payload
+            writer.close()
+            await pump
+        # every link a relay accepted sends full-size datagrams on loopback
+        accepted = [link for r in relays for link in r.links.all_links if not link.dialler]
+        assert accepted and all(link._quic._configuration.max_datagram_size == FULL_DATAGRAM for link in accepted)
+    finally:
+        for n in (client, *relays):
+            n.close()
+
+
+# -- qh3's fast path: what arrives is what was sent ------------------------------------
+def _pair(size: int = 1452) -> tuple[QuicConnection, QuicConnection, float]:
+    identity = Identity.generate()
+    cert, key = certificate_pem(identity)
+    cc = QuicConfiguration(is_client=True, alpn_protocols=["t"], max_datagram_size=size)
+    cc.verify_mode = ssl.CERT_NONE
+    cc.signature_algorithms = [SignatureAlgorithm.ED25519]
+    sc = QuicConfiguration(is_client=False, alpn_protocols=["t"], max_datagram_size=size)
+    sc.load_cert_chain(cert, key)
+    client = QuicConnection(configuration=cc)
+    client.connect(("127.0.0.1", 4433), now=0.0)
+    first = client.datagrams_to_send(now=0.0)
+    server = QuicConnection(configuration=sc, original_destination_connection_id=pull_quic_header(first[0][0], 0, 8)[3])
+    for data, _ in first:
+        server.receive_datagram(data, ("127.0.0.1", 5555), now=0.0)
+    return client, server, 0.0
+
+
+def _transfer(payload: bytes, path_limit: int = 65535) -> bytes:
+    client, server, now = _pair()
+    got = bytearray()
+    sent = False
+    for _ in range(20000):
+        now += 0.001
+        for a, b, addr in ((client, server, ("127.0.0.1", 5555)), (server, client, ("127.0.0.1", 4433))):
+            batch = [d for d, _ in a.datagrams_to_send(now=now) if len(d) <= path_limit]
+            if batch:
+                b.receive_many_datagrams(batch, addr, now=now)
+            while (ev := a.next_event()) is not None:
+                if a is server and isinstance(ev, events.StreamDataReceived):
+                    got += ev.data
+        if not sent and client._handshake_complete:
+            client.send_stream_data(client._open_stream(), payload, True)
+            sent = True
+        if len(got) == len(payload):
+            break
+        for conn in (client, server):
+            timer = conn.get_timer()
+            if timer is not None and timer <= now:
+                conn.handle_timer(now)
+    return bytes(got)
+
+
+def test_fast_path_is_installed_and_delivers_every_byte() -> None:
+    assert QuicConnection.datagrams_to_send is qh3_fastpath.datagrams_to_send
+    assert QuicConnection.receive_many_datagrams is qh3_fastpath.receive_many_datagrams
+    payload = pattern(3 * 1024 * 1024, seed=11)
+    assert _transfer(payload) == payload
+
+
+def test_fast_path_defers_to_qh3_when_a_qlog_is_attached(monkeypatch: pytest.MonkeyPatch) -> None:
+    client, _server, _ = _pair()
+    called: list[str] = []
+    monkeypatch.setattr(qh3_fastpath, "_original_datagrams_to_send", lambda self, now: called.append("send") or [])
+    client._quic_logger = object()
+    assert client.datagrams_to_send(now=1.0) == []
+    assert called == ["send"]
