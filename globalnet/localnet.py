@@ -54,6 +54,8 @@ class NodeProcess:
     proc: subprocess.Popen[bytes] | None = None
     listen_port: int | None = None
     node_id: str = ""
+    #: Run the node under this command, e.g. ["ip", "netns", "exec", NAME] (tests/netns.py).
+    exec_prefix: list[str] = field(default_factory=list)
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,7 +65,7 @@ class NodeProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        cmd = [sys.executable, str(GCLIENT), "-data-dir", str(self.data_dir), "--log-json", "--log-level", "debug", *self.args]
+        cmd = [*self.exec_prefix, sys.executable, str(GCLIENT), "-data-dir", str(self.data_dir), "--log-json", "--log-level", "debug", *self.args]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         log.close()
 

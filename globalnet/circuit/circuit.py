@@ -199,4 +199,11 @@ async def build_circuit(
     except asyncio.CancelledError:
         circuit.reset(ErrorKind.CLOSED)
         raise
+    log.debug(
+        "circuit built",
+        circuit=circuit.id,
+        purpose=purpose,
+        hops=[short_id(h) for h in circuit.path],
+        build_ms=round((time.monotonic() - circuit.created) * 1000, 1),
+    )
     return circuit

@@ -70,6 +70,9 @@ class SignedValueCrawl(ValueSpiderCrawl):
 
 
 class Dht:
+    #: The crawler lookups use (a subclass may count rounds: bench/dht_sim.py).
+    value_crawl: type[SignedValueCrawl] = SignedValueCrawl
+
     def __init__(self, node_id: bytes, links: LinkManager, spawn: Spawn, rpc_timeout: float = RPC_TIMEOUT) -> None:
         self.storage = SignedStorage()
         self.server = Server(ksize=KSIZE, alpha=ALPHA, node_id=node_id, storage=self.storage)
@@ -132,7 +135,7 @@ class Dht:
         nearest = self.protocol.router.find_neighbors(node)
         found: ValidValue | None = None
         if nearest:
-            crawl = SignedValueCrawl(self.protocol, node, nearest, KSIZE, ALPHA)
+            crawl = self.value_crawl(self.protocol, node, nearest, KSIZE, ALPHA)
             try:
                 found = await asyncio.wait_for(crawl.find(), LOOKUP_TIMEOUT)
             except TimeoutError:

@@ -27,6 +27,7 @@ from kademlia.protocol import KademliaProtocol
 from ..errors import GnetError
 from ..link.link import Link
 from ..link.manager import LinkManager
+from .routing import ClosestRoutingTable
 from .storage import SignedStorage
 from .values import KEY_SIZE, MAX_VALUE
 
@@ -113,6 +114,7 @@ class LinkTransport:
 class GnetKademliaProtocol(KademliaProtocol):
     def __init__(self, source_node: KNode, storage: SignedStorage, ksize: int, timeout: float, spawn: Spawn) -> None:
         super().__init__(source_node, storage, ksize)
+        self.router = ClosestRoutingTable(self, ksize, source_node)
         self._wait_timeout = timeout
         self.spawn = spawn
         self._inflight: dict[bytes, int] = {}
@@ -189,11 +191,38 @@ class GnetKademliaProtocol(KademliaProtocol):
         return self.storage.put(key, value)
 
     def welcome_if_new(self, node: KNode) -> None:
+        """Add a node we heard from; if it is new, hand it the values it should hold (paper 2.5).
+
+        Replaces the package's version, which hands values over again on every
+        message from a node waiting in a full bucket's replacement list (it
+        stays "new"), and each answered store is such a message: a store storm
+        that grows until the node leaves that list (found by bench/dht_sim.py).
+        It also placed a key at sha1(key); our keys are ids already.
+        """
         if node.ip is None or node.id == self.source_node.id:
             return
         assert isinstance(self.transport, LinkTransport)
         self.transport.learn(node.id, (node.ip, node.port))
-        super().welcome_if_new(node)
+        if not self.router.is_new_node(node):
+            return
+        bucket = self.router.buckets[self.router.get_bucket_for(node)]
+        if node.id not in bucket.replacement_nodes:
+            for key, value in self.storage:
+                if self._should_hand_over(node, KNode(key)):
+                    self.spawn(self._hand_over(node, key, value), "dht hand-over")
+        self.router.add_contact(node)
+
+    def _should_hand_over(self, node: KNode, keynode: KNode) -> bool:
+        """The newcomer is among the k closest to the key and we are the closest we know of."""
+        neighbors = self.router.find_neighbors(keynode)
+        if not neighbors:
+            return True
+        return node.distance_to(keynode) < neighbors[-1].distance_to(keynode) and self.source_node.distance_to(
+            keynode
+        ) < neighbors[0].distance_to(keynode)
+
+    async def _hand_over(self, node: KNode, key: bytes, value: bytes) -> None:
+        await self.call_store(node, key, value)
 
     # -- calls: responses are checked before the crawler sees them ------------
     async def call_find_node(self, node_to_ask: KNode, node_to_find: KNode) -> tuple[bool, Any]:
