@@ -54,6 +54,7 @@ class NodeProcess:
     proc: subprocess.Popen[bytes] | None = None
     listen_port: int | None = None
     node_id: str = ""
+    env: dict[str, str] = field(default_factory=dict)  # added to the process environment
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -62,7 +63,7 @@ class NodeProcess:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         cmd = [sys.executable, str(GCLIENT), "-data-dir", str(self.data_dir), "--log-json", "--log-level", "debug", *self.args]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         log.close()
@@ -128,13 +129,13 @@ class LocalNet:
         self.base = base
         self.nodes: list[NodeProcess] = []
 
-    def relay(self, name: str, *extra: str, port: int | None = None) -> NodeProcess:
+    def relay(self, name: str, *extra: str, port: int | None = None, env: dict[str, str] | None = None) -> NodeProcess:
         port = port or free_port(socket.SOCK_DGRAM)
-        node = NodeProcess(name, ["-listen", f"127.0.0.1:{port}", *extra], self.base / name, listen_port=port)
+        node = NodeProcess(name, ["-listen", f"127.0.0.1:{port}", *extra], self.base / name, listen_port=port, env=env or {})
         return self._start(node)
 
-    def client(self, name: str, *args: str) -> NodeProcess:
-        return self._start(NodeProcess(name, ["-no-listen", *args], self.base / name))
+    def client(self, name: str, *args: str, env: dict[str, str] | None = None) -> NodeProcess:
+        return self._start(NodeProcess(name, ["-no-listen", *args], self.base / name, env=env or {}))
 
     def _start(self, node: NodeProcess) -> NodeProcess:
         node.data_dir.mkdir(parents=True, exist_ok=True)
