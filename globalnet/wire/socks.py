@@ -202,7 +202,7 @@ def socks_reply(code: int) -> bytes:
 #: SOCKS4 "request rejected or failed" (VN=0, CD=91).
 SOCKS4_REJECT = bytes([0x00, 0x5B]) + bytes(6)
 
-_HTTP_STATUS = {
+_HTTP_STATUS: dict[int, tuple[int, str]] = {
     Reply.GENERAL_FAILURE: (502, "Bad Gateway"),
     Reply.NOT_ALLOWED: (403, "Forbidden"),
     Reply.NETWORK_UNREACHABLE: (502, "Bad Gateway"),
@@ -213,7 +213,7 @@ _HTTP_STATUS = {
     Reply.ADDRESS_TYPE_NOT_SUPPORTED: (400, "Bad Request"),
 }
 
-_REPLY_TEXT = {
+_REPLY_TEXT: dict[int, str] = {
     Reply.GENERAL_FAILURE: "general failure",
     Reply.NOT_ALLOWED: "refused by the exit's policy",
     Reply.NETWORK_UNREACHABLE: "no route through the network (a relay is unknown or unreachable)",
@@ -227,10 +227,7 @@ _REPLY_TEXT = {
 
 def http_status_for(code: int) -> tuple[int, str]:
     """HTTP status for a SOCKS reply code (an HTTP CONNECT that failed)."""
-    try:
-        return _HTTP_STATUS[Reply(code)]
-    except (ValueError, KeyError):
-        return 502, "Bad Gateway"
+    return _HTTP_STATUS.get(code, (502, "Bad Gateway"))
 
 
 def _http_response(status: int, phrase: str, body: str = "", headers: tuple[str, ...] = ()) -> bytes:
@@ -510,7 +507,7 @@ class SocksParser:
         self._finish()
         if self._flavor is Flavor.HTTP:
             status, phrase = http_status_for(code)
-            text = _REPLY_TEXT.get(code, "failure")  # type: ignore[call-overload]
+            text = _REPLY_TEXT.get(code, "failure")
             page = _error_page(f"{status} {phrase}", f"GlobalNet: {text}." + (f" {_html_escape(detail)}" if detail else ""))
             return _http_response(status, phrase, page, (f"X-GlobalNet-Socks-Reply: {code}",))
         return socks_reply(code)
