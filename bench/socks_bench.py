@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from globalnet.localnet import LocalNet, free_port  # noqa: E402
+from globalnet.localnet import LocalNet, free_port
 
 CHUNK = bytes(1 << 16)
 

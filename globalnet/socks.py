@@ -72,7 +72,7 @@ class IsolationKey:
     auth: bytes | None  # salted digest of the credentials; None: none given
 
     @classmethod
-    def for_request(cls, proxy: str, credentials: Credentials | None) -> "IsolationKey":
+    def for_request(cls, proxy: str, credentials: Credentials | None) -> IsolationKey:
         if credentials is None:
             return cls(proxy, None)
         h = hashlib.blake2b(digest_size=16, key=_ISOLATION_SALT)
@@ -87,7 +87,7 @@ def is_service_name(host: str) -> bool:
 
 
 async def open_service_stream(
-    node: "Node", hops: tuple[Hop, ...], address: str, port: int, isolation: IsolationKey
+    node: Node, hops: tuple[Hop, ...], address: str, port: int, isolation: IsolationKey
 ) -> ClientCircuit:
     """A circuit to the hidden service `address` (`<name>.gnet`), port `port`.
 
@@ -102,7 +102,7 @@ async def open_service_stream(
 class SocksProxy:
     def __init__(
         self,
-        node: "Node",
+        node: Node,
         spec: PathSpec,
         auth: ProxyAuth | None = None,
         request_timeout: float = 30.0,

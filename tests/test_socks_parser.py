@@ -64,11 +64,11 @@ def connect(host: str, port: int, atyp: AddressType, creds: Credentials | None =
     return Connect(target(host, port, atyp), creds, flavor, early)
 
 
-def reject(data: bytes) -> "RejectWith":
+def reject(data: bytes) -> RejectWith:
     return RejectWith(data)
 
 
-def reject_http(status: int) -> "RejectWith":
+def reject_http(status: int) -> RejectWith:
     return RejectWith(f"HTTP/1.1 {status} ".encode(), prefix=True)
 
 

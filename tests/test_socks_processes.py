@@ -21,7 +21,6 @@ import os
 import shutil
 import socket
 import struct
-import subprocess
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -47,7 +46,7 @@ needs_curl = pytest.mark.skipif(CURL is None, reason="curl is not installed")
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = BIG_BODY if self.path == "/big" else PAGE
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream" if self.path == "/big" else "text/html")

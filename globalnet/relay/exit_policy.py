@@ -448,7 +448,7 @@ def target_name_problem(host: str) -> str | None:
         return None
     except ValueError:
         pass
-    name = host[:-1] if host.endswith(".") else host
+    name = host.removesuffix(".")
     if not name:
         return "the target name is empty"
     if len(name) > MAX_TARGET_NAME:

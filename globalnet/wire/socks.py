@@ -127,7 +127,7 @@ class Credentials:
     username: bytes
     password: bytes = field(repr=False)
 
-    def matches(self, other: "Credentials") -> bool:
+    def matches(self, other: Credentials) -> bool:
         """Constant-time comparison (no timing hint about a configured password)."""
         user_ok = hmac.compare_digest(self.username, other.username)
         pass_ok = hmac.compare_digest(self.password, other.password)
