@@ -96,6 +96,7 @@ class Net:
             "main": f"{r1.pinned}>{r2.pinned}>{r3.pinned}>internet",
             "refusing_exit": f"{r1.pinned}>{r2.pinned}>{r4.pinned}>internet",
             "unknown_hop": f"{r1.pinned}>{UNKNOWN_NODE}>{r3.pinned}>internet",
+            "dead_hop": f"{r1.pinned}>127.0.0.1:{free_port(socket.SOCK_DGRAM)}>{r3.pinned}>internet",
         }
         self.ports = {name: free_port() for name in paths}
         args = ["-connect", r1.pinned]
@@ -316,9 +317,12 @@ async def test_reply_0x02_exit_policy(net: Net) -> None:
         assert await reply_code(net.ports["refusing_exit"], v4(), net.web.port) == 0x02
 
 
-async def test_reply_0x03_unknown_hop(net: Net) -> None:
+@pytest.mark.parametrize("path", ["unknown_hop", "dead_hop"])
+async def test_reply_0x03_no_route(net: Net, path: str) -> None:
+    """A hop nobody knows (a node id without an address), or a relay address
+    where no node listens (refused): no route."""
     async with asyncio.timeout(30):
-        assert await reply_code(net.ports["unknown_hop"], v4(), net.web.port) == 0x03
+        assert await reply_code(net.ports[path], v4(), net.web.port) == 0x03
 
 
 async def test_reply_0x04_bad_name_refused_by_the_exit_without_dns(net: Net) -> None:
