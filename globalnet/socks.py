@@ -9,9 +9,10 @@ connection:
 2. one circuit for this connection, built through the proxy's hops with the
    request's target as the exit's RELAY_CONNECT tcp. A name goes to the exit
    as a name and is resolved there, never here (no DNS leak); a `.gnet` name
-   goes to `open_service_stream` instead and never reaches an exit. The wait
-   is bounded by `request_timeout` (which also covers a node that is still
-   learning relays), and a request that waits long gets a log line saying why;
+   goes to the hidden service instead (`open_service_stream`) and never
+   reaches an exit. The wait is bounded by `request_timeout` (which also
+   covers a node that is still learning relays), and a request that waits
+   long gets a log line saying why;
 3. the reply: success, or the failure's `ErrorKind.socks_reply` code; then
    bytes flow through a `StreamPump` exactly as for a tunnel (tunnel.py).
 
@@ -28,6 +29,7 @@ import asyncio
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +40,7 @@ from .config import ProxyAuth
 from .endpoint.pump import StreamPump, abort_with_reset
 from .errors import ErrorKind, GnetError
 from .wire.commands import Proto, RelayConnect
-from .wire.pathspec import Hop, PathSpec, TargetService, format_host_port, format_path_spec
+from .wire.pathspec import PathSpec, TargetService, TargetTcp, format_host_port, format_path_spec
 from .wire.socks import Connect, Credentials, Reject, Send, SocksParser
 
 if TYPE_CHECKING:
@@ -86,17 +88,20 @@ def is_service_name(host: str) -> bool:
     return host.rstrip(".").lower().endswith(SERVICE_SUFFIX)
 
 
-async def open_service_stream(
-    node: Node, hops: tuple[Hop, ...], address: str, port: int, isolation: IsolationKey
-) -> ClientCircuit:
-    """A circuit to the hidden service `address` (`<name>.gnet`), port `port`.
+async def open_service_stream(node: Node, address: str, then: TargetTcp | None, isolation: IsolationKey) -> ClientCircuit:
+    """A circuit to the hidden service `address` (`<name>.gnet`).
 
-    Hidden services are not built yet; the services issue replaces this
-    function. Until then every `.gnet` request is answered 0x04 (host
-    unreachable), and the name never leaves this node.
+    The service decides where a session goes: its own target when `then` is
+    None (a SOCKS request for NAME.gnet:PORT, whatever the port, as a tunnel
+    to a service), or `then`, reached from the service's side if the service
+    allows it (a proxy whose path ends at a service). The service circuit
+    picks its own relays (descriptor lookup, access point); the name never
+    reaches an exit or a resolver. An unknown service, a bad address or all
+    access points down are HOST_UNREACHABLE (0x04).
     """
-    log.info("hidden services are not available yet: a .gnet request was refused")
-    raise GnetError(ErrorKind.HOST_UNREACHABLE, "hidden services are not available yet")
+    circuit = await node.open_service(address, then, "socks")
+    circuit.isolation = isolation
+    return circuit
 
 
 class SocksProxy:
@@ -219,17 +224,21 @@ class SocksProxy:
             atyp=target.atyp.name,
             flavor=request.flavor.value,
         )
+        opening: Coroutine[Any, Any, ClientCircuit]
         if isinstance(self.spec.target, TargetService):
-            return await open_service_stream(self.node, self.spec.hops, self.spec.target.address, target.port, key)
-        if target.is_name and is_service_name(target.host):
-            return await open_service_stream(self.node, self.spec.hops, target.host.rstrip(".").lower(), target.port, key)
-        final = RelayConnect(Proto.TCP, target.host, target.port)
+            # the request names what the service's side should reach
+            opening = open_service_stream(self.node, self.spec.target.address, TargetTcp(target.host, target.port), key)
+        elif target.is_name and is_service_name(target.host):
+            opening = open_service_stream(self.node, target.host.rstrip(".").lower(), None, key)
+        else:
+            final = RelayConnect(Proto.TCP, target.host, target.port)
+            opening = self.node.open_circuit(self.spec.hops, final, "socks", isolation=key)
         loop = asyncio.get_running_loop()
         notice = loop.call_later(WAIT_NOTICE, self._notice_waiting)
         self.waiting += 1
         try:
             async with asyncio.timeout(self.request_timeout):
-                return await self.node.open_circuit(self.spec.hops, final, "socks", isolation=key)
+                return await opening
         except TimeoutError:
             raise GnetError(ErrorKind.TIMEOUT, f"no circuit within {self.request_timeout:g} s") from None
         finally:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import shutil
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -209,3 +211,71 @@ async def test_a_waiting_request_says_why_and_ends_with_0x06(tmp_path: Path, mon
     finally:
         await stop_node(client)
         silent.close()
+
+
+# -- hidden services ---------------------------------------------------------------
+
+
+PAGE = b"<html><body><p id='proof'>a hidden service through socks</p></body></html>\n"
+
+
+async def _page(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A tiny HTTP server: one response per connection."""
+    try:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n")
+        writer.write(b"Content-Length: %d\r\n\r\n" % len(PAGE) + PAGE)
+        await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+
+
+async def test_a_gnet_name_reaches_the_hidden_service(tmp_path: Path) -> None:
+    """SOCKS CONNECT NAME.gnet: the service's page, through the service's
+    rendezvous (no exit, no resolver); then the same page in headless Chromium."""
+    from tests.inproc_nodes import network, until
+    from tests.inproc_nodes import pinned as pinned_of
+
+    web = await asyncio.start_server(_page, "127.0.0.1", 0)
+    web_port = web.sockets[0].getsockname()[1]
+    async with asyncio.timeout(150), network(tmp_path) as net:
+        seed = await net.start("seed")
+        for i in range(7):
+            await net.start(f"r{i}", "-connect", pinned_of(seed))
+        svc = await net.start("svc", "-no-listen", "-connect", pinned_of(seed), "-service", f"web=127.0.0.1:{web_port}")
+        service = svc.services[0]
+        assert await until(lambda: service.published is not None, 60)
+        client = await net.start("client", "-no-listen", "-connect", pinned_of(seed), "-proxy", "0>rand>rand>rand>internet")
+        proxy = client.proxies[0]
+        assert isinstance(proxy, SocksProxy)
+
+        name = service.address.encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(b"\x05\x01\x00\x05\x01\x00\x03" + bytes([len(name)]) + name + (80).to_bytes(2, "big"))
+        assert await reader.readexactly(12) == b"\x05\x00\x05\x00\x00\x01" + bytes(6)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.read()).endswith(PAGE)
+        writer.close()
+
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if chromium is None:
+            pytest.skip("Chromium is not installed (make test-deps installs it where apt-get and root are available)")
+        with tempfile.TemporaryDirectory() as profile:
+            proc = await asyncio.create_subprocess_exec(
+                chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--proxy-server=socks5://127.0.0.1:{proxy.port}",
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+                f"--user-data-dir={profile}", "--dump-dom", f"http://{service.address}/",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                dom, _ = await asyncio.wait_for(proc.communicate(), 60)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+        assert "a hidden service through socks" in dom.decode()
+    web.close()
