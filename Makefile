@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/python -m globalnet.localnet
 
 ## The whole test suite (unit + real processes on 127.0.0.1).
-test: $(STAMP)
+test: $(STAMP) test-deps
 	$(BIN)/python -m pytest -q
 
 ## Throughput, latency, circuit build, relay CPU and RSS through a 3-hop tunnel of real
@@ -38,6 +38,22 @@ bench-wan: $(STAMP)
 ## network on a virtual clock, N = 250..2,000, 0 % and 20 % churn (a few minutes on 2 cores).
 dht-sim: $(STAMP)
 	$(BIN)/python -m bench.dht_sim --out bench/results/dht_sim.json
+
+## Programs the SOCKS tests drive (curl, headless Chromium): installed with apt-get
+## when missing and we are root; never fails the build (the tests that need them skip).
+TEST_PROGRAMS := curl:curl chromium:chromium chromedriver:chromium-driver
+test-deps:
+	@missing=""; for pair in $(TEST_PROGRAMS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "globalnet: installing$$missing for the SOCKS tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing) >/dev/null 2>&1 \
+	    || echo "globalnet: could not install$$missing; the tests that need them will be skipped"; \
+	else \
+	  echo "globalnet: missing$$missing (needs root and apt-get to install); the tests that need them will be skipped"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/pip install --quiet ruff mypy

@@ -30,7 +30,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -52,10 +52,12 @@ __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_LISTEN",
     "DEFAULT_MAX_DATAGRAM_SIZE",
+    "DEFAULT_PROXY_TIMEOUT",
     "LOG_LEVELS",
     "Config",
     "ConfigError",
     "ExitConfig",
+    "ProxyAuth",
     "build_parser",
     "load_config",
 ]
@@ -64,6 +66,10 @@ DEFAULT_LISTEN = ("0.0.0.0", 9000)
 DEFAULT_MAX_DATAGRAM_SIZE = 1452
 MIN_MAX_DATAGRAM_SIZE = 1200
 DEFAULT_IDLE_TIMEOUT = 60.0
+DEFAULT_PROXY_TIMEOUT = 30.0
+MIN_PROXY_TIMEOUT = 0.5
+MAX_PROXY_TIMEOUT = 600.0
+MAX_AUTH_FIELD = 255  # RFC 1929: ULEN and PLEN are one byte
 MAX_IDLE_TIMEOUT = 86400.0
 MIN_IDLE_TIMEOUT = 1.0
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -99,6 +105,14 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class ProxyAuth:
+    """-proxy-auth USER:PASS: the only credentials the SOCKS proxies accept."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     identity_file: Path
@@ -116,6 +130,8 @@ class Config:
     idle_timeout: float
     version: bool = False
     services: tuple[ServiceConfig, ...] = ()
+    proxy_auth: ProxyAuth | None = None  # None: any client may use the proxies
+    proxy_timeout: float = DEFAULT_PROXY_TIMEOUT  # bound on one SOCKS request's circuit
 
 
 # -- command line ----------------------------------------------------------
@@ -139,6 +155,9 @@ examples:
 
   # a SOCKS5 proxy on 127.0.0.1:8080 through five random relays to the internet
   gclient -proxy "8080>rand>rand>rand>rand>rand>internet"
+
+  # the same, only for clients that give this username and password
+  gclient -proxy "9050>rand>rand>rand>internet" -proxy-auth alice:s3cret
 
   # an exit that may reach only 127.0.0.1 (as in local tests), with a debug console
   gclient -listen 127.0.0.1:9001 -exit -exit-allow 127.0.0.1/32 -console 7000
@@ -192,6 +211,14 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
      ("host a hidden service that forwards each session to HOST:PORT; "
      "NAME=allow:NET:PORTS lets clients choose targets in NET (none by default); "
      "repeatable, e.g. -service web=127.0.0.1:8080")),
+    ("proxy-auth", None, "USER:PASS",
+     ("only clients giving this username and password may use the proxies (SOCKS5 "
+     "RFC 1929 or HTTP Basic); in any case different credentials never share a "
+     "circuit. Visible to other local users in the process list: prefer proxy_auth "
+     "in a -config file. E.g. -proxy-auth alice:s3cret")),
+    ("proxy-timeout", None, "SECONDS",
+     (f"how long a proxy request may wait for its circuit, including while the node "
+     f"is still learning relays (default {DEFAULT_PROXY_TIMEOUT:g}), e.g. -proxy-timeout 10")),
     ("exit", _FLAG, None,
      ("be an exit: connect out of the network for circuits (off by default; "
      "loopback, private, link-local and multicast stay refused)")),
@@ -274,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 _FILE_KEYS = (
     "listen", "no_listen", "connect", "bootstrap", "id", "data_dir", "tunnels",
     "proxies", "exit", "advertise", "console", "log_json", "log_level",
-    "max_datagram_size", "idle_timeout", "services",
+    "max_datagram_size", "idle_timeout", "services", "proxy_auth", "proxy_timeout",
 )  # fmt: skip
 _EXIT_KEYS = ("enabled", "allow")
 
@@ -451,6 +478,19 @@ def _as_level(value: _Value) -> str:
     if level not in LOG_LEVELS:
         value.fail(f"{value.raw!r} is not one of {', '.join(LOG_LEVELS)}")
     return level
+
+
+def _as_proxy_auth(value: _Value) -> ProxyAuth:
+    text = _as_str(value)
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        value.fail("expected USER:PASS, both non-empty")
+    for what, part in (("username", user), ("password", password)):
+        if len(part.encode("utf-8")) > MAX_AUTH_FIELD:
+            value.fail(f"the {what} is longer than {MAX_AUTH_FIELD} bytes (RFC 1929)")
+        if any(not ch.isprintable() for ch in part):
+            value.fail(f"the {what} contains a control character")
+    return ProxyAuth(user, password)
 
 
 def _advertise(
@@ -710,6 +750,14 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
         ),
         version=bool(ns.version),
         services=_services(pick("service", "-service", "services")),
+        proxy_auth=_or(pick("proxy_auth", "-proxy-auth", "proxy_auth"), _as_proxy_auth, None),
+        proxy_timeout=_or(
+            pick("proxy_timeout", "-proxy-timeout", "proxy_timeout"),
+            lambda v: _as_seconds(v, MIN_PROXY_TIMEOUT, MAX_PROXY_TIMEOUT),
+            DEFAULT_PROXY_TIMEOUT,
+        ),
     )
+    if config.proxy_auth is not None and not config.proxies:
+        raise ConfigError("-proxy-auth needs a -proxy (there is no proxy to protect)")
     _check_local_ports(config)
     return config

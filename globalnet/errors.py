@@ -32,7 +32,11 @@ class ErrorKind(enum.IntEnum):
 
     @property
     def socks_reply(self) -> int:
-        """RFC 1928 reply code for this failure."""
+        """RFC 1928 reply code for this failure (0x01, general failure, if none fits).
+
+        0x07 (command not supported) is only for the SOCKS command itself
+        (BIND, UDP ASSOCIATE), which the SOCKS parser answers; a hop that does
+        not support what a circuit asked of it is a general failure."""
         return _SOCKS_REPLY.get(self, 0x01)
 
     @property
@@ -55,7 +59,6 @@ _SOCKS_REPLY = {
     ErrorKind.HOST_UNREACHABLE: 0x04,
     ErrorKind.CONNECTION_REFUSED: 0x05,
     ErrorKind.TIMEOUT: 0x06,
-    ErrorKind.NOT_SUPPORTED: 0x07,
 }
 
 _DESCRIPTION = {

@@ -56,6 +56,7 @@ class NodeProcess:
     node_id: str = ""
     #: Run the node under this command, e.g. ["ip", "netns", "exec", NAME] (tests/netns.py).
     exec_prefix: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # added to the process environment
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -64,7 +65,7 @@ class NodeProcess:
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         cmd = [*self.exec_prefix, sys.executable, str(GCLIENT), "-data-dir", str(self.data_dir), "--log-json", "--log-level", "debug", *self.args]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         log.close()
@@ -130,13 +131,13 @@ class LocalNet:
         self.base = base
         self.nodes: list[NodeProcess] = []
 
-    def relay(self, name: str, *extra: str, port: int | None = None) -> NodeProcess:
+    def relay(self, name: str, *extra: str, port: int | None = None, env: dict[str, str] | None = None) -> NodeProcess:
         port = port or free_port(socket.SOCK_DGRAM)
-        node = NodeProcess(name, ["-listen", f"127.0.0.1:{port}", *extra], self.base / name, listen_port=port)
+        node = NodeProcess(name, ["-listen", f"127.0.0.1:{port}", *extra], self.base / name, listen_port=port, env=env or {})
         return self._start(node)
 
-    def client(self, name: str, *args: str) -> NodeProcess:
-        return self._start(NodeProcess(name, ["-no-listen", *args], self.base / name))
+    def client(self, name: str, *args: str, env: dict[str, str] | None = None) -> NodeProcess:
+        return self._start(NodeProcess(name, ["-no-listen", *args], self.base / name, env=env or {}))
 
     def _start(self, node: NodeProcess) -> NodeProcess:
         node.data_dir.mkdir(parents=True, exist_ok=True)
@@ -185,21 +186,51 @@ def web_server(port: int = 0) -> Iterator[int]:
         server.server_close()
 
 
+def fetch_via_socks(proxy_port: int, host: str, port: int, timeout: float = 20.0) -> bytes:
+    """GET / from host:port through a SOCKS5 proxy, the name sent as a name (a
+    minimal client, so the demo needs no SOCKS library)."""
+    with socket.create_connection(("127.0.0.1", proxy_port), timeout=timeout) as s:
+        name = host.encode()
+        s.sendall(b"\x05\x01\x00" + b"\x05\x01\x00\x03" + bytes([len(name)]) + name + port.to_bytes(2, "big"))
+        reply = b""
+        while len(reply) < 12:
+            chunk = s.recv(12 - len(reply))
+            if not chunk:
+                break
+            reply += chunk
+        if reply[:2] != b"\x05\x00" or reply[2:4] != b"\x05\x00":
+            raise RuntimeError(f"SOCKS request failed (reply {reply[2:4].hex() or 'none'})")
+        s.sendall(f"GET / HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data.partition(b"\r\n\r\n")[2]
+
+
 def start_demo(
-    base: Path, relay_ports: tuple[int, int, int], web_port: int, tunnel_port: int, console_port: int | None = None
+    base: Path,
+    relay_ports: tuple[int, int, int],
+    web_port: int,
+    tunnel_port: int,
+    console_port: int | None = None,
+    proxy_port: int | None = None,
 ) -> LocalNet:
     """Three relays (the last an exit for 127.0.0.1) and a client with one tunnel
-    (and its debug console on 127.0.0.1:console_port, if given)."""
+    (and its debug console on 127.0.0.1:console_port, and a SOCKS5 proxy through
+    the same relays on 127.0.0.1:proxy_port, if given)."""
     net = LocalNet(base)
     r1 = net.relay("relay1", port=relay_ports[0])
     r2 = net.relay("relay2", "-connect", r1.pinned, port=relay_ports[1])
     r3 = net.relay("relay3", "-connect", r1.pinned, "-exit", "-exit-allow", "127.0.0.1/32", port=relay_ports[2])
-    path = f"{tunnel_port}>{r1.pinned}>{r2.pinned}>{r3.pinned}>127.0.0.1:{web_port}"
+    hops = f"{r1.pinned}>{r2.pinned}>{r3.pinned}"
     console = ["-console", f"127.0.0.1:{console_port}"] if console_port else []
-    client = net.client("client", "-connect", r1.pinned, "-tunnel", path, *console)
+    proxy = ["-proxy", f"{proxy_port}>{hops}>internet"] if proxy_port else []
+    client = net.client("client", "-connect", r1.pinned, "-tunnel", f"{tunnel_port}>{hops}>127.0.0.1:{web_port}", *console, *proxy)
     for node in (r1, r2, r3):
         node.wait_for("node started")
     client.wait_for("tunnel listening")
+    if proxy_port:
+        client.wait_for("socks proxy listening")
     return net
 
 
@@ -210,6 +241,7 @@ def main() -> int:
     parser.add_argument("--web-port", type=int, default=8080)
     parser.add_argument("--tunnel-port", type=int, default=8000)
     parser.add_argument("--console-port", type=int, default=0, help="the client's debug console (default: a free port)")
+    parser.add_argument("--proxy-port", type=int, default=9050, help="the client's SOCKS5 proxy (0: none)")
     parser.add_argument("--check", action="store_true", help="fetch the page once through the tunnel and exit")
     args = parser.parse_args()
     base: Path = args.dir
@@ -220,7 +252,7 @@ def main() -> int:
     ports = (args.base_port, args.base_port + 1, args.base_port + 2)
     console_port = args.console_port or free_port()
     with web_server(args.web_port) as web_port:
-        net = start_demo(base, ports, web_port, args.tunnel_port, console_port)
+        net = start_demo(base, ports, web_port, args.tunnel_port, console_port, args.proxy_port or None)
         try:
             url = f"http://127.0.0.1:{args.tunnel_port}/"
             started = time.monotonic()
@@ -234,7 +266,16 @@ def main() -> int:
                 print(f"  {node.name:7} {node.node_id}  {where}{role}   log: {node.log_path}")
             print(f"\nA web page on 127.0.0.1:{web_port} is reachable through relay1 > relay2 > relay3:")
             print(f"  first fetch through the circuit: {took:.0f} ms, {len(body)} bytes: {body.strip()[:60]}...")
+            if args.proxy_port:
+                started = time.monotonic()
+                proxied = fetch_via_socks(args.proxy_port, "localhost", web_port)
+                took = (time.monotonic() - started) * 1000
+                print(f"  and through the SOCKS5 proxy (a new circuit, 'localhost' resolved by relay3): {took:.0f} ms, {len(proxied)} bytes")
             print(f"\nTry it:\n  curl {url}")
+            if args.proxy_port:
+                print(f"  curl --socks5-hostname 127.0.0.1:{args.proxy_port} http://localhost:{web_port}/")
+                print(f"\nThe SOCKS5 proxy on 127.0.0.1:{args.proxy_port} goes out through relay3, whose exit policy")
+                print("allows only 127.0.0.1: names are resolved there, never here.")
             print(f"\nThe client's debug console ('help' lists the commands, 'quit' leaves):\n  nc 127.0.0.1 {console_port}\n")
             if args.check:
                 return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Hashable
 from typing import Any
 
 import structlog
@@ -88,6 +88,7 @@ class Node:
         self.relay.endpoints[Proto.MESSAGE] = self.messages.open
         self.messenger = Messenger(self)  # console messages from this node
         self.console: Any = None  # a console.server.ConsoleServer with -console
+        self.proxies: list[Any] = []
 
     # -- records -----------------------------------------------------------
     def _make_record(self) -> NodeRecord:
@@ -144,6 +145,7 @@ class Node:
     # -- running -----------------------------------------------------------
     async def run(self) -> None:
         from .console.server import start_console
+        from .socks import SocksProxy
         from .tunnel import Tunnel
 
         cfg = self.config
@@ -177,6 +179,10 @@ class Node:
                     self.tunnels.append(tunnel)
                 for service in self.services:
                     self.spawn(service.run(), f"service {service.name}")
+                for spec in cfg.proxies:
+                    proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout)
+                    await proxy.start()
+                    self.proxies.append(proxy)
                 self.spawn(self.links.run_keepalive(), "keepalive")
                 self.spawn(self._upkeep(), "upkeep")
                 if self.dht is not None:
@@ -190,6 +196,8 @@ class Node:
                 for tunnel in self.tunnels:
                     tunnel.close()
                 self.dht_client.close()
+                for proxy in self.proxies:
+                    proxy.close()
                 for task in list(self._tasks):
                     task.cancel()
         finally:
@@ -346,18 +354,27 @@ class Node:
         return (*relays, HopId(node_id))
 
     async def open_circuit(
-        self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes] | None = None
+        self,
+        hops: tuple[Hop, ...],
+        final: RelayConnect,
+        purpose: str,
+        avoid: set[bytes] | None = None,
+        isolation: Hashable | None = None,
     ) -> ClientCircuit:
         """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`.
 
         A path with `rand` hops is retried with other relays when a relay on
         it cannot be reached (that relay is marked failed in the peer table);
         an explicit path is tried once, so its error names the hop the user wrote.
+        `isolation` says who the circuit is for; circuits with different keys
+        must never be shared (today none is: one circuit per connection).
         """
         attempts = CIRCUIT_ATTEMPTS if any(isinstance(h, HopRandom) for h in hops) else 1
         for attempt in range(attempts):
             try:
-                return await self._open_circuit_once(hops, final, purpose, avoid or set())
+                circuit = await self._open_circuit_once(hops, final, purpose, avoid or set())
+                circuit.isolation = isolation
+                return circuit
             except GnetError as exc:
                 if exc.node_id is not None:
                     self.peers.failed(exc.node_id)

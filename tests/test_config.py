@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 from globalnet.config import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_DATAGRAM_SIZE,
+    DEFAULT_PROXY_TIMEOUT,
     Config,
     ConfigError,
     ExitConfig,
+    ProxyAuth,
     build_parser,
     load_config,
 )
@@ -79,6 +81,8 @@ def test_defaults(env: dict[str, str], tmp_path: Path) -> None:
         max_datagram_size=DEFAULT_MAX_DATAGRAM_SIZE,
         idle_timeout=DEFAULT_IDLE_TIMEOUT,
         version=False,
+        proxy_auth=None,
+        proxy_timeout=DEFAULT_PROXY_TIMEOUT,
     )
 
 
@@ -102,6 +106,8 @@ def _argv(dash: str, tmp_path: Path) -> list[str]:
         f"{dash}tunnel", "localhost:1000>127.0.0.1:9002>127.0.0.1:8080",
         f"{dash}tunnel", "1001>rand>abc.gnet>127.0.0.1:22",
         f"{dash}proxy", "8080>rand>rand>internet",
+        f"{dash}proxy-auth", "alice:s3:cret",
+        f"{dash}proxy-timeout", "7.5",
         f"{dash}exit",
         f"{dash}exit-allow", "127.0.0.1/32",
         f"{dash}exit-allow", "[::1]/128:80,443",
@@ -144,6 +150,8 @@ def test_every_flag_in_both_dash_styles(env: dict[str, str], tmp_path: Path) -> 
         max_datagram_size=1280,
         idle_timeout=2.5,
         version=True,
+        proxy_auth=ProxyAuth("alice", "s3:cret"),
+        proxy_timeout=7.5,
     )
 
 
@@ -459,6 +467,7 @@ def test_example_configs_load(env: dict[str, str], name: str) -> None:
 
 FLAG_NAMES = [
     "listen", "no-listen", "connect", "id", "print-id", "data-dir", "tunnel", "proxy",
+    "proxy-auth", "proxy-timeout",
     "exit", "exit-allow", "advertise", "console", "log-json", "log-level",
     "max-datagram-size", "idle-timeout", "version",
 ]  # fmt: skip
@@ -482,3 +491,40 @@ def test_any_argv_gives_config_or_config_error(argv: list[str]) -> None:
         load_config(argv, env={"GNET_DATA_DIR": "/nonexistent/gnet-test"})
     except ConfigError:
         pass
+
+
+# -- proxy auth and timeout ------------------------------------------------------
+
+
+def test_proxy_auth_and_timeout_from_a_file(env: dict[str, str], tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "client.toml",
+        'proxies = ["9050>rand>internet"]\nproxy_auth = "bob:pa ss"\nproxy_timeout = 12\n',
+    )
+    config = load(["-config", str(path)], env)
+    assert config.proxy_auth == ProxyAuth("bob", "pa ss")
+    assert config.proxy_timeout == 12.0
+    assert load(["-config", str(path), "-proxy-auth", "carol:x"], env).proxy_auth == ProxyAuth("carol", "x")
+
+
+def test_proxy_auth_password_is_not_printed(env: dict[str, str]) -> None:
+    config = load(["-proxy", "9050>rand>internet", "-proxy-auth", "alice:hunter2"], env)
+    assert "hunter2" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["-proxy", "9050>rand>internet", "-proxy-auth", "alice"], "expected USER:PASS"),
+        (["-proxy", "9050>rand>internet", "-proxy-auth", ":pw"], "expected USER:PASS"),
+        (["-proxy", "9050>rand>internet", "-proxy-auth", "alice:"], "expected USER:PASS"),
+        (["-proxy", "9050>rand>internet", "-proxy-auth", "a" * 256 + ":pw"], "longer than 255 bytes"),
+        (["-proxy", "9050>rand>internet", "-proxy-auth", "al\tice:pw"], "control character"),
+        (["-proxy-auth", "alice:pw"], "-proxy-auth needs a -proxy"),
+        (["-proxy-timeout", "0"], "out of range"),
+        (["-proxy-timeout", "soon"], "not a number of seconds"),
+    ],
+)
+def test_proxy_auth_and_timeout_errors(env: dict[str, str], argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(argv, env)

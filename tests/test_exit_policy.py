@@ -13,6 +13,7 @@ from globalnet.relay.exit_policy import (
     ExitPolicy,
     ExitRule,
     parse_exit_rule,
+    target_name_problem,
 )
 
 
@@ -294,3 +295,38 @@ def test_mapped_is_judged_as_ipv4(address: ipaddress.IPv4Address, port: int) -> 
     mapped = ipaddress.IPv6Address(f"::ffff:{address}")
     for policy in (_policy(), _policy(*LOCAL), _policy(*WEB)):
         assert policy.check(mapped, port).allowed == policy.check(address, port).allowed
+
+
+# -- names an exit will resolve -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["localhost", "localhost.", "Example.ORG", "a-b.c_d.example", "127.0.0.1", "::1", "x" * 63 + ".com", ("a." * 126) + "b"],
+)
+def test_target_names_an_exit_resolves(host: str) -> None:
+    assert target_name_problem(host) is None
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("", "empty"),
+        (".", "empty"),
+        ("bad..name", "empty label"),
+        (".leading", "empty label"),
+        ("-dash.example", "not a valid host name"),
+        ("dash-.example", "not a valid host name"),
+        ("sp ace.example", "not a valid host name"),
+        ("evil\x00.example", "not a valid host name"),
+        ("bücher.de", "not a valid host name"),
+        ("x" * 64 + ".com", "not a valid host name"),
+        ("a." * 127 + "b", "longer than 253"),
+        ("abcdef.gnet", "hidden service"),
+        ("abcdef.GNET.", "hidden service"),
+    ],
+)
+def test_target_names_an_exit_refuses_without_dns(host: str, why: str) -> None:
+    problem = target_name_problem(host)
+    assert problem is not None and why in problem
+    assert host.strip(".") == "" or host not in problem  # the reason does not repeat the name

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import structlog
@@ -71,6 +72,9 @@ class ClientCircuit:
     _early: bytearray = field(default_factory=bytearray)
     _early_end: bool = False
     closed: bool = False
+    #: Who this circuit is for (e.g. the SOCKS credentials' group). A circuit is
+    #: never shared today; any future reuse must only share equal keys.
+    isolation: Hashable | None = None
 
     def __post_init__(self) -> None:
         self.stream.handler = self

@@ -38,6 +38,7 @@ __all__ = [
     "ExitPolicy",
     "ExitRule",
     "parse_exit_rule",
+    "target_name_problem",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -48,6 +49,10 @@ MAX_SUMMARY_LEN = 255  # fits the node record's exit-policy field
 _PORT_ITEM_RE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 _PREFIX_RE = re.compile(r"[0-9]{1,3}")
 _ALL_PORTS = frozenset(range(1, 65536))
+#: One DNS label as exits accept it: letters, digits, '-' inside, and '_'
+#: (seen in real host names, e.g. service records' targets).
+_TARGET_LABEL_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+MAX_TARGET_NAME = 253
 
 _net4 = ipaddress.IPv4Network
 _net6 = ipaddress.IPv6Network
@@ -427,3 +432,32 @@ class ExitPolicy:
         if len(text) > MAX_SUMMARY_LEN:
             text = text[: MAX_SUMMARY_LEN - 4].rsplit(" ", 1)[0] + " ..."
         return text
+
+
+def target_name_problem(host: str) -> str | None:
+    """Why an exit will not hand ``host`` to its resolver, or None if it may.
+
+    Why: a client (a SOCKS request) chooses the name, and the system resolver
+    should never see garbage, nor a hidden-service name (``.gnet`` names are
+    reached inside the network; resolving one would leak it to DNS). IP
+    literals pass; the policy then judges the address. The reason does not
+    repeat the name (it goes back to the client and into logs).
+    """
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    name = host.removesuffix(".")
+    if not name:
+        return "the target name is empty"
+    if len(name) > MAX_TARGET_NAME:
+        return f"the target name is longer than {MAX_TARGET_NAME} characters"
+    labels = name.split(".")
+    if any(not label for label in labels):
+        return "the target name has an empty label"
+    if not all(_TARGET_LABEL_RE.fullmatch(label) for label in labels):
+        return "the target name is not a valid host name"
+    if labels[-1].lower() == "gnet":
+        return "hidden service names are not resolved by exits"
+    return None

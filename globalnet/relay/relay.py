@@ -27,7 +27,7 @@ from ..link.link import HopStream
 from ..link.manager import LinkManager
 from ..wire.commands import Proto, RelayConnect
 from ..wire.records import short_id
-from .exit_policy import ExitPolicy
+from .exit_policy import ExitPolicy, target_name_problem
 from ..crypto import Keystream
 from .hop import BridgeKeys, HopState, RelayHopCore
 
@@ -291,12 +291,20 @@ class RelayHop:
         policy = self.relay.exit_policy
         if not policy.enabled:
             raise GnetError(ErrorKind.EXIT_POLICY, "this node is not an exit")
+        problem = target_name_problem(command.host)
+        if problem is not None:
+            # refused before the resolver sees it: no DNS query for garbage or .gnet names
+            raise GnetError(ErrorKind.HOST_UNREACHABLE, problem)
         loop = asyncio.get_running_loop()
+        is_name = not _is_ip_literal(command.host)
         try:
             infos = await loop.getaddrinfo(command.host, command.port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
             raise GnetError(ErrorKind.HOST_UNREACHABLE, f"cannot resolve the target name ({getattr(exc, 'strerror', exc)})") from None
+        if is_name:
+            log.debug("exit resolved target name", name=command.host, addresses=len(infos))
         refusal = ""
+        failure: GnetError | None = None
         for family, _, _, _, sockaddr in infos:
             address = ipaddress.ip_address(sockaddr[0])
             decision = policy.check(address, command.port)
@@ -307,9 +315,12 @@ class RelayHop:
                 # connect to the address that was checked: no second resolution, no rebinding
                 return await asyncio.open_connection(str(address), command.port, family=family)
             except ConnectionRefusedError:
-                raise GnetError(ErrorKind.CONNECTION_REFUSED, "the target refused the connection") from None
+                failure = failure or GnetError(ErrorKind.CONNECTION_REFUSED, "the target refused the connection")
             except OSError as exc:
-                raise GnetError(ErrorKind.HOST_UNREACHABLE, f"cannot reach the target ({exc.strerror})") from None
+                failure = failure or GnetError(ErrorKind.HOST_UNREACHABLE, f"cannot reach the target ({exc.strerror})")
+            # a name may have several addresses (IPv6 and IPv4): try the next one
+        if failure is not None:
+            raise failure
         raise GnetError(ErrorKind.EXIT_POLICY, refusal or "no allowed address")
 
     def splice(self, partner: "RelayHop") -> None:
@@ -348,6 +359,14 @@ class RelayHop:
         if pending:
             pump.feed(pending, False)
         return pump
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
 
 
 RelayService.hop_class = RelayHop
