@@ -372,7 +372,7 @@ class Node:
         attempts = CIRCUIT_ATTEMPTS if any(isinstance(h, HopRandom) for h in hops) else 1
         for attempt in range(attempts):
             try:
-                circuit = await self._open_circuit_once(hops, final, purpose, avoid or set())
+                circuit = await self._open_circuit_once(hops, final, purpose, (avoid or set()) | self._access_points())
                 circuit.isolation = isolation
                 return circuit
             except GnetError as exc:
@@ -383,6 +383,11 @@ class Node:
                     raise
                 log.debug("circuit attempt failed, trying other relays", purpose=purpose, reason=str(exc))
         raise AssertionError("unreachable")
+
+    def _access_points(self) -> set[bytes]:
+        """The access points of the services we host: none of our circuits passes through
+        one as an ordinary hop, so none of them learns our address."""
+        return {ap for service in self.services for ap in service.intros}
 
     async def _open_circuit_once(
         self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes]

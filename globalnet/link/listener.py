@@ -27,6 +27,8 @@ import asyncio
 import dataclasses
 import os
 import socket
+
+from .udp import size_buffers
 from collections.abc import Callable
 from typing import Any
 
@@ -105,6 +107,7 @@ async def listen_batched(
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
+    size_buffers(sock)
     try:
         sock.bind(address)
     except OSError:

@@ -31,6 +31,7 @@ from ..identity import Identity
 from ..wire.records import NodeRecord, short_id
 from .certs import certificate_pem
 from .link import ALPN, HopStream, Link
+from .udp import size_buffers
 from .listener import listen as listen_udp
 from .path_mtu import datagram_size_for
 
@@ -142,6 +143,7 @@ class LinkManager:
                 raise GnetError(ErrorKind.NO_ROUTE, f"cannot resolve {host}: {exc.strerror}") from None
             family, _, _, _, addr = infos[0]
             sock = socket.socket(family, socket.SOCK_DGRAM)
+            size_buffers(sock)
             sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
             # connected: an ICMP "port unreachable" (a node that is gone) comes back
             # as ECONNREFUSED at once, instead of a silent dial timeout

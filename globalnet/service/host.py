@@ -203,7 +203,9 @@ class HostedService:
         tries = 0
         while len(self.intros) < self.wanted and tries < 2 * self.wanted:
             tries += 1
-            candidates = [r for r in self.node.peers.relays() if r.node_id not in self.intros]
+            # never a relay we are linked to (it would see our address and serve us)
+            linked = set(self.node.links.links)
+            candidates = [r for r in self.node.peers.relays() if r.node_id not in self.intros and r.node_id not in linked]
             if not candidates:
                 return
             ap = random.choice(candidates).node_id
