@@ -209,29 +209,47 @@ def fetch_via_socks(proxy_port: int, host: str, port: int, timeout: float = 20.0
 
 def start_demo(
     base: Path,
-    relay_ports: tuple[int, int, int],
+    relay_ports: tuple[int, ...],
     web_port: int,
     tunnel_port: int,
     console_port: int | None = None,
     proxy_port: int | None = None,
+    service_port: int | None = None,
 ) -> LocalNet:
-    """Three relays (the last an exit for 127.0.0.1) and a client with one tunnel
-    (and its debug console on 127.0.0.1:console_port, and a SOCKS5 proxy through
-    the same relays on 127.0.0.1:proxy_port, if given)."""
+    """Relays (the third an exit for 127.0.0.1), a client with a tunnel through the first
+    three (and its debug console, a SOCKS5 proxy through the same relays, if given), and,
+    with service_port, a node hosting the page as a hidden service plus a client tunnel to it."""
     net = LocalNet(base)
     r1 = net.relay("relay1", port=relay_ports[0])
     r2 = net.relay("relay2", "-connect", r1.pinned, port=relay_ports[1])
     r3 = net.relay("relay3", "-connect", r1.pinned, "-exit", "-exit-allow", "127.0.0.1/32", port=relay_ports[2])
+    extra = [net.relay(f"relay{i + 1}", "-connect", r1.pinned, port=p) for i, p in enumerate(relay_ports[3:], start=3)]
     hops = f"{r1.pinned}>{r2.pinned}>{r3.pinned}"
     console = ["-console", f"127.0.0.1:{console_port}"] if console_port else []
     proxy = ["-proxy", f"{proxy_port}>{hops}>internet"] if proxy_port else []
-    client = net.client("client", "-connect", r1.pinned, "-tunnel", f"{tunnel_port}>{hops}>127.0.0.1:{web_port}", *console, *proxy)
-    for node in (r1, r2, r3):
+    service_tunnel: list[str] = []
+    if service_port:
+        host = net.client("service", "-connect", r1.pinned, "-service", f"demo=127.0.0.1:{web_port}")
+        address = str(host.wait_for("hidden service")["address"])
+        service_tunnel = ["-tunnel", f"{service_port}>{address}"]
+    client = net.client(
+        "client", "-connect", r1.pinned, "-tunnel", f"{tunnel_port}>{hops}>127.0.0.1:{web_port}",
+        *service_tunnel, *console, *proxy,
+    )
+    for node in (r1, r2, r3, *extra):
         node.wait_for("node started")
     client.wait_for("tunnel listening")
     if proxy_port:
         client.wait_for("socks proxy listening")
     return net
+
+
+def service_address(net: LocalNet) -> str | None:
+    for node in net.nodes:
+        found = node.find("hidden service")
+        if found is not None:
+            return str(found["address"])
+    return None
 
 
 def main() -> int:
@@ -242,6 +260,7 @@ def main() -> int:
     parser.add_argument("--tunnel-port", type=int, default=8000)
     parser.add_argument("--console-port", type=int, default=0, help="the client's debug console (default: a free port)")
     parser.add_argument("--proxy-port", type=int, default=9050, help="the client's SOCKS5 proxy (0: none)")
+    parser.add_argument("--service-port", type=int, default=8001, help="the client's tunnel to the demo hidden service (0: no service)")
     parser.add_argument("--check", action="store_true", help="fetch the page once through the tunnel and exit")
     args = parser.parse_args()
     base: Path = args.dir
@@ -249,10 +268,13 @@ def main() -> int:
         for sub in base.iterdir():
             if (sub / "node.log").exists():
                 (sub / "node.log").unlink()
-    ports = (args.base_port, args.base_port + 1, args.base_port + 2)
+    # six relays: a hidden service needs access points besides the relays its circuits cross
+    ports = tuple(args.base_port + i for i in range(6 if args.service_port else 3))
     console_port = args.console_port or free_port()
     with web_server(args.web_port) as web_port:
-        net = start_demo(base, ports, web_port, args.tunnel_port, console_port, args.proxy_port or None)
+        net = start_demo(
+            base, ports, web_port, args.tunnel_port, console_port, args.proxy_port or None, args.service_port or None
+        )
         try:
             url = f"http://127.0.0.1:{args.tunnel_port}/"
             started = time.monotonic()
@@ -271,7 +293,23 @@ def main() -> int:
                 proxied = fetch_via_socks(args.proxy_port, "localhost", web_port)
                 took = (time.monotonic() - started) * 1000
                 print(f"  and through the SOCKS5 proxy (a new circuit, 'localhost' resolved by relay3): {took:.0f} ms, {len(proxied)} bytes")
+            address = service_address(net) if args.service_port else None
+            if address:
+                service_node = next(n for n in net.nodes if n.name == "service")
+                service_node.wait_for("service descriptor published", timeout=60)
+                started = time.monotonic()
+                service_url = f"http://127.0.0.1:{args.service_port}/"
+                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(service_url, timeout=30) as resp:
+                    through_service = resp.read()
+                took = (time.monotonic() - started) * 1000
+                print(f"\nThe same page as a hidden service, hosted by the node 'service' (no listener, no address):")
+                print(f"  {address}")
+                print(f"  first fetch through a rendezvous: {took:.0f} ms, {len(through_service)} bytes")
             print(f"\nTry it:\n  curl {url}")
+            if address:
+                print(f"  curl http://127.0.0.1:{args.service_port}/            (tunnel to {address[:16]}...gnet)")
+                if args.proxy_port:
+                    print(f"  curl --socks5-hostname 127.0.0.1:{args.proxy_port} http://{address}/")
             if args.proxy_port:
                 print(f"  curl --socks5-hostname 127.0.0.1:{args.proxy_port} http://localhost:{web_port}/")
                 print(f"\nThe SOCKS5 proxy on 127.0.0.1:{args.proxy_port} goes out through relay3, whose exit policy")

@@ -43,7 +43,8 @@ async def ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, comman
 def test_demo_prints_its_console_and_the_console_works(tmp_path: Path) -> None:
     console_port = free_port()
     cmd = [sys.executable, "-m", "globalnet.localnet", "--dir", str(tmp_path), "--base-port", str(three_free_udp_ports()),
-           "--web-port", "0", "--tunnel-port", str(free_port()), "--console-port", str(console_port)]
+           "--web-port", "0", "--tunnel-port", str(free_port()), "--console-port", str(console_port),
+           "--proxy-port", "0", "--service-port", "0"]
     demo = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
