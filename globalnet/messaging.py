@@ -298,14 +298,14 @@ class Messenger:
         self.channels: dict[ChannelKey, MessageChannel] = {}
         self.idle_timeout = MESSAGE_IDLE
 
-    async def send(self, target: bytes, text: str, via: tuple[Hop, ...] | None = None) -> Delivery:
+    async def send(self, target: bytes | str, text: str, via: tuple[Hop, ...] | None = None) -> Delivery:
         """Deliver `text` to the node `target`; returns once the destination confirmed it."""
         return await self._request(target, via, MSG, text)
 
-    async def ping(self, target: bytes, via: tuple[Hop, ...] | None = None) -> Delivery:
+    async def ping(self, target: bytes | str, via: tuple[Hop, ...] | None = None) -> Delivery:
         return await self._request(target, via, PING, "")
 
-    async def _request(self, target: bytes, via: tuple[Hop, ...] | None, kind: str, text: str) -> Delivery:
+    async def _request(self, target: bytes | str, via: tuple[Hop, ...] | None, kind: str, text: str) -> Delivery:
         if target == self.node.identity.node_id:
             raise GnetError(ErrorKind.NO_ROUTE, "that is this node's own id")
         channel, built = await self._channel(target, via)
@@ -318,21 +318,24 @@ class Messenger:
         log.debug("message answered", circuit=channel.circuit.id, kind=note.kind)
         return Delivery(channel.circuit.id, rtt, built, len(channel.circuit.path))
 
-    async def _channel(self, target: bytes, via: tuple[Hop, ...] | None) -> tuple[MessageChannel, float | None]:
+    async def _channel(self, target: bytes | str, via: tuple[Hop, ...] | None) -> tuple[MessageChannel, float | None]:
         key: ChannelKey = (target, via)
         channel = self.channels.get(key)
         if channel is not None and not channel.closed:
             return channel, None
         loop = asyncio.get_running_loop()
         started = loop.time()
-        final = RelayConnect(Proto.MESSAGE, node_id=target)
         try:
             async with asyncio.timeout(BUILD_TIMEOUT):
-                circuit = await self.node.open_circuit(self.node.path_to(target, via), final, "message")
+                if isinstance(target, str):  # a hidden service: through a rendezvous, to the service's node
+                    circuit = await self.node.open_service(target, None, "message", RelayConnect(Proto.MESSAGE))
+                else:
+                    final = RelayConnect(Proto.MESSAGE, node_id=target)
+                    circuit = await self.node.open_circuit(self.node.path_to(target, via), final, "message")
         except TimeoutError:
             raise GnetError(ErrorKind.TIMEOUT, f"the circuit was not built within {BUILD_TIMEOUT:.0f} s") from None
         built = loop.time() - started
-        log.debug("message circuit built", circuit=circuit.id, destination=short_id(target))
+        log.debug("message circuit built", circuit=circuit.id)
         channel = MessageChannel(self, key, circuit)
         circuit.attach(channel)  # type: ignore[arg-type]  # a pump in all but name: feed, circuit_reset
         existing = self.channels.get(key)

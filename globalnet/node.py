@@ -402,9 +402,11 @@ class Node:
         self.circuits[circuit.id] = circuit
         return circuit
 
-    async def open_service(self, address: str, then: TargetTcp | None, purpose: str) -> ClientCircuit:
+    async def open_service(
+        self, address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None
+    ) -> ClientCircuit:
         """A circuit to a hidden service (its own target, or `then` if the service allows it)."""
-        circuit = await open_service_circuit(self, address, then, purpose)
+        circuit = await open_service_circuit(self, address, then, purpose, command)
         self.circuits[circuit.id] = circuit
         return circuit
 

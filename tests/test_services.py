@@ -126,6 +126,10 @@ async def test_a_service_end_to_end(tmp_path: Path) -> None:
         results = await asyncio.gather(*(_fetch(port, 100_000) for _ in range(20)))
         assert all(r == (100_000, hashlib.sha256(pattern(100_000)).hexdigest()) for r in results)
 
+        # the console's `send <address>.gnet text` reaches the service's node, confirmed end to end
+        delivery = await client.messenger.send(service.address, "hello service")
+        assert delivery.hops >= 4 and svc.messages.received == 1
+
         # what nobody learns: no DHT value anywhere carries the service's target, and the access
         # points never had the service's node as a link peer
         for node in net.nodes:

@@ -89,8 +89,8 @@ class NodeConsoleView:
         return sorted(rows, key=lambda r: int(r["id"]))
 
     def services(self) -> list[dict[str, Any]]:
-        """Hidden services hosted here: name, address, access points. The services issue fills this."""
-        return []
+        """Hidden services hosted here: name, address, access points (short ids), sessions."""
+        return [service.statistics() for service in self.node.services]
 
     def stats(self) -> dict[str, Any]:
         node = self.node
@@ -115,9 +115,9 @@ class NodeConsoleView:
         }
 
     async def send(self, dest: Destination, message: str) -> dict[str, Any]:
-        if dest.node_id is None:
-            raise GnetError(ErrorKind.NOT_SUPPORTED, "hidden services are not available yet")
-        delivery = await self.node.messenger.send(dest.node_id, message, dest.via)
+        target = dest.node_id if dest.node_id is not None else dest.service
+        assert target is not None
+        delivery = await self.node.messenger.send(target, message, dest.via)
         return _delivery(delivery)
 
     async def ping(self, dest: Destination) -> dict[str, Any]:

@@ -76,24 +76,36 @@ async def _lookup_descriptor(node: "Node", service_key: bytes) -> Descriptor:
     raise ServiceError(ErrorKind.HOST_UNREACHABLE, "unknown service: no descriptor found in the DHT")
 
 
-async def open_service_circuit(node: "Node", address: str, then: TargetTcp | None, purpose: str) -> "ClientCircuit":
+async def open_service_circuit(
+    node: "Node", address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None
+) -> "ClientCircuit":
+    """A circuit whose last hop is the service; `command` is what we ask of it
+    (default: a TCP session to its own target, or to `then`)."""
     try:
         service_key = decode_address(address)
     except GnetError as exc:
         raise ServiceError(ErrorKind.HOST_UNREACHABLE, exc.detail) from None
     started = time.monotonic()
     try:
-        return await _through_access_points(node, service_key, await find_descriptor(node, service_key), then, purpose, started)
+        return await _through_access_points(
+            node, service_key, await find_descriptor(node, service_key), then, purpose, started, command
+        )
     except ServiceError as exc:
         if "access points" not in exc.detail:
             raise
     # every access point we knew failed: the service may have moved; ask the DHT again
     descriptor = await find_descriptor(node, service_key, fresh=True)
-    return await _through_access_points(node, service_key, descriptor, then, purpose, started)
+    return await _through_access_points(node, service_key, descriptor, then, purpose, started, command)
 
 
 async def _through_access_points(
-    node: "Node", service_key: bytes, descriptor: Descriptor, then: TargetTcp | None, purpose: str, started: float
+    node: "Node",
+    service_key: bytes,
+    descriptor: Descriptor,
+    then: TargetTcp | None,
+    purpose: str,
+    started: float,
+    command: RelayConnect | None = None,
 ) -> "ClientCircuit":
     sid = service_id(service_key)
     aps = list(descriptor.access_points)
@@ -108,7 +120,8 @@ async def _through_access_points(
             last = exc
             log.debug("access point failed", ap=short_id(ap), reason=str(exc))
             continue
-        command = RelayConnect(Proto.TCP, then.host, then.port) if then else RelayConnect(Proto.TCP)
+        if command is None:
+            command = RelayConnect(Proto.TCP, then.host, then.port) if then else RelayConnect(Proto.TCP)
         try:
             await circuit.extend_to(sid, service_onion_public(service_key), command)
         except GnetError as exc:

@@ -288,6 +288,9 @@ class HostedService:
             self.sessions -= 1
             log.debug("cannot join a rendezvous", service=self.name, ap=short_id(ap), reason=str(exc))
             return
+        message_endpoint = self.node.relay.endpoints.get(Proto.MESSAGE)
+        if message_endpoint is not None:  # console `send <address>.gnet text` reaches this node's consoles
+            self.context.endpoints[Proto.MESSAGE] = message_endpoint
         stream = CircuitAsStream(circuit)
         hop = ServiceHop(self.context, stream)  # type: ignore[arg-type]
         circuit.attach(stream)
