@@ -9,7 +9,6 @@ listener keeps accepting, so the next connection tries again.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING
 
 import structlog
@@ -60,18 +59,12 @@ class Tunnel:
         circuit = None
         try:
             try:
-                started = time.perf_counter()
                 async with asyncio.timeout(BUILD_TIMEOUT):
                     if isinstance(self.target, TargetService):
                         circuit = await self.node.open_service(self.target.address, self.target.then, "tunnel")
                     else:
                         final = RelayConnect(Proto.TCP, self.target.host, self.target.port)
                         circuit = await self.node.open_circuit(self.spec.hops, final, "tunnel")
-                # measured where it happens: `make bench` reads this event from the JSON log
-                log.debug(
-                    "circuit built", circuit=circuit.id, hops=len(self.spec.hops),
-                    ms=round((time.perf_counter() - started) * 1000, 3),
-                )
             except TimeoutError:
                 log.warning("tunnel connection failed", tunnel=self.port, reason="circuit build timed out")
                 abort_with_reset(writer)

@@ -165,7 +165,7 @@ def test_rand_tunnel_across_namespaces(lab: NetnsLab, tmp_path: Path) -> None:
         for hops in measured["build_hops"]:
             assert len({network_of[h] for h in hops}) == 3, hops
 
-        tunnel_build = [float(ev["build_ms"]) for ev in built]  # type: ignore[arg-type]
+        tunnel_build = [float(ev["ms"]) for ev in built]  # type: ignore[arg-type]
         lookups = [lookup["ms"] for lookup in measured["lookups"]]
         print(
             f"\nnetns: {len(RELAYS)} relays over 3 /16s, {DELAY_MS:g} ms one way per host-to-host packet"

@@ -97,6 +97,7 @@ class Net:
             "refusing_exit": f"{r1.pinned}>{r2.pinned}>{r4.pinned}>internet",
             "unknown_hop": f"{r1.pinned}>{UNKNOWN_NODE}>{r3.pinned}>internet",
             "dead_hop": f"{r1.pinned}>127.0.0.1:{free_port(socket.SOCK_DGRAM)}>{r3.pinned}>internet",
+            "rand": "rand>rand>rand>internet",  # relays learned from r1 by peer exchange
         }
         self.ports = {name: free_port() for name in paths}
         args = ["-connect", r1.pinned]
@@ -225,6 +226,17 @@ async def test_curl_socks5_ipv4_20_mib(net: Net) -> None:
     code, body, err = await curl("--socks5", f"127.0.0.1:{net.ports['main']}", url)
     assert code == 0, err
     assert len(body) == BIG and hashlib.sha256(body).hexdigest() == BIG_SHA
+
+
+@needs_curl
+async def test_curl_socks5_through_rand_hops_20_mib(net: Net) -> None:
+    """rand>rand>rand>internet: the relays come from peer exchange, the exit from its announced policy."""
+    url = f"http://127.0.0.1:{net.web.port}/big"
+    code, body, err = await curl("--socks5", f"127.0.0.1:{net.ports['rand']}", url)
+    assert code == 0, err
+    assert len(body) == BIG and hashlib.sha256(body).hexdigest() == BIG_SHA
+    built = await asyncio.to_thread(net.client.wait_for, "circuit built", purpose="socks")
+    assert built is not None
 
 
 @needs_curl

@@ -208,6 +208,6 @@ async def build_circuit(
         circuit=circuit.id,
         purpose=purpose,
         hops=[short_id(h) for h in circuit.path],
-        build_ms=round((time.monotonic() - circuit.created) * 1000, 1),
+        ms=round((time.monotonic() - circuit.created) * 1000, 3),  # `make bench` reads this
     )
     return circuit
