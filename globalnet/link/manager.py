@@ -18,6 +18,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from qh3.asyncio._transport import create_optimized_datagram_transport
@@ -137,11 +138,16 @@ class LinkManager:
     async def _dial(self, host: str, port: int, node_id: bytes | None) -> Link:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.settings.dial_timeout):
-            try:
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-            except socket.gaierror as exc:
-                raise GnetError(ErrorKind.NO_ROUTE, f"cannot resolve {host}: {exc.strerror}") from None
-            family, _, _, _, addr = infos[0]
+            literal = ip_literal(host)
+            if literal is not None:  # no resolver thread for an address (most hops)
+                family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+                addr: tuple[Any, ...] = (str(literal), port) if literal.version == 4 else (str(literal), port, 0, 0)
+            else:
+                try:
+                    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+                except socket.gaierror as exc:
+                    raise GnetError(ErrorKind.NO_ROUTE, f"cannot resolve {host}: {exc.strerror}") from None
+                family, _, _, _, addr = infos[0]
             sock = socket.socket(family, socket.SOCK_DGRAM)
             size_buffers(sock)
             sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
@@ -241,9 +247,8 @@ class LinkManager:
         return {"links": len(self.links), "connections": len(self.all_links)}
 
 
-def is_ip_literal(host: str) -> bool:
+def ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        ipaddress.ip_address(host)
-        return True
+        return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return False
+        return None

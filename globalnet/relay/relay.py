@@ -297,10 +297,17 @@ class RelayHop:
             raise GnetError(ErrorKind.HOST_UNREACHABLE, problem)
         loop = asyncio.get_running_loop()
         is_name = not _is_ip_literal(command.host)
-        try:
-            infos = await loop.getaddrinfo(command.host, command.port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise GnetError(ErrorKind.HOST_UNREACHABLE, f"cannot resolve the target name ({getattr(exc, 'strerror', exc)})") from None
+        if not is_name:  # an address: no resolver thread needed
+            literal = ipaddress.ip_address(command.host.strip("[]"))
+            family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+            infos = [(family, socket.SOCK_STREAM, 0, "", (str(literal), command.port))]
+        else:
+            try:
+                infos = await loop.getaddrinfo(command.host, command.port, type=socket.SOCK_STREAM)
+            except (socket.gaierror, UnicodeError) as exc:
+                raise GnetError(
+                    ErrorKind.HOST_UNREACHABLE, f"cannot resolve the target name ({getattr(exc, 'strerror', exc)})"
+                ) from None
         if is_name:
             log.debug("exit resolved target name", name=command.host, addresses=len(infos))
         refusal = ""
