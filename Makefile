@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml setup.py cext/gnetcrypto.c
 
 setup: $(STAMP)
 
-## A small network on 127.0.0.1 (3 relays, one exit for loopback, a client tunnel to a local page).
+## A network on 127.0.0.1: 6 relays (one an exit for loopback), a client with a tunnel, a SOCKS proxy and a console, a hidden service.
 demo: $(STAMP)
 	$(BIN)/python -m globalnet.localnet
 

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import signal
 import sys
+from pathlib import Path
 
 from globalnet import __version__
 from globalnet.config import ConfigError, load_config
@@ -33,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     if config.print_id:
         print(identity.node_id.hex())
         return 0
+    lock = lock_data_dir(config.data_dir)
+    if lock is None:
+        return 2
     setup_logging(config.log_level, config.log_json)
     return asyncio.run(_run(config, identity))
 
@@ -47,10 +53,47 @@ async def _run(config: object, identity: object) -> int:
     loop.add_signal_handler(signal.SIGUSR1, node.dump_state)
     try:
         await node.run()
-    except OSError as exc:
-        print(f"gclient: {exc.strerror or exc}", file=sys.stderr)
+    except (OSError, BaseExceptionGroup) as error:  # a port that cannot be bound: one clear line
+        exc = _first_os_error(error)
+        if exc is None:
+            raise
+        hint = " (ports below 1024 need root: pick a higher one)" if isinstance(exc, PermissionError) else ""
+        print(f"gclient: cannot start: {exc}{hint}", file=sys.stderr)
         return 1
     return 0
+
+
+def _first_os_error(error: BaseException) -> OSError | None:
+    if isinstance(error, OSError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _first_os_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def lock_data_dir(data_dir: Path) -> object | None:
+    """One node per data dir: two would share an identity and fight over its files."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = open(data_dir / "lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "?"
+        handle.close()
+        print(
+            f"gclient: {data_dir} is in use by another gclient (pid {owner}); give each node its own -data-dir",
+            file=sys.stderr,
+        )
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,11 +215,16 @@ def start_demo(
     console_port: int | None = None,
     proxy_port: int | None = None,
     service_port: int | None = None,
+    network: "Callable[[LocalNet], None] | None" = None,
 ) -> LocalNet:
     """Relays (the third an exit for 127.0.0.1), a client with a tunnel through the first
     three (and its debug console, a SOCKS5 proxy through the same relays, if given), and,
-    with service_port, a node hosting the page as a hidden service plus a client tunnel to it."""
+    with service_port, a node hosting the page as a hidden service plus a client tunnel to it.
+    `network` is told the LocalNet before any node starts, so a caller can stop them all if
+    start-up fails half way."""
     net = LocalNet(base)
+    if network is not None:
+        network(net)
     r1 = net.relay("relay1", port=relay_ports[0])
     r2 = net.relay("relay2", "-connect", r1.pinned, port=relay_ports[1])
     r3 = net.relay("relay3", "-connect", r1.pinned, "-exit", "-exit-allow", "127.0.0.1/32", port=relay_ports[2])
@@ -255,7 +260,7 @@ def service_address(net: LocalNet) -> str | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description="Run a small GlobalNet on 127.0.0.1 with a tunnel to a local web page.")
     parser.add_argument("--dir", type=Path, default=ROOT / ".demo", help="where the nodes keep their data and logs")
-    parser.add_argument("--base-port", type=int, default=9001, help="relays listen on BASE..BASE+2 (UDP)")
+    parser.add_argument("--base-port", type=int, default=9001, help="relays listen on BASE..BASE+5 (UDP; BASE+2 with --service-port 0)")
     parser.add_argument("--web-port", type=int, default=8080)
     parser.add_argument("--tunnel-port", type=int, default=8000)
     parser.add_argument("--console-port", type=int, default=0, help="the client's debug console (default: a free port)")
@@ -271,11 +276,19 @@ def main() -> int:
     # six relays: a hidden service needs access points besides the relays its circuits cross
     ports = tuple(args.base_port + i for i in range(6 if args.service_port else 3))
     console_port = args.console_port or free_port()
+    busy = [p for p in (args.web_port, args.tunnel_port, args.proxy_port, args.service_port, console_port) if p and not _tcp_free(p)]
+    busy += [p for p in ports if not _udp_free(p)]
+    if busy:
+        print(f"localnet: port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use; pick others, see --help", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    net: LocalNet | None = None
     with web_server(args.web_port) as web_port:
-        net = start_demo(
-            base, ports, web_port, args.tunnel_port, console_port, args.proxy_port or None, args.service_port or None
-        )
         try:
+            net = start_demo(
+                base, ports, web_port, args.tunnel_port, console_port, args.proxy_port or None, args.service_port or None,
+                network=lambda n: _remember(n),
+            )
             url = f"http://127.0.0.1:{args.tunnel_port}/"
             started = time.monotonic()
             with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=20) as resp:
@@ -318,14 +331,43 @@ def main() -> int:
             if args.check:
                 return 0
             print("Ctrl-C stops the network.")
-            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            print(f"localnet: the network did not start: {exc}", file=sys.stderr)
+            return 1
         finally:
-            net.stop_all()
+            # every node started so far, even when start-up failed half way
+            for started in _started:
+                started.stop_all()
     return 0
+
+
+_started: list[LocalNet] = []
+
+
+def _remember(net: LocalNet) -> None:
+    _started.append(net)
+
+
+def _tcp_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _udp_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 if __name__ == "__main__":
