@@ -29,6 +29,7 @@ class ErrorKind(enum.IntEnum):
     INTERNAL = 12  # a bug on the far side
     TAMPERED = 13  # a sealed frame failed authentication
     CLOSED = 14  # closed on purpose (shutdown, circuit close)
+    SERVICE_UNREACHABLE = 15  # a hidden service: bad address, no descriptor, access points down
 
     @property
     def socks_reply(self) -> int:
@@ -57,6 +58,7 @@ _SOCKS_REPLY = {
     ErrorKind.PIN_MISMATCH: 0x03,
     ErrorKind.LINK_LOST: 0x03,
     ErrorKind.HOST_UNREACHABLE: 0x04,
+    ErrorKind.SERVICE_UNREACHABLE: 0x04,
     ErrorKind.CONNECTION_REFUSED: 0x05,
     ErrorKind.TIMEOUT: 0x06,
 }
@@ -69,13 +71,14 @@ _DESCRIPTION = {
     ErrorKind.CONNECTION_REFUSED: "connection refused by the target",
     ErrorKind.TIMEOUT: "timed out",
     ErrorKind.PIN_MISMATCH: "node id does not match the pinned id",
-    ErrorKind.HANDSHAKE_FAILED: "circuit handshake failed",
+    ErrorKind.HANDSHAKE_FAILED: "handshake failed",
     ErrorKind.RESOURCE_LIMIT: "resource limit reached",
     ErrorKind.NOT_SUPPORTED: "not supported",
     ErrorKind.LINK_LOST: "link to a relay was lost",
     ErrorKind.INTERNAL: "internal error",
     ErrorKind.TAMPERED: "data was tampered with in transit",
     ErrorKind.CLOSED: "closed",
+    ErrorKind.SERVICE_UNREACHABLE: "hidden service unreachable",
 }
 
 

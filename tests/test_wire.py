@@ -310,7 +310,7 @@ def test_reply_record_over_bound() -> None:
         RelayConnectOk(b"r" * (MAX_RECORD_SIZE + 1)).encode()
 
 
-@pytest.mark.parametrize("code", [0, 15, 0xFF])
+@pytest.mark.parametrize("code", [0, 16, 0xFF])
 def test_reply_unknown_fail_code_reads_as_protocol(code: int) -> None:
     assert decode_reply(bytes([0x03, code, 0x01]) + b"?") == RelayConnectFail(
         ErrorKind.PROTOCOL, "?"

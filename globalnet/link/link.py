@@ -324,7 +324,7 @@ class Link(QuicConnectionProtocol):
         except GnetError as exc:
             log.info("link closed", link=self.label(), address=self.address, reason=str(exc))
             self.close_reason = exc
-            self.close_link(exc.kind, str(exc))
+            self.close_link(exc.kind, exc.detail or exc.kind.describe)
         except Exception:  # a bug of ours must cost this link at most, never the node
             log.exception("link event handling failed", link=self.label())
             self.close_link(ErrorKind.INTERNAL, "internal error")

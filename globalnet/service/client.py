@@ -72,8 +72,8 @@ async def _lookup_descriptor(node: "Node", service_key: bytes) -> Descriptor:
         except GnetError as exc:
             expired = expired or "expired" in exc.detail
     if expired:
-        raise ServiceError(ErrorKind.HOST_UNREACHABLE, "the service's descriptor has expired (is the service down?)")
-    raise ServiceError(ErrorKind.HOST_UNREACHABLE, "unknown service: no descriptor found in the DHT")
+        raise ServiceError(ErrorKind.SERVICE_UNREACHABLE, "the service's descriptor has expired (is the service down?)")
+    raise ServiceError(ErrorKind.SERVICE_UNREACHABLE, "unknown service: no descriptor found in the DHT")
 
 
 async def open_service_circuit(
@@ -84,7 +84,7 @@ async def open_service_circuit(
     try:
         service_key = decode_address(address)
     except GnetError as exc:
-        raise ServiceError(ErrorKind.HOST_UNREACHABLE, exc.detail) from None
+        raise ServiceError(ErrorKind.SERVICE_UNREACHABLE, exc.detail) from None
     started = time.monotonic()
     try:
         return await _through_access_points(
@@ -132,4 +132,4 @@ async def _through_access_points(
         log.debug("service reached", took_ms=round((time.monotonic() - started) * 1000, 1))
         return circuit
     reason = f" (last: {last})" if last else ""
-    raise ServiceError(ErrorKind.HOST_UNREACHABLE, f"all {len(aps)} access points of the service are down{reason}")
+    raise ServiceError(ErrorKind.SERVICE_UNREACHABLE, f"all {len(aps)} access points of the service are down{reason}")
