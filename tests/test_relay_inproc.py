@@ -186,3 +186,27 @@ async def test_more_than_100_circuits_share_one_link() -> None:
             await asyncio.gather(*(p for _, _, p in pairs))
     finally:
         _close(client, *relays)
+
+
+async def test_a_target_that_speaks_first_fills_a_window_before_the_client_attaches() -> None:
+    """The far end may send a whole window before the application side is attached."""
+    relays, client = await _network()
+
+    async def speak_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(PAYLOAD)  # 256 KiB: a full window, at once
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(speak_first, "127.0.0.1", 0)
+    try:
+        async with asyncio.timeout(30):
+            circuit = await open_circuit(client, relays, "127.0.0.1", server.sockets[0].getsockname()[1])
+            await asyncio.sleep(0.5)  # the whole window arrives before anyone reads
+            reader, writer, pump = await attach_socket(circuit)
+            got = await reader.readexactly(len(PAYLOAD))
+            assert got == PAYLOAD
+            writer.close()
+            await pump
+    finally:
+        server.close()
+        _close(client, *relays)

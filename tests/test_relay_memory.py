@@ -19,6 +19,7 @@ from globalnet.relay.relay import RelayService
 from tests.inproc import InprocNode, open_circuit, start_client, start_relay
 
 TOTAL = 3 * 1024 * 1024
+STALL = 10.0  # seconds without a byte: the transfer stalled
 SMALL_BUFFER = 16 * 1024
 
 
@@ -55,6 +56,7 @@ async def test_slow_reader_keeps_relay_buffers_under_one_window() -> None:
     server = await asyncio.start_server(_source, "127.0.0.1", 0)
     target_port = server.sockets[0].getsockname()[1]
     peaks: dict[str, int] = {}
+    stalled = False
     try:
         async with asyncio.timeout(60):
             circuit = await open_circuit(client, relays, "127.0.0.1", target_port)
@@ -80,7 +82,11 @@ async def test_slow_reader_keeps_relay_buffers_under_one_window() -> None:
             received = 0
             samples = 0
             while received < TOTAL:
-                data = await loop.sock_recv(app, 8192)
+                try:
+                    data = await asyncio.wait_for(loop.sock_recv(app, 8192), STALL)
+                except TimeoutError:
+                    stalled = True
+                    break
                 if not data:
                     break
                 received += len(data)
@@ -88,11 +94,18 @@ async def test_slow_reader_keeps_relay_buffers_under_one_window() -> None:
                 samples += 1
                 await asyncio.sleep(0.002)  # the slow reader: the far sender must wait for credit
             app.close()
-            await pump_task
+            if not stalled:
+                await pump_task
+            else:
+                pump_task.cancel()
     finally:
         server.close()
         for n in (client, *relays):
             n.close()
+    limit = WINDOW + RELAY_SLACK
+    over = {k: v for k, v in peaks.items() if v > limit}
+    assert not over, f"buffered more than one window + slack ({limit}): {over}"
+    assert not stalled, f"the transfer stalled after {received} bytes"
     assert received == TOTAL
     assert samples > 100
     # the sampler saw the bridges carry the circuit (keys exist for each relay)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from ..endpoint.pump import StreamPump
+from ..endpoint.session import RELAY_SLACK, WINDOW
 from ..errors import ErrorKind, GnetError
 from ..identity import verify_node_record
 from ..link.link import HopStream, Link
@@ -87,7 +88,7 @@ class ClientCircuit:
         if self.core.state is CircuitState.OPEN:
             self._early += self.core.unwrap(data)  # the target spoke before we attached
             self._early_end = self._early_end or end
-            if len(self._early) > 2 * 65537:
+            if len(self._early) > WINDOW + RELAY_SLACK:  # the far end may send one window before we attach
                 self._fail(GnetError(ErrorKind.RESOURCE_LIMIT, "too much data before the stream was attached"))
             return
         try:
@@ -145,6 +146,9 @@ class ClientCircuit:
 
     def attach(self, pump: StreamPump) -> None:
         self.pump = pump
+        if self.closed or self.error is not None:  # it died before it had a consumer: say so now
+            pump.circuit_reset(self.error.kind if self.error is not None else ErrorKind.LINK_LOST)
+            return
         early = self.core.take_pending() + bytes(self._early)
         self._early.clear()
         if early or self._early_end:
