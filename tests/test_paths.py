@@ -53,6 +53,9 @@ def test_the_exit_slot_gets_an_exit_that_allows_the_target() -> None:
     for seed in range(30):
         chosen = choose_relays(plain + [loop_exit, public_exit], [None, None, allows], set(), set(), random.Random(seed))
         assert chosen[-1].node_id == loop_exit.node_id  # the public exit refuses loopback
+    # `localhost` is chosen like 127.0.0.1: only the exit that allows loopback
+    by_localhost = exit_allows(RelayConnect(Proto.TCP, "localhost", 8080))
+    assert by_localhost is not None and by_localhost(loop_exit) and not by_localhost(public_exit)
     # a name target: any exit whose policy could allow the port
     by_name = exit_allows(RelayConnect(Proto.TCP, "example.org", 443))
     assert by_name is not None and by_name(public_exit) and not by_name(plain[0])

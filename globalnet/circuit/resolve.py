@@ -36,7 +36,8 @@ def exit_allows(final: RelayConnect) -> Callable[[NodeRecord], bool] | None:
     if final.proto is not Proto.TCP:
         return None
     try:
-        address = ipaddress.ip_address(final.host)
+        # `localhost` is loopback at every exit (resolved from its hosts file): choose by that
+        address = ipaddress.ip_address("127.0.0.1" if final.host.lower() == "localhost" else final.host)
     except ValueError:
         address = None
 
