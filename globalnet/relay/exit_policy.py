@@ -48,7 +48,7 @@ MAX_RULE_LEN = 4096
 MAX_SUMMARY_LEN = 255  # fits the node record's exit-policy field
 _PORT_ITEM_RE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 _PREFIX_RE = re.compile(r"[0-9]{1,3}")
-_ALL_PORTS = frozenset(range(1, 65536))
+ALL_PORTS_COUNT = 65535  # a set of every port is stored as None (a 65535-int set costs megabytes)
 #: One DNS label as exits accept it: letters, digits, '-' inside, and '_'
 #: (seen in real host names, e.g. service records' targets).
 _TARGET_LABEL_RE = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
@@ -186,8 +186,7 @@ def _parse_ports(text: str, rule: str) -> frozenset[int] | None:
         if low > high:
             raise ValueError(f"exit rule {_show(rule)}: port range {item} is backwards")
         ports.update(range(low, high + 1))
-    frozen = frozenset(ports)
-    return None if frozen == _ALL_PORTS else frozen
+    return None if len(ports) == ALL_PORTS_COUNT else frozenset(ports)
 
 
 def _split_rule(text: str) -> tuple[str, str | None, str | None]:
