@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import ipaddress
 import socket
 import ssl
@@ -158,11 +157,7 @@ class LinkManager:
             config.max_datagram_size = datagram_size_for(addr, self.settings.max_datagram_size)
             quic = QuicConnection(configuration=config)
             factory = functools.partial(Link, quic, manager=self, dialler=True, expected_id=node_id, address=(host, port))
-            if os.environ.get("GNET_DIAL_IO") == "plain":
-                sock.setblocking(False)
-                transport, protocol = await loop.create_datagram_endpoint(factory, sock=sock)
-            else:
-                transport, protocol = await create_optimized_datagram_transport(loop, factory, sock=sock)
+            transport, protocol = await create_optimized_datagram_transport(loop, factory, sock=sock)
             link: Link = protocol  # type: ignore[assignment]
             link.owned_transport = True
             self.all_links.add(link)
