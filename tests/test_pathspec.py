@@ -250,8 +250,8 @@ def test_not_text_is_a_path_spec_error() -> None:
         (" 10.0.0.1:1 ", HopAddr("10.0.0.1", 1)),
         (f"[::1]:9001#{NODE_HEX}", HopAddr("::1", 9001, NODE_ID)),
         (
-            f"boot.zeronet.io:15441#{NODE_HEX}",
-            HopAddr("boot.zeronet.io", 15441, NODE_ID),
+            f"boot.example.org:15441#{NODE_HEX}",
+            HopAddr("boot.example.org", 15441, NODE_ID),
         ),
         ("localhost:65535", HopAddr("localhost", 65535)),
     ],

@@ -127,6 +127,8 @@ class LinkManager:
             self._dials[key] = task
             task.add_done_callback(lambda _t: self._dials.pop(key, None))
         link = await asyncio.shield(task)
+        if len(self._by_address) >= MAX_LINKS * 4:
+            self._by_address.clear()  # a cache: it only saves a dial
         self._by_address[key] = link.peer_id
         if node_id is not None and link.peer_id != node_id:
             raise GnetError(
