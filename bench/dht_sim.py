@@ -1,6 +1,6 @@
 """The DHT at scale, by simulation: our real DHT code over an in-memory network.
 
-Theory of operation. Each simulated node is a real `globalnet.dht.dht.Dht`:
+Theory of operation. Each simulated node is a real `globalnet.dht.participant.Dht`:
 kademlia's routing table (kademlia.routing), crawlers (kademlia.crawling, our
 SignedValueCrawl), RPC handlers and our GnetKademliaProtocol with its checks
 (claimed id = link id, response shapes, signed-value storage). Only the links
@@ -56,7 +56,7 @@ import nacl.signing
 import structlog
 from kademlia.node import Node as KNode
 
-from globalnet.dht.dht import ALPHA, KSIZE, RPC_TIMEOUT, Dht, SignedValueCrawl
+from globalnet.dht.participant import ALPHA, KSIZE, RPC_TIMEOUT, Dht, SignedValueCrawl
 from globalnet.dht.values import node_record_value
 from globalnet.errors import ErrorKind, GnetError
 from globalnet.identity import Identity

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from globalnet.relay.exit_policy import ExitRule, parse_exit_rule
+from globalnet.policy.exit_policy import ExitRule, parse_exit_rule
 from globalnet.wire.pathspec import (
     HopAddr,
     PathSpec,

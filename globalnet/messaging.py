@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from .circuit.circuit import ClientCircuit, next_circuit_id
+from .circuit.builder import ClientCircuit, next_circuit_id
 from .endpoint.messages import ERR, MSG, PING, MessageInbox, MessageOutbox, Note, escape_text
 from .endpoint.pump import CircuitEnd
 from .endpoint.session import FrameSession

@@ -15,23 +15,23 @@ from typing import Any
 import structlog
 
 from . import __version__
-from .circuit.circuit import ClientCircuit, HopTarget, build_circuit
+from .circuit.builder import ClientCircuit, HopTarget, build_circuit
 from .config import Config
 from .crypto import BACKEND_NAME
 from .errors import ErrorKind, GnetError
 from .identity import Identity, load_or_create_identity
-from .link.link import Link
+from .link.quic_link import Link
 from .link.manager import LinkManager, LinkSettings
 from .messaging import MessageService, Messenger
-from .relay.exit_policy import ExitPolicy
-from .relay.relay import RelayService
+from .policy.exit_policy import ExitPolicy
+from .relay.server import RelayService
 from .wire.commands import Proto, RelayConnect
 from .circuit.resolve import PathResolver
 from .dht.agent import DhtAgent, DhtClient
 from .service.access_point import AccessPoint
 from .service.client import open_service_circuit
 from .service.host import HostedService
-from .dht.dht import Dht
+from .dht.participant import Dht
 from .dht.values import ValidValue, node_record_value, record_from_value
 from .endpoint.session import FrameSession
 from .peertable import PeerTable

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from .circuit.circuit import ClientCircuit
+from .circuit.builder import ClientCircuit
 from .config import ProxyAuth
 from .endpoint.pump import StreamPump, abort_with_reset
 from .errors import ErrorKind, GnetError

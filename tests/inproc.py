@@ -12,12 +12,12 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from globalnet.circuit.circuit import ClientCircuit, HopTarget, build_circuit
+from globalnet.circuit.builder import ClientCircuit, HopTarget, build_circuit
 from globalnet.endpoint.pump import StreamPump
 from globalnet.identity import Identity
 from globalnet.link.manager import LinkManager, LinkSettings
-from globalnet.relay.exit_policy import ExitPolicy, parse_exit_rule
-from globalnet.relay.relay import RelayHop, RelayService
+from globalnet.policy.exit_policy import ExitPolicy, parse_exit_rule
+from globalnet.relay.server import RelayHop, RelayService
 from globalnet.wire.commands import Proto, RelayConnect
 
 

@@ -1,4 +1,4 @@
-"""The exit ACL (globalnet.relay.exit_policy)."""
+"""The exit ACL (globalnet.policy.exit_policy)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from globalnet.relay.exit_policy import (
+from globalnet.policy.exit_policy import (
     ExitDecision,
     ExitPolicy,
     ExitRule,

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from globalnet.errors import ErrorKind
-from globalnet.relay.relay import RelayHop
+from globalnet.relay.server import RelayHop
 from tests.inproc import attach_socket, open_circuit, start_client, start_relay
 from tests.targets import EchoServer, SinkServer, pattern, serve
 

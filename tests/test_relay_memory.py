@@ -15,7 +15,7 @@ import socket
 
 from globalnet.endpoint.pump import StreamPump
 from globalnet.endpoint.session import RELAY_SLACK, WINDOW
-from globalnet.relay.relay import RelayService
+from globalnet.relay.server import RelayService
 from tests.inproc import InprocNode, open_circuit, start_client, start_relay
 
 TOTAL = 3 * 1024 * 1024

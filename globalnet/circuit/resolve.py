@@ -18,11 +18,11 @@ import structlog
 
 from ..errors import ErrorKind, GnetError
 from ..peertable import PeerTable
-from ..relay.exit_policy import ExitPolicy
+from ..policy.exit_policy import ExitPolicy
 from ..wire.commands import Proto, RelayConnect
 from ..wire.pathspec import Hop, HopAddr, HopId, HopRandom
 from ..wire.records import NodeRecord, short_id
-from .circuit import HopTarget
+from .builder import HopTarget
 from .paths import choose_relays, network_of
 
 log = structlog.get_logger("globalnet.circuit")

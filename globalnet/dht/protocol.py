@@ -25,7 +25,7 @@ from kademlia.node import Node as KNode
 from kademlia.protocol import KademliaProtocol
 
 from ..errors import GnetError
-from ..link.link import Link
+from ..link.quic_link import Link
 from ..link.manager import LinkManager
 from .routing import ClosestRoutingTable
 from .storage import SignedStorage

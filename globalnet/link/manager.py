@@ -30,7 +30,7 @@ from ..errors import ErrorKind, GnetError
 from ..identity import Identity
 from ..wire.records import NodeRecord, short_id
 from .certs import certificate_pem
-from .link import ALPN, HopStream, Link
+from .quic_link import ALPN, HopStream, Link
 from .udp import size_buffers
 from .listener import listen as listen_udp
 from .path_mtu import datagram_size_for

@@ -30,7 +30,7 @@ import structlog
 from ..endpoint.session import EndReceived, FrameSession, RequestFrameReceived
 from ..errors import ErrorKind, GnetError, ProtocolError
 from ..identity import verify_signature
-from ..relay.relay import RelayHop
+from ..relay.server import RelayHop
 from ..wire.buffer import Reader, u64
 from ..wire.commands import SERVICE_JOIN, SERVICE_REGISTER, SERVICE_RENDEZVOUS, RelayConnect
 from ..wire.framing import FrameType

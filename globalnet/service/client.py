@@ -26,7 +26,7 @@ from .address import decode_address, service_id, service_onion_public
 from .descriptor import Descriptor, current_period, descriptor_key, verify_descriptor
 
 if TYPE_CHECKING:
-    from ..circuit.circuit import ClientCircuit
+    from ..circuit.builder import ClientCircuit
     from ..node import Node
 
 log = structlog.get_logger("globalnet.service")

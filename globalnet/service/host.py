@@ -25,8 +25,8 @@ from ..config import ServiceConfig
 from ..endpoint.session import EndReceived, FrameSession, RequestFrameReceived
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity, load_or_create_identity
-from ..relay.exit_policy import ExitPolicy
-from ..relay.relay import RelayHop
+from ..policy.exit_policy import ExitPolicy
+from ..relay.server import RelayHop
 from ..wire.commands import SERVICE_JOIN, SERVICE_REGISTER, Proto, RelayConnect
 from ..wire.framing import FrameType
 from ..wire.pathspec import HopId, HopRandom
@@ -36,7 +36,7 @@ from .address import encode_address, service_id, service_onion_key
 from .descriptor import DESCRIPTOR_LIFETIME, PERIOD, Descriptor, current_period
 
 if TYPE_CHECKING:
-    from ..circuit.circuit import ClientCircuit
+    from ..circuit.builder import ClientCircuit
     from ..node import Node
 
 log = structlog.get_logger("globalnet.service")

@@ -23,11 +23,11 @@ from ..endpoint.pump import StreamPump
 from ..endpoint.session import RELAY_SLACK, WINDOW, FrameSession
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity
-from ..link.link import HopStream
+from ..link.quic_link import HopStream
 from ..link.manager import LinkManager
 from ..wire.commands import Proto, RelayConnect
 from ..wire.records import short_id
-from .exit_policy import ExitPolicy, target_name_problem
+from ..policy.exit_policy import ExitPolicy, target_name_problem
 from ..crypto import Keystream
 from .hop import BridgeKeys, HopState, RelayHopCore
 

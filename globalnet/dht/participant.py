@@ -22,7 +22,7 @@ from kademlia.network import Server
 from kademlia.node import Node as KNode
 
 from ..errors import ProtocolError
-from ..link.link import Link
+from ..link.quic_link import Link
 from ..link.manager import LinkManager
 from ..wire.records import NodeRecord
 from .protocol import GnetKademliaProtocol, LinkTransport, Spawn

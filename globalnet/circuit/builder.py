@@ -19,7 +19,7 @@ from ..endpoint.pump import StreamPump
 from ..endpoint.session import RELAY_SLACK, WINDOW
 from ..errors import ErrorKind, GnetError
 from ..identity import verify_node_record
-from ..link.link import HopStream, Link
+from ..link.quic_link import HopStream, Link
 from ..wire.commands import Proto, RelayConnect, RelayConnectFail
 from ..wire.records import NodeRecord, short_id
 from .core import CircuitState, ClientCircuitCore

@@ -1,0 +1,1 @@
+"""Policies a node applies to what it will carry (the exit policy)."""
