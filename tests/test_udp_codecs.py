@@ -83,3 +83,23 @@ def test_datagram_decoder_never_raises_anything_else(data: bytes) -> None:
         decode_datagram(data)
     except ProtocolError:
         pass
+
+
+def test_udp_exit_rules_ride_in_the_record_summary() -> None:
+    import ipaddress
+
+    from globalnet.policy.exit_policy import ExitPolicy, parse_exit_rule, record_summary, udp_policy_from_summary
+
+    tcp = ExitPolicy(True, [parse_exit_rule("127.0.0.1/32")])
+    udp = ExitPolicy(True, [parse_exit_rule("127.0.0.1/32:53")])
+    text = record_summary(tcp, udp)
+    assert text == "accept 127.0.0.1/32:* ; udp 127.0.0.1/32:53".replace(" ; ", "; ")
+    assert ExitPolicy.from_summary(text) == tcp  # the TCP part is unchanged by the UDP part
+    announced = udp_policy_from_summary(text)
+    assert announced.check(ipaddress.ip_address("127.0.0.1"), 53).allowed
+    assert not announced.check(ipaddress.ip_address("127.0.0.1"), 54).allowed
+    # no UDP rules: no UDP part, and a reader sees no UDP exit
+    assert record_summary(tcp, ExitPolicy(False)) == tcp.summary()
+    assert not udp_policy_from_summary(tcp.summary()).enabled
+    # an enabled UDP policy without rules would mean "every public address": never announced
+    assert not udp_policy_from_summary(record_summary(tcp, ExitPolicy(True))).enabled
