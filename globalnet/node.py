@@ -184,7 +184,7 @@ class Node:
                 for service in self.services:
                     self.spawn(service.run(), f"service {service.name}")
                 for spec in cfg.proxies:
-                    proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout)
+                    proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout, cfg.udp_idle_timeout)
                     await proxy.start()
                     self.proxies.append(proxy)
                 self.spawn(self.links.run_keepalive(), "keepalive")

@@ -12,6 +12,7 @@ to end.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Callable, Coroutine, Hashable
 from typing import Any, Protocol
@@ -180,7 +181,7 @@ class UdpTunnel:
             if len(self.flows) >= MAX_FLOWS:
                 self.refused += 1
                 return
-            flow = UdpFlow(lambda d, a=key: self._reply(d, a), self._forget, self.idle_timeout)
+            flow = UdpFlow(functools.partial(self._reply, addr=key), self._forget, self.idle_timeout)
             self.flows[key] = flow
             self.node.spawn(flow.run(self._open, self.node, str(self.port)), "udp tunnel flow")
         flow.send("", 0, data)

@@ -9,23 +9,51 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from dnslib import QTYPE, RR, A, DNSRecord
+from dnslib.server import DNSServer
 
 from globalnet.localnet import LocalNet, free_port
 from globalnet.wire.datagram import MAX_DATAGRAM
+from globalnet.wire.socks_udp import decode_udp_request, encode_udp_datagram
 from tests.targets import UdpEchoServer
 
 SIZES = [1, 64, 512, 1200, 1400, 4096, 8192, MAX_DATAGRAM]
 
 
+class DnsServer:
+    """A real DNS server (dnslib) on 127.0.0.1: answers NAME A with an address derived from NAME."""
+
+    def __init__(self) -> None:
+        self.port = free_port(socket.SOCK_DGRAM)
+        self.queries = 0
+        self.server = DNSServer(self, port=self.port, address="127.0.0.1")
+        self.server.start_thread()
+
+    def resolve(self, request: DNSRecord, handler: object) -> DNSRecord:
+        self.queries += 1
+        reply = request.reply()
+        reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(answer_for(str(request.q.qname))), ttl=60))
+        return reply
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def answer_for(name: str) -> str:
+    digest = hashlib.sha256(name.encode()).digest()
+    return f"10.{digest[0]}.{digest[1]}.{digest[2]}"  # data in the answer only: never dialled
+
+
 class Net:
     def __init__(self, base: Path) -> None:
         self.echo = UdpEchoServer()
+        self.dns = DnsServer()
         self.local = LocalNet(base)
         e = self.echo.port
         self.r1 = self.local.relay("r1")
         self.r2 = self.local.relay("r2", "-connect", self.r1.pinned)
         self.r3 = self.local.relay(
-            "r3", "-connect", self.r1.pinned, "-exit", "-exit-allow", "127.0.0.1/32", "-exit-allow-udp", f"127.0.0.1/32:{e}"
+            "r3", "-connect", self.r1.pinned, "-exit", "-exit-allow", "127.0.0.1/32", "-exit-allow-udp", "127.0.0.1/32"
         )
         self.r4 = self.local.relay("r4", "-connect", self.r1.pinned, "-exit", "-exit-allow", "127.0.0.1/32")  # no UDP rules
         r1, r2, r3, r4 = self.r1, self.r2, self.r3, self.r4
@@ -35,7 +63,11 @@ class Net:
             "no_udp_exit": f"{r1.pinned}>{r2.pinned}>{r4.pinned}>127.0.0.1:{e}",
         }
         self.ports = {name: free_port(socket.SOCK_DGRAM) for name in self.specs}
+        self.proxy = free_port()
+        self.proxy_no_udp = free_port()
         args = ["-connect", r1.pinned, "-udp-idle-timeout", "3"]
+        args += ["-proxy", f"{self.proxy}>rand>rand>rand>internet"]
+        args += ["-proxy", f"{self.proxy_no_udp}>{r1.pinned}>{r2.pinned}>{r4.pinned}>internet"]
         for name, spec in self.specs.items():
             args += ["-tunnel", f"udp:{self.ports[name]}>{spec}"]
         for node in (r1, r2, r3, r4):
@@ -51,6 +83,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     yield n
     n.local.stop_all()
     n.echo.stop()
+    n.dns.stop()
 
 
 def _socket() -> socket.socket:
@@ -187,3 +220,135 @@ def test_an_idle_flow_closes_and_a_new_one_opens(net: Net) -> None:
         assert len([e for e in net.client.events() if e.get("event") == "circuit built"]) == built + 1
     finally:
         sock.close()
+
+
+# -- SOCKS5 UDP ASSOCIATE ---------------------------------------------------------
+
+
+def _associate(proxy_port: int) -> tuple[socket.socket, int, int]:
+    """A raw RFC 1928 client: (control connection, reply code, relay port)."""
+    control = socket.create_connection(("127.0.0.1", proxy_port), timeout=30)
+    control.sendall(b"\x05\x01\x00")
+    assert control.recv(2) == b"\x05\x00"
+    control.sendall(b"\x05\x03\x00\x01" + bytes(4) + bytes(2))  # UDP ASSOCIATE, source not known yet
+    reply = b""
+    while len(reply) < 10:
+        chunk = control.recv(10 - len(reply))
+        if not chunk:
+            break
+        reply += chunk
+    code = reply[1] if len(reply) > 1 else -1
+    port = int.from_bytes(reply[8:10], "big") if code == 0 else 0
+    return control, code, port
+
+
+def _wait_for_proxy(net: Net) -> None:
+    net.client.wait_for("socks proxy listening", listen=f"127.0.0.1:{net.proxy}")
+    net.client.wait_for("socks proxy listening", listen=f"127.0.0.1:{net.proxy_no_udp}")
+
+
+def test_one_thousand_dns_queries_through_socks_udp_associate(net: Net) -> None:
+    _wait_for_proxy(net)
+    control, code, relay = _associate(net.proxy)
+    assert code == 0 and relay
+    sock = _socket()
+    sock.settimeout(2.0)
+    answered = 0
+    pending: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + 180
+        for i in range(1000):
+            if time.monotonic() > deadline:
+                break
+            name = f"host{i}.example."
+            query = DNSRecord.question(name)
+            query.header.id = i
+            target = "localhost" if i % 10 == 0 else "127.0.0.1"  # a name goes to the exit as a name
+            sock.sendto(encode_udp_datagram(target, net.dns.port, query.pack()), ("127.0.0.1", relay))
+            pending[i] = name
+            if len(pending) < 20 and i < 999:
+                continue
+            while pending:
+                try:
+                    data, _ = sock.recvfrom(65535)
+                except TimeoutError:
+                    break
+                header = decode_udp_request(data)
+                assert header.port == net.dns.port and header.host in ("127.0.0.1", "localhost")
+                answer = DNSRecord.parse(header.data)
+                asked = pending.pop(answer.header.id, None)
+                if asked is None:
+                    continue
+                assert str(answer.q.qname) == asked
+                assert str(answer.rr[0].rdata) == answer_for(asked)
+                answered += 1
+    finally:
+        sock.close()
+        control.close()
+    assert answered == 1000
+
+
+def test_datagrams_from_another_address_are_ignored(net: Net) -> None:
+    _wait_for_proxy(net)
+    control, code, relay = _associate(net.proxy)
+    assert code == 0
+    before = net.echo.received
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger.bind(("127.0.0.2", 0))
+    try:
+        stranger.sendto(encode_udp_datagram("127.0.0.1", net.echo.port, b"not yours"), ("127.0.0.1", relay))
+        mine = _socket()
+        mine.settimeout(10)
+        try:
+            mine.sendto(encode_udp_datagram("127.0.0.1", net.echo.port, b"mine"), ("127.0.0.1", relay))
+            assert decode_udp_request(mine.recvfrom(65535)[0]).data == b"mine"
+            # a second local port of the right IP is a stranger too, once the first one spoke
+            other = _socket()
+            other.sendto(encode_udp_datagram("127.0.0.1", net.echo.port, b"other port"), ("127.0.0.1", relay))
+            other.close()
+            # a fragment is dropped, never reassembled
+            fragment = bytearray(encode_udp_datagram("127.0.0.1", net.echo.port, b"fragment"))
+            fragment[2] = 1
+            mine.sendto(bytes(fragment), ("127.0.0.1", relay))
+            mine.sendto(encode_udp_datagram("127.0.0.1", net.echo.port, b"mine again"), ("127.0.0.1", relay))
+            assert decode_udp_request(mine.recvfrom(65535)[0]).data == b"mine again"
+        finally:
+            mine.close()
+    finally:
+        stranger.close()
+        control.close()
+    assert net.echo.received - before == 2
+
+
+def test_the_association_dies_with_its_tcp_connection(net: Net) -> None:
+    _wait_for_proxy(net)
+    control, code, relay = _associate(net.proxy)
+    assert code == 0
+    sock = _socket()
+    sock.settimeout(10)
+    try:
+        sock.sendto(encode_udp_datagram("127.0.0.1", net.echo.port, b"alive"), ("127.0.0.1", relay))
+        assert decode_udp_request(sock.recvfrom(65535)[0]).data == b"alive"
+        control.close()
+        deadline = time.monotonic() + 10
+        closed = False
+        while time.monotonic() < deadline and not closed:
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                probe.bind(("127.0.0.1", relay))  # the port is free again once the association is gone
+                closed = True
+            except OSError:
+                time.sleep(0.2)
+            finally:
+                probe.close()
+        assert closed
+    finally:
+        sock.close()
+
+
+def test_no_exit_with_udp_rules_is_refused_with_0x02(net: Net) -> None:
+    _wait_for_proxy(net)
+    net.client.wait_for("learning relays", known=4, timeout=30)
+    control, code, _ = _associate(net.proxy_no_udp)
+    control.close()
+    assert code == 0x02
