@@ -105,6 +105,7 @@ class ServiceConfig:
     name: str
     target: tuple[str, int]
     allow: tuple[ExitRule, ...] = ()  # targets a client may choose instead (none by default)
+    udp: bool = False  # NAME=udp:HOST:PORT: sessions carry datagrams to a UDP target
 
 
 @dataclass(frozen=True)
@@ -687,6 +688,7 @@ def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
         return ()
     targets: dict[str, tuple[str, int]] = {}
     allows: dict[str, list[ExitRule]] = {}
+    udp: set[str] = set()
     items = value.raw if isinstance(value.raw, list) else [value.raw]
     for item in items:
         if not isinstance(item, str) or "=" not in item:
@@ -703,6 +705,9 @@ def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
         else:
             if name in targets:
                 value.fail(f"service {name!r} has two targets")
+            if rest.lower().startswith("udp:"):
+                udp.add(name)
+                rest = rest[len("udp:"):]
             try:
                 hop = parse_hop_addr(rest)
             except PathSpecError as exc:
@@ -713,7 +718,9 @@ def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
             value.fail(f"service {name!r} has allow rules but no NAME=HOST:PORT target")
     if len(targets) > MAX_LIST_ITEMS:
         value.fail(f"too many services ({len(targets)})")
-    return tuple(ServiceConfig(n, t, tuple(allows.get(n, ()))) for n, t in targets.items())
+    for name in udp & set(allows):
+        value.fail(f"service {name!r}: a UDP service has one target (no allow rules)")
+    return tuple(ServiceConfig(n, t, tuple(allows.get(n, ())), n in udp) for n, t in targets.items())
 
 
 def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
