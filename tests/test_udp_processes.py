@@ -72,7 +72,8 @@ class Net:
         self.ports["service"] = free_port(socket.SOCK_DGRAM)
         self.proxy = free_port()
         self.proxy_no_udp = free_port()
-        args = ["-connect", r1.pinned, "-udp-idle-timeout", "3"]
+        self.console = free_port()
+        args = ["-connect", r1.pinned, "-udp-idle-timeout", "3", "-console", str(self.console)]
         args += ["-proxy", f"{self.proxy}>rand>rand>rand>internet"]
         args += ["-proxy", f"{self.proxy_no_udp}>{r1.pinned}>{r2.pinned}>{r4.pinned}>internet"]
         for name, spec in self.specs.items():
@@ -202,6 +203,8 @@ def test_oversize_datagrams_are_dropped_whole_never_split(net: Net) -> None:
         sock.close()
     assert answers == [b"small"]
     assert net.echo.received - before == 1  # the big ones never reached the target, in part or whole
+    udp = [c for c in _console_json(net, "json list circuits") if c.get("purpose") == "udp tunnel" and c["dropped_oversize"]]
+    assert udp and udp[0]["dropped_oversize"] == 2 and udp[0]["datagrams_out"] >= 2
 
 
 def test_an_exit_without_udp_rules_refuses(net: Net) -> None:
@@ -393,3 +396,46 @@ def test_a_udp_hidden_service(net: Net) -> None:
             assert str(reply.rr[0].rdata) == answer_for(f"n{j}.svc.example.")
     finally:
         sock.close()
+
+
+def _console_json(net: Net, command: str) -> list[dict[str, object]]:
+    import json
+
+    with socket.create_connection(("127.0.0.1", net.console), timeout=10) as conn:
+        conn.sendall(command.encode() + b"\nquit\n")
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    for line in data.decode().splitlines():
+        line = line.lstrip("> ")
+        if line.startswith("{"):
+            return json.loads(line)["result"]  # type: ignore[no-any-return]
+    raise AssertionError(f"no JSON answer: {data!r}")
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_datagram_flood_is_dropped_at_the_window_not_queued(net: Net) -> None:
+    sock = _socket()
+    _warm_up(sock, net.ports["pinned"])
+    relays = [net.r1, net.r2, net.r3]
+    before = [_rss_kib(r.proc.pid) for r in relays]  # type: ignore[union-attr]
+    payload = b"f" * 8000
+    try:
+        for _ in range(30_000):  # ~240 MB offered as fast as one core can send
+            sock.sendto(payload, ("127.0.0.1", net.ports["pinned"]))
+        after = [_rss_kib(r.proc.pid) for r in relays]  # type: ignore[union-attr]
+    finally:
+        sock.close()
+    for name, b, a in zip(("r1", "r2", "r3"), before, after, strict=True):
+        assert a - b < 32 * 1024, f"{name} grew by {(a - b) // 1024} MiB under a UDP flood"
+    udp = [c for c in _console_json(net, "json list circuits") if c.get("purpose") == "udp tunnel"]
+    assert sum(int(c["dropped_window"]) for c in udp) > 0  # the sender dropped instead of queueing
+    for relay in relays:
+        assert relay.proc is not None and relay.proc.poll() is None
+    _warm_up(None, net.ports["pinned"])  # and the path still works
