@@ -29,6 +29,8 @@ from ..wire.commands import Proto, RelayConnect
 from ..wire.records import short_id
 from ..policy.exit_policy import ExitPolicy, target_name_problem
 from ..crypto import Keystream
+from ..endpoint.datagram_flow import DEFAULT_IDLE_TIMEOUT
+from .udp_exit import UdpExit, UdpSockets, check_udp_target
 from .hop import BridgeKeys, HopState, RelayHopCore
 
 log = structlog.get_logger("globalnet.relay")
@@ -73,6 +75,9 @@ class RelayService:
         self.setup_timeout = SETUP_TIMEOUT
         self.endpoints: dict[Proto, EndpointFactory] = {}
         self.access_point: AccessPointRole | None = None
+        #: UDP exit rules (-exit-allow-udp); off unless rules are given.
+        self.udp_policy = ExitPolicy(False)
+        self.udp_idle_timeout = DEFAULT_IDLE_TIMEOUT
         links.on_stream = self.accept
 
     hop_class: type["RelayHop"]
@@ -228,6 +233,9 @@ class RelayHop:
                 if command.proto is Proto.PEER:
                     await self._bridge(command)
                     return
+                if command.proto is Proto.UDP:
+                    await self._open_udp_exit(command)
+                    return
                 if command.proto is Proto.TCP:
                     reader, writer = await self._open_exit(command)
                 elif command.proto is Proto.SERVICE and self.relay.access_point is not None:
@@ -329,6 +337,20 @@ class RelayHop:
         if failure is not None:
             raise failure
         raise GnetError(ErrorKind.EXIT_POLICY, refusal or "no allowed address")
+
+    async def _open_udp_exit(self, command: RelayConnect) -> None:
+        relay = self.relay
+        if not relay.exit_policy.enabled:
+            raise GnetError(ErrorKind.EXIT_POLICY, "this node is not an exit")
+        check_udp_target(relay.udp_policy, command.host, command.port)
+        sockets = await UdpSockets.open()
+        if self.closed:
+            sockets.close()
+            return
+        target = (command.host, command.port)
+        self._start_endpoint_of(
+            lambda session, hop: UdpExit(session, hop, relay.udp_policy, target, relay.udp_idle_timeout, sockets)
+        )
 
     def splice(self, partner: "RelayHop") -> None:
         """Join two circuits that both end here (a rendezvous): each side's bytes lose
