@@ -120,8 +120,10 @@ class UdpExit:
         target: tuple[str, int],
         idle_timeout: float,
         sockets: UdpSockets,
+        on_close: Callable[[UdpExit], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._on_close = on_close
         self.pump = DatagramPump(session, end, self._to_target, self._closed, idle_timeout, clock)
         self.flow = self.pump.flow
         self._policy = policy
@@ -148,6 +150,8 @@ class UdpExit:
         for task in self._tasks:
             task.cancel()
         self._sockets.close()
+        if self._on_close is not None:
+            self._on_close(self)
 
     # -- toward the target --------------------------------------------------
     def _to_target(self, datagram: Datagram) -> None:
