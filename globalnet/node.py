@@ -453,7 +453,8 @@ class Node:
             return await self.resolver.resolve(hops, final, avoid=avoid)
         for waited in (False, True):
             self.guards.refresh(self.peers.relays())
-            entries = [g for g in self.guards.entry_guards() if g.node_id not in avoid]
+            named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
+            entries = [g for g in self.guards.entry_guards() if g.node_id not in avoid | named]
             for guard in entries:
                 try:
                     return await self.resolver.resolve(self._guarded_hops(hops, guard, avoid, vanguards), final, avoid=avoid, wait=0.0)
@@ -470,7 +471,8 @@ class Node:
     def _guarded_hops(self, hops: tuple[Hop, ...], guard: NodeRecord, avoid: set[bytes], vanguards: bool) -> tuple[Hop, ...]:
         pinned: list[Hop] = [_pin(guard), *hops[1:]]
         if vanguards and len(hops) > 2 and isinstance(hops[1], HopRandom):
-            middles = self.guards.middle_guards(exclude=avoid | {guard.node_id})
+            named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
+            middles = self.guards.middle_guards(exclude=avoid | named | {guard.node_id})
             if middles:
                 pinned[1] = _pin(middles[0])
         return tuple(pinned)
