@@ -26,6 +26,7 @@ from .messaging import MessageService, Messenger
 from .policy.exit_policy import ExitPolicy, record_summary
 from .relay.server import RelayService
 from .wire.commands import Proto, RelayConnect
+from .circuit.guard_store import GuardStore
 from .circuit.resolve import PathResolver
 from .dht.agent import DhtAgent, DhtClient
 from .service.access_point import AccessPoint
@@ -39,6 +40,11 @@ from .wire.pathspec import Hop, HopAddr, HopId, HopRandom
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")
+
+
+def _pin(record: NodeRecord) -> HopAddr:
+    host, port = record.addresses[0]
+    return HopAddr(host, port, record.node_id)
 
 CONNECT_RETRY = (1.0, 60.0)  # first and largest back-off between bootstrap attempts
 UPKEEP_INTERVAL = 30.0
@@ -68,6 +74,7 @@ class Node:
         self.relay.udp_idle_timeout = config.udp_idle_timeout
         self.peers = PeerTable(self.identity.node_id, config.data_dir)
         self.resolver = PathResolver(self.peers, self._lookup_record)
+        self.guards = GuardStore(config.data_dir)
         # every relay takes part in the DHT; a client-only node uses it through circuits
         self.dht: Dht | None = Dht(self.identity.node_id, self.links, self.spawn) if config.listen else None
         if self.dht is not None:
@@ -173,6 +180,9 @@ class Node:
                 loaded = self.peers.load()
                 if loaded:
                     log.info("peer table loaded", relays=loaded, file=str(self.peers.path))
+                kept = self.guards.load()
+                if kept:
+                    log.info("guards loaded", guards=kept, file=str(self.guards.path))
                 for peer in cfg.connect:
                     self.spawn(self._keep_connected(peer), "bootstrap")
                 if not cfg.connect and not loaded:
@@ -238,12 +248,26 @@ class Node:
                 self.links.refresh_record()
                 log.info("onion key rotated")
             self.peers.expire()
+            await self.probe_guards()
+            self.guards.refresh(self.peers.relays())
             for link in list(self.links.links.values()):
                 link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
             if self.config.listen:
                 await self._keep_links()
             if self.peers.changed:
                 self._save_peers()
+
+    async def probe_guards(self) -> None:
+        """Dial guards that are down when their back-off says so: a guard is given up only
+        after it stayed unreachable at the link layer (circuit failures never count)."""
+        for record in self.guards.due_for_retry():
+            host, port = record.addresses[0]
+            try:
+                await self.links.get_link(host, port, record.node_id)
+            except GnetError:
+                self.guards.link_failed(record.node_id)
+            else:
+                self.guards.link_ok(record.node_id)
 
     async def _keep_links(self) -> None:
         """Link to random known relays until MIN_LINKS links are up."""
@@ -318,7 +342,9 @@ class Node:
 
     async def _open_dht_circuit(self) -> tuple[ClientCircuit, FrameSession]:
         hops = min(3, max(1, len(self.peers.relays())))
-        circuit = await self.open_circuit(tuple(HopRandom() for _ in range(hops)), RelayConnect(Proto.DHT), "dht")
+        circuit = await self.open_circuit(
+            tuple(HopRandom() for _ in range(hops)), RelayConnect(Proto.DHT), "dht", vanguards=True
+        )
         assert circuit.core.session is not None
         return circuit, circuit.core.session
 
@@ -364,8 +390,13 @@ class Node:
         purpose: str,
         avoid: set[bytes] | None = None,
         isolation: Hashable | None = None,
+        vanguards: bool = False,
     ) -> ClientCircuit:
         """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`.
+
+        A `rand` first hop is one of our entry guards (circuit/guards.py); with
+        `vanguards` (hidden-service and DHT circuits) a `rand` second hop is
+        one of our second-layer guards.
 
         A path with `rand` hops is retried with other relays when a relay on
         it cannot be reached (that relay is marked failed in the peer table);
@@ -376,12 +407,14 @@ class Node:
         attempts = CIRCUIT_ATTEMPTS if any(isinstance(h, HopRandom) for h in hops) else 1
         for attempt in range(attempts):
             try:
-                circuit = await self._open_circuit_once(hops, final, purpose, (avoid or set()) | self._access_points())
+                circuit = await self._open_circuit_once(
+                    hops, final, purpose, (avoid or set()) | self._access_points(), vanguards
+                )
                 circuit.isolation = isolation
                 return circuit
             except GnetError as exc:
-                if exc.node_id is not None:
-                    self.peers.failed(exc.node_id)
+                if exc.node_id is not None and exc.node_id not in self.guards.records:
+                    self.peers.failed(exc.node_id)  # a guard is judged by guards.py, not by the peer table
                 retry = exc.kind in (ErrorKind.NO_ROUTE, ErrorKind.TIMEOUT, ErrorKind.LINK_LOST, ErrorKind.HANDSHAKE_FAILED)
                 if attempt + 1 >= attempts or not retry:
                     raise
@@ -394,17 +427,55 @@ class Node:
         return {ap for service in self.services for ap in service.intros}
 
     async def _open_circuit_once(
-        self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes]
+        self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes], vanguards: bool = False
     ) -> ClientCircuit:
-        targets = await self.resolver.resolve(hops, final, avoid=avoid)
+        targets = await self._resolve_with_guards(hops, final, avoid, vanguards)
         first = targets[0]
         try:
             link = await self.links.get_link(first.host, first.port, first.node_id)
         except GnetError as exc:
+            if first.node_id is not None:
+                self.guards.link_failed(first.node_id)
             raise GnetError(exc.kind, f"hop 1 ({first.describe()}): {exc.detail or exc.kind.describe}", first.node_id) from None
+        if first.node_id is not None:
+            self.guards.link_ok(first.node_id)
         circuit = await build_circuit(link, targets[1:], final, purpose)
         self.circuits[circuit.id] = circuit
         return circuit
+
+    async def _resolve_with_guards(
+        self, hops: tuple[Hop, ...], final: RelayConnect, avoid: set[bytes], vanguards: bool
+    ) -> list[HopTarget]:
+        """Pin a `rand` first hop to an entry guard (and, with `vanguards`, a `rand` second hop
+        to a second-layer guard), then resolve the rest. A guard that cannot be the first hop
+        of this path (e.g. it is the only exit for the target) gives way to the next guard."""
+        if not hops or not isinstance(hops[0], HopRandom):
+            return await self.resolver.resolve(hops, final, avoid=avoid)
+        for waited in (False, True):
+            self.guards.refresh(self.peers.relays())
+            named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
+            entries = [g for g in self.guards.entry_guards() if g.node_id not in avoid | named]
+            for guard in entries:
+                try:
+                    return await self.resolver.resolve(self._guarded_hops(hops, guard, avoid, vanguards), final, avoid=avoid, wait=0.0)
+                except GnetError:
+                    continue  # this guard cannot start this path (e.g. it is the only fitting exit)
+            if entries:
+                # no guard fits with the relays known now: wait for more, keeping our first guard
+                return await self.resolver.resolve(self._guarded_hops(hops, entries[0], avoid, vanguards), final, avoid=avoid)
+            if waited:
+                break
+            await self.resolver.resolve(hops, final, avoid=avoid)  # knows no relay yet: wait until it does
+        raise GnetError(ErrorKind.NO_ROUTE, "no entry guard could be chosen")
+
+    def _guarded_hops(self, hops: tuple[Hop, ...], guard: NodeRecord, avoid: set[bytes], vanguards: bool) -> tuple[Hop, ...]:
+        pinned: list[Hop] = [_pin(guard), *hops[1:]]
+        if vanguards and len(hops) > 2 and isinstance(hops[1], HopRandom):
+            named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
+            middles = self.guards.middle_guards(exclude=avoid | named | {guard.node_id})
+            if middles:
+                pinned[1] = _pin(middles[0])
+        return tuple(pinned)
 
     async def open_service(
         self, address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None

@@ -83,6 +83,9 @@ class NodeConsoleView:
             })
         return rows
 
+    def guards(self) -> list[dict[str, Any]]:
+        return self.node.guards.rows()
+
     def circuits(self) -> list[dict[str, Any]]:
         rows = [c.statistics() for c in self.node.circuits.values()]
         rows += [c.statistics() for c in self.node.messages.circuits.values()]

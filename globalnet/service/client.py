@@ -114,7 +114,8 @@ async def _through_access_points(
     for ap in aps:
         try:
             circuit = await node.open_circuit(
-                (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_RENDEZVOUS, node_id=sid), purpose
+                (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_RENDEZVOUS, node_id=sid), purpose,
+                vanguards=True,
             )
         except GnetError as exc:
             last = exc

@@ -248,7 +248,7 @@ class HostedService:
     async def _register(self, ap: bytes) -> None:
         circuit = await self.node.open_circuit(
             (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_REGISTER), "service",
-            avoid=self._access_points_and(ap),
+            avoid=self._access_points_and(ap), vanguards=True,
         )
         assert circuit.core.session is not None
         intro = _Intro(self, ap, circuit, circuit.core.session)
@@ -311,7 +311,7 @@ class HostedService:
         try:
             circuit = await self.node.open_circuit(
                 (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_JOIN, node_id=cookie), "service",
-                avoid=self._access_points_and(ap),
+                avoid=self._access_points_and(ap), vanguards=True,
             )
         except GnetError as exc:
             self.sessions -= 1
