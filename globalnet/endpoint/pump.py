@@ -83,12 +83,8 @@ class StreamPump:
     def feed(self, data: bytes | bytearray, end: bool) -> None:
         """Stream bytes from the circuit (already unwrapped)."""
         handlers = self._handlers
-        wrote = False
         for ev in self.core.receive(data, end):
             handlers[type(ev)](ev)
-            wrote = wrote or type(ev) is DataReceived
-        if wrote and not self._done.is_set():
-            self._return_credit()
         if self.session.send_credit > 0:
             self._credit.set()
 
@@ -96,7 +92,14 @@ class StreamPump:
         self.fail(GnetError(kind, "circuit reset"), tell_circuit=False)
 
     def _on_data(self, ev: DataReceived) -> None:
-        self._writer.write(ev.data)
+        writer = self._writer
+        writer.write(ev.data)
+        frame = self.core.credit_after_write(ev.wire_size, writer.transport.get_write_buffer_size())
+        if frame is None:
+            if self._draining is None:  # else the drain in flight returns it
+                self._draining = asyncio.ensure_future(self._drain_then_credit())
+        elif frame:
+            self._end.send_wire(frame)
 
     def _on_end(self, ev: EndReceived) -> None:
         if self._writer.can_write_eof():
@@ -108,14 +111,6 @@ class StreamPump:
 
     def _on_request(self, ev: RequestFrameReceived) -> None:
         """A stream end takes no requests: ignored, as before."""
-
-    def _return_credit(self) -> None:
-        frame = self.core.credit_after_write(self._writer.transport.get_write_buffer_size())
-        if frame is None:
-            if self._draining is None:  # else the drain in flight returns it
-                self._draining = asyncio.ensure_future(self._drain_then_credit())
-        elif frame:
-            self._end.send_wire(frame)
 
     async def _drain_then_credit(self) -> None:
         try:

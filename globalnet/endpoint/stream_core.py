@@ -58,8 +58,8 @@ class StreamCore:
 
     # -- from the circuit ------------------------------------------------
     def receive(self, data: bytes | bytearray, end: bool) -> list[StreamEvent]:
-        """Circuit bytes (already unwrapped) in; events out, in order. Every
-        `DataReceived` must be written to TCP before `credit_after_write()`."""
+        """Circuit bytes (already unwrapped) in; events out, in order. The shell
+        writes each `DataReceived` to TCP, then calls `credit_after_write()`."""
         if self.done:
             return []
         events: list[StreamEvent] = []
@@ -69,9 +69,6 @@ class StreamCore:
             except GnetError as exc:
                 events.append(self.fail(exc, tell_circuit=True))  # type: ignore[arg-type]
                 return events
-            for ev in events:
-                if type(ev) is DataReceived:
-                    self._uncredited += ev.wire_size
         if end and not self.session.remote_ended:
             events.append(self.fail(GnetError(ErrorKind.LINK_LOST, "circuit ended without a clean END"), tell_circuit=False))  # type: ignore[arg-type]
             return events
@@ -80,9 +77,11 @@ class StreamCore:
             events.append(finished)
         return events
 
-    def credit_after_write(self, tcp_buffered: int) -> bytes | None:
-        """After writing data to TCP: a CREDIT frame to send (maybe b""), or None
-        if TCP holds too much: drain it, then call `credit_after_drain()`."""
+    def credit_after_write(self, wire_size: int, tcp_buffered: int) -> bytes | None:
+        """TCP took data worth `wire_size` and now buffers `tcp_buffered` bytes: a
+        CREDIT frame to send (maybe b""), or None if TCP holds too much: drain
+        it, then call `credit_after_drain()`."""
+        self._uncredited += wire_size
         if tcp_buffered > WRITE_LOW_WATER:
             return None
         return self.credit_after_drain()
