@@ -65,6 +65,12 @@ class DataReceived:
 
 
 @dataclass(frozen=True)
+class DatagramReceived:
+    body: bytes  # a DATAGRAM frame body (wire/datagram.py)
+    wire_size: int  # what to pass to `consumed()` once it was delivered (or dropped)
+
+
+@dataclass(frozen=True)
 class EndReceived:
     pass
 
@@ -80,7 +86,7 @@ class RequestFrameReceived:
     body: bytes
 
 
-SessionEvent = DataReceived | EndReceived | MessageReceived | RequestFrameReceived
+SessionEvent = DataReceived | DatagramReceived | EndReceived | MessageReceived | RequestFrameReceived
 
 _REQUEST_FRAMES = (
     FrameType.DHT_STORE,
@@ -131,6 +137,16 @@ class FrameSession:
         wire = b"".join(prefix(c) for c in self._sealer.seal_many(plains))
         self.send_credit -= len(wire)
         self.bytes_sent += len(view)
+        return wire
+
+    def send_datagram(self, body: bytes) -> bytes | None:
+        """One DATAGRAM frame inside the credit window, or None when the window
+        has no room: UDP is never queued, the caller drops the datagram and counts it."""
+        if self.local_ended or LENGTH_PREFIX + FRAME_HEADER + len(body) + AEAD_TAG > self.send_credit:
+            return None
+        wire = self._seal(FrameType.DATAGRAM, body)
+        self.send_credit -= len(wire)
+        self.bytes_sent += len(body)
         return wire
 
     def send_end(self) -> bytes:
@@ -186,6 +202,14 @@ class FrameSession:
         self.bytes_received += len(frame.body)
         events.append(DataReceived(frame.body, wire))
 
+    def _on_datagram(self, frame: Frame, size: int, events: list[SessionEvent]) -> None:
+        wire = LENGTH_PREFIX + size
+        self._unconsumed += wire
+        if self._unconsumed > WINDOW:
+            raise GnetError(ErrorKind.RESOURCE_LIMIT, "peer overran the credit window")
+        self.bytes_received += len(frame.body)
+        events.append(DatagramReceived(frame.body, wire))
+
     def _on_credit(self, frame: Frame, size: int, events: list[SessionEvent]) -> None:
         self.send_credit += parse_credit(frame.body)
         if self.send_credit > WINDOW:
@@ -209,6 +233,7 @@ _FrameHandler = Callable[[FrameSession, Frame, int, list[SessionEvent]], None]
 #: this end does not take) is a protocol error.
 _HANDLERS: dict[FrameType, _FrameHandler] = {
     FrameType.DATA: FrameSession._on_data,
+    FrameType.DATAGRAM: FrameSession._on_datagram,
     FrameType.CREDIT: FrameSession._on_credit,
     FrameType.END: FrameSession._on_end,
     FrameType.MESSAGE: FrameSession._on_message,

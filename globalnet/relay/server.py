@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from ..endpoint.datagram_flow import DEFAULT_IDLE_TIMEOUT
 from ..endpoint.pump import StreamPump
 from ..endpoint.session import RELAY_SLACK, WINDOW, FrameSession
 from ..errors import ErrorKind, GnetError
@@ -28,6 +29,7 @@ from ..policy.exit_policy import ExitPolicy, target_name_problem
 from ..wire.commands import Proto, RelayConnect
 from .bridge import BridgeCore
 from .hop import HopState, RelayHopCore
+from .udp_exit import UdpExit, UdpSockets, check_udp_target
 
 log = structlog.get_logger("globalnet.relay")
 
@@ -55,6 +57,9 @@ class AccessPointRole(Protocol):
     async def serve(self, hop: RelayHop, command: RelayConnect) -> None: ...
 
 
+#: UDP circuits an exit carries at once (each holds two sockets).
+MAX_UDP_EXITS = 512
+
 #: Makes the endpoint for a RELAY_CONNECT proto other than tcp/peer (node.py registers them).
 EndpointFactory = Callable[[FrameSession, "RelayHop"], Endpoint]
 
@@ -71,6 +76,10 @@ class RelayService:
         self.setup_timeout = SETUP_TIMEOUT
         self.endpoints: dict[Proto, EndpointFactory] = {}
         self.access_point: AccessPointRole | None = None
+        #: UDP exit rules (-exit-allow-udp); off unless rules are given.
+        self.udp_policy = ExitPolicy(False)
+        self.udp_idle_timeout = DEFAULT_IDLE_TIMEOUT
+        self.udp_exits: set[UdpExit] = set()
         links.on_stream = self.accept
 
     def accept(self, stream: HopStream) -> None:
@@ -83,7 +92,13 @@ class RelayService:
         bridges = sum(1 for h in self.hops if h.core.state is HopState.BRIDGE)
         exits = sum(1 for h in self.hops if h.core.state is HopState.ENDPOINT)
         relayed = self.bytes_relayed + sum(h.bridge.bytes_relayed for h in self.hops if h.bridge is not None)
-        return {"bridges": bridges, "exits": exits, "bytes_relayed": relayed, "circuits_served": self.circuits_served}
+        return {
+            "bridges": bridges,
+            "exits": exits,
+            "udp_exits": len(self.udp_exits),
+            "bytes_relayed": relayed,
+            "circuits_served": self.circuits_served,
+        }
 
 
 class _Downstream:
@@ -248,6 +263,10 @@ class RelayHop:
         reader, writer = await self._open_exit(command)
         return self._start_endpoint(reader, writer)
 
+    async def _serve_udp(self, command: RelayConnect) -> StreamPump | None:
+        await self._open_udp_exit(command)
+        return None
+
     async def _serve_service(self, command: RelayConnect) -> StreamPump | None:
         if self.relay.access_point is None:
             return await self._serve_unsupported(command)
@@ -343,6 +362,26 @@ class RelayHop:
             raise failure
         raise GnetError(ErrorKind.EXIT_POLICY, refusal or "no allowed address")
 
+    async def _open_udp_exit(self, command: RelayConnect) -> None:
+        relay = self.relay
+        if not relay.exit_policy.enabled:
+            raise GnetError(ErrorKind.EXIT_POLICY, "this node is not an exit")
+        check_udp_target(relay.udp_policy, command.host, command.port)
+        if len(relay.udp_exits) >= MAX_UDP_EXITS:  # two sockets each: bound the exit's file descriptors
+            raise GnetError(ErrorKind.RESOURCE_LIMIT, "this exit carries as many UDP circuits as it allows")
+        sockets = await UdpSockets.open()
+        if self.closed:
+            sockets.close()
+            return
+        target = (command.host, command.port)
+
+        def make(session: FrameSession, hop: RelayHop) -> UdpExit:
+            udp = UdpExit(session, hop, relay.udp_policy, target, relay.udp_idle_timeout, sockets, relay.udp_exits.discard)
+            relay.udp_exits.add(udp)
+            return udp
+
+        self._start_endpoint_of(make)
+
     def splice(self, partner: RelayHop) -> None:
         """Join two circuits that both end here (a rendezvous): each side's bytes lose
         this hop's layer of their circuit and gain this hop's layer of the other one,
@@ -396,5 +435,6 @@ _ProtoHandler = Callable[[RelayHop, RelayConnect], Coroutine[Any, Any, StreamPum
 _PROTO_HANDLERS: dict[Proto, _ProtoHandler] = {
     Proto.PEER: RelayHop._serve_peer,
     Proto.TCP: RelayHop._serve_tcp,
+    Proto.UDP: RelayHop._serve_udp,
     Proto.SERVICE: RelayHop._serve_service,
 }
