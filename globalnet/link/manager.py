@@ -38,9 +38,6 @@ from .path_mtu import datagram_size_for
 log = structlog.get_logger("globalnet.link")
 
 KEEPALIVE_INTERVAL = 15.0
-#: A link with open streams pings after this much silence and is dropped after DEAD_AFTER.
-QUIET_PING = 2.0
-DEAD_AFTER = 10.0
 DIAL_TIMEOUT = 10.0
 MAX_LINKS = 1024
 
@@ -215,18 +212,10 @@ class LinkManager:
 
     # -- upkeep ----------------------------------------------------------
     async def run_keepalive(self) -> None:
-        """Ping every link (RTT, and traffic so idle links stay up); drop dead
-        links that carry circuits; drop retired duplicates."""
-        loop = asyncio.get_running_loop()
-        last_round = loop.time()
+        """Ping every link (RTT, and traffic so idle links stay up); drop retired
+        duplicates. Dead links that carry circuits are each link's own timer's job."""
         while True:
-            await asyncio.sleep(1.0)
-            now = loop.time()
-            for link in list(self.all_links):
-                link.check_liveness(now, QUIET_PING, DEAD_AFTER)
-            if now - last_round < KEEPALIVE_INTERVAL:
-                continue
-            last_round = now
+            await asyncio.sleep(KEEPALIVE_INTERVAL)  # each link's liveness core has its own timer
             for link in list(self.all_links):
                 if link.retiring and not link.streams:
                     link.close_link(ErrorKind.CLOSED, "duplicate link")
