@@ -35,11 +35,13 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from globalnet.policy.exit_policy import ExitRule, parse_exit_rule
+from globalnet.service.address import AddressError, decode_address
 from globalnet.wire.pathspec import (
     HopAddr,
     PathSpec,
     PathSpecError,
     TargetInternet,
+    TargetService,
     TargetTcp,
     format_path_spec,
     parse_listen,
@@ -132,6 +134,8 @@ class Config:
     services: tuple[ServiceConfig, ...] = ()
     proxy_auth: ProxyAuth | None = None  # None: any client may use the proxies
     proxy_timeout: float = DEFAULT_PROXY_TIMEOUT  # bound on one SOCKS request's circuit
+    metrics: tuple[str, int] | None = None  # -metrics: Prometheus /metrics and the status page
+    verify_config: bool = False  # --verify-config: check, print a summary, exit
 
 
 # -- command line ----------------------------------------------------------
@@ -162,8 +166,9 @@ examples:
   # an exit that may reach only 127.0.0.1 (as in local tests), with a debug console
   gclient -listen 127.0.0.1:9001 -exit -exit-allow 127.0.0.1/32 -console 7000
 
-  # everything from a file, with one setting overridden
+  # everything from a file, with one setting overridden; or only check the file
   gclient -config configs/relay.toml -log-level debug
+  gclient -config configs/relay.toml --verify-config
 
 Every long flag takes one or two dashes (-listen or --listen). Path specs are
 listen>hop>...>target; a hop is host:port, host:port#<node id>, a 40-hex node
@@ -191,6 +196,11 @@ _MANY = "many"  # append: repeatable
 # (name, kind, metavar, help): each becomes -name and --name, dest name_with_underscores.
 _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("version", _FLAG, None, "print the version and exit"),
+    ("verify-config", _FLAG, None,
+     "check the flags and the -config file, say what is wrong or that it is fine, and exit"),
+    ("metrics", None, "[HOST:]PORT",
+     ("Prometheus metrics (/metrics) and a status page (/) over HTTP; a bare PORT "
+     "binds 127.0.0.1, e.g. -metrics 9100")),
     ("connect", _MANY, "PEERS",
      ("peers to link to at start, comma separated, optionally pinned to a node id; "
      'repeatable, e.g. -connect "peer:9000, 10.1.2.3:9000#<40 hex>"')),
@@ -302,6 +312,7 @@ _FILE_KEYS = (
     "listen", "no_listen", "connect", "bootstrap", "id", "data_dir", "tunnels",
     "proxies", "exit", "advertise", "console", "log_json", "log_level",
     "max_datagram_size", "idle_timeout", "services", "proxy_auth", "proxy_timeout",
+    "exit_allow", "metrics",
 )  # fmt: skip
 _EXIT_KEYS = ("enabled", "allow")
 
@@ -577,6 +588,13 @@ def _exit(
         if "allow" in table:
             allow_value = _Value(table["allow"], f"key 'exit.allow' in {path}")
             allow = tuple(_each(allow_value, parse_exit_rule, quote_item=False))
+    if "exit_allow" in file:  # the flag's spelling, beside [exit] allow
+        if "exit" in file and isinstance(file["exit"], dict) and "allow" in file["exit"]:
+            raise ConfigError(f"config file {path}: give 'exit_allow' or 'exit.allow', not both")
+        allow_value = _Value(file["exit_allow"], f"key 'exit_allow' in {path}")
+        allow = tuple(_each(allow_value, parse_exit_rule, quote_item=False))
+        if not enabled and not ns.exit:
+            raise ConfigError(f"key 'exit_allow' in {path} needs exit = true (this node is not an exit)")
     if ns.exit:
         enabled = True
     if ns.exit_allow is not None:
@@ -614,6 +632,11 @@ def _specs(value: _Value | None, kind: str) -> tuple[PathSpec, ...]:
     specs = _each(value, parse_path_spec)
     for spec in specs:
         target = spec.target
+        if isinstance(target, TargetService):
+            try:
+                decode_address(target.address)
+            except AddressError as exc:  # a typo found now, not on the first connection
+                value.fail(f"{format_path_spec(spec)!r}: service address: {exc.problem}")
         if kind == "tunnel" and isinstance(target, TargetInternet):
             value.fail(
                 f"{format_path_spec(spec)!r}: 'internet' is for -proxy; a tunnel needs "
@@ -640,6 +663,8 @@ def _check_local_ports(config: Config) -> None:
     ]
     if config.console is not None:
         named.append(("-console", config.console))
+    if config.metrics is not None:
+        named.append(("-metrics", config.metrics))
     for name, (host, port) in named:
         if port == 0:
             continue
@@ -678,6 +703,8 @@ def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
         else:
             if name in targets:
                 value.fail(f"service {name!r} has two targets")
+            if rest.strip().isdigit():
+                value.fail(f"{item!r}: the host is missing: write {name}=127.0.0.1:{rest.strip()}")
             try:
                 hop = parse_hop_addr(rest)
             except PathSpecError as exc:
@@ -749,6 +776,12 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
             DEFAULT_IDLE_TIMEOUT,
         ),
         version=bool(ns.version),
+        verify_config=bool(ns.verify_config),
+        metrics=_or(
+            pick("metrics", "-metrics", "metrics"),
+            lambda v: _as_address(v, "127.0.0.1"),
+            None,
+        ),
         services=_services(pick("service", "-service", "services")),
         proxy_auth=_or(pick("proxy_auth", "-proxy-auth", "proxy_auth"), _as_proxy_auth, None),
         proxy_timeout=_or(

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GCLIENT = ROOT / "gclient.py"
+#: How a node process is started: the installed package's `gclient`, whatever the checkout.
+GCLIENT_CMD = (sys.executable, "-m", "globalnet")
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -66,7 +67,7 @@ class NodeProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
-        cmd = [*self.exec_prefix, sys.executable, str(GCLIENT), "-data-dir", str(self.data_dir), "--log-json", "--log-level", "debug", *self.args]
+        cmd = [*self.exec_prefix, *GCLIENT_CMD, "-data-dir", str(self.data_dir), "--log-json", "--log-level", "debug", *self.args]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         log.close()
 
@@ -154,7 +155,7 @@ class LocalNet:
 def node_id_of(data_dir: Path) -> str:
     """Create (if needed) the node's identity key and return its node id."""
     out = subprocess.run(
-        [sys.executable, str(GCLIENT), "-data-dir", str(data_dir), "--print-id"],
+        [*GCLIENT_CMD, "-data-dir", str(data_dir), "--print-id"],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )
     return out.stdout.strip()

@@ -35,7 +35,7 @@ from .dht.participant import Dht
 from .dht.values import ValidValue, node_record_value, record_from_value
 from .endpoint.session import FrameSession
 from .peertable import PeerTable
-from .wire.pathspec import Hop, HopAddr, HopId, HopRandom
+from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, format_host_port
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")
@@ -153,7 +153,11 @@ class Node:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 if cfg.listen:
-                    host, port = await self.links.listen(*cfg.listen)
+                    try:
+                        host, port = await self.links.listen(*cfg.listen)
+                    except OSError as exc:  # name the address: the bare errno does not
+                        where = format_host_port(*cfg.listen)
+                        raise OSError(exc.errno, f"-listen {where} (UDP): {exc.strerror or exc}") from None
                     self.links.refresh_record()
                 if cfg.console is not None:
                     self.console = await start_console(self, *cfg.console)

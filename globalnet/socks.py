@@ -36,9 +36,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from .circuit.builder import ClientCircuit
+from .circuit.resolve import NoExitError
 from .config import ProxyAuth
 from .endpoint.pump import StreamPump, abort_with_reset
 from .errors import ErrorKind, GnetError
+from .service.address import AddressError
 from .wire.commands import Proto, RelayConnect
 from .wire.pathspec import PathSpec, TargetService, TargetTcp, format_host_port, format_path_spec
 from .wire.socks import Connect, Credentials, Reject, Send, SocksParser
@@ -172,8 +174,13 @@ class SocksProxy:
             except GnetError as exc:
                 code = exc.kind.socks_reply
                 self.counts[f"reply_{code}"] += 1
-                # the detail may name the target (an exit's policy reason): debug only
-                log.info("socks request failed", proxy=self.port, kind=exc.kind.name, reply=code, reason=exc.kind.describe)
+                # the detail may name the target (an exit's policy reason): debug only;
+                # what is said at info names no host or address
+                extra: dict[str, Any] = {}
+                if isinstance(exc, NoExitError):
+                    extra = {"port": exc.port, "exits_considered": exc.exits}
+                reason = exc.problem if isinstance(exc, AddressError) else exc.kind.describe
+                log.info("socks request failed", proxy=self.port, kind=exc.kind.name, reply=code, reason=reason, **extra)
                 log.debug("socks request failure detail", proxy=self.port, reason=str(exc))
                 writer.write(parser.reply_failure(code, exc.kind.describe))
                 await _close_gently(writer)

@@ -28,6 +28,21 @@ from .paths import choose_relays, network_of
 log = structlog.get_logger("globalnet.circuit")
 
 RELAY_WAIT = 30.0
+#: The peer table counts as settled (no longer learning) when no relay was new for this long.
+SETTLED_AFTER = 2.0
+
+
+class NoExitError(GnetError):
+    """No known exit allows the target, and the node is no longer learning relays.
+
+    `port` and `exits` are safe to log at info (no host)."""
+
+    def __init__(self, port: int, exits: int, known: int) -> None:
+        super().__init__(
+            ErrorKind.EXIT_POLICY, f"no exit allows port {port} ({exits} exits considered among {known} known relays)"
+        )
+        self.port = port
+        self.exits = exits
 RecordLookup = Callable[[bytes], Awaitable[NodeRecord | None]]
 
 
@@ -77,10 +92,13 @@ class PathResolver:
         deadline = time.monotonic() + wait
         announced = 0.0
         while True:
+            relays = self.peers.relays()
             try:
-                chosen = choose_relays(self.peers.relays(), slots, exclude, avoid)
+                chosen = choose_relays(relays, slots, exclude, avoid)
                 break
             except GnetError as exc:
+                if exit_check is not None and slots[-1] is exit_check:
+                    self._refuse_if_no_exit(relays, slots, exclude, avoid, exit_check, final.port)
                 now = time.monotonic()
                 if now >= deadline:
                     raise GnetError(ErrorKind.NO_ROUTE, f"gave up waiting for relays: {exc.detail}") from None
@@ -97,6 +115,29 @@ class PathResolver:
             host, port = record.addresses[0]
             fixed[i] = HopTarget(host, port, record.node_id)
         return [fixed[i] for i in range(len(hops))]
+
+    def _refuse_if_no_exit(
+        self,
+        relays: list[NodeRecord],
+        slots: list[Callable[[NodeRecord], bool] | None],
+        exclude: set[bytes],
+        avoid: set[str],
+        exit_check: Callable[[NodeRecord], bool],
+        port: int,
+    ) -> None:
+        """Answer at once (NoExitError) when waiting cannot help: the table has stopped
+        growing, holds enough relays for the path without the exit rule, and holds
+        exits, none of which allows the target."""
+        if time.time() - self.peers.last_new < SETTLED_AFTER:
+            return  # still learning relays: one of the next may allow it
+        exits = [r for r in relays if r.is_exit and r.node_id not in exclude]
+        if not exits or any(exit_check(r) for r in exits):
+            return
+        try:
+            choose_relays(relays, [None] * len(slots), exclude, avoid)
+        except GnetError:
+            return  # too few relays yet, whatever the exit rule
+        raise NoExitError(port, len(exits), len(relays))
 
     async def _by_id(self, node_id: bytes, index: int) -> HopTarget:
         record = self.peers.get(node_id)
@@ -116,4 +157,4 @@ def network_of_target(target: HopTarget) -> str:
     return str(ipaddress.ip_network(f"{ip}/{16 if ip.version == 4 else 32}", strict=False))
 
 
-__all__ = ["PathResolver", "exit_allows", "network_of", "RELAY_WAIT"]
+__all__ = ["NoExitError", "PathResolver", "exit_allows", "network_of", "RELAY_WAIT"]
