@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from . import __version__
+from .bootstrap import BootstrapTracker, Progress, relays_needed
 from .circuit.builder import ClientCircuit, HopTarget, build_circuit
 from .config import Config
 from .crypto import BACKEND_NAME
@@ -23,6 +24,7 @@ from .identity import Identity, load_or_create_identity
 from .link.quic_link import Link
 from .link.manager import LinkManager, LinkSettings
 from .messaging import MessageService, Messenger
+from .metrics import MetricsSettings, NodeMetrics, start_metrics
 from .policy.exit_policy import ExitPolicy
 from .relay.server import RelayService
 from .wire.commands import Proto, RelayConnect
@@ -89,6 +91,15 @@ class Node:
         self.messenger = Messenger(self)  # console messages from this node
         self.console: Any = None  # a console.server.ConsoleServer with -console
         self.proxies: list[Any] = []
+        self.metrics = NodeMetrics()  # per node: several nodes may share a process
+        self.metrics_server: Any = None  # a metrics.MetricsServer with -metrics
+        needed = relays_needed(config.tunnels + config.proxies, len(config.services), bool(config.listen))
+        self.bootstrap = BootstrapTracker(
+            needed,
+            expect_links=needed > 0 or bool(config.connect),
+            expect_dht=self.dht is not None and (needed > 0 or bool(config.connect)),
+            services=tuple(sc.name for sc in config.services),
+        )
 
     # -- records -----------------------------------------------------------
     def _make_record(self) -> NodeRecord:
@@ -161,6 +172,11 @@ class Node:
                     self.links.refresh_record()
                 if cfg.console is not None:
                     self.console = await start_console(self, *cfg.console)
+                if cfg.metrics is not None:
+                    from .node_metrics import NodeMetricsSource
+
+                    settings = MetricsSettings(*cfg.metrics)
+                    self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
                 log.info(
                     "node started",
                     node_id=self.identity.node_id.hex(),
@@ -175,7 +191,8 @@ class Node:
                     log.info("peer table loaded", relays=loaded, file=str(self.peers.path))
                 for peer in cfg.connect:
                     self.spawn(self._keep_connected(peer), "bootstrap")
-                if not cfg.connect and not loaded:
+                self._progress(self.bootstrap.relays_learned(len(self.peers.relays())))
+                if not cfg.connect and not loaded and self.bootstrap.relays_needed > 0:
                     log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
                 for spec in cfg.tunnels:
                     tunnel = Tunnel(self, spec)
@@ -192,10 +209,13 @@ class Node:
                 if self.dht is not None:
                     self.spawn(self._dht_upkeep(), "dht upkeep")
                 self.ready.set()
+                self._progress(self.bootstrap.start())
                 await self._stop.wait()
                 log.info("node stopping")
                 if self.console is not None:
                     self.console.close()
+                if self.metrics_server is not None:
+                    self.metrics_server.close()
                 self.messenger.close()
                 for tunnel in self.tunnels:
                     tunnel.close()
@@ -279,6 +299,7 @@ class Node:
             if self.dht is not None:
                 self.dht.add_contact(link.peer)
         link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
+        self._progress(self.bootstrap.links_up(len(self.links.links)))
 
     def _on_peers(self, link: Link, records: list[bytes]) -> None:
         if self.peers.update_many(records):
@@ -298,6 +319,7 @@ class Node:
                     key, value = node_record_value(self.links.own_record())
                     stored = await dht.publish(key, value, keep=True)
                     log.debug("dht joined", contacts=contacts, record_stored_on=stored)
+                    self._progress(self.bootstrap.dht_joined())
                     await self._learn_from_dht()
                     await dht.refresh()
             except (GnetError, TimeoutError) as exc:
@@ -324,7 +346,13 @@ class Node:
 
     async def dht_lookup(self, key: bytes) -> ValidValue | None:
         """A lookup for ourselves: through a circuit, never from our own address."""
-        return await self.dht_client.lookup(key)
+        try:
+            found = await self.dht_client.lookup(key)
+        except GnetError:
+            self.metrics.dht_lookup(ok=False)
+            raise
+        self.metrics.dht_lookup(ok=found is not None)
+        return found
 
     async def dht_publish(self, key: bytes, value: bytes) -> int:
         return await self.dht_client.publish(key, value)
@@ -346,7 +374,24 @@ class Node:
     def _report_progress(self) -> None:
         known = len(self.peers.relays())
         if known <= 20 or known % 50 == 0:
-            log.info("learning relays", known=known)
+            log.debug("learning relays", known=known)
+        self._progress(self.bootstrap.relays_learned(known))
+
+    # -- bootstrap progress (hooks for guards and services) -------------------
+    def _progress(self, step: Progress | None) -> None:
+        if step is None:
+            return
+        if step.ready:
+            log.info("ready", percent=100, tunnels=len(self.config.tunnels), proxies=len(self.config.proxies),
+                     services=len(self.config.services), relays_known=self.bootstrap.relays_known)
+        else:
+            log.info(step.line(), percent=step.percent, phase=step.phase)
+
+    def service_published(self, name: str) -> None:
+        self._progress(self.bootstrap.service_published(name))
+
+    def guards_chosen(self, count: int) -> None:
+        self._progress(self.bootstrap.guards_chosen(count))
 
     # -- circuits ----------------------------------------------------------
     def path_to(self, node_id: bytes, via: tuple[Hop, ...] | None = None) -> tuple[Hop, ...]:
@@ -402,7 +447,9 @@ class Node:
             link = await self.links.get_link(first.host, first.port, first.node_id)
         except GnetError as exc:
             raise GnetError(exc.kind, f"hop 1 ({first.describe()}): {exc.detail or exc.kind.describe}", first.node_id) from None
+        started = time.monotonic()
         circuit = await build_circuit(link, targets[1:], final, purpose)
+        self.metrics.circuit_built(time.monotonic() - started)
         self.circuits[circuit.id] = circuit
         return circuit
 
@@ -424,6 +471,7 @@ class Node:
             "circuits": len(self.circuits),
             "crypto": BACKEND_NAME,
             "relays_known": len(self.peers.relays()),
+            "bootstrap": self.bootstrap.status(),
             **self.links.statistics(),
             **self.relay.statistics(),
             **(self.dht.statistics() if self.dht else {}),

@@ -314,6 +314,7 @@ class Console:
             ("node", s["node_id"]),
             ("version", f"gclient {s['version']}"),
             ("uptime", fmt.duration(s["uptime"])),
+            ("bootstrap", _bootstrap_line(s["bootstrap"])),
             ("links", f"{s['links']} ({fmt.plural(s['connections'], 'QUIC connection')})"),
             ("peers", f"{s['relays_known']} relays known"),
             ("circuits", f"{s['circuits']} own, {s['message_circuits_in']} message circuits in"),
@@ -332,6 +333,13 @@ class Console:
             raise ConsoleError(f"usage: log level <{'|'.join(LEVELS)}>")
         self.view.set_log_level(level)
         return Output({"level": level}, f"log level is {level}")
+
+
+def _bootstrap_line(status: dict[str, Any]) -> str:
+    """As the log says it: `bootstrapped 60% (joining the DHT)` or `ready (100%)`."""
+    if status["ready"]:
+        return "ready (100%)"
+    return f"bootstrapped {status['percent']}% ({status['phase']})"
 
 
 def _how(result: dict[str, Any]) -> str:
