@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from globalnet.localnet import GCLIENT_CMD, LocalNet, NodeProcess, fetch_via_socks, free_port, web_server
 from globalnet.service.address import encode_address
 
+NODNS = Path(__file__).parent / "nodns"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
@@ -106,7 +107,11 @@ class Net:
         self.web = web
         self.r1 = self.local.relay("r1")
         self.r2 = self.local.relay("r2", "-connect", self.r1.pinned)
-        self.r3 = self.local.relay("r3", "-connect", self.r1.pinned, "-exit", "-exit-allow", f"127.0.0.1/32:{web}")
+        self.resolve_log = base / "resolved.txt"
+        nodns = {"PYTHONPATH": str(NODNS), "GNET_TEST_RESOLVE_LOG": str(self.resolve_log)}
+        self.r3 = self.local.relay(
+            "r3", "-connect", self.r1.pinned, "-exit", "-exit-allow", f"127.0.0.1/32:{web}", env=nodns
+        )
         self.proxy_port = free_port()
         self.metrics_port = free_port()
         self.tunnel_port = free_port()
@@ -190,6 +195,23 @@ def _wait_relays(net: Net, count: int, timeout: float = 60) -> None:
             return
         time.sleep(0.5)
     raise TimeoutError("the client did not learn the relays")
+
+
+def _socks_name(port: int, name: str, target_port: int) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(b"\x05\x01\x00")
+        assert s.recv(2) == b"\x05\x00"
+        s.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name.encode() + target_port.to_bytes(2, "big"))
+        return s.recv(10)[1]
+
+
+def test_loopback_only_exit_refuses_names_but_localhost_before_dns(net: Net) -> None:
+    _wait_relays(net, 3)
+    for name in ("update.googleapis.com", "clients2.google.com"):  # what a browser asks for in the background
+        assert _socks_name(net.proxy_port, name, net.web) == 0x02
+    assert _socks_name(net.proxy_port, "localhost", net.web) == 0x00
+    resolved = net.resolve_log.read_text().split() if net.resolve_log.exists() else []
+    assert resolved == ["localhost"]  # the other names never reached the resolver
 
 
 def test_socks_gnet_typo_logs_the_reason_without_the_address(net: Net) -> None:

@@ -343,6 +343,13 @@ class ExitPolicy:
     def __hash__(self) -> int:
         return hash((self._enabled, self._allow))
 
+    @property
+    def loopback_only(self) -> bool:
+        """Every allow rule lies in loopback: no name but `localhost` can resolve to
+        anything allowed, so other names are refused before any DNS query (a local
+        test network, the demo: a browser's background names never leave the machine)."""
+        return self._enabled and bool(self.allow) and all(rule.network.is_loopback for rule in self.allow)
+
     def check(self, address: IPAddress, port: int) -> ExitDecision:
         """Decide for one resolved address; the reason is for logs and clients."""
         if not self._enabled:

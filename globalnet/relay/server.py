@@ -309,6 +309,8 @@ class RelayHop:
             raise GnetError(ErrorKind.HOST_UNREACHABLE, problem)
         loop = asyncio.get_running_loop()
         is_name = not _is_ip_literal(command.host)
+        if is_name and policy.loopback_only and command.host.lower().rstrip(".") != "localhost":
+            raise GnetError(ErrorKind.EXIT_POLICY, "this exit reaches only loopback: no name but localhost is resolved")
         if not is_name:  # an address: no resolver thread needed
             literal = ipaddress.ip_address(command.host.strip("[]"))
             family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
