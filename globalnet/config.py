@@ -150,7 +150,7 @@ examples:
   gclient -listen 9000 -connect "peer:9000, peer2:9000"
 
   # print this node's id (the identity key is created on first run)
-  gclient --id publickey.pem --print-id
+  gclient --id node.private.key --print-id
 
   # local port 1000 -> peer1 -> peer2 -> peer3, which connects to example.com:80
   gclient -tunnel "localhost:1000>peer1:9000>peer2:8080>peer3:9000>example.com:80"
@@ -210,7 +210,7 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
      'repeatable, e.g. -connect "peer:9000, 10.1.2.3:9000#<40 hex>"')),
     ("id", None, "FILE",
      ("identity key file, created on first run (default <data dir>/identity.key), "
-     "e.g. --id publickey.pem")),
+     "e.g. --id node.private.key; it is a private key: keep it secret, out of git")),
     ("print-id", _FLAG, None, "print this node's id (40 hex) and exit"),
     ("data-dir", None, "DIR",
      (f"state directory (default ${DATA_DIR_ENV} or {DEFAULT_DATA_DIR}), "
