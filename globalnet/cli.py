@@ -103,7 +103,7 @@ def _first_os_error(error: BaseException) -> OSError | None:
 def lock_data_dir(data_dir: Path) -> object | None:
     """One node per data dir: two would share an identity and fight over its files."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handle = open(data_dir / "lock", "a+")
+    handle = open(data_dir / "lock", "a+")  # noqa: SIM115 (held open: the lock lives as long as the node)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -66,7 +66,7 @@ class NodeProcess:
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 (handed to the child, closed below)
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         cmd = [*self.exec_prefix, *GCLIENT_CMD, "-data-dir", str(self.data_dir), "--log-json", "--log-level", self.log_level, *self.args]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
@@ -183,7 +183,7 @@ class _QuietServer(http.server.ThreadingHTTPServer):
 class _Page(http.server.BaseHTTPRequestHandler):
     body = b"<html><body><h1>Hello from GlobalNet</h1><p>This page came through a 3-hop circuit.</p></body></html>\n"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(self.body)))
@@ -236,7 +236,7 @@ def start_demo(
     metrics_port: int | None = None,
     proxy_port: int | None = None,
     service_port: int | None = None,
-    network: "Callable[[LocalNet], None] | None" = None,
+    network: Callable[[LocalNet], None] | None = None,
     log_level: str = "debug",
 ) -> LocalNet:
     """Relays (the third an exit for 127.0.0.1), a client with a tunnel through the first
@@ -343,7 +343,7 @@ def main() -> int:
                 with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(service_url, timeout=30) as resp:
                     through_service = resp.read()
                 took = (time.monotonic() - started) * 1000
-                print(f"\nThe same page as a hidden service, hosted by the node 'service' (no listener, no address):")
+                print("\nThe same page as a hidden service, hosted by the node 'service' (no listener, no address):")
                 print(f"  {address}")
                 print(f"  first fetch through a rendezvous: {took:.0f} ms, {len(through_service)} bytes")
             print(f"\nTry it:\n  curl {url}")
@@ -374,8 +374,8 @@ def main() -> int:
             return 1
         finally:
             # every node started so far, even when start-up failed half way
-            for started in _started:
-                started.stop_all()
+            for started_net in _started:
+                started_net.stop_all()
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -17,7 +18,7 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 _SECRET_WORDS = ("key", "payload", "secret", "password")
 
 
-def redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for field, value in list(event.items()):
         if field == "event":
             continue
@@ -79,7 +80,7 @@ class _ToStructlog(logging.Handler):
                 logger.error(message, **fields)
             else:
                 logger.warning(message, **fields)
-        except Exception:  # a log line must never take the node down
+        except Exception:  # noqa: BLE001 (a log line must never take the node down)
             self.handleError(record)
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 class NodeMetricsSource:
-    def __init__(self, node: "Node") -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
 
     def traffic(self) -> tuple[int, int]:

@@ -91,17 +91,17 @@ class PathResolver:
         exit_check = exit_allows(final)
         slots = [exit_check if i == len(hops) - 1 else None for i in rand_slots]
         exclude = {self.peers.own_id} | {t.node_id for t in fixed.values() if t.node_id} | (avoid or set())
-        avoid = {network_of_target(t) for t in fixed.values()}
+        avoid_networks = {network_of_target(t) for t in fixed.values()}
         deadline = time.monotonic() + wait
         announced = 0.0
         while True:
             relays = self.peers.relays()
             try:
-                chosen = choose_relays(relays, slots, exclude, avoid)
+                chosen = choose_relays(relays, slots, exclude, avoid_networks)
                 break
             except GnetError as exc:
                 if exit_check is not None and slots[-1] is exit_check:
-                    self._refuse_if_no_exit(relays, slots, exclude, avoid, exit_check, final.port)
+                    self._refuse_if_no_exit(relays, slots, exclude, avoid_networks, exit_check, final.port)
                 now = time.monotonic()
                 if now >= deadline:
                     raise GnetError(ErrorKind.NO_ROUTE, f"gave up waiting for relays: {exc.detail}") from None
@@ -160,4 +160,4 @@ def network_of_target(target: HopTarget) -> str:
     return str(ipaddress.ip_network(f"{ip}/{16 if ip.version == 4 else 32}", strict=False))
 
 
-__all__ = ["NoExitError", "PathResolver", "exit_allows", "network_of", "RELAY_WAIT"]
+__all__ = ["RELAY_WAIT", "NoExitError", "PathResolver", "exit_allows", "network_of"]

@@ -8,6 +8,7 @@ catch a typo before any network work.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 
 import nacl.bindings
@@ -48,13 +49,12 @@ def decode_address(text: str) -> bytes:
     name = text.strip().lower()
     if name.startswith("[") and name.endswith("]"):
         name = name[1:-1]
-    if name.endswith(SUFFIX):
-        name = name[: -len(SUFFIX)]
+    name = name.removesuffix(SUFFIX)
     if len(name) != ADDRESS_LENGTH:
         raise _bad(text, f"{len(name)} characters, an address has {ADDRESS_LENGTH}")
     try:
         raw = base64.b32decode(name.upper())
-    except (ValueError, base64.binascii.Error):
+    except (ValueError, binascii.Error):
         raise _bad(text, "not base32 (a-z, 2-7)") from None
     key, checksum, version = raw[:32], raw[32:34], raw[34]
     # The checksum covers the version byte: check it first, so a typo in the
