@@ -115,11 +115,12 @@ class Net:
         self.proxy_port = free_port()
         self.metrics_port = free_port()
         self.tunnel_port = free_port()
+        self.console_port = free_port()
         self.client = self.local.client(
             "client", "-connect", self.r1.pinned,
             "-proxy", f"{self.proxy_port}>rand>rand>rand>internet",
             "-tunnel", f"{self.tunnel_port}>{self.r1.pinned}>{self.r2.pinned}>{self.r3.pinned}>127.0.0.1:{web}",
-            "-metrics", str(self.metrics_port),
+            "-metrics", str(self.metrics_port), "-console", str(self.console_port),
         )  # fmt: skip
 
     def get(self, path: str) -> bytes:
@@ -145,6 +146,15 @@ def test_bootstrap_progress_lines_then_one_ready(net: Net) -> None:
     assert any("learning relays" in str(e["phase"]) for e in events)
     assert len([e for e in net.client.events() if e.get("event") == "ready"]) == 1
     assert net.client.find("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config") is None
+
+
+def test_console_stats_shows_the_bootstrap_progress(net: Net) -> None:
+    with socket.create_connection(("127.0.0.1", net.console_port), timeout=30) as s:
+        reader = s.makefile("rb")
+        reader.readline()  # greeting
+        s.sendall(b"stats\nquit\n")
+        text = b"".join(iter(reader.readline, b"")).decode()
+    assert "progress  ready (bootstrapped 100%)" in text, text
 
 
 def test_fully_pinned_tunnel_is_ready_at_once_without_bootstrap_peers(net: Net, tmp_path: Path) -> None:

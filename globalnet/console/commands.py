@@ -314,7 +314,6 @@ class Console:
             ("node", s["node_id"]),
             ("version", f"gclient {s['version']}"),
             ("uptime", fmt.duration(s["uptime"])),
-            ("bootstrap", _bootstrap_line(s["bootstrap"])),
             ("links", f"{s['links']} ({fmt.plural(s['connections'], 'QUIC connection')})"),
             ("peers", f"{s['relays_known']} relays known"),
             ("circuits", f"{s['circuits']} own, {s['message_circuits_in']} message circuits in"),
@@ -325,6 +324,8 @@ class Console:
             ("memory", f"{fmt.size(s['rss_bytes'])} RSS"),
             ("consoles", str(s["consoles"])),
         ]
+        if "bootstrap" in s:  # after uptime: how far the node got, as its log says it
+            pairs.insert(3, ("progress", _bootstrap_line(s["bootstrap"])))
         return Output(s, fmt.key_values(pairs))
 
     async def _log_level(self, args: tuple[str, ...]) -> Output:
@@ -338,7 +339,7 @@ class Console:
 def _bootstrap_line(status: dict[str, Any]) -> str:
     """As the log says it: `bootstrapped 60% (joining the DHT)` or `ready (100%)`."""
     if status["ready"]:
-        return "ready (100%)"
+        return "ready (bootstrapped 100%)"
     return f"bootstrapped {status['percent']}% ({status['phase']})"
 
 

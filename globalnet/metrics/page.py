@@ -49,7 +49,7 @@ function draw(s){
  document.getElementById("span").textContent=Math.round(span/60)}
 function show(s){
  document.getElementById("node").textContent=s.node_id;
- const b=s.bootstrap,boot=b.ready?"ready (100%)":"bootstrapped "+b.percent+"% ("+b.phase+")";
+ const b=s.bootstrap,boot=b.ready?"ready (bootstrapped 100%)":"bootstrapped "+b.percent+"% ("+b.phase+")";
  rows("summary",[],[["role",s.role],["version","gclient "+s.version],["uptime",Math.round(s.uptime)+" s"],
   ["bootstrap",boot],["relays known",s.relays_known],["guards",s.guards.length?s.guards.join(", "):"none"],
   ["relayed",size(s.bytes_relayed)],["traffic",size(s.traffic.in)+" in, "+size(s.traffic.out)+" out"]]);

@@ -31,7 +31,7 @@ class AddressError(GnetError):
 
 
 def _bad(text: str, problem: str) -> AddressError:
-    return AddressError(f"'{text}': {problem}", problem)
+    return AddressError(f"'{text}' is not a .gnet address: {problem}", problem)
 
 
 def _checksum(key: bytes, version: int = VERSION) -> bytes:
