@@ -299,7 +299,9 @@ class SocksProxy:
             async with asyncio.timeout(self.request_timeout):
                 return await opening
         except TimeoutError:
-            raise GnetError(ErrorKind.TIMEOUT, f"no circuit within {self.request_timeout:g} s") from None
+            waited = self.node.resolver.waiting_reason
+            detail = f"no circuit within {self.request_timeout:g} s" + (f" ({waited})" if waited else "")
+            raise GnetError(ErrorKind.TIMEOUT, detail) from None
         finally:
             self.waiting -= 1
             notice.cancel()

@@ -133,6 +133,8 @@ async def test_while_still_learning_relays_it_waits_and_keeps_the_reason() -> No
         await resolver.resolve((HopRandom(),) * 3, RelayConnect(Proto.TCP, "127.0.0.1", 8080), wait=0.6)
     assert not isinstance(caught.value, NoExitError)
     assert "gave up waiting for relays: no exit that allows this target" in str(caught.value)
+    # a caller whose own timeout ends the wait first can still say why
+    assert resolver.waiting_reason.startswith("still waiting for relays: no exit that allows this target")
 
 
 # -- logs and history -------------------------------------------------------------

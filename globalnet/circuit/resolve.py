@@ -74,6 +74,9 @@ class PathResolver:
     def __init__(self, peers: PeerTable, lookup: RecordLookup | None = None) -> None:
         self.peers = peers
         self.lookup = lookup
+        #: Why the last path choice had to wait (no host named), for the error a
+        #: caller gives when its own timeout ends the wait first.
+        self.waiting_reason = ""
 
     async def resolve(
         self, hops: tuple[Hop, ...], final: RelayConnect, wait: float = RELAY_WAIT, avoid: set[bytes] | None = None
@@ -98,8 +101,10 @@ class PathResolver:
             relays = self.peers.relays()
             try:
                 chosen = choose_relays(relays, slots, exclude, avoid_networks)
+                self.waiting_reason = ""
                 break
             except GnetError as exc:
+                self.waiting_reason = f"still waiting for relays: {exc.detail}"
                 if exit_check is not None and slots[-1] is exit_check:
                     self._refuse_if_no_exit(relays, slots, exclude, avoid_networks, exit_check, final.port)
                 now = time.monotonic()
