@@ -196,6 +196,29 @@ def test_target_no_exit_allows_is_refused_at_once_with_0x02(net: Net) -> None:
         assert s.recv(100).startswith(b"HTTP/1.1 403")
 
 
+def test_tunnel_to_a_target_no_exit_allows_fails_at_once_with_one_line(net: Net, tmp_path: Path) -> None:
+    _wait_relays(net, 3)
+    port, other = free_port(), free_port()
+    node = NodeProcess("notallowed", ["-no-listen", "-connect", net.r1.pinned,
+                                      "-tunnel", f"{port}>rand>rand>rand>127.0.0.1:{other}"], tmp_path / "n")
+    node.start()
+    try:
+        node.wait_for("ready", timeout=60)
+        time.sleep(2.5)  # the peer table has settled
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            try:
+                assert s.recv(100) == b""
+            except ConnectionResetError:
+                pass  # reset: the circuit was refused
+        line = node.wait_for("tunnel connection failed")
+        # the verdict, not a timeout after waiting for relays ("circuit build timed out")
+        assert f"no exit allows port {other} (1 exits considered" in str(line["reason"])
+        failures = [e for e in node.events() if e.get("event") == "tunnel connection failed"]
+        assert len(failures) == 1
+    finally:
+        node.stop()
+
+
 def _wait_relays(net: Net, count: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
