@@ -84,6 +84,7 @@ class BootstrapTracker:
     published: set[str] = field(default_factory=set)
     percent: int = 0
     phase: str = "starting"
+    listening: bool = False  # start() was called: every tunnel, proxy and console listens
 
     # -- facts ---------------------------------------------------------------
     def links_up(self, count: int) -> Progress | None:
@@ -111,7 +112,8 @@ class BootstrapTracker:
         return self._advance()
 
     def start(self) -> Progress | None:
-        """The first report, once every listener is up (a pinned client is ready here)."""
+        """Every listener is up: `ready` may be said from now on (a pinned client is ready here)."""
+        self.listening = True
         return self._advance()
 
     # -- the state -----------------------------------------------------------
@@ -152,6 +154,8 @@ class BootstrapTracker:
 
     def _advance(self) -> Progress | None:
         percent, phase = self._current()
+        if percent >= 100 and not self.listening:
+            return None  # ready only once the tunnels and proxies listen: said by start()
         first = self.phase == "starting"  # the start line is said even at 0 %
         if percent <= self.percent and not first:
             return None

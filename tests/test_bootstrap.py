@@ -26,7 +26,7 @@ def test_rand_hops_and_services_need_relays() -> None:
 
 def test_client_progress_goes_up_through_every_phase_then_ready_once() -> None:
     tracker = BootstrapTracker(3, expect_links=True, expect_dht=True, services=("web",))
-    lines = [tracker.start()]
+    lines = [tracker.start()]  # listeners up first, as node.py does
     lines.append(tracker.links_up(1))
     lines.append(tracker.relays_learned(1))
     lines.append(tracker.relays_learned(1))  # nothing new: no line
@@ -51,6 +51,7 @@ def test_client_progress_goes_up_through_every_phase_then_ready_once() -> None:
 
 def test_guards_hook_holds_ready_until_guards_are_chosen() -> None:
     tracker = BootstrapTracker(1, expect_links=True, expect_guards=True)
+    tracker.start()
     tracker.links_up(1)
     step = tracker.relays_learned(1)
     assert step == Progress(70, "choosing guards") and not tracker.ready
@@ -62,3 +63,11 @@ def test_unknown_service_name_changes_nothing() -> None:
     assert tracker.start() == Progress(80, "publishing services: 0 of 1")
     assert tracker.service_published("other") is None
     assert tracker.status()["services_published"] == []
+
+
+def test_ready_waits_for_the_listeners() -> None:
+    tracker = BootstrapTracker(1, expect_links=True)
+    assert tracker.links_up(1) is None or not tracker.ready
+    tracker.relays_learned(1)
+    assert not tracker.ready  # the facts say ready, but the tunnels do not listen yet
+    assert tracker.start() == Progress(100, "ready")
