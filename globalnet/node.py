@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from . import __version__
+from .bootstrap import BootstrapTracker, Progress, relays_needed
 from .circuit.builder import ClientCircuit, HopTarget, build_circuit
 from .config import Config
 from .crypto import BACKEND_NAME
@@ -23,6 +24,7 @@ from .identity import Identity, load_or_create_identity
 from .link.quic_link import Link
 from .link.manager import LinkManager, LinkSettings
 from .messaging import MessageService, Messenger
+from .metrics import MetricsSettings, NodeMetrics, start_metrics
 from .policy.exit_policy import ExitPolicy, record_summary
 from .relay.server import RelayService
 from .wire.commands import Proto, RelayConnect
@@ -36,7 +38,7 @@ from .dht.participant import Dht
 from .dht.values import ValidValue, node_record_value, record_from_value
 from .endpoint.session import FrameSession
 from .peertable import PeerTable
-from .wire.pathspec import Hop, HopAddr, HopId, HopRandom
+from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, format_host_port
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")
@@ -99,6 +101,15 @@ class Node:
         self.messenger = Messenger(self)  # console messages from this node
         self.console: Any = None  # a console.server.ConsoleServer with -console
         self.proxies: list[Any] = []
+        self.metrics = NodeMetrics()  # per node: several nodes may share a process
+        self.metrics_server: Any = None  # a metrics.MetricsServer with -metrics
+        needed = relays_needed(config.tunnels + config.proxies, len(config.services), bool(config.listen))
+        self.bootstrap = BootstrapTracker(
+            needed,
+            expect_links=needed > 0 or bool(config.connect),
+            expect_dht=self.dht is not None and (needed > 0 or bool(config.connect)),
+            services=tuple(sc.name for sc in config.services),
+        )
 
     # -- records -----------------------------------------------------------
     def _make_record(self) -> NodeRecord:
@@ -164,10 +175,19 @@ class Node:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 if cfg.listen:
-                    host, port = await self.links.listen(*cfg.listen)
+                    try:
+                        host, port = await self.links.listen(*cfg.listen)
+                    except OSError as exc:  # name the address: the bare errno does not
+                        where = format_host_port(*cfg.listen)
+                        raise OSError(exc.errno, f"-listen {where} (UDP): {exc.strerror or exc}") from None
                     self.links.refresh_record()
                 if cfg.console is not None:
                     self.console = await start_console(self, *cfg.console)
+                if cfg.metrics is not None:
+                    from .node_metrics import NodeMetricsSource
+
+                    settings = MetricsSettings(*cfg.metrics)
+                    self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
                 log.info(
                     "node started",
                     node_id=self.identity.node_id.hex(),
@@ -185,7 +205,8 @@ class Node:
                     log.info("guards loaded", guards=kept, file=str(self.guards.path))
                 for peer in cfg.connect:
                     self.spawn(self._keep_connected(peer), "bootstrap")
-                if not cfg.connect and not loaded:
+                self._progress(self.bootstrap.relays_learned(len(self.peers.relays())))
+                if not cfg.connect and not loaded and self.bootstrap.relays_needed > 0:
                     log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
                 for spec in cfg.tunnels:
                     tunnel = UdpTunnel(self, spec, cfg.udp_idle_timeout) if spec.udp else Tunnel(self, spec)
@@ -202,10 +223,13 @@ class Node:
                 if self.dht is not None:
                     self.spawn(self._dht_upkeep(), "dht upkeep")
                 self.ready.set()
+                self._progress(self.bootstrap.start())
                 await self._stop.wait()
                 log.info("node stopping")
                 if self.console is not None:
                     self.console.close()
+                if self.metrics_server is not None:
+                    self.metrics_server.close()
                 self.messenger.close()
                 for tunnel in self.tunnels:
                     tunnel.close()
@@ -249,7 +273,7 @@ class Node:
                 log.info("onion key rotated")
             self.peers.expire()
             await self.probe_guards()
-            self.guards.refresh(self.peers.relays())
+            self._refresh_guards()
             for link in list(self.links.links.values()):
                 link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
             if self.config.listen:
@@ -303,6 +327,7 @@ class Node:
             if self.dht is not None:
                 self.dht.add_contact(link.peer)
         link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
+        self._progress(self.bootstrap.links_up(len(self.links.links)))
 
     def _on_peers(self, link: Link, records: list[bytes]) -> None:
         if self.peers.update_many(records):
@@ -322,6 +347,7 @@ class Node:
                     key, value = node_record_value(self.links.own_record())
                     stored = await dht.publish(key, value, keep=True)
                     log.debug("dht joined", contacts=contacts, record_stored_on=stored)
+                    self._progress(self.bootstrap.dht_joined())
                     await self._learn_from_dht()
                     await dht.refresh()
             except (GnetError, TimeoutError) as exc:
@@ -350,7 +376,13 @@ class Node:
 
     async def dht_lookup(self, key: bytes) -> ValidValue | None:
         """A lookup for ourselves: through a circuit, never from our own address."""
-        return await self.dht_client.lookup(key)
+        try:
+            found = await self.dht_client.lookup(key)
+        except GnetError:
+            self.metrics.dht_lookup(ok=False)
+            raise
+        self.metrics.dht_lookup(ok=found is not None)
+        return found
 
     async def dht_publish(self, key: bytes, value: bytes) -> int:
         return await self.dht_client.publish(key, value)
@@ -372,7 +404,29 @@ class Node:
     def _report_progress(self) -> None:
         known = len(self.peers.relays())
         if known <= 20 or known % 50 == 0:
-            log.info("learning relays", known=known)
+            log.debug("learning relays", known=known)
+        self._progress(self.bootstrap.relays_learned(known))
+
+    # -- bootstrap progress (hooks for guards and services) -------------------
+    def _progress(self, step: Progress | None) -> None:
+        if step is None:
+            return
+        if step.ready:
+            log.info("ready", percent=100, tunnels=len(self.config.tunnels), proxies=len(self.config.proxies),
+                     services=len(self.config.services), relays_known=self.bootstrap.relays_known)
+        else:
+            log.info(step.line(), percent=step.percent, phase=step.phase)
+
+    def service_published(self, name: str) -> None:
+        self._progress(self.bootstrap.service_published(name))
+
+    def guards_chosen(self, count: int) -> None:
+        self._progress(self.bootstrap.guards_chosen(count))
+
+    def _refresh_guards(self) -> None:
+        self.guards.refresh(self.peers.relays())
+        if self.guards.entry.guards:
+            self.guards_chosen(len(self.guards.entry.guards))
 
     # -- circuits ----------------------------------------------------------
     def path_to(self, node_id: bytes, via: tuple[Hop, ...] | None = None) -> tuple[Hop, ...]:
@@ -439,7 +493,9 @@ class Node:
             raise GnetError(exc.kind, f"hop 1 ({first.describe()}): {exc.detail or exc.kind.describe}", first.node_id) from None
         if first.node_id is not None:
             self.guards.link_ok(first.node_id)
+        started = time.monotonic()
         circuit = await build_circuit(link, targets[1:], final, purpose)
+        self.metrics.circuit_built(time.monotonic() - started)
         self.circuits[circuit.id] = circuit
         return circuit
 
@@ -452,7 +508,7 @@ class Node:
         if not hops or not isinstance(hops[0], HopRandom):
             return await self.resolver.resolve(hops, final, avoid=avoid)
         for waited in (False, True):
-            self.guards.refresh(self.peers.relays())
+            self._refresh_guards()
             named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
             entries = [g for g in self.guards.entry_guards() if g.node_id not in avoid | named]
             for guard in entries:
@@ -495,6 +551,7 @@ class Node:
             "circuits": len(self.circuits),
             "crypto": BACKEND_NAME,
             "relays_known": len(self.peers.relays()),
+            "bootstrap": self.bootstrap.status(),
             **self.links.statistics(),
             **self.relay.statistics(),
             **(self.dht.statistics() if self.dht else {}),

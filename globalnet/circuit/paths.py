@@ -55,7 +55,7 @@ def choose_relays(
         want = slots[i]
         pool = [r for r in candidates if r.node_id not in used and (want is None or want(r))]
         if not pool:
-            what = "an exit that allows this target" if want is not None else "another relay"
+            what = "exit that allows this target" if want is not None else "other relay"
             raise GnetError(ErrorKind.NO_ROUTE, f"no {what} among {len(candidates)} known relays")
         diverse = [r for r in pool if network_of(r) not in nets] or pool
         weights = [1.0 / crowd[network_of(r)] for r in diverse]

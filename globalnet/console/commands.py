@@ -336,6 +336,8 @@ class Console:
             ("memory", f"{fmt.size(s['rss_bytes'])} RSS"),
             ("consoles", str(s["consoles"])),
         ]
+        if "bootstrap" in s:  # after uptime: how far the node got, as its log says it
+            pairs.insert(3, ("progress", _bootstrap_line(s["bootstrap"])))
         return Output(s, fmt.key_values(pairs))
 
     async def _log_level(self, args: tuple[str, ...]) -> Output:
@@ -344,6 +346,13 @@ class Console:
             raise ConsoleError(f"usage: log level <{'|'.join(LEVELS)}>")
         self.view.set_log_level(level)
         return Output({"level": level}, f"log level is {level}")
+
+
+def _bootstrap_line(status: dict[str, Any]) -> str:
+    """As the log says it: `bootstrapped 60% (joining the DHT)` or `ready (100%)`."""
+    if status["ready"]:
+        return "ready (bootstrapped 100%)"
+    return f"bootstrapped {status['percent']}% ({status['phase']})"
 
 
 def _how(result: dict[str, Any]) -> str:

@@ -81,10 +81,7 @@ async def open_service_circuit(
 ) -> "ClientCircuit":
     """A circuit whose last hop is the service; `command` is what we ask of it
     (default: a TCP session to its own target, or to `then`)."""
-    try:
-        service_key = decode_address(address)
-    except GnetError as exc:
-        raise ServiceError(ErrorKind.SERVICE_UNREACHABLE, exc.detail) from None
+    service_key = decode_address(address)  # AddressError (SERVICE_UNREACHABLE) says what is wrong
     started = time.monotonic()
     try:
         return await _through_access_points(

@@ -299,6 +299,7 @@ class HostedService:
                 self.published = desc
                 self.publish_count += 1
                 log.info("service descriptor published", service=self.name, access_points=len(desc.access_points), stored_on=stored)
+                self.node.service_published(self.name)  # bootstrap progress
 
     # -- sessions --------------------------------------------------------------
     def rendezvous_requested(self, ap: bytes, cookie: bytes) -> None:
