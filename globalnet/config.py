@@ -30,12 +30,14 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from globalnet.policy.exit_policy import ExitRule, parse_exit_rule
 from globalnet.service.address import AddressError, decode_address
+from globalnet.service.settings import ServiceConfig
+from globalnet.socks import ProxyAuth
 from globalnet.wire.pathspec import (
     HopAddr,
     PathSpec,
@@ -97,24 +99,6 @@ class ExitConfig:
     enabled: bool = False
     allow: tuple[ExitRule, ...] = ()
     allow_udp: tuple[ExitRule, ...] = ()  # UDP is exited only where a rule allows it
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    """A hidden service this node hosts: each session goes to `target`."""
-
-    name: str
-    target: tuple[str, int]
-    allow: tuple[ExitRule, ...] = ()  # targets a client may choose instead (none by default)
-    udp: bool = False  # NAME=udp:HOST:PORT: sessions carry datagrams to a UDP target
-
-
-@dataclass(frozen=True)
-class ProxyAuth:
-    """-proxy-auth USER:PASS: the only credentials the SOCKS proxies accept."""
-
-    username: str
-    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)

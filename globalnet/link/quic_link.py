@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import structlog
 from qh3.asyncio.protocol import QuicConnectionProtocol
@@ -23,15 +23,13 @@ from qh3.quic import events
 from qh3.quic.connection import QuicConnection
 
 from ..errors import ErrorKind, GnetError
+from ..identity import Identity
 from ..wire.framing import MessageSplitter, prefix
 from ..wire.records import NodeRecord, node_id_of, short_id
 from . import qh3_tuning  # noqa: F401  (raises qh3's stream limit before any connection exists)
 from .auth import ControlChannel, LinkReady, PeerClosed, PeersReceived, PongReceived
 from .certs import identity_key_from_spki
 from .liveness import LinkDead, LivenessCore, SendPing
-
-if TYPE_CHECKING:
-    from .manager import LinkManager
 
 log = structlog.get_logger("globalnet.link")
 
@@ -49,6 +47,30 @@ class StreamHandler(Protocol):
     def stream_data(self, data: bytes, end: bool) -> None: ...
 
     def stream_reset(self, kind: ErrorKind) -> None: ...
+
+
+class HasDialTimeout(Protocol):
+    @property
+    def dial_timeout(self) -> float: ...
+
+
+class LinkOwner(Protocol):
+    """What a link needs from the LinkManager that owns it (who we are, where to report):
+    a protocol, so link/quic_link.py and link/manager.py do not import each other."""
+
+    @property
+    def identity(self) -> Identity: ...
+    @property
+    def settings(self) -> HasDialTimeout: ...
+    @property
+    def on_peers(self) -> Callable[[Link, list[bytes]], None]: ...
+    @property
+    def on_dht(self) -> Callable[[Link, bytes], None]: ...
+
+    def own_record(self) -> NodeRecord: ...
+    def link_ready(self, link: Link) -> None: ...
+    def incoming_stream(self, hs: HopStream) -> None: ...
+    def link_closed(self, link: Link) -> None: ...
 
 
 class _Unclaimed:
@@ -105,7 +127,7 @@ class Link(QuicConnectionProtocol):
         quic: QuicConnection,
         stream_handler: Any = None,
         *,
-        manager: LinkManager,
+        manager: LinkOwner,
         dialler: bool,
         expected_id: bytes | None = None,
         address: tuple[str, int] | None = None,

@@ -65,7 +65,7 @@ def decode_register(body: bytes) -> tuple[bytes, int, bytes]:
 class Registration:
     """Our end of a service's registration circuit."""
 
-    ap: "AccessPoint"
+    ap: AccessPoint
     hop: RelayHop
     session: FrameSession
     service: bytes = b""  # service id once registered

@@ -27,7 +27,7 @@ from .descriptor import Descriptor, current_period, descriptor_key, verify_descr
 
 if TYPE_CHECKING:
     from ..circuit.builder import ClientCircuit
-    from ..node import Node
+from .node_api import ServiceClientNode
 
 log = structlog.get_logger("globalnet.service")
 
@@ -46,7 +46,7 @@ class ServiceError(GnetError):
 _CACHE_MAX = 256
 
 
-async def find_descriptor(node: "Node", service_key: bytes, fresh: bool = False) -> Descriptor:
+async def find_descriptor(node: ServiceClientNode, service_key: bytes, fresh: bool = False) -> Descriptor:
     """The service's descriptor: cached until it expires, else looked up through a circuit."""
     cache: dict[bytes, Descriptor] = node.service_descriptors
     cached = cache.get(service_key)
@@ -59,7 +59,7 @@ async def find_descriptor(node: "Node", service_key: bytes, fresh: bool = False)
     return descriptor
 
 
-async def _lookup_descriptor(node: "Node", service_key: bytes) -> Descriptor:
+async def _lookup_descriptor(node: ServiceClientNode, service_key: bytes) -> Descriptor:
     period = current_period()
     expired = False
     for p in (period, period - 1):
@@ -77,8 +77,8 @@ async def _lookup_descriptor(node: "Node", service_key: bytes) -> Descriptor:
 
 
 async def open_service_circuit(
-    node: "Node", address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None
-) -> "ClientCircuit":
+    node: ServiceClientNode, address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None
+) -> ClientCircuit:
     """A circuit whose last hop is the service; `command` is what we ask of it
     (default: a TCP session to its own target, or to `then`)."""
     service_key = decode_address(address)  # AddressError (SERVICE_UNREACHABLE) says what is wrong
@@ -96,14 +96,14 @@ async def open_service_circuit(
 
 
 async def _through_access_points(
-    node: "Node",
+    node: ServiceClientNode,
     service_key: bytes,
     descriptor: Descriptor,
     then: TargetTcp | None,
     purpose: str,
     started: float,
     command: RelayConnect | None = None,
-) -> "ClientCircuit":
+) -> ClientCircuit:
     sid = service_id(service_key)
     aps = list(descriptor.access_points)
     random.shuffle(aps)

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ..config import ServiceConfig
 from ..endpoint.session import EndReceived, FrameSession, RequestFrameReceived
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity, load_or_create_identity
@@ -37,10 +36,11 @@ from ..wire.records import short_id
 from .access_point import encode_register, register_message
 from .address import encode_address, service_id, service_onion_key
 from .descriptor import DESCRIPTOR_LIFETIME, PERIOD, Descriptor, current_period
+from .node_api import ServiceHostNode
+from .settings import ServiceConfig
 
 if TYPE_CHECKING:
     from ..circuit.builder import ClientCircuit
-    from ..node import Node
 
 log = structlog.get_logger("globalnet.service")
 
@@ -191,7 +191,7 @@ class _Intro:
 
 
 class HostedService:
-    def __init__(self, node: Node, config: ServiceConfig, access_points: int = ACCESS_POINTS) -> None:
+    def __init__(self, node: ServiceHostNode, config: ServiceConfig, access_points: int = ACCESS_POINTS) -> None:
         self.node = node
         self.config = config
         self.name = config.name
