@@ -102,6 +102,7 @@ class ServiceConfig:
     name: str
     target: tuple[str, int]
     allow: tuple[ExitRule, ...] = ()  # targets a client may choose instead (none by default)
+    auth: bool = False  # only clients in services/NAME/authorized_clients/ may connect
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ class Config:
     max_datagram_size: int
     idle_timeout: float
     version: bool = False
+    gen_client_key: bool = False
     services: tuple[ServiceConfig, ...] = ()
     proxy_auth: ProxyAuth | None = None  # None: any client may use the proxies
     proxy_timeout: float = DEFAULT_PROXY_TIMEOUT  # bound on one SOCKS request's circuit
@@ -198,6 +200,9 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
      ("identity key file, created on first run (default <data dir>/identity.key), "
      "e.g. --id publickey.pem")),
     ("print-id", _FLAG, None, "print this node's id (40 hex) and exit"),
+    ("gen-client-key", _FLAG, None,
+     ("create this node's hidden-service client key (DATA_DIR/client_auth/private.key, kept "
+      "if it exists), print its public line for a service's authorized_clients/ and exit")),
     ("data-dir", None, "DIR",
      (f"state directory (default ${DATA_DIR_ENV} or {DEFAULT_DATA_DIR}), "
      "e.g. -data-dir /var/lib/globalnet")),
@@ -207,9 +212,11 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("proxy", _MANY, "SPEC",
      ("a local SOCKS5 proxy whose target is internet or a service; repeatable, "
      'e.g. -proxy "8080>rand>rand>rand>internet"')),
-    ("service", _MANY, "NAME=HOST:PORT",
+    ("service", _MANY, "NAME=HOST:PORT[,auth]",
      ("host a hidden service that forwards each session to HOST:PORT; "
      "NAME=allow:NET:PORTS lets clients choose targets in NET (none by default); "
+     ",auth admits only clients whose public key (gclient --gen-client-key) is a file in "
+     "DATA_DIR/services/NAME/authorized_clients/; "
      "repeatable, e.g. -service web=127.0.0.1:8080")),
     ("proxy-auth", None, "USER:PASS",
      ("only clients giving this username and password may use the proxies (SOCKS5 "
@@ -657,10 +664,12 @@ _SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
 def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
-    """`NAME=HOST:PORT` (the service's target) and `NAME=allow:NET:PORTS` (client-chosen targets)."""
+    """`NAME=HOST:PORT[,auth]` (the service's target; `auth`: client authorization) and
+    `NAME=allow:NET:PORTS` (client-chosen targets)."""
     if value is None:
         return ()
     targets: dict[str, tuple[str, int]] = {}
+    auth: set[str] = set()
     allows: dict[str, list[ExitRule]] = {}
     items = value.raw if isinstance(value.raw, list) else [value.raw]
     for item in items:
@@ -678,6 +687,11 @@ def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
         else:
             if name in targets:
                 value.fail(f"service {name!r} has two targets")
+            rest, comma, option = rest.partition(",")
+            if comma:
+                if option.strip().lower() != "auth":
+                    value.fail(f"{item!r}: the only option after the target is ',auth' (client authorization)")
+                auth.add(name)
             try:
                 hop = parse_hop_addr(rest)
             except PathSpecError as exc:
@@ -688,7 +702,7 @@ def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
             value.fail(f"service {name!r} has allow rules but no NAME=HOST:PORT target")
     if len(targets) > MAX_LIST_ITEMS:
         value.fail(f"too many services ({len(targets)})")
-    return tuple(ServiceConfig(n, t, tuple(allows.get(n, ()))) for n, t in targets.items())
+    return tuple(ServiceConfig(n, t, tuple(allows.get(n, ())), n in auth) for n, t in targets.items())
 
 
 def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
@@ -725,6 +739,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
         data_dir=data_dir,
         identity_file=identity_file,
         print_id=bool(ns.print_id),
+        gen_client_key=bool(ns.gen_client_key),
         listen=listen,
         advertise=_advertise(pick("advertise", "-advertise", "advertise"), listen),
         connect=_connect(ns, file, path),

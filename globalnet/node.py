@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine, Hashable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -30,6 +31,7 @@ from .circuit.resolve import PathResolver
 from .dht.agent import DhtAgent, DhtClient
 from .service.access_point import AccessPoint
 from .service.client import open_service_circuit
+from .service.client_auth import load_client_key
 from .service.host import HostedService
 from .dht.participant import Dht
 from .dht.values import ValidValue, node_record_value, record_from_value
@@ -75,6 +77,8 @@ class Node:
             self.relay.access_point = AccessPoint(self.identity.node_id)
         self.services = [HostedService(self, sc) for sc in config.services]
         self.service_descriptors: dict[bytes, Any] = {}  # descriptors this node looked up, until they expire
+        # our hidden-service client key (gclient --gen-client-key), for services with client authorization
+        self.client_auth_key = load_client_key(Path(config.data_dir) / "client_auth")
         self.links.on_link_ready.append(self._on_link_ready)
         self.links.on_peers = self._on_peers
         self.circuits: dict[int, ClientCircuit] = {}
