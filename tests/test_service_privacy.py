@@ -1,0 +1,114 @@
+"""What the DHT learns of hidden services (nothing linkable), and client authorization, on a real network."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from globalnet.config import load_config
+from globalnet.dht.values import ValueKind, decode_blinded_value
+from globalnet.errors import ErrorKind, GnetError
+from globalnet.node import Node
+from globalnet.service.address import service_id
+from globalnet.service.client_auth import format_key, generate_client_key
+from globalnet.service.descriptor import PERIOD, current_period
+from tests.inproc_nodes import Net, network, pinned, until
+
+
+def _windows(secret: bytes, size: int = 8) -> list[bytes]:
+    return [secret[i : i + size] for i in range(0, max(1, len(secret) - size + 1))]
+
+
+def _shares_a_window(a: bytes, b: bytes, size: int = 8) -> bool:
+    return any(w in b for w in _windows(a, size))
+
+
+async def _connect(node: Node, address: str) -> None:
+    circuit = await node.open_service(address, None, "tunnel")
+    node.forget_circuit(circuit)
+
+
+def _stored_values(net: Net) -> list[bytes]:
+    return [value for node in net.nodes if node.dht is not None for _, value in node.dht.storage]
+
+
+async def test_dht_values_reveal_nothing_and_only_authorized_clients_connect(tmp_path: Path) -> None:
+    alice_public = generate_client_key(tmp_path / "alice" / "client_auth")
+    generate_client_key(tmp_path / "bob" / "client_auth")  # a key the service does not list
+    clients_dir = tmp_path / "svc2" / "services" / "private" / "authorized_clients"
+    clients_dir.mkdir(parents=True)
+    (clients_dir / "alice.auth").write_text(format_key(alice_public) + "\n")
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    target = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = target.sockets[0].getsockname()[1]
+    async with target, asyncio.timeout(300), network(tmp_path) as net:
+        seed = await net.start("seed")
+        for i in range(9):
+            await net.start(f"r{i}", "-connect", pinned(seed))
+        svc1 = await net.start("svc1", "-no-listen", "-connect", pinned(seed), "-service", f"web=127.0.0.1:{port}")
+        svc2 = await net.start("svc2", "-no-listen", "-connect", pinned(seed), "-service", f"private=127.0.0.1:{port},auth")
+        public, private = svc1.services[0], svc2.services[0]
+        assert private.clients == [alice_public]
+        assert await until(lambda: public.published is not None and private.published is not None, 90)
+
+        # the same services publish for the next period too (a fake clock one period ahead)
+        await public._publish(now=time.time() + PERIOD)
+        await private._publish(now=time.time() + PERIOD)
+
+        secrets: list[bytes] = []
+        for service in (public, private):
+            secrets += [service.public, service.address.encode(), service.address[:56].encode(), service.id, service.pow_seed]
+            for intro in service.intros.values():
+                secrets += [intro.ap, intro.entry.registration_id, intro.entry.proof]
+        secrets.append(alice_public)
+
+        descriptors: dict[int, list[bytes]] = {}
+        for value in _stored_values(net):
+            for secret in secrets:
+                assert not _shares_a_window(secret, value), "a DHT value carries a service secret"
+            if value[0] == ValueKind.SERVICE_DESCRIPTOR:
+                envelope = decode_blinded_value(value)
+                descriptors.setdefault(envelope.period, []).append(envelope.blinded_key + envelope.body + envelope.signature)
+        period = current_period()
+        assert {period, period + 1} <= set(descriptors)
+        # nothing in one period's descriptors links to any descriptor of the other period
+        for this in set(descriptors[period]):
+            for that in set(descriptors[period + 1]):
+                assert not _shares_a_window(this, that, 8)
+
+        # client authorization: alice connects; bob (unlisted key) and a node without a key do not
+        alice = await net.start("alice", "-no-listen", "-connect", pinned(seed))
+        bob = await net.start("bob", "-no-listen", "-connect", pinned(seed))
+        nokey = await net.start("nokey", "-no-listen", "-connect", pinned(seed))
+        assert await until(lambda: all(len(n.peers.relays()) >= 6 for n in (alice, bob, nokey)), 60)
+        await _connect(alice, private.address)
+        await _connect(nokey, public.address)  # a service without authorization: anyone
+        for stranger in (bob, nokey):
+            with pytest.raises(GnetError) as info:
+                await _connect(stranger, private.address)
+            assert info.value.kind is ErrorKind.SERVICE_NOT_AUTHORIZED
+            assert info.value.kind.socks_reply == 0xF4
+
+        # revoke alice: the service republishes, renews its access point proofs, and alice is out
+        published = private.publish_count
+        (clients_dir / "alice.auth").unlink()
+        private.changed.set()
+        assert await until(lambda: private.publish_count > published and private.clients == [], 90)
+        with pytest.raises(GnetError) as info:
+            await _connect(alice, private.address)
+        assert info.value.kind is ErrorKind.SERVICE_NOT_AUTHORIZED
+
+
+def test_a_wrong_authorized_client_file_is_a_clear_error_at_start(tmp_path: Path) -> None:
+    clients_dir = tmp_path / "svc" / "services" / "private" / "authorized_clients"
+    clients_dir.mkdir(parents=True)
+    (clients_dir / "carol.auth").write_text("not a key\n")
+    config = load_config(["-data-dir", str(tmp_path / "svc"), "-no-listen", "-service", "private=127.0.0.1:9,auth"])
+    with pytest.raises(GnetError, match="carol.auth.*descriptor:x25519"):
+        Node(config)
