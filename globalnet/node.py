@@ -317,7 +317,9 @@ class Node:
                     pass
 
     async def _open_dht_circuit(self) -> tuple[ClientCircuit, FrameSession]:
-        hops = min(3, max(1, len(self.peers.relays())))
+        # a hosting node never routes through its own access points: on a small network
+        # that leaves fewer relays for a DHT circuit (2 hops on the README's 3 relays)
+        hops = min(3, max(1, len(self.peers.relays()) - len(self._access_points())))
         circuit = await self.open_circuit(tuple(HopRandom() for _ in range(hops)), RelayConnect(Proto.DHT), "dht")
         assert circuit.core.session is not None
         return circuit, circuit.core.session

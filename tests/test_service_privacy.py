@@ -112,3 +112,58 @@ def test_a_wrong_authorized_client_file_is_a_clear_error_at_start(tmp_path: Path
     config = load_config(["-data-dir", str(tmp_path / "svc"), "-no-listen", "-service", "private=127.0.0.1:9,auth"])
     with pytest.raises(GnetError, match="carol.auth.*descriptor:x25519"):
         Node(config)
+
+
+# -- a small network: the README's three relays --------------------------------------------
+async def _socks_to(port: int, name: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x05\x01\x00")
+    assert await reader.readexactly(2) == b"\x05\x00"
+    writer.write(b"\x05\x01\x00\x03" + bytes([len(name)]) + name.encode() + (80).to_bytes(2, "big"))
+    reply = await reader.readexactly(4)
+    if reply[3] == 1:
+        await reader.readexactly(6)
+    return reader, writer, reply[1]
+
+
+async def test_the_readme_three_relay_network_hosts_a_service(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from globalnet.localnet import free_port
+    from tests.targets import EchoServer, serve
+
+    async with serve(EchoServer()) as echo, asyncio.timeout(240), network(tmp_path) as net:
+        r1 = await net.start("r1")
+        await net.start("r2", "-connect", pinned(r1))
+        await net.start("r3", "-connect", pinned(r1), "-exit", "-exit-allow", "127.0.0.1/32")
+        svc = await net.start("svc", "-no-listen", "-connect", pinned(r1), "-service", f"web=127.0.0.1:{echo}")
+        service = svc.services[0]
+        assert await until(lambda: service.published is not None, 90)
+        assert len(service.published.access_points) == 1  # type: ignore[union-attr]
+        assert service._said.startswith("small network: 1 access point(s) instead of 3; 3 more relays")
+
+        tunnel, socks = free_port(), free_port()
+        await net.start(
+            "client", "-no-listen", "-connect", pinned(r1), "-tunnel", f"{tunnel}>{service.address}",
+            "-proxy", f"{socks}>rand>rand>rand>internet",
+        )
+        reader, writer = await asyncio.open_connection("127.0.0.1", tunnel)
+        writer.write(b"through the tunnel")
+        assert await reader.readexactly(18) == b"through the tunnel"
+        writer.close()
+        reader, writer, code = await _socks_to(socks, service.address)
+        assert code == 0
+        writer.write(b"through socks")
+        assert await reader.readexactly(13) == b"through socks"
+        writer.close()
+        # an unknown service: the SOCKS reply says "descriptor not found" (Tor's 0xF0);
+        # an address whose key is no valid point: a bad address (0x04)
+        import nacl.signing
+
+        from globalnet.service.address import encode_address
+
+        unknown = encode_address(bytes(nacl.signing.SigningKey.generate().verify_key))
+        _, writer, code = await _socks_to(socks, unknown)
+        assert code == 0xF0
+        writer.close()
+        _, writer, code = await _socks_to(socks, encode_address(bytes(32 * [1])))
+        assert code == 0x04
+        writer.close()

@@ -13,6 +13,7 @@ import hashlib
 import nacl.bindings
 import nacl.exceptions
 
+from ..crypto.blinding import BlindingError, blind_public_key
 from ..errors import ErrorKind, GnetError
 
 VERSION = 1
@@ -54,6 +55,10 @@ def decode_address(text: str) -> bytes:
         raise AddressError(f"'{text}' has address version {version}; this client knows version {VERSION}")
     if checksum != _checksum(key):
         raise AddressError(f"'{text}': bad checksum (a typo in the address?)")
+    try:
+        blind_public_key(key, 0)  # its descriptors are found by the blinded key: it must be a valid point
+    except BlindingError:
+        raise AddressError(f"'{text}' does not hold a valid Ed25519 key") from None
     return key
 
 

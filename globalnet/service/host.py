@@ -251,10 +251,14 @@ class HostedService:
                     intro.circuit_reset(ErrorKind.CLOSED)
 
     def access_point_goal(self) -> int:
-        """How many access points this network allows: each circuit to one of them passes
-        OTHER_HOPS relays that are not our access points, so n relays allow n - OTHER_HOPS."""
+        """How many access points this network allows. Our circuits never pass through our
+        own access points, so each one we take is a relay fewer for our other circuits:
+        keep 3 relays (a full DHT circuit) besides them, and at least OTHER_HOPS + 1 in all."""
         known = len(self.node.peers.relays())
-        goal = max(0, min(self.wanted, known - OTHER_HOPS))
+        if known < OTHER_HOPS + 1:
+            goal = 0
+        else:
+            goal = max(1, min(self.wanted, known - 3))
         if goal < self.wanted:
             if goal == 0:
                 said = (
@@ -264,7 +268,7 @@ class HostedService:
             else:
                 said = (
                     f"small network: {goal} access point(s) instead of {self.wanted}; "
-                    f"{self.wanted + OTHER_HOPS - known} more relays would give all {self.wanted}"
+                    f"{self.wanted + 3 - known} more relays would give all {self.wanted}"
                 )
             if said != self._said:
                 log.info(said, service=self.name, relays_known=known)
