@@ -17,8 +17,10 @@ an onion key), then connects the session to its target.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +33,9 @@ from ..config import ServiceConfig
 from ..endpoint.session import EndReceived, FrameSession, RequestFrameReceived
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity, load_or_create_identity
-from ..policy.exit_policy import ExitPolicy
+from ..policy.exit_policy import ExitPolicy, ExitRule
 from ..relay.server import RelayHop
+from ..relay.udp_exit import UdpExit, UdpSockets
 from ..wire.commands import SERVICE_JOIN, SERVICE_REGISTER, Proto, RelayConnect
 from ..wire.framing import FrameType
 from ..wire.pathspec import HopId, HopRandom
@@ -90,6 +93,8 @@ class _SessionContext:
     endpoints: dict[Any, Any] = field(default_factory=dict)
     access_point: None = None
     links: None = None
+    udp: bool = False  # the target is UDP (NAME=udp:HOST:PORT)
+    udp_idle_timeout: float = 120.0
 
 
 class ServiceHop(RelayHop):
@@ -99,6 +104,8 @@ class ServiceHop(RelayHop):
 
     async def _open_exit(self, command: RelayConnect) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         ctx = self.relay
+        if ctx.udp:
+            raise GnetError(ErrorKind.EXIT_POLICY, "this service's target is UDP: use a UDP tunnel or SOCKS UDP ASSOCIATE")
         if not command.host:
             host, port = ctx.target
             try:
@@ -108,6 +115,28 @@ class ServiceHop(RelayHop):
         if not ctx.exit_policy.enabled:
             raise GnetError(ErrorKind.EXIT_POLICY, "this service does not allow client-chosen targets")
         return await super()._open_exit(command)
+
+    async def _open_udp_exit(self, command: RelayConnect) -> None:
+        """A UDP session goes to the service's own UDP target, and nowhere else."""
+        ctx = self.relay
+        if not ctx.udp:
+            raise GnetError(ErrorKind.EXIT_POLICY, "this service's target is TCP, not UDP")
+        if command.host:
+            raise GnetError(ErrorKind.EXIT_POLICY, "a UDP service takes datagrams for its own target only")
+        host, port = ctx.target
+        try:  # the owner's own target (often `localhost`): resolved here, once, like a TCP target
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise GnetError(ErrorKind.CONNECTION_REFUSED, f"the service's target does not resolve ({exc})") from None
+        address = ipaddress.ip_address(infos[0][4][0])
+        only_target = ExitPolicy(True, [ExitRule(ipaddress.ip_network(address), frozenset({port}))])
+        sockets = await UdpSockets.open()
+        if self.closed:
+            sockets.close()
+            return
+        self._start_endpoint_of(
+            lambda session, hop: UdpExit(session, hop, only_target, (str(address), port), ctx.udp_idle_timeout, sockets)
+        )
 
 
 class CircuitAsStream:
@@ -209,7 +238,7 @@ class HostedService:
         self.publish_count = 0
         keys = _ServiceKeys(self.id, service_onion_key(bytes(self.key.signing_key)))
         allow = ExitPolicy(True, config.allow) if config.allow else ExitPolicy(False)
-        self.context = _SessionContext(keys, node.spawn, allow, config.target)
+        self.context = _SessionContext(keys, node.spawn, allow, config.target, udp=config.udp)
 
     # -- the service's life --------------------------------------------------
     async def run(self) -> None:
