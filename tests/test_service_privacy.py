@@ -167,3 +167,58 @@ async def test_the_readme_three_relay_network_hosts_a_service(tmp_path: Path, ca
         _, writer, code = await _socks_to(socks, encode_address(bytes(32 * [1])))
         assert code == 0x04
         writer.close()
+
+
+# -- DoS defence: a flood of rendezvous requests without work -------------------------------
+async def test_a_flood_without_work_does_not_stop_a_client_with_work(tmp_path: Path) -> None:
+    from globalnet.service.access_point import RendezvousAsk
+    from globalnet.service.client import find_descriptor
+    from globalnet.service.pow import EffortController
+    from globalnet.wire.commands import Proto, RelayConnect
+    from globalnet.wire.pathspec import HopId
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    target = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = target.sockets[0].getsockname()[1]
+    async with target, asyncio.timeout(300), network(tmp_path) as net:
+        seed = await net.start("seed")
+        for i in range(6):
+            await net.start(f"r{i}", "-connect", pinned(seed))
+        svc = await net.start("svc", "-no-listen", "-connect", pinned(seed), "-service", f"web=127.0.0.1:{port}")
+        service = svc.services[0]
+        service.effort = EffortController(1.0, service.effort.limit, time.monotonic())  # react within a second
+        assert await until(lambda: service.published is not None, 90)
+        flooder = await net.start("flooder", "-no-listen", "-connect", pinned(seed))
+        honest = await net.start("honest", "-no-listen", "-connect", pinned(seed))
+        assert await until(lambda: all(len(n.peers.relays()) >= 6 for n in (flooder, honest)), 60)
+        descriptor = await find_descriptor(flooder, service.public)
+        sent = 0
+
+        async def flood(entry: object) -> None:  # requests with the right proof but no work
+            nonlocal sent
+            while True:
+                ask = RendezvousAsk(entry.proof, bytes(16), 0)  # type: ignore[attr-defined]
+                command = RelayConnect(Proto.SERVICE, ask.encode(), node_id=entry.registration_id)  # type: ignore[attr-defined]
+                sent += 1
+                try:
+                    circuit = await flooder.open_circuit((HopId(entry.node_id),), command, "flood")  # type: ignore[attr-defined]
+                except GnetError:
+                    continue
+                circuit.reset(ErrorKind.CLOSED)
+                flooder.forget_circuit(circuit)
+
+        floods = [asyncio.create_task(flood(e)) for e in descriptor.access_points for _ in range(40)]
+        try:
+            started = time.monotonic()
+            # under the flood the service raises its suggested effort and republishes
+            assert await until(lambda: service.published is not None and service.published.pow_effort > 0, 60)
+            await _connect(honest, service.address)  # works for its rendezvous, and gets in
+            rate = sent / (time.monotonic() - started)
+        finally:
+            for task in floods:
+                task.cancel()
+            await asyncio.gather(*floods, return_exceptions=True)
+        print(f"flood: {rate:.0f} rendezvous requests/s without work; suggested effort {service.published.pow_effort}")
+        assert rate > 20  # a real flood reached the access points
