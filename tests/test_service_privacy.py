@@ -12,14 +12,13 @@ from globalnet.config import load_config
 from globalnet.dht.values import ValueKind, decode_blinded_value
 from globalnet.errors import ErrorKind, GnetError
 from globalnet.node import Node
-from globalnet.service.address import service_id
 from globalnet.service.client_auth import format_key, generate_client_key
 from globalnet.service.descriptor import PERIOD, current_period
 from tests.inproc_nodes import Net, network, pinned, until
 
 
 def _windows(secret: bytes, size: int = 8) -> list[bytes]:
-    return [secret[i : i + size] for i in range(0, max(1, len(secret) - size + 1))]
+    return [secret[i : i + size] for i in range(max(1, len(secret) - size + 1))]
 
 
 def _shares_a_window(a: bytes, b: bytes, size: int = 8) -> bool:

@@ -8,6 +8,7 @@ catch a typo before any network work.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 
 import nacl.bindings
@@ -42,13 +43,12 @@ def decode_address(text: str) -> bytes:
     name = text.strip().lower()
     if name.startswith("[") and name.endswith("]"):
         name = name[1:-1]
-    if name.endswith(SUFFIX):
-        name = name[: -len(SUFFIX)]
+    name = name.removesuffix(SUFFIX)
     if len(name) != ADDRESS_LENGTH:
         raise AddressError(f"'{text}' is not a .gnet address: it has {len(name)} characters, an address has {ADDRESS_LENGTH}")
     try:
         raw = base64.b32decode(name.upper())
-    except (ValueError, base64.binascii.Error):
+    except (ValueError, binascii.Error):
         raise AddressError(f"'{text}' is not a .gnet address: not base32") from None
     key, checksum, version = raw[:32], raw[32:34], raw[34]
     if version != VERSION:

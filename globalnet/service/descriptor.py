@@ -139,13 +139,17 @@ def open_descriptor(service_key: bytes, key: bytes, value: bytes, client_key: by
     ephemeral_public = r.pull_bytes(32)
     entries = decode_entries(r)
     inner_sealed = r.pull_bytes(r.remaining())
-    cookie: bytes | None = NO_COOKIE
+    cookie = NO_COOKIE
     if auth:
         if client_key is None:
-            raise GnetError(ErrorKind.SERVICE_NOT_AUTHORIZED, "the service requires client authorization and this node has no client key (gclient --gen-client-key)")
-        cookie = find_cookie(entries, ephemeral_public, client_key, subcredential(service_key, blinded.period))
-        if cookie is None:
+            raise GnetError(
+                ErrorKind.SERVICE_NOT_AUTHORIZED,
+                "the service requires client authorization and this node has no client key (gclient --gen-client-key)",
+            )
+        found = find_cookie(entries, ephemeral_public, client_key, subcredential(service_key, blinded.period))
+        if found is None:
             raise GnetError(ErrorKind.SERVICE_NOT_AUTHORIZED, "the service does not list this node's client key")
+        cookie = found
     try:
         inner = open_descriptor_body(INNER, service_key, blinded.period, inner_sealed, cookie)
     except LayerError:
