@@ -166,3 +166,71 @@ def test_the_queue_serves_by_effort_then_arrival_and_drops_stale_requests() -> N
     assert queue.push("e", 3, 0.0) == "c"  # pushes out the lowest, latest
     assert [queue.pop(1.0), queue.pop(1.0)] == ["b", "e"]
     assert queue.pop(10.0) is None  # "a" waited too long
+
+
+# -- configuration and the command line ----------------------------------------------------
+def test_service_auth_option_and_gen_client_key(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from globalnet.config import ConfigError, load_config
+    from globalnet.localnet import ROOT
+
+    config = load_config(["-data-dir", str(tmp_path), "-no-listen", "-service", "web=127.0.0.1:80,auth", "-service", "open=127.0.0.1:81"])
+    assert [(s.name, s.auth) for s in config.services] == [("web", True), ("open", False)]
+    with pytest.raises(ConfigError, match="only option after the target is ',auth'"):
+        load_config(["-data-dir", str(tmp_path), "-service", "web=127.0.0.1:80,bogus"])
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "gclient.py"), "-data-dir", str(tmp_path / "c"), "--gen-client-key"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    line = out.stdout.strip()
+    assert line.startswith("descriptor:x25519:") and "authorized_clients" in out.stderr
+    private = load_client_key(tmp_path / "c" / "client_auth")
+    assert private is not None and format_key(public_of(private)) == line
+    (tmp_path / "c" / "client_auth" / "private.key").write_text("descriptor:x25519:short\n")
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "gclient.py"), "-data-dir", str(tmp_path / "c"), "--gen-client-key"],
+        check=False, capture_output=True, text=True, timeout=60,
+    )
+    assert bad.returncode == 2 and "private.key" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# -- why a client cannot reach a service: distinct kinds ------------------------------------
+class _Lookups:
+    """Stands for the node's DHT lookups (what client.py asks of the node)."""
+
+    def __init__(self, values: dict[bytes, bytes], client_auth_key: bytes | None = None) -> None:
+        self.values = values
+        self.client_auth_key = client_auth_key
+        self.service_descriptors: dict[bytes, Descriptor] = {}
+
+    async def dht_lookup(self, key: bytes) -> object:
+        from globalnet.dht.values import ValidValue
+
+        value = self.values.get(key)
+        return None if value is None else ValidValue(key, value, 0, 0)
+
+
+async def test_the_client_names_why_it_cannot_find_a_service() -> None:
+    import time
+
+    from globalnet.service.client import find_descriptor
+    from globalnet.service.descriptor import current_period
+
+    seed, public = _service()
+    period = current_period()
+    with pytest.raises(GnetError) as info:
+        await find_descriptor(_Lookups({}), public)  # type: ignore[arg-type]
+    assert info.value.kind is ErrorKind.SERVICE_UNKNOWN
+    expired = Descriptor(period, 1, int(time.time()) - 10, _desc().access_points)
+    stale = build_descriptor(seed, public, expired)
+    with pytest.raises(GnetError) as info:
+        await find_descriptor(_Lookups({stale.key: stale.encode()}), public)  # type: ignore[arg-type]
+    assert info.value.kind is ErrorKind.SERVICE_NO_DESCRIPTOR and "expired" in str(info.value)
+    current = build_descriptor(seed, public, Descriptor(period, 2, int(time.time()) + 600, _desc().access_points), [public_of(os.urandom(32))])
+    with pytest.raises(GnetError) as info:
+        await find_descriptor(_Lookups({current.key: current.encode()}, os.urandom(32)), public)  # type: ignore[arg-type]
+    assert info.value.kind is ErrorKind.SERVICE_NOT_AUTHORIZED
+    kinds = {ErrorKind.SERVICE_UNKNOWN, ErrorKind.SERVICE_NO_DESCRIPTOR, ErrorKind.SERVICE_NOT_AUTHORIZED, ErrorKind.SERVICE_ACCESS_POINTS_UNREACHABLE}
+    assert {k.socks_reply for k in kinds} == {0xF0, 0xF4, 0xF2}

@@ -140,7 +140,7 @@ async def test_the_readme_three_relay_network_hosts_a_service(tmp_path: Path, ca
         assert service._said.startswith("small network: 1 access point(s) instead of 3; 3 more relays")
 
         tunnel, socks = free_port(), free_port()
-        await net.start(
+        client = await net.start(
             "client", "-no-listen", "-connect", pinned(r1), "-tunnel", f"{tunnel}>{service.address}",
             "-proxy", f"{socks}>rand>rand>rand>internet",
         )
@@ -165,6 +165,14 @@ async def test_the_readme_three_relay_network_hosts_a_service(tmp_path: Path, ca
         writer.close()
         _, writer, code = await _socks_to(socks, encode_address(bytes(32 * [1])))
         assert code == 0x04
+        writer.close()
+        # the service goes away: its descriptor stays, its access point no longer knows it
+        await net.stop(svc)
+        with pytest.raises(GnetError) as info:
+            await _connect(client, service.address)
+        assert info.value.kind is ErrorKind.SERVICE_ACCESS_POINTS_UNREACHABLE
+        _, writer, code = await _socks_to(socks, service.address)
+        assert code == 0xF2
         writer.close()
 
 
