@@ -231,6 +231,7 @@ class HostedService:
         self.joining = 0
         self.joined = 0  # rendezvous joined since start (tests, statistics)
         self._said = ""
+        self._goal = access_points
         self.intros: dict[bytes, _Intro] = {}
         self.changed = asyncio.Event()
         self.published: Descriptor | None = None
@@ -246,6 +247,12 @@ class HostedService:
             "hidden service", name=self.name, file=str(self.dir / "hostname"),
             authorized_clients=len(self.clients) if self.clients is not None else "anyone",
         )
+        if self.clients == []:
+            log.warning(
+                "client authorization is on and no client is authorized yet: put one public key per file "
+                "(gclient --gen-client-key prints one) in the service's authorized_clients/",
+                name=self.name,
+            )
         self.node.spawn(self._effort_loop(), "service effort")
         while True:
             self.reload_clients()
@@ -254,7 +261,7 @@ class HostedService:
                 await self._publish()
             self.changed.clear()
             try:
-                async with asyncio.timeout(1.0 if len(self.intros) < self.wanted or self.published is None else 60.0):
+                async with asyncio.timeout(1.0 if len(self.intros) < self._goal or self.published is None else 60.0):
                     await self.changed.wait()
             except TimeoutError:
                 pass
@@ -306,7 +313,7 @@ class HostedService:
 
     async def _fill_access_points(self) -> None:
         tries = 0
-        goal = self.access_point_goal()
+        goal = self._goal = self.access_point_goal()
         while len(self.intros) < goal and tries < 2 * goal:
             tries += 1
             # never a relay we are linked to (it would see our address and serve us)
