@@ -89,6 +89,18 @@ def test_only_authorized_clients_open_the_inner_layer() -> None:
     assert len(value.encode()) == len(build_descriptor(seed, public, desc, [public_of(alice)]).encode())
 
 
+def test_the_largest_descriptor_fits_a_dht_value() -> None:
+    from globalnet.service.client_auth import MAX_CLIENTS
+    from globalnet.service.descriptor import MAX_ACCESS_POINTS
+
+    seed, public = _service()
+    entries = tuple(AccessPointEntry(os.urandom(20), os.urandom(20), os.urandom(32)) for _ in range(MAX_ACCESS_POINTS))
+    desc = Descriptor(PERIOD_NOW, 1, int(NOW) + 3600, entries, os.urandom(32), 1 << 20, True)
+    clients = [public_of(os.urandom(32)) for _ in range(MAX_CLIENTS)]
+    value = build_descriptor(seed, public, desc, clients)
+    assert validate_value(value.key, value.encode(), NOW).seq == 1
+
+
 def test_client_key_files(tmp_path: Path) -> None:
     public = generate_client_key(tmp_path / "client_auth")
     path = tmp_path / "client_auth" / "private.key"
