@@ -201,6 +201,28 @@ async def test_a_flood_without_work_does_not_stop_a_client_with_work(tmp_path: P
         honest = await net.start("honest", "-no-listen", "-connect", pinned(seed))
         assert await until(lambda: all(len(n.peers.relays()) >= 6 for n in (flooder, honest)), 60)
         descriptor = await find_descriptor(flooder, service.public)
+        entry = descriptor.access_points[0]
+
+        async def ask(host: str) -> ErrorKind | None:
+            command = RelayConnect(Proto.SERVICE, host, node_id=entry.registration_id)
+            try:
+                circuit = await flooder.open_circuit((HopId(entry.node_id),), command, "probe")
+            except GnetError as exc:
+                return exc.kind
+            circuit.reset(ErrorKind.CLOSED)
+            flooder.forget_circuit(circuit)
+            return None
+
+        # the access point refuses a rendezvous without the descriptor's proof, with a wrong
+        # one, with wrong work, and replayed work
+        from globalnet.service.pow import solve_work
+
+        assert await ask("renzv") is ErrorKind.SERVICE_NOT_AUTHORIZED
+        assert await ask(RendezvousAsk(bytes(32), bytes(16), 0).encode()) is ErrorKind.SERVICE_NOT_AUTHORIZED
+        assert await ask(RendezvousAsk(entry.proof, bytes(16), 1 << 16).encode()) is ErrorKind.RESOURCE_LIMIT
+        work = RendezvousAsk(entry.proof, solve_work(descriptor.pow_seed, entry.registration_id, 16), 16).encode()
+        assert await ask(work) is None
+        assert await ask(work) is ErrorKind.RESOURCE_LIMIT  # replayed
         sent = 0
 
         async def flood(entry: object) -> None:  # requests with the right proof but no work
