@@ -95,10 +95,7 @@ async def open_service_circuit(
 ) -> ClientCircuit:
     """A circuit whose last hop is the service; `command` is what we ask of it
     (default: a TCP session to its own target, or to `then`)."""
-    try:
-        service_key = decode_address(address)
-    except GnetError as exc:
-        raise ServiceError(ErrorKind.SERVICE_UNREACHABLE, exc.detail) from None
+    service_key = decode_address(address)  # AddressError (SERVICE_UNREACHABLE) says what is wrong
     started = time.monotonic()
     try:
         return await _through_access_points(
@@ -138,7 +135,8 @@ async def _through_access_points(
     for entry in entries:
         try:
             circuit = await node.open_circuit(
-                (HopRandom(), HopRandom(), HopId(entry.node_id)), await _rendezvous_command(descriptor, entry), purpose
+                (HopRandom(), HopRandom(), HopId(entry.node_id)), await _rendezvous_command(descriptor, entry), purpose,
+                vanguards=True,
             )
         except GnetError as exc:
             last = exc

@@ -336,7 +336,7 @@ class HostedService:
     async def _register(self, ap: bytes) -> None:
         circuit = await self.node.open_circuit(
             (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_REGISTER), "service",
-            avoid=self._access_points_and(ap),
+            avoid=self._access_points_and(ap), vanguards=True,
         )
         assert circuit.core.session is not None
         registration_key = nacl.signing.SigningKey.generate()  # for this access point only
@@ -399,6 +399,7 @@ class HostedService:
                     "service descriptor published", service=self.name, access_points=len(desc.access_points),
                     stored_on=stored, suggested_effort=desc.pow_effort,
                 )
+                self.node.service_published(self.name)  # bootstrap progress
 
     # -- sessions --------------------------------------------------------------
     def rendezvous_requested(self, ap: bytes, cookie: bytes, effort: int) -> None:
@@ -432,7 +433,7 @@ class HostedService:
             try:
                 circuit = await self.node.open_circuit(
                     (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_JOIN, node_id=cookie), "service",
-                    avoid=self._access_points_and(ap),
+                    avoid=self._access_points_and(ap), vanguards=True,
                 )
             finally:
                 self.joining -= 1
