@@ -60,12 +60,11 @@ def test_the_readme_network_by_hand_hosts_an_authorized_service(tmp_path: Path) 
 
 def net_key(data_dir: Path) -> str:
     import subprocess
-    import sys
 
-    from globalnet.localnet import GCLIENT, ROOT
+    from globalnet.localnet import GCLIENT_CMD, ROOT
 
     out = subprocess.run(
-        [sys.executable, str(GCLIENT), "-data-dir", str(data_dir), "--gen-client-key"],
+        [*GCLIENT_CMD, "-data-dir", str(data_dir), "--gen-client-key"],
         capture_output=True, text=True, check=True, cwd=ROOT, timeout=60,
     )
     return out.stdout.strip()

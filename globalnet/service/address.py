@@ -64,10 +64,6 @@ def decode_address(text: str) -> bytes:
         raise _bad(text, "checksum does not match: a typo?")
     if version != VERSION:
         raise _bad(text, f"address version {version}; this client knows version {VERSION}")
-    try:
-        blind_public_key(key, 0)  # its descriptors are found by the blinded key: it must be a valid point
-    except BlindingError:
-        raise _bad(text, "it does not hold a valid Ed25519 key") from None
     return key
 
 
@@ -78,6 +74,16 @@ def address_problem(text: str) -> str | None:
     except AddressError as exc:
         return exc.problem
     return None
+
+
+def check_service_key(address: str, service_key: bytes) -> None:
+    """AddressError unless the key is a valid Ed25519 point (its descriptors are found by its
+    blinded key). Apart from decode_address, which checks only the form, because it costs a
+    point multiplication."""
+    try:
+        blind_public_key(service_key, 0)
+    except BlindingError:
+        raise _bad(address, "it does not hold a valid Ed25519 key") from None
 
 
 def service_id(service_key: bytes) -> bytes:

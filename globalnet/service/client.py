@@ -26,7 +26,7 @@ from ..wire.commands import Proto, RelayConnect
 from ..wire.pathspec import HopId, HopRandom, TargetTcp
 from ..wire.records import short_id
 from .access_point import RendezvousAsk
-from .address import decode_address, service_id, service_onion_public
+from .address import check_service_key, decode_address, service_id, service_onion_public
 from .descriptor import AccessPointEntry, Descriptor, current_period, descriptor_key, open_descriptor
 from .pow import solve_work
 
@@ -96,6 +96,7 @@ async def open_service_circuit(
     """A circuit whose last hop is the service; `command` is what we ask of it
     (default: a TCP session to its own target, or to `then`)."""
     service_key = decode_address(address)  # AddressError (SERVICE_UNREACHABLE) says what is wrong
+    check_service_key(address, service_key)
     started = time.monotonic()
     try:
         return await _through_access_points(
