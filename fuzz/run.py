@@ -30,6 +30,7 @@ TARGETS: list[tuple[str, tuple[str, ...] | None]] = [
     ("fuzz_records", None),
     ("fuzz_descriptor", None),
     ("fuzz_dht", None),
+    ("fuzz_datagram", None),
     ("fuzz_socks", None),
     ("fuzz_http_connect", None),
     ("fuzz_console", None),
