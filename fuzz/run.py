@@ -4,7 +4,7 @@
 
 Each target runs as its own process (atheris/libFuzzer flags), one at a time
 (one core), with a corpus kept in fuzz/corpus/<target> between runs and
-crash inputs written to fuzz/crashes/. The summary (inputs, seconds, exec/s,
+crash inputs written to fuzz/crashes/, output in fuzz/logs/. The summary (inputs, seconds, exec/s,
 coverage, crashes per target) goes to bench/results/fuzz.json and stdout.
 Exit status 1 if any target found a crash.
 """
@@ -38,6 +38,9 @@ TARGETS: list[tuple[str, tuple[str, ...] | None]] = [
     ("fuzz_config", None),
 ]
 
+#: Longest input: every message a decoder takes whole fits (a PEERS control message may be longer,
+#: but its records are fuzzed one by one in fuzz_records); longer inputs only slow the search.
+MAX_LEN = 2048
 _DONE = re.compile(rb"Done (\d+) runs in (\d+) second")
 _COV = re.compile(rb"cov: (\d+) ft: (\d+)")
 
@@ -47,8 +50,10 @@ def jobs() -> list[tuple[str, str | None]]:
     return [(name, backend) for name, backends in TARGETS for backend in (backends or (None,))]
 
 
-def run_one(name: str, backend: str | None, runs: int, max_time: int | None, timeout: float) -> dict[str, object]:
-    """One target in its own process; returns what it reported."""
+def run_one(
+    name: str, backend: str | None, runs: int, max_time: int | None, timeout: float, max_len: int = MAX_LEN
+) -> dict[str, object]:
+    """One target in its own process; returns what it reported (its output is in fuzz/logs/)."""
     label = f"{name}[{backend}]" if backend else name
     crashes = ROOT / "fuzz" / "crashes"
     crashes.mkdir(parents=True, exist_ok=True)
@@ -56,16 +61,22 @@ def run_one(name: str, backend: str | None, runs: int, max_time: int | None, tim
     if backend:
         env["GNET_CRYPTO"] = backend
     args = [sys.executable, "-m", f"fuzz.{name}", f"-runs={runs}", "-rss_limit_mb=2048", "-timeout=30",
-            "-print_final_stats=1", f"-artifact_prefix={crashes}/{label}-"]  # fmt: skip
+            f"-max_len={max_len}", "-print_final_stats=1", f"-artifact_prefix={crashes}/{label}-"]  # fmt: skip
     if max_time:
         args.append(f"-max_total_time={max_time}")
+    logs = ROOT / "fuzz" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{label}.log"
     started = time.monotonic()
-    try:
-        proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, timeout=timeout, check=False)
-        out, rc = proc.stdout + proc.stderr, proc.returncode
-    except subprocess.TimeoutExpired as exc:
-        out, rc = (exc.stdout or b"") + (exc.stderr or b""), -1
+    with open(log_path, "wb") as log:
+        try:
+            rc = subprocess.run(
+                args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, check=False
+            ).returncode
+        except subprocess.TimeoutExpired:
+            rc = -1
     seconds = time.monotonic() - started
+    out = log_path.read_bytes()
     done = _DONE.findall(out)
     cov = _COV.findall(out)
     inputs = int(done[-1][0]) if done else 0
