@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-deps bench bench-wan dht-sim fuzz lint clean
+.PHONY: setup demo test test-deps bench bench-wan dht-sim fuzz testnet lint clean
 
 $(STAMP): pyproject.toml setup.py cext/gnetcrypto.c
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,15 @@ FUZZ_RUNS ?= 1000000
 fuzz: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[fuzz]'
 	$(BIN)/python -m fuzz.run --runs $(FUZZ_RUNS)
+
+## N real gclient processes in network namespaces over several /16s (20 ms, 1 % loss per
+## network by default), seeds, exits, hidden services and clients running tunnel, SOCKS,
+## service and DHT workloads for DURATION seconds with churn; needs root. Report in
+## bench/results/testnet.json and .txt. N=200 needs about 6 GiB (PSS ~27 MiB a node).
+N ?= 30
+DURATION ?= 120
+testnet: $(STAMP)
+	$(BIN)/python -m bench.testnet --nodes $(N) --duration $(DURATION)
 
 ## Programs the SOCKS tests drive (curl, headless Chromium): installed with apt-get
 ## when missing and we are root; never fails the build (the tests that need them skip).
