@@ -8,7 +8,6 @@ them, signed by the identity key.
 
 from __future__ import annotations
 
-import os
 import stat
 import time
 from dataclasses import dataclass, field, replace
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .errors import ProtocolError
+from .storage.atomic import write_atomic
 from .wire.records import FLAG_RELAY, NodeRecord, decode_node_record, node_id_of
 
 RECORD_LIFETIME = 24 * 3600
@@ -152,7 +152,8 @@ def load_or_create_identity(path: Path) -> Identity:
         return Identity(nacl.signing.SigningKey(raw))
     identity = Identity.generate()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(identity.private_key_pem())
+    try:
+        write_atomic(path, identity.private_key_pem(), 0o600, exclusive=True)
+    except FileExistsError:  # another process created it meanwhile: use that one
+        return load_or_create_identity(path)
     return identity

@@ -8,7 +8,6 @@ out ever enter the table; expired ones leave it; the table is bounded.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Iterable
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from .errors import GnetError
 from .identity import verify_node_record
+from .storage.atomic import write_atomic
 from .wire.buffer import Reader, u16
 from .wire.records import FLAG_RELAY, MAX_RECORD_SIZE, NodeRecord
 
@@ -133,11 +133,7 @@ class PeerTable:
         if self.path is None:
             return
         data = b"".join(u16(len(raw)) + raw for raw in (e.record.encode() for e in self._peers.values()))
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, self.path)
+        write_atomic(self.path, data)
         self.changed = False
 
     def load(self, now: float | None = None) -> int:

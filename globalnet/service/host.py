@@ -30,6 +30,7 @@ from ..identity import Identity, load_or_create_identity
 from ..policy.exit_policy import ExitPolicy, ExitRule
 from ..relay.server import RelayHop
 from ..relay.udp_exit import UdpExit, UdpSockets
+from ..storage.atomic import write_atomic
 from ..wire.commands import SERVICE_JOIN, SERVICE_REGISTER, Proto, RelayConnect
 from ..wire.framing import FrameType
 from ..wire.pathspec import HopId, HopRandom
@@ -203,7 +204,7 @@ class HostedService:
         self.id = service_id(self.public)
         hostname = self.dir / "hostname"
         if not hostname.exists() or hostname.read_text().strip() != self.address:
-            hostname.write_text(self.address + "\n")
+            write_atomic(hostname, (self.address + "\n").encode())
         self.wanted = access_points
         self.intros: dict[bytes, _Intro] = {}
         self.changed = asyncio.Event()
