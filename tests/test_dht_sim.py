@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from bench.dht_sim import VirtualClockLoop, quiet_logs, run, simulate
+from bench.dht_sim import VirtualClockLoop, no_id_work, quiet_logs, run, simulate
 
 
 def test_simulation_at_150_nodes() -> None:
@@ -42,7 +42,7 @@ def test_virtual_clock_jumps_to_timers() -> None:
 
 
 def test_a_lookup_of_a_dead_nodes_peers_times_out_in_virtual_time() -> None:
-    with quiet_logs(), asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+    with quiet_logs(), no_id_work(), asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
         result = runner.run(simulate(40, lookups=10, churn=0.5, seed=3))
     by_churn = {row["churn"]: row for row in result["rows"]}
     assert by_churn[0.0]["success_pct"] == 100
