@@ -38,6 +38,7 @@ bench-wan: $(STAMP)
 ## network on a virtual clock, N = 250..2,000, 0 % and 20 % churn (a few minutes on 2 cores).
 dht-sim: $(STAMP)
 	$(BIN)/python -m bench.dht_sim --out bench/results/dht_sim.json
+	$(BIN)/python -m bench.dht_adversary --out bench/results/dht_sim_adversary.json
 
 ## Programs the SOCKS tests drive (curl, headless Chromium): installed with apt-get
 ## when missing and we are root; never fails the build (the tests that need them skip).

@@ -54,7 +54,6 @@ from typing import Any, cast
 
 import nacl.signing
 import structlog
-from kademlia.node import Node as KNode
 
 from globalnet.dht.lookup import DisjointLookup, Query
 from globalnet.dht.participant import ALPHA, KSIZE, RPC_TIMEOUT, Dht

@@ -8,6 +8,7 @@ them, signed by the identity key.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
@@ -53,7 +54,7 @@ class OnionKeys:
     previous_until: float = 0.0
 
     @classmethod
-    def fresh(cls, now: float) -> "OnionKeys":
+    def fresh(cls, now: float) -> OnionKeys:
         return cls(nacl.public.PrivateKey.generate(), now)
 
     def rotate_if_due(self, now: float) -> bool:
@@ -85,7 +86,7 @@ class Identity:
         return node_id_of(self.public_key)
 
     @classmethod
-    def generate(cls) -> "Identity":
+    def generate(cls) -> Identity:
         """A fresh key whose node id carries the proof of work (see wire/records.py)."""
         while True:
             key = nacl.signing.SigningKey.generate()
@@ -93,7 +94,7 @@ class Identity:
                 return cls(key)
 
     @classmethod
-    def from_label(cls, label: bytes) -> "Identity":
+    def from_label(cls, label: bytes) -> Identity:
         """A deterministic identity with proof of work: the first seed BLAKE2b(label|i) that passes.
 
         For test vectors and simulations that must repeat run to run.
@@ -132,6 +133,7 @@ class Identity:
         return replace(record, signature=self.sign(record.signed_part()))
 
 
+@functools.lru_cache(maxsize=1024)
 def solved_seed(label: bytes) -> bytes:
     """The first Ed25519 seed BLAKE2b(label | counter) whose node id carries the work."""
     counter = 0

@@ -11,7 +11,8 @@ Limits, per table:
 - a bucket (a DHT k-bucket, or a peer-table bucket of the same XOR-distance
   shape) holds at most PER_BUCKET_SMALL (2) contacts from one /24 (IPv6: /48);
 - the whole table holds at most PER_TABLE_LARGE (10) from one /16 (IPv6: /32).
-A contact over a limit is not refused outright: the caller keeps it as a
+Lookups apply a third limit to the k closest nodes they ask and store on
+(PER_SET_LARGE, see `diverse_closest`). A contact over a limit is not refused outright: the caller keeps it as a
 replacement only (used when a slot frees and the limits allow it).
 
 Loopback (127.0.0.0/8, ::1) is exempt by default: a local test network or the
@@ -29,11 +30,18 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 PER_BUCKET_SMALL = 2
 PER_TABLE_LARGE = 10
+#: In the k closest nodes a lookup path asks next, and the k nodes a publish
+#: stores on: at most this many per /16 (/32), as long as enough other networks
+#: are known (otherwise the closest of the rest fill the set).
+PER_SET_LARGE = 2
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ def _networks(host: str, exempt_loopback: bool) -> Networks | None:
 class DiversityPolicy:
     per_bucket_small: int = PER_BUCKET_SMALL
     per_table_large: int = PER_TABLE_LARGE
+    per_set_large: int = PER_SET_LARGE
     exempt_loopback: bool = True
 
     def networks(self, host: str | None) -> Networks | None:
@@ -84,6 +93,30 @@ class DiversityPolicy:
     def large_counts(self, hosts: Iterable[str | None]) -> Counter[str]:
         """How many of `hosts` each /16 (/32) holds: for weighting and reports."""
         return Counter(n.large for h in hosts if (n := self.networks(h)) is not None)
+
+
+    def diverse_closest(self, ordered: Iterable[T], n: int, host: Callable[[T], str | None]) -> list[T]:
+        """The first n of `ordered` (closest first) with at most per_set_large per /16 (/32).
+
+        Why: Sybils ground next to a key come from few networks; without this
+        they are the whole k-closest set a crawl follows and a publish stores
+        on. If fewer than n items pass, the closest of the others fill up
+        (a small or local network still gets n).
+        """
+        chosen: list[T] = []
+        spare: list[T] = []
+        counts: Counter[str] = Counter()
+        for item in ordered:
+            nets = self.networks(host(item))
+            if nets is None or counts[nets.large] < self.per_set_large:
+                chosen.append(item)
+                if nets is not None:
+                    counts[nets.large] += 1
+                if len(chosen) == n:
+                    return chosen
+            elif len(spare) < n:
+                spare.append(item)
+        return chosen + spare[: n - len(chosen)]
 
 
 DEFAULT_POLICY = DiversityPolicy()

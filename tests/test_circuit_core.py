@@ -33,7 +33,7 @@ from globalnet.endpoint.session import (
     SessionEvent,
 )
 from globalnet.errors import ErrorKind, GnetError, ProtocolError
-from globalnet.identity import Identity, OnionKeys, verify_node_record
+from globalnet.identity import Identity, OnionKeys, solved_seed, verify_node_record
 from globalnet.relay.hop import MAX_PENDING, BridgeKeys, ConnectRequested, HopState, RelayHopCore
 from globalnet.wire.commands import (
     Proto,
@@ -75,7 +75,7 @@ class Hop:
     def __post_init__(self) -> None:
         onion = nacl.public.PrivateKey(bytes([self.seed]) * 32)
         self.identity = Identity(
-            nacl.signing.SigningKey(bytes([self.seed + 100]) * 32), OnionKeys(onion, NOW)
+            nacl.signing.SigningKey(solved_seed(bytes([self.seed + 100]) * 32)), OnionKeys(onion, NOW)
         )
         self.identity.onion.current = onion
         self.record: NodeRecord = self.identity.make_record(

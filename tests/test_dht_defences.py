@@ -24,11 +24,11 @@ from globalnet.errors import GnetError, ProtocolError
 from globalnet.identity import Identity, IdentityFileError, load_or_create_identity, verify_node_record
 from globalnet.netdiversity import DiversityPolicy
 from globalnet.peertable import PeerTable, bucket_of
-from globalnet.wire.records import ID_WORK_BITS, has_id_work, id_work, node_id_of, required_id_work
+from globalnet.wire.records import ID_WORK_BITS, has_id_work, id_work, required_id_work
 from tests.inproc_nodes import network, pinned, until
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _identities(count: int) -> tuple[Identity, ...]:
     """Deterministic identities with the real id work (solved once per test run)."""
     return tuple(Identity.from_label(b"defences-%d" % i) for i in range(count))
@@ -270,7 +270,7 @@ async def test_a_lying_node_with_an_old_value_cannot_hide_the_new_one(tmp_path: 
         liar.dht.protocol.rpc_find_node = lambda sender, nodeid, k: [  # type: ignore[method-assign]
             (liar.identity.node_id, "127.0.0.1", liar.links.listen_address[1])  # type: ignore[index]
         ]
-        liar.dht.protocol.rpc_store = lambda sender, nodeid, k, v: True  # type: ignore[method-assign]
+        liar.dht.protocol.rpc_store = lambda sender, nodeid, k, v: True  # type: ignore[method-assign,assignment]
         new = owner.links.own_record()
         _, new_value = node_record_value(new)
         assert new.seq > 1

@@ -3,6 +3,9 @@
 150 real `Dht` nodes on an in-memory network with a virtual clock: lookups
 must succeed at 0 % churn and still mostly succeed with 20 % of the nodes
 dead and no repair. The full table (N up to 2,000) is `make dht-sim`.
+The adversary model (bench/dht_adversary.py) runs at N = 600 here: Sybils
+that answer with each other, drop stores and grind ids next to the looked-up
+keys defeat a plain lookup and not the defended one.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import time
 
 import pytest
 
+from bench.dht_adversary import MODES
+from bench.dht_adversary import simulate as simulate_adversary
 from bench.dht_sim import VirtualClockLoop, no_id_work, quiet_logs, run, simulate
 
 
@@ -47,3 +52,15 @@ def test_a_lookup_of_a_dead_nodes_peers_times_out_in_virtual_time() -> None:
     by_churn = {row["churn"]: row for row in result["rows"]}
     assert by_churn[0.0]["success_pct"] == 100
     assert by_churn[0.5]["timeouts_mean"] > 0
+
+
+def test_sybils_eclipse_plain_lookups_and_not_defended_ones() -> None:
+    started = time.perf_counter()
+    off = simulate_adversary(600, 0.2, MODES["off"], lookups=80, seed=2)
+    on = simulate_adversary(600, 0.2, MODES["on"], lookups=80, seed=2)
+    assert off.ground_per_key >= 3
+    assert off.success_pct <= 50, off  # ids ground next to the keys took the storage slots
+    assert on.success_pct >= 95, on
+    assert on.sybil_storage_slots_pct < off.sybil_storage_slots_pct
+    assert on.hops_mean >= 1
+    assert time.perf_counter() - started < 60

@@ -26,8 +26,8 @@ from kademlia.network import Server
 from kademlia.node import Node as KNode
 
 from ..errors import ProtocolError
-from ..link.quic_link import Link
 from ..link.manager import LinkManager
+from ..link.quic_link import Link
 from ..wire.records import NodeRecord
 from .lookup import PATHS as LOOKUP_PATHS
 from .lookup import Contact, DisjointLookup, Query
@@ -97,7 +97,9 @@ class Dht:
     def new_lookup(self, key: bytes, want_value: bool) -> DisjointLookup:
         """The lookup core for `key`, seeded with our k closest contacts (a subclass may watch it)."""
         seeds = [Contact(n.id, n.ip, n.port) for n in self.protocol.router.find_neighbors(KNode(key))]
-        return self.lookup_core(key, seeds, self.node_id, self.lookup_paths, KSIZE, ALPHA, want_value)
+        return self.lookup_core(
+            key, seeds, self.node_id, self.lookup_paths, KSIZE, ALPHA, want_value, self.protocol.router.policy
+        )
 
     async def _run(self, key: bytes, want_value: bool) -> DisjointLookup:
         """Drive a lookup core over our RPCs until every path ends (or LOOKUP_TIMEOUT)."""

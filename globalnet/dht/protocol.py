@@ -14,7 +14,6 @@ changes is where its datagrams go and what we believe of them:
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -25,11 +24,11 @@ from kademlia.node import Node as KNode
 from kademlia.protocol import KademliaProtocol
 
 from ..errors import GnetError
-from ..link.quic_link import Link
 from ..link.manager import LinkManager
+from ..link.quic_link import Link
+from ..wire.records import has_id_work
 from .routing import ClosestRoutingTable
 from .storage import SignedStorage
-from ..wire.records import has_id_work
 from .values import KEY_SIZE, MAX_VALUE
 
 log = structlog.get_logger("globalnet.dht")
