@@ -261,7 +261,7 @@ def simulate(n: int, fraction: float, defences: Defences, lookups: int, seed: in
     rng = random.Random(seed * 7919 + n * 31 + int(fraction * 1000))
     targets = [rng.getrandbits(BITS) for _ in range(TARGETS)]
     net = build(n, fraction, defences, targets, rng)
-    honest = [j for j in range(n) if not net.sybil[j]]
+    honest = [j for j in range(len(net.ids)) if not net.sybil[j]]
     stored: dict[int, set[int]] = {}
     sybil_slots = 0
     for key in targets:  # publish: store on the k closest the node search found; Sybils drop theirs
