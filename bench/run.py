@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import udp_bench
 from bench.measure import (
     MiB,
     Network,
@@ -159,6 +160,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         net.stop()
         targets.stop()
         tmp.cleanup()
+    print("UDP: round-trip time and loss through a udp: tunnel ...", flush=True)
+    metrics.update(udp_bench.measure(args.runs))
+    loads.append(os.getloadavg())
     for name, (op, value) in TARGETS.items():
         m = metrics.get(name)
         if m is not None and m["median"] is not None:
@@ -183,7 +187,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     rows = [("metric", "median", "unit", "TCP", "ratio", "target", "")]
     for name, m in result["metrics"].items():
-        base = m.get("baseline_tcp", {}).get("median")
+        base = m.get("baseline_tcp", m.get("baseline_udp", {})).get("median")
         rows.append((
             name, "n/a" if m["median"] is None else f"{m['median']:.2f}", m["unit"], "" if base is None else f"{base:.2f}",
             f"{m['ratio']:.3f}" if "ratio" in m else "", m.get("target", ""),

@@ -40,10 +40,11 @@ from globalnet.wire.pathspec import (
     PathSpec,
     PathSpecError,
     TargetInternet,
+    TargetService,
     TargetTcp,
     format_path_spec,
-    parse_listen,
     parse_hop_addr,
+    parse_listen,
     parse_path_spec,
     parse_peer_list,
 )
@@ -67,6 +68,7 @@ DEFAULT_MAX_DATAGRAM_SIZE = 1452
 MIN_MAX_DATAGRAM_SIZE = 1200
 DEFAULT_IDLE_TIMEOUT = 60.0
 DEFAULT_PROXY_TIMEOUT = 30.0
+DEFAULT_UDP_IDLE_TIMEOUT = 120.0
 MIN_PROXY_TIMEOUT = 0.5
 MAX_PROXY_TIMEOUT = 600.0
 MAX_AUTH_FIELD = 255  # RFC 1929: ULEN and PLEN are one byte
@@ -93,6 +95,7 @@ class ConfigError(ValueError):
 class ExitConfig:
     enabled: bool = False
     allow: tuple[ExitRule, ...] = ()
+    allow_udp: tuple[ExitRule, ...] = ()  # UDP is exited only where a rule allows it
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class ServiceConfig:
     name: str
     target: tuple[str, int]
     allow: tuple[ExitRule, ...] = ()  # targets a client may choose instead (none by default)
+    udp: bool = False  # NAME=udp:HOST:PORT: sessions carry datagrams to a UDP target
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ class Config:
     services: tuple[ServiceConfig, ...] = ()
     proxy_auth: ProxyAuth | None = None  # None: any client may use the proxies
     proxy_timeout: float = DEFAULT_PROXY_TIMEOUT  # bound on one SOCKS request's circuit
+    udp_idle_timeout: float = DEFAULT_UDP_IDLE_TIMEOUT  # UDP circuits close after this long idle
 
 
 # -- command line ----------------------------------------------------------
@@ -226,6 +231,12 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
      ("allow rule for the exit (needs -exit), e.g. 127.0.0.1/32 or "
             "0.0.0.0/0:80,443; with any rule the exit allows only what the rules "
             "allow; repeatable")),
+    ("exit-allow-udp", _MANY, "NET[:PORTS]",
+     ("UDP allow rule for the exit (needs -exit); UDP is refused unless a rule allows "
+      "it, e.g. 127.0.0.1/32:53 or 0.0.0.0/0:53,443; repeatable")),
+    ("udp-idle-timeout", None, "SECONDS",
+     (f"close a UDP circuit (tunnel, SOCKS association, exit) after this long without "
+      f"a datagram (default {DEFAULT_UDP_IDLE_TIMEOUT:g}), e.g. -udp-idle-timeout 60")),
     ("advertise", None, "IP:PORT",
      ("address put in this node's record (default: the listen address when it is "
      "a specific address), e.g. -advertise 203.0.113.5:9000")),
@@ -302,8 +313,9 @@ _FILE_KEYS = (
     "listen", "no_listen", "connect", "bootstrap", "id", "data_dir", "tunnels",
     "proxies", "exit", "advertise", "console", "log_json", "log_level",
     "max_datagram_size", "idle_timeout", "services", "proxy_auth", "proxy_timeout",
+    "udp_idle_timeout",
 )  # fmt: skip
-_EXIT_KEYS = ("enabled", "allow")
+_EXIT_KEYS = ("enabled", "allow", "allow_udp")
 
 
 def _unknown_key(key: str, known: Sequence[str], where: str) -> ConfigError:
@@ -551,6 +563,7 @@ def _exit(
 ) -> ExitConfig:
     enabled = False
     allow: tuple[ExitRule, ...] = ()
+    allow_udp: tuple[ExitRule, ...] = ()
     if "exit" in file:
         where = f"key 'exit' in {path}"
         table = file["exit"]
@@ -577,6 +590,9 @@ def _exit(
         if "allow" in table:
             allow_value = _Value(table["allow"], f"key 'exit.allow' in {path}")
             allow = tuple(_each(allow_value, parse_exit_rule, quote_item=False))
+        if "allow_udp" in table:
+            udp_value = _Value(table["allow_udp"], f"key 'exit.allow_udp' in {path}")
+            allow_udp = tuple(_each(udp_value, parse_exit_rule, quote_item=False))
     if ns.exit:
         enabled = True
     if ns.exit_allow is not None:
@@ -584,7 +600,12 @@ def _exit(
         allow = tuple(_each(allow_value, parse_exit_rule, quote_item=False))
         if not enabled:
             raise ConfigError("-exit-allow needs -exit (this node is not an exit)")
-    return ExitConfig(enabled, allow)
+    if ns.exit_allow_udp is not None:
+        udp_value = _Value(ns.exit_allow_udp, "-exit-allow-udp")
+        allow_udp = tuple(_each(udp_value, parse_exit_rule, quote_item=False))
+        if not enabled:
+            raise ConfigError("-exit-allow-udp needs -exit (this node is not an exit)")
+    return ExitConfig(enabled, allow, allow_udp)
 
 
 def _connect(
@@ -619,6 +640,10 @@ def _specs(value: _Value | None, kind: str) -> tuple[PathSpec, ...]:
                 f"{format_path_spec(spec)!r}: 'internet' is for -proxy; a tunnel needs "
                 "host:port or a service as its target"
             )
+        if kind == "proxy" and spec.udp:
+            value.fail(f"{format_path_spec(spec)!r}: 'udp:' is for tunnels; a SOCKS proxy carries UDP by UDP ASSOCIATE")
+        if kind == "tunnel" and spec.udp and isinstance(target, TargetService) and target.then is not None:
+            value.fail(f"{format_path_spec(spec)!r}: a UDP tunnel to a service goes to the service's own target")
         if kind == "proxy" and isinstance(target, TargetTcp):
             value.fail(
                 f"{format_path_spec(spec)!r}: a proxy's target is internet or a service "
@@ -633,6 +658,7 @@ def _check_local_ports(config: Config) -> None:
     named = [
         ("-tunnel " + format_path_spec(s), (s.listen_host, s.listen_port))
         for s in config.tunnels
+        if not s.udp  # a UDP port may share its number with a TCP listener
     ]
     named += [
         ("-proxy " + format_path_spec(s), (s.listen_host, s.listen_port))
@@ -662,6 +688,7 @@ def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
         return ()
     targets: dict[str, tuple[str, int]] = {}
     allows: dict[str, list[ExitRule]] = {}
+    udp: set[str] = set()
     items = value.raw if isinstance(value.raw, list) else [value.raw]
     for item in items:
         if not isinstance(item, str) or "=" not in item:
@@ -678,6 +705,9 @@ def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
         else:
             if name in targets:
                 value.fail(f"service {name!r} has two targets")
+            if rest.lower().startswith("udp:"):
+                udp.add(name)
+                rest = rest[len("udp:"):]
             try:
                 hop = parse_hop_addr(rest)
             except PathSpecError as exc:
@@ -688,7 +718,9 @@ def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
             value.fail(f"service {name!r} has allow rules but no NAME=HOST:PORT target")
     if len(targets) > MAX_LIST_ITEMS:
         value.fail(f"too many services ({len(targets)})")
-    return tuple(ServiceConfig(n, t, tuple(allows.get(n, ()))) for n, t in targets.items())
+    for name in udp & set(allows):
+        value.fail(f"service {name!r}: a UDP service has one target (no allow rules)")
+    return tuple(ServiceConfig(n, t, tuple(allows.get(n, ())), n in udp) for n, t in targets.items())
 
 
 def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
@@ -755,6 +787,11 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
             pick("proxy_timeout", "-proxy-timeout", "proxy_timeout"),
             lambda v: _as_seconds(v, MIN_PROXY_TIMEOUT, MAX_PROXY_TIMEOUT),
             DEFAULT_PROXY_TIMEOUT,
+        ),
+        udp_idle_timeout=_or(
+            pick("udp_idle_timeout", "-udp-idle-timeout", "udp_idle_timeout"),
+            lambda v: _as_seconds(v, 1.0, 24 * 3600.0),
+            DEFAULT_UDP_IDLE_TIMEOUT,
         ),
     )
     if config.proxy_auth is not None and not config.proxies:

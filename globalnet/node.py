@@ -23,7 +23,7 @@ from .identity import Identity, load_or_create_identity
 from .link.quic_link import Link
 from .link.manager import LinkManager, LinkSettings
 from .messaging import MessageService, Messenger
-from .policy.exit_policy import ExitPolicy
+from .policy.exit_policy import ExitPolicy, record_summary
 from .relay.server import RelayService
 from .wire.commands import Proto, RelayConnect
 from .circuit.resolve import PathResolver
@@ -63,6 +63,9 @@ class Node:
             LinkSettings(idle_timeout=config.idle_timeout, max_datagram_size=config.max_datagram_size),
         )
         self.relay = RelayService(self.identity, self.links, self.exit_policy, self.spawn)
+        exit_udp = config.exit.allow_udp if config.exit.enabled else ()
+        self.relay.udp_policy = self.udp_policy = ExitPolicy(bool(exit_udp), exit_udp)
+        self.relay.udp_idle_timeout = config.udp_idle_timeout
         self.peers = PeerTable(self.identity.node_id, config.data_dir)
         self.resolver = PathResolver(self.peers, self._lookup_record)
         # every relay takes part in the DHT; a client-only node uses it through circuits
@@ -100,7 +103,7 @@ class Node:
             addresses = (self.config.advertise,)
         elif self.links.listen_address and self.links.listen_address[0] not in ("0.0.0.0", "::"):
             addresses = (self.links.listen_address,)
-        return self.identity.make_record(addresses, flags, self.exit_policy.summary())
+        return self.identity.make_record(addresses, flags, record_summary(self.exit_policy, self.udp_policy))
 
     # -- tasks -------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -147,6 +150,7 @@ class Node:
         from .console.server import start_console
         from .socks import SocksProxy
         from .tunnel import Tunnel
+        from .udp_tunnel import UdpTunnel
 
         cfg = self.config
         try:
@@ -174,13 +178,13 @@ class Node:
                 if not cfg.connect and not loaded:
                     log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
                 for spec in cfg.tunnels:
-                    tunnel = Tunnel(self, spec)
+                    tunnel = UdpTunnel(self, spec, cfg.udp_idle_timeout) if spec.udp else Tunnel(self, spec)
                     await tunnel.start()
                     self.tunnels.append(tunnel)
                 for service in self.services:
                     self.spawn(service.run(), f"service {service.name}")
                 for spec in cfg.proxies:
-                    proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout)
+                    proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout, cfg.udp_idle_timeout)
                     await proxy.start()
                     self.proxies.append(proxy)
                 self.spawn(self.links.run_keepalive(), "keepalive")

@@ -191,8 +191,8 @@ async def test_json_errors_are_json_too(view: FakeView) -> None:
 
 async def test_list_circuits_peers_services(view: FakeView) -> None:
     circuits = (await run(view, "list circuits")).splitlines()
-    assert circuits[0].split() == ["ID", "HOPS", "STATE", "AGE", "SENT", "RECEIVED", "SERVES"]
-    assert circuits[1].split() == ["7", "a1a1a1a1>b2b2b2b2", "open", "1m01s", "1.5", "KiB", "3.0", "MiB", "tunnel"]
+    assert circuits[0].split() == ["ID", "HOPS", "STATE", "AGE", "SENT", "RECEIVED", "DATAGRAMS", "SERVES"]
+    assert circuits[1].split() == ["7", "a1a1a1a1>b2b2b2b2", "open", "1m01s", "1.5", "KiB", "3.0", "MiB", "-", "tunnel"]
     peers = (await run(view, "list peers")).splitlines()
     assert peers[1].split() == [ID_A, "127.0.0.1:9001", "relay,exit", "yes", "4s", "ago"]
     assert await run(view, "list services") == "no services"

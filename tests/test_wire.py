@@ -589,7 +589,7 @@ def test_frame_bytes_after_the_body_are_padding(frame: Frame, wire: bytes) -> No
     assert decode_frame(wire + b"\x00" * 7) == frame
 
 
-@pytest.mark.parametrize("t", [0x00, 0x06, 0xFF])
+@pytest.mark.parametrize("t", [0x00, 0x07, 0xFF])
 def test_frame_unknown_type(t: int) -> None:
     with pytest.raises(ProtocolError, match="unknown frame type"):
         decode_frame(bytes([t]) + b"\x00\x00")

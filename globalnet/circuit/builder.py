@@ -12,6 +12,7 @@ import itertools
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -73,6 +74,8 @@ class ClientCircuit:
     _early: bytearray = field(default_factory=bytearray)
     _early_end: bool = False
     closed: bool = False
+    #: A UDP circuit's pump (its datagram counters show in `list circuits`).
+    udp: Any = None
     #: Who this circuit is for (e.g. the SOCKS credentials' group). A circuit is
     #: never shared today; any future reuse must only share equal keys.
     isolation: Hashable | None = None
@@ -164,6 +167,7 @@ class ClientCircuit:
             "bytes_sent": s.bytes_sent if s else 0,
             "bytes_received": s.bytes_received if s else 0,
             "purpose": self.purpose,
+            **(self.udp.statistics() if self.udp is not None else {}),
         }
 
 

@@ -18,7 +18,7 @@ import structlog
 
 from ..errors import ErrorKind, GnetError
 from ..peertable import PeerTable
-from ..policy.exit_policy import ExitPolicy
+from ..policy.exit_policy import ExitPolicy, udp_policy_from_summary
 from ..wire.commands import Proto, RelayConnect
 from ..wire.pathspec import Hop, HopAddr, HopId, HopRandom
 from ..wire.records import NodeRecord, short_id
@@ -33,8 +33,11 @@ RecordLookup = Callable[[bytes], Awaitable[NodeRecord | None]]
 
 def exit_allows(final: RelayConnect) -> Callable[[NodeRecord], bool] | None:
     """A predicate for the last hop of a path whose target is `final`."""
-    if final.proto is not Proto.TCP:
+    if final.proto not in (Proto.TCP, Proto.UDP):
         return None
+    announced: Callable[[str], ExitPolicy] = (
+        ExitPolicy.from_summary if final.proto is Proto.TCP else udp_policy_from_summary
+    )
     try:
         # `localhost` is loopback at every exit (resolved from its hosts file): choose by that
         address = ipaddress.ip_address("127.0.0.1" if final.host.lower() == "localhost" else final.host)
@@ -44,7 +47,7 @@ def exit_allows(final: RelayConnect) -> Callable[[NodeRecord], bool] | None:
     def allows(record: NodeRecord) -> bool:
         if not record.is_exit:
             return False
-        policy = ExitPolicy.from_summary(record.exit_policy)
+        policy = announced(record.exit_policy)
         if address is None:
             return policy.may_exit_to_port(final.port)
         return policy.check(address, final.port).allowed

@@ -246,10 +246,10 @@ class Console:
             return Output([], "no circuits")
         cells = [
             [str(r["id"]), ">".join(r["hops"]) or "-", r["state"], fmt.duration(r["age"]), fmt.size(r["bytes_sent"]),
-             fmt.size(r["bytes_received"]), r["purpose"]]
+             fmt.size(r["bytes_received"]), _datagrams(r), r["purpose"]]
             for r in rows
         ]
-        headers = ("ID", "HOPS", "STATE", "AGE", "SENT", "RECEIVED", "SERVES")
+        headers = ("ID", "HOPS", "STATE", "AGE", "SENT", "RECEIVED", "DATAGRAMS", "SERVES")  # datagrams: out/in/dropped
         return Output(rows[: fmt.MAX_ROWS], fmt.table(headers, cells))
 
     async def _list_services(self, args: tuple[str, ...]) -> Output:
@@ -351,3 +351,10 @@ def _error(message: str, as_json: bool) -> Output:
     if as_json:
         return Output(None, json.dumps({"ok": False, "error": message}))
     return Output(None, f"error: {message}")
+
+
+def _datagrams(row: dict[str, Any]) -> str:
+    """A UDP circuit's datagram counters (a TCP circuit has none)."""
+    if "datagrams_out" not in row:
+        return "-"
+    return f"{row['datagrams_out']}/{row['datagrams_in']}/{row['dropped']}"

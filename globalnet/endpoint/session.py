@@ -64,6 +64,12 @@ class DataReceived:
 
 
 @dataclass(frozen=True)
+class DatagramReceived:
+    body: bytes  # a DATAGRAM frame body (wire/datagram.py)
+    wire_size: int  # what to pass to `consumed()` once it was delivered (or dropped)
+
+
+@dataclass(frozen=True)
 class EndReceived:
     pass
 
@@ -79,7 +85,7 @@ class RequestFrameReceived:
     body: bytes
 
 
-SessionEvent = DataReceived | EndReceived | MessageReceived | RequestFrameReceived
+SessionEvent = DataReceived | DatagramReceived | EndReceived | MessageReceived | RequestFrameReceived
 
 _REQUEST_FRAMES = (
     FrameType.DHT_STORE,
@@ -132,6 +138,16 @@ class FrameSession:
         self.bytes_sent += len(view)
         return wire
 
+    def send_datagram(self, body: bytes) -> bytes | None:
+        """One DATAGRAM frame inside the credit window, or None when the window
+        has no room: UDP is never queued, the caller drops the datagram and counts it."""
+        if self.local_ended or LENGTH_PREFIX + FRAME_HEADER + len(body) + AEAD_TAG > self.send_credit:
+            return None
+        wire = self._seal(FrameType.DATAGRAM, body)
+        self.send_credit -= len(wire)
+        self.bytes_sent += len(body)
+        return wire
+
     def send_end(self) -> bytes:
         """END: a clean end of what we send."""
         if self.local_ended:
@@ -178,6 +194,13 @@ class FrameSession:
                     raise GnetError(ErrorKind.RESOURCE_LIMIT, "peer overran the credit window")
                 self.bytes_received += len(frame.body)
                 events.append(DataReceived(frame.body, wire))
+            elif frame.type is FrameType.DATAGRAM:
+                wire = LENGTH_PREFIX + len(message)
+                self._unconsumed += wire
+                if self._unconsumed > WINDOW:
+                    raise GnetError(ErrorKind.RESOURCE_LIMIT, "peer overran the credit window")
+                self.bytes_received += len(frame.body)
+                events.append(DatagramReceived(frame.body, wire))
             elif frame.type is FrameType.CREDIT:
                 self.send_credit += parse_credit(frame.body)
                 if self.send_credit > WINDOW:

@@ -38,7 +38,9 @@ __all__ = [
     "ExitPolicy",
     "ExitRule",
     "parse_exit_rule",
+    "record_summary",
     "target_name_problem",
+    "udp_policy_from_summary",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -400,14 +402,14 @@ class ExitPolicy:
         return any(rule.allows_port(port) for rule in self._allow)
 
     @classmethod
-    def from_summary(cls, text: str) -> "ExitPolicy":
+    def from_summary(cls, text: str) -> ExitPolicy:
         """The policy a node record announces (what `summary()` wrote).
 
         Used by clients choosing an exit; a rule that does not parse (or a
         summary cut short with "...") is left out, so a client may skip an
         exit that would have allowed a target, never pick one that refuses.
         """
-        words = text.split()
+        words = text.split(_UDP_MARK, 1)[0].split()
         if not words or words[0] != "accept":
             return cls(False)
         if words[1:] == ["public:*"]:
@@ -460,3 +462,34 @@ def target_name_problem(host: str) -> str | None:
     if labels[-1].lower() == "gnet":
         return "hidden service names are not resolved by exits"
     return None
+
+
+#: Where a node record's policy text starts its UDP part (absent: no UDP exit).
+_UDP_MARK = "; udp "
+
+
+def record_summary(tcp: ExitPolicy, udp: ExitPolicy) -> str:
+    """The node record's exit-policy text: the TCP summary, then ``; udp RULE ...``
+    when the node exits UDP. UDP is opt-in per rule (there is no "every public
+    address" for UDP: an open UDP exit is a reflection amplifier)."""
+    text = tcp.summary()
+    if not (udp.enabled and udp.allow):
+        return text
+    text += _UDP_MARK + " ".join(str(rule) for rule in udp.allow)
+    if len(text) > MAX_SUMMARY_LEN:
+        text = text[: MAX_SUMMARY_LEN - 4].rsplit(" ", 1)[0] + " ..."
+    return text
+
+
+def udp_policy_from_summary(text: str) -> ExitPolicy:
+    """The UDP policy a node record announces (see `record_summary`); rules that
+    do not parse are left out, so a client never picks an exit that refuses."""
+    if _UDP_MARK not in text:
+        return ExitPolicy(False)
+    rules = []
+    for word in text.split(_UDP_MARK, 1)[1].split():
+        try:
+            rules.append(parse_exit_rule(word))
+        except ValueError:
+            continue
+    return ExitPolicy(True, rules) if rules else ExitPolicy(False)

@@ -29,6 +29,8 @@ from ..wire.commands import Proto, RelayConnect
 from ..wire.records import short_id
 from ..policy.exit_policy import ExitPolicy, target_name_problem
 from ..crypto import Keystream
+from ..endpoint.datagram_flow import DEFAULT_IDLE_TIMEOUT
+from .udp_exit import UdpExit, UdpSockets, check_udp_target
 from .hop import BridgeKeys, HopState, RelayHopCore
 
 log = structlog.get_logger("globalnet.relay")
@@ -57,6 +59,9 @@ class AccessPointRole(Protocol):
     async def serve(self, hop: "RelayHop", command: RelayConnect) -> None: ...
 
 
+#: UDP circuits an exit carries at once (each holds two sockets).
+MAX_UDP_EXITS = 512
+
 #: Makes the endpoint for a RELAY_CONNECT proto other than tcp/peer (node.py registers them).
 EndpointFactory = Callable[[FrameSession, "RelayHop"], Endpoint]
 
@@ -73,6 +78,10 @@ class RelayService:
         self.setup_timeout = SETUP_TIMEOUT
         self.endpoints: dict[Proto, EndpointFactory] = {}
         self.access_point: AccessPointRole | None = None
+        #: UDP exit rules (-exit-allow-udp); off unless rules are given.
+        self.udp_policy = ExitPolicy(False)
+        self.udp_idle_timeout = DEFAULT_IDLE_TIMEOUT
+        self.udp_exits: set[UdpExit] = set()
         links.on_stream = self.accept
 
     hop_class: type["RelayHop"]
@@ -86,7 +95,7 @@ class RelayService:
     def statistics(self) -> dict[str, int]:
         bridges = sum(1 for h in self.hops if h.core.state is HopState.BRIDGE)
         exits = sum(1 for h in self.hops if h.core.state is HopState.ENDPOINT)
-        return {"bridges": bridges, "exits": exits, "bytes_relayed": self.bytes_relayed, "circuits_served": self.circuits_served}
+        return {"bridges": bridges, "exits": exits, "udp_exits": len(self.udp_exits), "bytes_relayed": self.bytes_relayed, "circuits_served": self.circuits_served}
 
 
 class _Downstream:
@@ -228,6 +237,9 @@ class RelayHop:
                 if command.proto is Proto.PEER:
                     await self._bridge(command)
                     return
+                if command.proto is Proto.UDP:
+                    await self._open_udp_exit(command)
+                    return
                 if command.proto is Proto.TCP:
                     reader, writer = await self._open_exit(command)
                 elif command.proto is Proto.SERVICE and self.relay.access_point is not None:
@@ -329,6 +341,25 @@ class RelayHop:
         if failure is not None:
             raise failure
         raise GnetError(ErrorKind.EXIT_POLICY, refusal or "no allowed address")
+
+    async def _open_udp_exit(self, command: RelayConnect) -> None:
+        relay = self.relay
+        if not relay.exit_policy.enabled:
+            raise GnetError(ErrorKind.EXIT_POLICY, "this node is not an exit")
+        check_udp_target(relay.udp_policy, command.host, command.port)
+        if len(relay.udp_exits) >= MAX_UDP_EXITS:  # two sockets each: bound the exit's file descriptors
+            raise GnetError(ErrorKind.RESOURCE_LIMIT, "this exit carries as many UDP circuits as it allows")
+        sockets = await UdpSockets.open()
+        if self.closed:
+            sockets.close()
+            return
+        target = (command.host, command.port)
+        def make(session: FrameSession, hop: RelayHop) -> UdpExit:
+            udp = UdpExit(session, hop, relay.udp_policy, target, relay.udp_idle_timeout, sockets, relay.udp_exits.discard)
+            relay.udp_exits.add(udp)
+            return udp
+
+        self._start_endpoint_of(make)
 
     def splice(self, partner: "RelayHop") -> None:
         """Join two circuits that both end here (a rendezvous): each side's bytes lose

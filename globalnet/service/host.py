@@ -13,7 +13,9 @@ an onion key), then connects the session to its target.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import random
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +27,9 @@ from ..config import ServiceConfig
 from ..endpoint.session import EndReceived, FrameSession, RequestFrameReceived
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity, load_or_create_identity
-from ..policy.exit_policy import ExitPolicy
+from ..policy.exit_policy import ExitPolicy, ExitRule
 from ..relay.server import RelayHop
+from ..relay.udp_exit import UdpExit, UdpSockets
 from ..wire.commands import SERVICE_JOIN, SERVICE_REGISTER, Proto, RelayConnect
 from ..wire.framing import FrameType
 from ..wire.pathspec import HopId, HopRandom
@@ -55,7 +58,7 @@ class _ServiceKeys:
     onion_private: bytes
 
     @property
-    def onion(self) -> "_ServiceKeys":
+    def onion(self) -> _ServiceKeys:
         return self
 
     def candidates(self, now: float) -> list[bytes]:
@@ -77,6 +80,8 @@ class _SessionContext:
     endpoints: dict[Any, Any] = field(default_factory=dict)
     access_point: None = None
     links: None = None
+    udp: bool = False  # the target is UDP (NAME=udp:HOST:PORT)
+    udp_idle_timeout: float = 120.0
 
 
 class ServiceHop(RelayHop):
@@ -86,6 +91,8 @@ class ServiceHop(RelayHop):
 
     async def _open_exit(self, command: RelayConnect) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         ctx = self.relay
+        if ctx.udp:
+            raise GnetError(ErrorKind.EXIT_POLICY, "this service's target is UDP: use a UDP tunnel or SOCKS UDP ASSOCIATE")
         if not command.host:
             host, port = ctx.target
             try:
@@ -96,11 +103,33 @@ class ServiceHop(RelayHop):
             raise GnetError(ErrorKind.EXIT_POLICY, "this service does not allow client-chosen targets")
         return await super()._open_exit(command)
 
+    async def _open_udp_exit(self, command: RelayConnect) -> None:
+        """A UDP session goes to the service's own UDP target, and nowhere else."""
+        ctx = self.relay
+        if not ctx.udp:
+            raise GnetError(ErrorKind.EXIT_POLICY, "this service's target is TCP, not UDP")
+        if command.host:
+            raise GnetError(ErrorKind.EXIT_POLICY, "a UDP service takes datagrams for its own target only")
+        host, port = ctx.target
+        try:  # the owner's own target (often `localhost`): resolved here, once, like a TCP target
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise GnetError(ErrorKind.CONNECTION_REFUSED, f"the service's target does not resolve ({exc})") from None
+        address = ipaddress.ip_address(infos[0][4][0])
+        only_target = ExitPolicy(True, [ExitRule(ipaddress.ip_network(address), frozenset({port}))])
+        sockets = await UdpSockets.open()
+        if self.closed:
+            sockets.close()
+            return
+        self._start_endpoint_of(
+            lambda session, hop: UdpExit(session, hop, only_target, (str(address), port), ctx.udp_idle_timeout, sockets)
+        )
+
 
 class CircuitAsStream:
     """Lets a RelayHop answer through a circuit (the service's side of a rendezvous)."""
 
-    def __init__(self, circuit: "ClientCircuit") -> None:
+    def __init__(self, circuit: ClientCircuit) -> None:
         self.circuit = circuit
         self.link = circuit.stream.link
         self.handler: Any = None
@@ -128,9 +157,9 @@ class CircuitAsStream:
 class _Intro:
     """Our end of a registration circuit to one access point."""
 
-    service: "HostedService"
+    service: HostedService
     ap: bytes
-    circuit: "ClientCircuit"
+    circuit: ClientCircuit
     session: FrameSession
     registered: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     dead: bool = False
@@ -162,7 +191,7 @@ class _Intro:
 
 
 class HostedService:
-    def __init__(self, node: "Node", config: ServiceConfig, access_points: int = ACCESS_POINTS) -> None:
+    def __init__(self, node: Node, config: ServiceConfig, access_points: int = ACCESS_POINTS) -> None:
         self.node = node
         self.config = config
         self.name = config.name
@@ -183,7 +212,7 @@ class HostedService:
         self.publish_count = 0
         keys = _ServiceKeys(self.id, service_onion_key(bytes(self.key.signing_key)))
         allow = ExitPolicy(True, config.allow) if config.allow else ExitPolicy(False)
-        self.context = _SessionContext(keys, node.spawn, allow, config.target)
+        self.context = _SessionContext(keys, node.spawn, allow, config.target, udp=config.udp)
 
     # -- the service's life --------------------------------------------------
     async def run(self) -> None:

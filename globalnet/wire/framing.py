@@ -30,6 +30,7 @@ class FrameType(enum.IntEnum):
     END = 0x03  # clean end of this direction (half-close)
     ERROR = 0x04  # abnormal end: code u8, reason str8
     MESSAGE = 0x05  # a console text message (send <id> <text>)
+    DATAGRAM = 0x06  # one UDP datagram (wire/datagram.py), inside the credit window like DATA
     DHT_STORE = 0x10  # (the proposal's names) a DHT request for the circuit's last hop
     DHT_RETR = 0x11
     DHT_DATA = 0x12  # the answer to either
