@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import stat
 import time
 from dataclasses import dataclass, field, replace
