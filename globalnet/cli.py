@@ -22,8 +22,13 @@ from globalnet.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["site"]:
+        from globalnet.site.cli import site_main
+
+        return site_main(args[1:])
     try:
-        config = load_config(sys.argv[1:] if argv is None else argv)
+        config = load_config(args)
     except ConfigError as exc:
         print(f"gclient: {exc}", file=sys.stderr)
         print("gclient: try 'gclient --help'", file=sys.stderr)

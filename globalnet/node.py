@@ -30,7 +30,7 @@ from .policy.exit_policy import ExitPolicy, record_summary
 from .relay.server import RelayService
 from .wire.commands import Proto, RelayConnect
 from .circuit.guard_store import GuardStore
-from .circuit.resolve import PathResolver
+from .circuit.resolve import NoExitError, PathResolver
 from .dht.agent import DhtAgent, DhtClient
 from .service.access_point import AccessPoint
 from .service.client import open_service_circuit
@@ -520,6 +520,8 @@ class Node:
             for guard in entries:
                 try:
                     return await self.resolver.resolve(self._guarded_hops(hops, guard, avoid, vanguards), final, avoid=avoid, wait=0.0)
+                except NoExitError:
+                    raise  # no exit allows the target at all: no other guard changes that
                 except GnetError:
                     continue  # this guard cannot start this path (e.g. it is the only fitting exit)
             if entries:

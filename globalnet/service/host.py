@@ -36,6 +36,7 @@ from ..identity import Identity, load_or_create_identity
 from ..policy.exit_policy import ExitPolicy, ExitRule
 from ..relay.server import RelayHop
 from ..relay.udp_exit import UdpExit, UdpSockets
+from ..storage.atomic import write_atomic
 from ..wire.commands import SERVICE_JOIN, SERVICE_REGISTER, Proto, RelayConnect
 from ..wire.framing import FrameType
 from ..wire.pathspec import HopId, HopRandom
@@ -217,7 +218,7 @@ class HostedService:
         self.id = service_id(self.public)
         hostname = self.dir / "hostname"
         if not hostname.exists() or hostname.read_text().strip() != self.address:
-            hostname.write_text(self.address + "\n")
+            write_atomic(hostname, (self.address + "\n").encode())
         self.clients: list[bytes] | None = None
         if config.auth:  # a bad key file is an error at start, not a silent lock-out
             auth_dir = self.dir / "authorized_clients"
