@@ -220,6 +220,7 @@ _HTTP_STATUS: dict[int, tuple[int, str]] = {
     Reply.TTL_EXPIRED: (504, "Gateway Timeout"),
     Reply.COMMAND_NOT_SUPPORTED: (501, "Not Implemented"),
     Reply.ADDRESS_TYPE_NOT_SUPPORTED: (400, "Bad Request"),
+    0xF4: (403, "Forbidden"),  # Tor's extended code: a hidden service's client authorization
 }
 
 _REPLY_TEXT: dict[int, str] = {
