@@ -456,7 +456,9 @@ class SocksParser:
             return None
         raw = self._take(4 + size + 2)
         addr, port = raw[4 : 4 + size], int.from_bytes(raw[-2:], "big")
-        if port == 0:  # as HTTP CONNECT does: nothing listens on port 0 (found by fuzz/fuzz_socks.py)
+        # nothing listens on port 0, as HTTP CONNECT says too (found by fuzz/fuzz_socks.py);
+        # a UDP ASSOCIATE may say 0: "the port I will send from is not known yet"
+        if port == 0 and cmd == CMD_CONNECT:
             raise _Rejected(socks_reply(Reply.GENERAL_FAILURE), "CONNECT to port 0")
         if atyp == AddressType.IPV4:
             target = SocksTarget(str(ipaddress.IPv4Address(addr)), port, AddressType.IPV4)
