@@ -18,32 +18,44 @@ import structlog
 from . import __version__
 from .bootstrap import BootstrapTracker, Progress, relays_needed
 from .circuit.builder import ClientCircuit, HopTarget, build_circuit
-from .config import Config
-from .crypto import BACKEND_NAME
-from .errors import ErrorKind, GnetError
-from .identity import Identity, load_or_create_identity
-from .link.quic_link import Link
-from .link.manager import LinkManager, LinkSettings
-from .messaging import MessageService, Messenger
-from .metrics import MetricsSettings, NodeMetrics, start_metrics
-from .policy.exit_policy import ExitPolicy, record_summary
-from .relay.server import RelayService
-from .wire.commands import Proto, RelayConnect
 from .circuit.guard_store import GuardStore
 from .circuit.resolve import NoExitError, PathResolver, network_of_target
+from .config import Config
+from .crypto import BACKEND_NAME
 from .dht.agent import DhtAgent, DhtClient
+from .dht.participant import Dht
+from .dht.values import ValidValue, node_record_value, record_from_value
+from .endpoint.datagram_flow import DatagramCounters
+from .endpoint.session import FrameSession
+from .errors import ErrorKind, GnetError
+from .identity import Identity, load_or_create_identity
+from .link.manager import LinkManager, LinkSettings
+from .link.quic_link import Link
+from .messaging import MessageService, Messenger
+from .metrics import MetricsSettings, NodeMetrics, start_metrics
+from .peertable import PeerTable
+from .policy.exit_policy import ExitPolicy, record_summary
+from .relay.server import RelayService
 from .service.access_point import AccessPoint
 from .service.client import open_service_circuit
 from .service.client_auth import load_client_key
 from .service.host import HostedService
-from .dht.participant import Dht
-from .dht.values import ValidValue, node_record_value, record_from_value
-from .endpoint.session import FrameSession
-from .peertable import PeerTable
+from .wire.commands import Proto, RelayConnect
 from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, format_host_port
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")
+
+
+def _udp_statistics(own: DatagramCounters, exited: DatagramCounters) -> dict[str, int]:
+    """Datagrams of our own UDP flows and of those we exit, with what was dropped (never queued)."""
+    return {
+        "udp_datagrams_out": own.sent + exited.sent,
+        "udp_datagrams_in": own.received + exited.received,
+        "udp_dropped_window": own.dropped_window + exited.dropped_window,
+        "udp_dropped_oversize": own.dropped_oversize + exited.dropped_oversize,
+        "udp_dropped_other": own.dropped_other + exited.dropped_other,
+    }
 
 
 def _pin(record: NodeRecord) -> HopAddr:
@@ -76,6 +88,7 @@ class Node:
         exit_udp = config.exit.allow_udp if config.exit.enabled else ()
         self.relay.udp_policy = self.udp_policy = ExitPolicy(bool(exit_udp), exit_udp)
         self.relay.udp_idle_timeout = config.udp_idle_timeout
+        self.udp_totals = DatagramCounters()  # this node's own UDP flows (tunnels, SOCKS), ever
         self.peers = PeerTable(self.identity.node_id, config.data_dir)
         self.resolver = PathResolver(self.peers, self._lookup_record)
         self.guards = GuardStore(config.data_dir)
@@ -575,5 +588,6 @@ class Node:
             "bootstrap": self.bootstrap.status(),
             **self.links.statistics(),
             **self.relay.statistics(),
+            **_udp_statistics(self.udp_totals, self.relay.udp_totals),
             **(self.dht.statistics() if self.dht else {}),
         }

@@ -111,7 +111,7 @@ class UdpAssociation:
             if len(self.flows) >= MAX_FLOWS:
                 self.counts["over_limit"] += 1
                 return
-            flow = UdpFlow(self._replier(key), self._forget, self.idle_timeout)
+            flow = UdpFlow(self._replier(key), self._forget, self.idle_timeout, self.node.udp_totals)
             self.flows[key] = flow
             self.defaults[key] = (host, request.port)
             self.node.spawn(flow.run(self._opener(key, host, request.port), self.node, "socks"), "socks udp flow")

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from .endpoint.datagram_flow import DatagramCounters
 from .endpoint.datagram_pump import DatagramPump
 from .errors import ErrorKind, GnetError
 from .link.udp import size_buffers
@@ -60,6 +61,9 @@ class CircuitOpener(Protocol):
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None: ...
 
+    @property
+    def udp_totals(self) -> DatagramCounters: ...
+
 
 class UdpFlow:
     """One UDP circuit on the client side: queue while building, then a DatagramPump."""
@@ -69,7 +73,9 @@ class UdpFlow:
         deliver: Callable[[Datagram], None],
         on_close: Callable[[UdpFlow], None],
         idle_timeout: float,
+        totals: DatagramCounters | None = None,
     ) -> None:
+        self.totals = totals
         self._deliver = deliver
         self._on_close = on_close
         self.idle_timeout = idle_timeout
@@ -114,7 +120,9 @@ class UdpFlow:
                 done.set_result(None)
 
         assert circuit.core.session is not None
-        self.pump = DatagramPump(circuit.core.session, circuit, self._deliver, closed, self.idle_timeout)
+        self.pump = DatagramPump(
+            circuit.core.session, circuit, self._deliver, closed, self.idle_timeout, totals=self.totals
+        )
         circuit.udp = self.pump  # `list circuits` shows its datagram counters
         circuit.attach(self.pump)
         while self.early and not self.pump.closed:
@@ -181,7 +189,7 @@ class UdpTunnel:
             if len(self.flows) >= MAX_FLOWS:
                 self.refused += 1
                 return
-            flow = UdpFlow(functools.partial(self._reply, addr=key), self._forget, self.idle_timeout)
+            flow = UdpFlow(functools.partial(self._reply, addr=key), self._forget, self.idle_timeout, self.node.udp_totals)
             self.flows[key] = flow
             self.node.spawn(flow.run(self._open, self.node, str(self.port)), "udp tunnel flow")
         flow.send("", 0, data)

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from globalnet.identity import load_or_create_identity
+from globalnet.identity import Identity, load_or_create_identity
 from globalnet.localnet import NodeProcess, free_port
 from globalnet.peertable import PeerTable
 from globalnet.storage.atomic import write_atomic
+from globalnet.wire.buffer import blob16
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL, LARGE = 40, 400  # two peer tables the writer alternates between
+SMALL, LARGE = 20, 120  # two peer tables the writer alternates between
 
 
 def test_write_atomic_replaces_whole_file_with_mode(tmp_path: Path) -> None:
@@ -63,12 +64,14 @@ _WRITER = textwrap.dedent(
     f"""
     import sys, time
     from pathlib import Path
-    from globalnet.identity import Identity, load_or_create_identity
+    from globalnet.identity import Identity, load_or_create_identity, verify_node_record
     from globalnet.peertable import PeerTable
+    from globalnet.wire.buffer import Reader
 
     data = Path(sys.argv[1])
     now = time.time()
-    records = [Identity.generate().make_record((("127.0.0.1", 1000 + i),), now=now) for i in range({LARGE})]
+    blob = Reader(Path(sys.argv[2]).read_bytes())
+    records = [verify_node_record(blob.pull_blob16(4096)) for _ in range({LARGE})]
     tables = []
     for n in ({SMALL}, {LARGE}):
         table = PeerTable(b"\\0" * 20, data)
@@ -85,14 +88,24 @@ _WRITER = textwrap.dedent(
 )
 
 
+def _records_file(path: Path) -> Path:
+    """LARGE signed records with proof-of-work ids, made once here (each id costs a puzzle)
+    rather than in every writer process."""
+    now = time.time()
+    records = [Identity.from_label(b"atomic-writes %d" % i).make_record((("127.0.0.1", 1000 + i),), now=now) for i in range(LARGE)]
+    path.write_bytes(b"".join(blob16(r.encode(), 4096) for r in records))
+    return path
+
+
 def test_sigkill_during_writes_leaves_a_consistent_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "data"
     (data / "keys").mkdir(parents=True)
+    records = _records_file(tmp_path / "records.bin")
     rng = random.Random(17)
     kills = 0
     for _ in range(25):
         proc = subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(data)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+            [sys.executable, "-c", _WRITER, str(data), str(records)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
         )
         try:
             assert proc.stdout is not None

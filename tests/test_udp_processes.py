@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dnslib import QTYPE, RR, A, DNSRecord
@@ -205,6 +206,8 @@ def test_oversize_datagrams_are_dropped_whole_never_split(net: Net) -> None:
     assert net.echo.received - before == 1  # the big ones never reached the target, in part or whole
     udp = [c for c in _console_json(net, "json list circuits") if c.get("purpose") == "udp tunnel" and c["dropped_oversize"]]
     assert udp and udp[0]["dropped_oversize"] == 2 and udp[0]["datagrams_out"] >= 2
+    stats = _console_json(net, "json stats")
+    assert stats["udp_dropped_oversize"] >= 2 and stats["udp_datagrams_out"] >= 2  # type: ignore[call-overload]
 
 
 def test_an_exit_without_udp_rules_refuses(net: Net) -> None:
@@ -398,7 +401,7 @@ def test_a_udp_hidden_service(net: Net) -> None:
         sock.close()
 
 
-def _console_json(net: Net, command: str) -> list[dict[str, object]]:
+def _console_json(net: Net, command: str) -> Any:
     import json
 
     with socket.create_connection(("127.0.0.1", net.console), timeout=10) as conn:
