@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine, Hashable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -17,31 +18,44 @@ import structlog
 from . import __version__
 from .bootstrap import BootstrapTracker, Progress, relays_needed
 from .circuit.builder import ClientCircuit, HopTarget, build_circuit
+from .circuit.guard_store import GuardStore
+from .circuit.resolve import NoExitError, PathResolver, network_of_target
 from .config import Config
 from .crypto import BACKEND_NAME
-from .errors import ErrorKind, GnetError
-from .identity import Identity, load_or_create_identity
-from .link.quic_link import Link
-from .link.manager import LinkManager, LinkSettings
-from .messaging import MessageService, Messenger
-from .metrics import MetricsSettings, NodeMetrics, start_metrics
-from .policy.exit_policy import ExitPolicy, record_summary
-from .relay.server import RelayService
-from .wire.commands import Proto, RelayConnect
-from .circuit.guard_store import GuardStore
-from .circuit.resolve import NoExitError, PathResolver
 from .dht.agent import DhtAgent, DhtClient
-from .service.access_point import AccessPoint
-from .service.client import open_service_circuit
-from .service.host import HostedService
 from .dht.participant import Dht
 from .dht.values import ValidValue, node_record_value, record_from_value
+from .endpoint.datagram_flow import DatagramCounters
 from .endpoint.session import FrameSession
+from .errors import ErrorKind, GnetError
+from .identity import Identity, load_or_create_identity
+from .link.manager import LinkManager, LinkSettings
+from .link.quic_link import Link
+from .messaging import MessageService, Messenger
+from .metrics import MetricsSettings, NodeMetrics, start_metrics
 from .peertable import PeerTable
+from .policy.exit_policy import ExitPolicy, record_summary
+from .relay.server import RelayService
+from .service.access_point import AccessPoint
+from .service.client import open_service_circuit
+from .service.client_auth import load_client_key
+from .service.host import HostedService
+from .wire.commands import Proto, RelayConnect
 from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, format_host_port
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")
+
+
+def _udp_statistics(own: DatagramCounters, exited: DatagramCounters) -> dict[str, int]:
+    """Datagrams of our own UDP flows and of those we exit, with what was dropped (never queued)."""
+    return {
+        "udp_datagrams_out": own.sent + exited.sent,
+        "udp_datagrams_in": own.received + exited.received,
+        "udp_dropped_window": own.dropped_window + exited.dropped_window,
+        "udp_dropped_oversize": own.dropped_oversize + exited.dropped_oversize,
+        "udp_dropped_other": own.dropped_other + exited.dropped_other,
+    }
 
 
 def _pin(record: NodeRecord) -> HopAddr:
@@ -74,6 +88,7 @@ class Node:
         exit_udp = config.exit.allow_udp if config.exit.enabled else ()
         self.relay.udp_policy = self.udp_policy = ExitPolicy(bool(exit_udp), exit_udp)
         self.relay.udp_idle_timeout = config.udp_idle_timeout
+        self.udp_totals = DatagramCounters()  # this node's own UDP flows (tunnels, SOCKS), ever
         self.peers = PeerTable(self.identity.node_id, config.data_dir)
         self.resolver = PathResolver(self.peers, self._lookup_record)
         self.guards = GuardStore(config.data_dir)
@@ -87,6 +102,8 @@ class Node:
             self.relay.access_point = AccessPoint(self.identity.node_id)
         self.services = [HostedService(self, sc) for sc in config.services]
         self.service_descriptors: dict[bytes, Any] = {}  # descriptors this node looked up, until they expire
+        # our hidden-service client key (gclient --gen-client-key), for services with client authorization
+        self.client_auth_key = load_client_key(Path(config.data_dir) / "client_auth")
         self.links.on_link_ready.append(self._on_link_ready)
         self.links.on_peers = self._on_peers
         self.circuits: dict[int, ClientCircuit] = {}
@@ -367,7 +384,9 @@ class Node:
                     pass
 
     async def _open_dht_circuit(self) -> tuple[ClientCircuit, FrameSession]:
-        hops = min(3, max(1, len(self.peers.relays())))
+        # a hosting node never routes through its own access points: on a small network
+        # that leaves fewer relays for a DHT circuit (2 hops on the README's 3 relays)
+        hops = min(3, max(1, len(self.peers.relays()) - len(self._access_points())))
         circuit = await self.open_circuit(
             tuple(HopRandom() for _ in range(hops)), RelayConnect(Proto.DHT), "dht", vanguards=True
         )
@@ -494,7 +513,14 @@ class Node:
         if first.node_id is not None:
             self.guards.link_ok(first.node_id)
         started = time.monotonic()
-        circuit = await build_circuit(link, targets[1:], final, purpose)
+        try:
+            circuit = await build_circuit(link, targets[1:], final, purpose)
+        except GnetError:
+            if first.node_id is not None and not link.is_ready:
+                # the guard's link died under the circuit: that is the guard unreachable (a link
+                # failure), unlike a circuit refused or cut further on, which never counts
+                self.guards.link_failed(first.node_id)
+            raise
         self.metrics.circuit_built(time.monotonic() - started)
         self.circuits[circuit.id] = circuit
         return circuit
@@ -511,13 +537,19 @@ class Node:
             self._refresh_guards()
             named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
             entries = [g for g in self.guards.entry_guards() if g.node_id not in avoid | named]
-            for guard in entries:
+            fallback: list[HopTarget] | None = None
+            for guard in entries:  # in the guards' order (reachable first, shuffled)
                 try:
-                    return await self.resolver.resolve(self._guarded_hops(hops, guard, avoid, vanguards), final, avoid=avoid, wait=0.0)
+                    path = await self.resolver.resolve(self._guarded_hops(hops, guard, avoid, vanguards), final, avoid=avoid, wait=0.0)
                 except NoExitError:
                     raise  # no exit allows the target at all: no other guard changes that
                 except GnetError:
                     continue  # this guard cannot start this path (e.g. it is the only fitting exit)
+                if len({network_of_target(t) for t in path}) == len(path):
+                    return path  # every hop in its own /16
+                fallback = fallback or path  # e.g. the only fitting exit shares this guard's /16: try the next guard
+            if fallback is not None:
+                return fallback
             if entries:
                 # no guard fits with the relays known now: wait for more, keeping our first guard
                 return await self.resolver.resolve(self._guarded_hops(hops, entries[0], avoid, vanguards), final, avoid=avoid)
@@ -556,5 +588,6 @@ class Node:
             "bootstrap": self.bootstrap.status(),
             **self.links.statistics(),
             **self.relay.statistics(),
+            **_udp_statistics(self.udp_totals, self.relay.udp_totals),
             **(self.dht.statistics() if self.dht else {}),
         }

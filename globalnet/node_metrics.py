@@ -63,6 +63,7 @@ class NodeMetricsSource:
             socks_replies=replies,
             rss_bytes=rss_bytes(),
             dht_contacts=node.dht.contacts() if node.dht is not None else 0,
+            udp={k: v for k, v in node.statistics().items() if k.startswith("udp_") and isinstance(v, int)},
         )
 
 

@@ -43,8 +43,8 @@ from .link.manager import LinkManager
 from .peertable import PeerTable
 from .policy.exit_policy import udp_policy_from_summary
 from .service.address import AddressError
-from .service.node_api import ServiceOpener
 from .socks_udp import UdpAssociation
+from .udp_tunnel import UdpClientNode
 from .wire.commands import Proto, RelayConnect
 from .wire.pathspec import HopAddr, HopId, PathSpec, TargetService, TargetTcp, format_host_port, format_path_spec
 from .wire.socks import Associate, Connect, Credentials, Reject, Send, SocksParser
@@ -60,7 +60,7 @@ class ProxyAuth:
     password: str = field(repr=False)
 
 
-class SocksNode(ServiceOpener, Protocol):
+class SocksNode(UdpClientNode, Protocol):
     """What a SOCKS proxy uses of the node: circuits, services, and the relays and links
     it knows (to tell "no exit allows this" from "not connected yet")."""
 

@@ -7,12 +7,13 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dnslib import QTYPE, RR, A, DNSRecord
 from dnslib.server import DNSServer
 
-from globalnet.localnet import LocalNet, free_port
+from globalnet.localnet import LocalNet, free_port, hosted_address
 from globalnet.wire.datagram import MAX_DATAGRAM
 from globalnet.wire.socks_udp import decode_udp_request, encode_udp_datagram
 from tests.targets import UdpEchoServer
@@ -67,7 +68,7 @@ class Net:
         # (a hidden service keeps its access points off its own circuits: it needs a few more relays)
         self.extra = [self.local.relay(f"r{i}", "-connect", r1.pinned) for i in range(5, 10)]
         self.service = self.local.client("svc", "-connect", r1.pinned, "-service", f"dns=udp:127.0.0.1:{self.dns.port}")
-        self.address = str(self.service.wait_for("hidden service")["address"])
+        self.address = hosted_address(self.service, "dns")
         self.specs["service"] = self.address
         self.ports["service"] = free_port(socket.SOCK_DGRAM)
         self.proxy = free_port()
@@ -205,6 +206,8 @@ def test_oversize_datagrams_are_dropped_whole_never_split(net: Net) -> None:
     assert net.echo.received - before == 1  # the big ones never reached the target, in part or whole
     udp = [c for c in _console_json(net, "json list circuits") if c.get("purpose") == "udp tunnel" and c["dropped_oversize"]]
     assert udp and udp[0]["dropped_oversize"] == 2 and udp[0]["datagrams_out"] >= 2
+    stats = _console_json(net, "json stats")
+    assert stats["udp_dropped_oversize"] >= 2 and stats["udp_datagrams_out"] >= 2  # type: ignore[call-overload]
 
 
 def test_an_exit_without_udp_rules_refuses(net: Net) -> None:
@@ -398,7 +401,7 @@ def test_a_udp_hidden_service(net: Net) -> None:
         sock.close()
 
 
-def _console_json(net: Net, command: str) -> list[dict[str, object]]:
+def _console_json(net: Net, command: str) -> Any:
     import json
 
     with socket.create_connection(("127.0.0.1", net.console), timeout=10) as conn:

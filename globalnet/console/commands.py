@@ -336,6 +336,10 @@ class Console:
             ("memory", f"{fmt.size(s['rss_bytes'])} RSS"),
             ("consoles", str(s["consoles"])),
         ]
+        if "udp_datagrams_out" in s:
+            dropped = s["udp_dropped_window"] + s["udp_dropped_oversize"] + s["udp_dropped_other"]
+            pairs.insert(-3, ("udp", (f"{s['udp_datagrams_out']} datagrams out, {s['udp_datagrams_in']} in, {dropped} dropped "
+                                      f"({s['udp_dropped_window']} window full, {s['udp_dropped_oversize']} oversize)")))
         if "bootstrap" in s:  # after uptime: how far the node got, as its log says it
             pairs.insert(3, ("progress", _bootstrap_line(s["bootstrap"])))
         return Output(s, fmt.key_values(pairs))

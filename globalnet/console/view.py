@@ -115,6 +115,7 @@ class NodeConsoleView:
             "rss_bytes": rss_bytes(),
             "consoles": len(node.console.clients) if node.console is not None else 0,
             "bootstrap": s["bootstrap"],
+            **{k: v for k, v in s.items() if k.startswith("udp_")},
         }
 
     async def send(self, dest: Destination, message: str) -> dict[str, Any]:

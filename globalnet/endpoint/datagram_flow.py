@@ -48,25 +48,33 @@ class Received:
 
 
 class DatagramFlow:
-    def __init__(self, session: FrameSession, now: float, idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        session: FrameSession,
+        now: float,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        totals: DatagramCounters | None = None,
+    ) -> None:
         if idle_timeout <= 0:
             raise ValueError("the idle timeout must be positive")
         self.session = session
         self.idle_timeout = idle_timeout
         self.counters = DatagramCounters()
+        #: The node's running totals (stats, metrics): counted here too, and kept when this flow ends.
+        self.totals = totals if totals is not None else DatagramCounters()
         self._last_activity = now
         self.expired = False
 
     def send(self, host: str, port: int, payload: bytes, now: float) -> bytes:
         """Wire bytes carrying one datagram, or b"" when it was dropped (and counted)."""
         if len(payload) > MAX_DATAGRAM:
-            self.counters.dropped_oversize += 1
+            self.count("dropped_oversize")
             return b""
         wire = self.session.send_datagram(encode_datagram(host, port, payload))
         if wire is None:
-            self.counters.dropped_window += 1
+            self.count("dropped_window")
             return b""
-        self.counters.sent += 1
+        self.count("sent")
         self._last_activity = now
         return wire
 
@@ -83,11 +91,16 @@ class DatagramFlow:
             else:
                 raise GnetError(ErrorKind.PROTOCOL, f"a UDP circuit got a {type(event).__name__}")
         if out.datagrams:
-            self.counters.received += len(out.datagrams)
+            self.count("received", len(out.datagrams))
             self._last_activity = now
         if credit:
             out.wire = self.session.consumed(credit)
         return out
+
+    def count(self, what: str, n: int = 1) -> None:
+        """Add to one counter of this flow and of the node's totals."""
+        for counters in (self.counters, self.totals):
+            setattr(counters, what, getattr(counters, what) + n)
 
     def get_timer(self) -> float:
         return self._last_activity + self.idle_timeout

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from ..errors import ErrorKind, GnetError
 from ..wire.datagram import Datagram
-from .datagram_flow import DatagramFlow
+from .datagram_flow import DatagramCounters, DatagramFlow
 from .session import FrameSession
 
 
@@ -33,8 +33,9 @@ class DatagramPump:
         on_close: Callable[[GnetError | None], None],
         idle_timeout: float,
         clock: Callable[[], float] = time.monotonic,
+        totals: DatagramCounters | None = None,
     ) -> None:
-        self.flow = DatagramFlow(session, clock(), idle_timeout)
+        self.flow = DatagramFlow(session, clock(), idle_timeout, totals)
         self._end = end
         self._deliver = deliver
         self._on_close = on_close

@@ -79,5 +79,14 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "gnet_bootstrap_percent", "Bootstrap progress (100: ready)", value=float(status.bootstrap.get("percent", 0))
         )
+        udp = status.udp
+        datagrams = CounterMetricFamily("gnet_udp_datagrams", "UDP datagrams carried (own flows and exited)", labels=["direction"])
+        datagrams.add_metric(["out"], udp.get("udp_datagrams_out", 0))
+        datagrams.add_metric(["in"], udp.get("udp_datagrams_in", 0))
+        yield datagrams
+        dropped = CounterMetricFamily("gnet_udp_dropped", "UDP datagrams dropped, never queued", labels=["reason"])
+        for reason in ("window", "oversize", "other"):
+            dropped.add_metric([reason], udp.get(f"udp_dropped_{reason}", 0))
+        yield dropped
         if status.rss_bytes is not None:
             yield GaugeMetricFamily("gnet_resident_memory_bytes", "Resident memory of the node process", value=status.rss_bytes)

@@ -55,6 +55,7 @@ class NodeStatus:
     socks_replies: dict[int, int] = field(default_factory=dict)  # reply code -> count
     rss_bytes: int | None = None
     dht_contacts: int = 0
+    udp: dict[str, int] = field(default_factory=dict)  # node statistics' udp_* counters
 
 
 class MetricsSource(Protocol):

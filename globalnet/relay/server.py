@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from ..endpoint.datagram_flow import DEFAULT_IDLE_TIMEOUT
+from ..endpoint.datagram_flow import DEFAULT_IDLE_TIMEOUT, DatagramCounters
 from ..endpoint.pump import StreamPump
 from ..endpoint.session import RELAY_SLACK, WINDOW, FrameSession
 from ..errors import ErrorKind, GnetError
@@ -80,6 +80,7 @@ class RelayService:
         self.udp_policy = ExitPolicy(False)
         self.udp_idle_timeout = DEFAULT_IDLE_TIMEOUT
         self.udp_exits: set[UdpExit] = set()
+        self.udp_totals = DatagramCounters()  # datagrams this exit carried and dropped, ever
         links.on_stream = self.accept
 
     def accept(self, stream: HopStream) -> None:
@@ -379,7 +380,10 @@ class RelayHop:
         target = (command.host, command.port)
 
         def make(session: FrameSession, hop: RelayHop) -> UdpExit:
-            udp = UdpExit(session, hop, relay.udp_policy, target, relay.udp_idle_timeout, sockets, relay.udp_exits.discard)
+            udp = UdpExit(
+                session, hop, relay.udp_policy, target, relay.udp_idle_timeout, sockets, relay.udp_exits.discard,
+                totals=relay.udp_totals,
+            )
             relay.udp_exits.add(udp)
             return udp
 

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from ..endpoint.datagram_flow import DatagramCounters
 from ..endpoint.datagram_pump import DatagramPump
 from ..endpoint.session import FrameSession
 from ..errors import ErrorKind, GnetError
@@ -85,7 +86,7 @@ class _Socket(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:  # ICMP unreachable etc.: UDP carries on
         if self.owner is not None:
-            self.owner.flow.counters.dropped_other += 1
+            self.owner.flow.count("dropped_other")
 
 
 def _same(protocol: _Socket) -> _Socket:
@@ -134,9 +135,10 @@ class UdpExit:
         sockets: UdpSockets,
         on_close: Callable[[UdpExit], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        totals: DatagramCounters | None = None,
     ) -> None:
         self._on_close = on_close
-        self.pump = DatagramPump(session, end, self._to_target, self._closed, idle_timeout, clock)
+        self.pump = DatagramPump(session, end, self._to_target, self._closed, idle_timeout, clock, totals)
         self.flow = self.pump.flow
         self._policy = policy
         self._target = target
@@ -182,7 +184,7 @@ class UdpExit:
             return
         problem = target_name_problem(host) or self._policy.name_refusal(host, port)
         if problem is not None or self._pending >= MAX_PENDING:
-            self.flow.counters.dropped_other += 1  # refused before DNS, or too many waiting
+            self.flow.count("dropped_other")  # refused before DNS, or too many waiting
             return
         self._pending += 1
         task = self._loop.create_task(self._resolve_then_send(host, port, payload))
@@ -194,7 +196,7 @@ class UdpExit:
             async with asyncio.timeout(RESOLVE_TIMEOUT):
                 infos = await self._loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
         except (OSError, UnicodeError, TimeoutError):
-            self.flow.counters.dropped_other += 1
+            self.flow.count("dropped_other")
             return
         finally:
             self._pending -= 1
@@ -219,7 +221,7 @@ class UdpExit:
                 self._peers.popitem(last=False)
             transport.sendto(payload, sockaddr)  # the address that was checked: no second resolution
             return
-        self.flow.counters.dropped_other += 1
+        self.flow.count("dropped_other")
 
     # -- from the target ------------------------------------------------------
     def from_target(self, payload: bytes, addr: Any) -> None:
@@ -228,7 +230,7 @@ class UdpExit:
         key = (ipaddress.ip_address(addr[0]).compressed, int(addr[1]))
         shown = self._peers.get(key)
         if shown is None:  # not an address we sent to: a stranger, dropped
-            self.flow.counters.dropped_other += 1
+            self.flow.count("dropped_other")
             return
         host, port = ("", 0) if shown == self._target else shown
         self.pump.send(host, port, payload)

@@ -25,6 +25,9 @@ class ServiceClientNode(CircuitOpener, Protocol):
 
     service_descriptors: dict[bytes, Any]
 
+    @property
+    def client_auth_key(self) -> bytes | None: ...  # our key for services that admit only listed clients
+
     async def dht_lookup(self, key: bytes) -> ValidValue | None: ...
 
 

@@ -19,3 +19,4 @@ class ServiceConfig:
     target: tuple[str, int]
     allow: tuple[ExitRule, ...] = ()  # targets a client may choose instead (none by default)
     udp: bool = False  # NAME=udp:HOST:PORT: sessions carry datagrams to a UDP target
+    auth: bool = False  # only clients in services/NAME/authorized_clients/ may connect
