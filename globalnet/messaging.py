@@ -193,7 +193,7 @@ class Delivery:
     hops: int
 
 
-ChannelKey = tuple[bytes, tuple[Hop, ...] | None]
+ChannelKey = tuple[bytes | str, tuple[Hop, ...] | None]  # a node id or a service address
 
 
 class MessageChannel:
@@ -344,7 +344,7 @@ class Messenger:
         built = loop.time() - started
         log.debug("message circuit built", circuit=circuit.id)
         channel = MessageChannel(self, key, circuit)
-        circuit.attach(channel)  # type: ignore[arg-type]  # a pump in all but name: feed, circuit_reset
+        circuit.attach(channel)
         existing = self.channels.get(key)
         if existing is not None and not existing.closed:  # a concurrent send built one first
             channel.close()

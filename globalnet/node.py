@@ -41,7 +41,7 @@ from .service.client import open_service_circuit
 from .service.client_auth import load_client_key
 from .service.host import HostedService
 from .wire.commands import Proto, RelayConnect
-from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, format_host_port
+from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, TargetTcp, format_host_port
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")
@@ -193,7 +193,7 @@ class Node:
                 self._group = group
                 if cfg.listen:
                     try:
-                        host, port = await self.links.listen(*cfg.listen)
+                        await self.links.listen(*cfg.listen)
                     except OSError as exc:  # name the address: the bare errno does not
                         where = format_host_port(*cfg.listen)
                         raise OSError(exc.errno, f"-listen {where} (UDP): {exc.strerror or exc}") from None

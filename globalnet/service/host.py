@@ -179,7 +179,7 @@ class _Intro:
     registered: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     dead: bool = False
 
-    def feed(self, data: bytes, end: bool) -> None:
+    def feed(self, data: bytes | bytearray, end: bool) -> None:
         try:
             for ev in self.session.receive(data):
                 if isinstance(ev, RequestFrameReceived) and ev.type is FrameType.SERVICE_REGISTERED:
