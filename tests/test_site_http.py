@@ -41,3 +41,18 @@ def test_responses() -> None:
     assert response(200, b"hi", "text/plain", head_only=True).endswith(b"\r\n\r\n")
     page = error_page(502, "No verified copy", "<script>")
     assert page.startswith(b"HTTP/1.1 502 Bad Gateway") and b"&lt;script&gt;" in page
+
+
+def test_answer_serves_only_what_lookup_verified() -> None:
+    from globalnet.site.http import NO_COPY, answer
+
+    files = {"index.html": b"<h1>home</h1>", "docs/index.html": b"docs", "a.css": b"p{}"}
+    lookup = files.get
+    assert answer(HttpRequest("GET", ""), lookup).endswith(b"\r\n\r\n<h1>home</h1>")
+    assert b"Content-Type: text/css" in answer(HttpRequest("GET", "a.css"), lookup)
+    assert answer(HttpRequest("GET", "docs"), lookup).endswith(b"docs")
+    head = answer(HttpRequest("HEAD", "index.html"), lookup)
+    assert head.endswith(b"\r\n\r\n") and b"Content-Length: 13" in head
+    assert answer(HttpRequest("GET", "nope"), lookup).startswith(b"HTTP/1.1 404")
+    gone = answer(HttpRequest("GET", "index.html"), lambda path: NO_COPY)
+    assert gone.startswith(b"HTTP/1.1 502") and b"verif" in gone and b"<h1>home" not in gone

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import mimetypes
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_REQUEST = 16 * 1024
@@ -92,3 +93,26 @@ def error_page(status: int, title: str, detail: str, head_only: bool = False) ->
 
 
 NO_VERIFIED_COPY = "No mirror of this site served a copy that verifies against its signed manifest. Nothing unverified is shown. Try again later."
+
+
+def answer(request: HttpRequest, lookup: Lookup) -> bytes:
+    """The response to `request` from `lookup(path) -> verified bytes | None | NoCopy`.
+
+    `lookup` returns the verified file, None when the manifest lists no such
+    path, or NO_COPY when the site has no verified copy reachable."""
+    head_only = request.method == "HEAD"
+    for path in candidates(request.path):
+        found = lookup(path)
+        if found is NO_COPY:
+            return error_page(502, "No verified copy of this site", NO_VERIFIED_COPY, head_only)
+        if isinstance(found, bytes):
+            return response(200, found, content_type(path), head_only)
+    return error_page(404, "Not found", "This site's signed manifest lists no such file.", head_only)
+
+
+class _NoCopy:
+    """Marker: no verified copy of the site is reachable (not the same as a missing path)."""
+
+
+NO_COPY = _NoCopy()
+Lookup = Callable[[str], "bytes | None | _NoCopy"]
