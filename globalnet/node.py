@@ -500,7 +500,14 @@ class Node:
         if first.node_id is not None:
             self.guards.link_ok(first.node_id)
         started = time.monotonic()
-        circuit = await build_circuit(link, targets[1:], final, purpose)
+        try:
+            circuit = await build_circuit(link, targets[1:], final, purpose)
+        except GnetError:
+            if first.node_id is not None and not link.is_ready:
+                # the guard's link died under the circuit: that is the guard unreachable (a link
+                # failure), unlike a circuit refused or cut further on, which never counts
+                self.guards.link_failed(first.node_id)
+            raise
         self.metrics.circuit_built(time.monotonic() - started)
         self.circuits[circuit.id] = circuit
         return circuit

@@ -179,7 +179,14 @@ class Dht:
                 await self.publish(key, value)
 
     def statistics(self) -> dict[str, int]:
-        return {"dht_contacts": self.contacts(), "dht_values": len(self.storage), "dht_dropped": self.protocol.dropped}
+        router = self.protocol.router
+        return {
+            "dht_contacts": self.contacts(),
+            "dht_values": len(self.storage),
+            "dht_dropped": self.protocol.dropped,
+            "dht_refused_ids": router.refused_work + self.protocol.refused_contacts,  # no proof of work
+            "dht_held_back": router.held_back,  # over a diversity limit: kept as replacements
+        }
 
 
 def on_link(dht: Dht, link: Link) -> None:
