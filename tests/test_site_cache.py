@@ -87,3 +87,27 @@ def test_an_update_drops_stale_files_and_the_quota_holds(tmp_path: Path) -> None
         cache.accept_manifest(big.site_key, big.encode())
     assert info.value.kind is ErrorKind.RESOURCE_LIMIT and "quota" in str(info.value)
     assert _snapshot(tmp_path) == before
+
+
+def test_a_publisher_seeds_its_cache_and_answers_http_from_it(tmp_path: Path) -> None:
+    from globalnet.site.http import HttpRequest, answer
+    from globalnet.site.store import sign_folder
+
+    www = tmp_path / "www"
+    (www / "img").mkdir(parents=True)
+    for path, data in FILES.items():
+        (www / path).write_bytes(data)
+    signed = sign_folder(tmp_path / "data", "blog", www)
+    cache = SiteCache(tmp_path / "data" / "site-cache")
+    key = signed.manifest.site_key
+    assert answer(HttpRequest("GET", ""), cache.lookup(key)).startswith(b"HTTP/1.1 502")  # nothing cached yet
+    cache.seed_from_folder(key, signed.manifest.encode(), www)
+    assert answer(HttpRequest("GET", ""), cache.lookup(key)).endswith(FILES["index.html"])
+    assert answer(HttpRequest("GET", "img/a.bin"), cache.lookup(key)).endswith(FILES["img/a.bin"])
+    assert answer(HttpRequest("GET", "../data/sites/blog/site.key"), cache.lookup(key)).startswith(b"HTTP/1.1 404")
+    # a file changed after signing is not taken (and not served)
+    (www / "index.html").write_bytes(b"changed")
+    cache2 = SiteCache(tmp_path / "other")
+    with pytest.raises(SiteError, match="do not match"):
+        cache2.seed_from_folder(key, signed.manifest.encode(), www)
+    assert answer(HttpRequest("GET", ""), cache2.lookup(key)).startswith(b"HTTP/1.1 502")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import ErrorKind, GnetError
 from ..storage.atomic import write_atomic
+from .http import NO_COPY, Lookup
 from .manifest import Manifest, SiteError, accepts_update, decode_manifest
 
 DEFAULT_QUOTA = 2 << 30  # 2 GiB for every cached site together
@@ -111,3 +112,29 @@ class SiteCache:
             return []
         folder = self._dir(site_key) / "files"
         return [f.path for f in manifest.files if not (folder / f.sha256.hex()).is_file() or (folder / f.sha256.hex()).stat().st_size != f.size]
+
+    def seed_from_folder(self, site_key: bytes, manifest_bytes: bytes, folder: Path) -> Manifest:
+        """The publisher, as the first mirror: take its own signed manifest and the folder's files (each verified)."""
+        current = self.manifest(site_key)
+        manifest = decode_manifest(manifest_bytes, site_key)
+        if current is None or current.seq < manifest.seq:
+            self.accept_manifest(site_key, manifest_bytes)
+        elif current.seq > manifest.seq:
+            raise SiteError(f"seq {manifest.seq} is not above the held seq {current.seq} (no rollback)")
+        for path in self.missing(site_key):
+            self.put_file(site_key, path, (folder / path).read_bytes())
+        return manifest
+
+    def lookup(self, site_key: bytes) -> Lookup:
+        """For http.answer: a verified file, None if the manifest lists no such path, NO_COPY if not here."""
+
+        def find(path: str) -> bytes | None | object:
+            manifest = self.manifest(site_key)
+            if manifest is None:
+                return NO_COPY
+            if manifest.file(path) is None:
+                return None
+            data = self.read_file(site_key, path)
+            return NO_COPY if data is None else data
+
+        return find  # type: ignore[return-value]
