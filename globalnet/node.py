@@ -35,6 +35,7 @@ from .dht.agent import DhtAgent, DhtClient
 from .service.access_point import AccessPoint
 from .service.client import open_service_circuit
 from .service.client_auth import load_client_key
+from .site.cache import SiteCache
 from .service.host import HostedService
 from .dht.participant import Dht
 from .dht.values import ValidValue, node_record_value, record_from_value
@@ -88,6 +89,8 @@ class Node:
         if config.listen:
             self.relay.access_point = AccessPoint(self.identity.node_id)
         self.services = [HostedService(self, sc) for sc in config.services]
+        # verified copies of signed sites (the SOCKS proxy answers http://SITE.gnet/ from it)
+        self.site_cache = SiteCache(Path(config.data_dir) / "site-cache")
         self.service_descriptors: dict[bytes, Any] = {}  # descriptors this node looked up, until they expire
         # our hidden-service client key (gclient --gen-client-key), for services with client authorization
         self.client_auth_key = load_client_key(Path(config.data_dir) / "client_auth")

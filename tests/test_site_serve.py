@@ -62,3 +62,55 @@ def test_curl_gets_exact_bytes() -> None:
             assert proc.returncode == 0 and out == FILES["big.bin"]
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_socks_proxy_answers_a_site_address_from_verified_content_only(tmp_path) -> None:
+    """curl --socks5-hostname http://SITE.gnet/ through the real SOCKS proxy: the cached, verified site;
+    a site with no verified copy gets the 502 page, never bytes from anywhere else."""
+    from globalnet.site.address import encode_site_address
+    from globalnet.site.cache import SiteCache
+    from globalnet.site.store import sign_folder
+    from globalnet.socks import SocksProxy
+    from globalnet.wire.pathspec import parse_path_spec
+
+    www = tmp_path / "www"
+    www.mkdir()
+    for path, data in FILES.items():
+        (www / path).write_bytes(data)
+    signed = sign_folder(tmp_path / "pub", "s", www)
+    cache = SiteCache(tmp_path / "cache")
+    cache.seed_from_folder(signed.manifest.site_key, signed.manifest.encode(), www)
+    unknown = encode_site_address(bytes(signed.manifest.site_key[:31]) + bytes([signed.manifest.site_key[31] ^ 1]))
+
+    class _Node:  # what the proxy needs for a site request: spawn and the cache
+        site_cache = cache
+        tasks: set[asyncio.Task[None]] = set()  # noqa: RUF012
+
+        def spawn(self, coro, name):
+            task = asyncio.ensure_future(coro)
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def curl(port: int, url: str) -> tuple[int, bytes]:
+        proc = await asyncio.create_subprocess_exec(
+            "curl", "-sS", "--max-time", "60", "--socks5-hostname", f"127.0.0.1:{port}", "-o", "-", "-w", "%{http_code}", url,
+            stdout=subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0
+        return int(out[-3:]), out[:-3]
+
+    async def main() -> None:
+        proxy = SocksProxy(_Node(), parse_path_spec("127.0.0.1:0>rand>internet"))  # type: ignore[arg-type]
+        await proxy.start()
+        try:
+            assert await curl(proxy.port, f"http://{signed.address}/big.bin") == (200, FILES["big.bin"])
+            assert await curl(proxy.port, f"http://{signed.address}/") == (200, FILES["index.html"])
+            assert (await curl(proxy.port, f"http://{signed.address}/nope"))[0] == 404
+            status, body = await curl(proxy.port, f"http://{unknown}/")
+            assert status == 502 and b"verif" in body
+        finally:
+            proxy.close()
+
+    asyncio.run(main())

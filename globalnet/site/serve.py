@@ -13,8 +13,8 @@ from .http import MAX_REQUEST, Lookup, RequestError, answer, error_page, parse_r
 READ_TIMEOUT = 30.0
 
 
-async def serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lookup: Lookup, timeout: float = READ_TIMEOUT) -> None:
-    head = b""
+async def serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lookup: Lookup, timeout: float = READ_TIMEOUT, initial: bytes = b"") -> None:
+    head = initial
     try:
         async with asyncio.timeout(timeout):
             while True:
