@@ -171,6 +171,20 @@ class Node:
         self._stop.set()
 
     # -- running -----------------------------------------------------------
+    def _publish_site(self, name: str, folder: Path) -> None:
+        """Sign `folder` as site `name` and seed the cache from it (the publisher is the first mirror)."""
+        from .site.manifest import SiteError
+        from .site.store import sign_folder
+
+        try:
+            signed = sign_folder(Path(self.config.data_dir), name, folder)
+            self.site_cache.seed_from_folder(signed.manifest.site_key, signed.manifest.encode(), folder)
+        except (SiteError, OSError) as exc:
+            raise GnetError(ErrorKind.INTERNAL, f"-publish {name}: {exc}") from None
+        m = signed.manifest
+        log.info("site published", name=name, seq=m.seq, files=len(m.files), bytes=m.total_size)
+        log.debug("site address", name=name, address=signed.address)
+
     async def run(self) -> None:
         from .console.server import start_console
         from .socks import SocksProxy
@@ -221,6 +235,8 @@ class Node:
                     self.tunnels.append(tunnel)
                 for service in self.services:
                     self.spawn(service.run(), f"service {service.name}")
+                for name, folder in cfg.publish:
+                    self._publish_site(name, folder)
                 for spec in cfg.proxies:
                     proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout, cfg.udp_idle_timeout)
                     await proxy.start()
