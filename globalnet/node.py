@@ -30,7 +30,7 @@ from .policy.exit_policy import ExitPolicy, record_summary
 from .relay.server import RelayService
 from .wire.commands import Proto, RelayConnect
 from .circuit.guard_store import GuardStore
-from .circuit.resolve import NoExitError, PathResolver
+from .circuit.resolve import NoExitError, PathResolver, network_of_target
 from .dht.agent import DhtAgent, DhtClient
 from .service.access_point import AccessPoint
 from .service.client import open_service_circuit
@@ -543,13 +543,19 @@ class Node:
             self._refresh_guards()
             named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
             entries = [g for g in self.guards.entry_guards() if g.node_id not in avoid | named]
-            for guard in entries:
+            fallback: list[HopTarget] | None = None
+            for guard in entries:  # in the guards' order (reachable first, shuffled)
                 try:
-                    return await self.resolver.resolve(self._guarded_hops(hops, guard, avoid, vanguards), final, avoid=avoid, wait=0.0)
+                    path = await self.resolver.resolve(self._guarded_hops(hops, guard, avoid, vanguards), final, avoid=avoid, wait=0.0)
                 except NoExitError:
                     raise  # no exit allows the target at all: no other guard changes that
                 except GnetError:
                     continue  # this guard cannot start this path (e.g. it is the only fitting exit)
+                if len({network_of_target(t) for t in path}) == len(path):
+                    return path  # every hop in its own /16
+                fallback = fallback or path  # e.g. the only fitting exit shares this guard's /16: try the next guard
+            if fallback is not None:
+                return fallback
             if entries:
                 # no guard fits with the relays known now: wait for more, keeping our first guard
                 return await self.resolver.resolve(self._guarded_hops(hops, entries[0], avoid, vanguards), final, avoid=avoid)
