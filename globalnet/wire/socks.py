@@ -455,7 +455,7 @@ class SocksParser:
             return None
         raw = self._take(4 + size + 2)
         addr, port = raw[4 : 4 + size], int.from_bytes(raw[-2:], "big")
-        if port == 0:  # as HTTP CONNECT does: nothing listens on port 0 (found by fuzz/fuzz_socks.py)
+        if port == 0 and cmd == CMD_CONNECT:  # as HTTP CONNECT does (found by fuzz_socks); UDP ASSOCIATE may say 0
             raise _Rejected(socks_reply(Reply.GENERAL_FAILURE), "CONNECT to port 0")
         if atyp == AddressType.IPV4:
             target = SocksTarget(str(ipaddress.IPv4Address(addr)), port, AddressType.IPV4)
