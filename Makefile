@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml setup.py cext/gnetcrypto.c
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/python setup.py --quiet build_ext --inplace 2>/dev/null || echo "globalnet: C extension not built; using the pure-Python crypto backend"
-	$(BIN)/python gclient.py --version
+	$(BIN)/gclient --version
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -38,6 +38,7 @@ bench-wan: $(STAMP)
 ## network on a virtual clock, N = 250..2,000, 0 % and 20 % churn (a few minutes on 2 cores).
 dht-sim: $(STAMP)
 	$(BIN)/python -m bench.dht_sim --out bench/results/dht_sim.json
+	$(BIN)/python -m bench.dht_adversary --out bench/results/dht_sim_adversary.json
 
 ## Coverage-guided fuzzing (atheris) of every decoder a peer or a local client can reach,
 ## 1,000,000 inputs per target (FUZZ_RUNS=N to change), both crypto backends where crypto
