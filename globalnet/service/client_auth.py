@@ -29,6 +29,7 @@ import nacl.bindings as sodium
 import nacl.exceptions
 
 from ..errors import ErrorKind, GnetError
+from ..storage.atomic import write_atomic
 from ..wire.buffer import Reader
 
 CLIENT_ID_SIZE = 8
@@ -157,13 +158,5 @@ def generate_client_key(directory: Path) -> bytes:
         return public_of(existing)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     private = os.urandom(32)
-    path = directory / CLIENT_KEY_FILE
-    temp = directory / f".{CLIENT_KEY_FILE}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, (format_key(private) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, path)
+    write_atomic(directory / CLIENT_KEY_FILE, (format_key(private) + "\n").encode(), 0o600)
     return public_of(private)
