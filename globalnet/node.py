@@ -26,6 +26,7 @@ from .messaging import MessageService, Messenger
 from .policy.exit_policy import ExitPolicy
 from .relay.server import RelayService
 from .wire.commands import Proto, RelayConnect
+from .circuit.guards import GuardStore
 from .circuit.resolve import PathResolver
 from .dht.agent import DhtAgent, DhtClient
 from .service.access_point import AccessPoint
@@ -64,7 +65,9 @@ class Node:
         )
         self.relay = RelayService(self.identity, self.links, self.exit_policy, self.spawn)
         self.peers = PeerTable(self.identity.node_id, config.data_dir)
-        self.resolver = PathResolver(self.peers, self._lookup_record)
+        self.guards = GuardStore(config.data_dir)  # entry guards and vanguards, kept across restarts
+        self.guards.load()
+        self.resolver = PathResolver(self.peers, self._lookup_record, self.guards)
         # every relay takes part in the DHT; a client-only node uses it through circuits
         self.dht: Dht | None = Dht(self.identity.node_id, self.links, self.spawn) if config.listen else None
         if self.dht is not None:
@@ -392,12 +395,15 @@ class Node:
     async def _open_circuit_once(
         self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes]
     ) -> ClientCircuit:
-        targets = await self.resolver.resolve(hops, final, avoid=avoid)
+        # service and DHT circuits take their middle hop from the vanguards
+        targets = await self.resolver.resolve(hops, final, avoid=avoid, layer2=final.proto in (Proto.SERVICE, Proto.DHT))
         first = targets[0]
         try:
             link = await self.links.get_link(first.host, first.port, first.node_id)
         except GnetError as exc:
+            self.resolver.link_result(first.node_id, ok=False)  # only this (no link at all) counts against a guard
             raise GnetError(exc.kind, f"hop 1 ({first.describe()}): {exc.detail or exc.kind.describe}", first.node_id) from None
+        self.resolver.link_result(first.node_id, ok=True)
         circuit = await build_circuit(link, targets[1:], final, purpose)
         self.circuits[circuit.id] = circuit
         return circuit

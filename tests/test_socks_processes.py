@@ -344,6 +344,52 @@ async def test_reply_0x04_bad_name_refused_by_the_exit_without_dns(net: Net) -> 
     assert "bad..name" not in net.names_resolved_by(net.r3)
 
 
+RESERVED_NAMES = ["no-such-host.invalid", "printer.local", "abc.onion", "a.b.test", "www.example", "foo.localhost"]
+
+
+@pytest.mark.parametrize("path, exit_name", [("main", "r3"), ("refusing_exit", "r4")])
+async def test_exit_refuses_reserved_names_without_dns(net: Net, path: str, exit_name: str) -> None:
+    """Names under reserved TLDs are refused before the resolver, by a loopback-only
+    exit (r3) and by an exit for every public address (r4) alike."""
+    exit_node = getattr(net, exit_name)
+    async with asyncio.timeout(60):
+        for name in RESERVED_NAMES:
+            assert await reply_code(net.ports[path], dn(name), 80) in (0x02, 0x04), name
+    resolved = net.names_resolved_by(exit_node)
+    assert not [n for n in resolved if n in RESERVED_NAMES]
+
+
+async def test_loopback_only_exit_resolves_no_public_name(net: Net) -> None:
+    """r3 allows only 127.0.0.1 and ::1: a public name could never be allowed, so it
+    is refused without a resolver call; `localhost` still resolves there."""
+    before = len(net.names_resolved_by(net.r3))
+    async with asyncio.timeout(60):
+        assert await reply_code(net.ports["main"], dn("public-name.example.org"), 80) == 0x02
+        assert await reply_code(net.ports["main"], dn("localhost"), net.web.port) == 0
+    assert net.names_resolved_by(net.r3)[before:] == ["localhost"]
+
+
+async def test_exit_refuses_a_name_on_a_port_no_rule_allows_without_dns(tmp_path: Path) -> None:
+    """An exit for port 443 only: a name on port 80 never reaches its resolver."""
+    local = LocalNet(tmp_path)
+    resolved = tmp_path / "exit.resolved"
+    path = os.pathsep.join(p for p in (str(NODNS), os.environ.get("PYTHONPATH", "")) if p)
+    env = {"PYTHONPATH": path, "GNET_TEST_RESOLVE_LOG": str(resolved)}
+    try:
+        r1 = local.relay("p1")
+        r2 = local.relay("p2", "-exit", "-exit-allow", "0.0.0.0/0:443", env=env)
+        for node in (r1, r2):
+            node.wait_for("node started")
+        port = free_port()
+        client = local.client("pc", "-connect", r1.pinned, "-proxy", f"{port}>{r1.pinned}>{r2.pinned}>internet")
+        client.wait_for("socks proxy listening", listen=f"127.0.0.1:{port}")
+        async with asyncio.timeout(60):
+            assert await reply_code(port, dn("web-name.example.org"), 80) == 0x02
+        assert not resolved.exists() or "web-name.example.org" not in resolved.read_text().split()
+    finally:
+        local.stop_all()
+
+
 async def test_reply_0x04_bad_service_address(net: Net) -> None:
     """A .gnet name goes to the hidden-service code, never to an exit or a
     resolver; one whose checksum is wrong is host unreachable."""

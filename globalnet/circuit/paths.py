@@ -4,12 +4,18 @@ Rules: never the client itself, never a node twice in one circuit, relays
 from different /16 networks (IPv6: /32) when there is a choice, and the last
 hop of a path to a TCP target is an exit whose announced policy allows that
 target. The peer table is handed in by node.py, so this module knows no DHT.
+
+Weighting: among the candidates, a relay is chosen with probability inversely
+proportional to how many known relays share its network, so each /16 (/32)
+is about as likely as any other, however many relays one operator (or a
+Sybil attacker) packs into it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from ..errors import ErrorKind, GnetError
@@ -45,6 +51,7 @@ def choose_relays(
     used = set(exclude)
     nets = set(avoid_networks)
     chosen: dict[int, NodeRecord] = {}
+    crowding = network_counts(candidates)
     order = sorted(range(len(slots)), key=lambda i: slots[i] is None)
     for i in order:
         want = slots[i]
@@ -53,8 +60,19 @@ def choose_relays(
             what = "an exit that allows this target" if want is not None else "another relay"
             raise GnetError(ErrorKind.NO_ROUTE, f"no {what} among {len(candidates)} known relays")
         diverse = [r for r in pool if network_of(r) not in nets]
-        pick = rng.choice(diverse or pool)
+        pick = weighted_choice(diverse or pool, crowding, rng)
         chosen[i] = pick
         used.add(pick.node_id)
         nets.add(network_of(pick))
     return [chosen[i] for i in range(len(slots))]
+
+
+def network_counts(candidates: Sequence[NodeRecord]) -> Counter[str]:
+    """How many known relays each network holds."""
+    return Counter(network_of(r) for r in candidates)
+
+
+def weighted_choice(pool: Sequence[NodeRecord], crowding: Counter[str], rng: random.Random) -> NodeRecord:
+    """One relay of `pool`, weighted by 1 / (relays known in its network)."""
+    weights = [1.0 / max(1, crowding[network_of(r)]) for r in pool]
+    return rng.choices(pool, weights=weights)[0]

@@ -27,6 +27,7 @@ from ..link.quic_link import HopStream
 from ..link.manager import LinkManager
 from ..wire.commands import Proto, RelayConnect
 from ..wire.records import short_id
+from ..policy.before_dns import name_refusal
 from ..policy.exit_policy import ExitPolicy, target_name_problem
 from ..crypto import Keystream
 from .hop import BridgeKeys, HopState, RelayHopCore
@@ -297,6 +298,9 @@ class RelayHop:
             raise GnetError(ErrorKind.HOST_UNREACHABLE, problem)
         loop = asyncio.get_running_loop()
         is_name = not _is_ip_literal(command.host)
+        unresolved = name_refusal(policy, command.host, command.port) if is_name else None
+        if unresolved is not None:  # nothing it could resolve to is allowed: the resolver never sees it
+            raise GnetError(ErrorKind.EXIT_POLICY, unresolved)
         if not is_name:  # an address: no resolver thread needed
             literal = ipaddress.ip_address(command.host.strip("[]"))
             family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
