@@ -54,6 +54,10 @@ class FakeView:
     def services(self) -> list[dict[str, Any]]:
         return []
 
+    def guards(self) -> list[dict[str, Any]]:
+        return [{"layer": "guard", "id": "a1a1a1a1", "added_ago": 3 * 86400.0, "expires_in": 40 * 86400.0, "status": "up",
+                 "failures": 0}]
+
     def stats(self) -> dict[str, Any]:
         return {"node_id": "c3" * 20, "version": "0.1.0", "uptime": 3725.0, "links": 2, "connections": 2,
                 "circuits": 1, "message_circuits_in": 0, "relays_known": 5, "bytes_relayed": 10 * 1024 * 1024, "circuits_served": 4,
@@ -129,7 +133,7 @@ def test_parse_json_prefix_and_blank_lines() -> None:
 
 @pytest.mark.parametrize(("line", "error"), [
     ("frobnicate", "unknown command 'frobnicate'"),
-    ("list", "usage: list links | list peers | list circuits | list services"),
+    ("list", "usage: list links | list peers | list circuits | list services | list guards"),
     ("list everything", "usage: list links"),
     ("send " + ID_A, "usage: send <nodeid|NAME.gnet> <message>"),
     ("ping", "usage: ping <nodeid>"),
@@ -196,6 +200,9 @@ async def test_list_circuits_peers_services(view: FakeView) -> None:
     peers = (await run(view, "list peers")).splitlines()
     assert peers[1].split() == [ID_A, "127.0.0.1:9001", "relay,exit", "yes", "4s", "ago"]
     assert await run(view, "list services") == "no services"
+    guards = (await run(view, "list guards")).splitlines()
+    assert guards[0].split() == ["LAYER", "ID", "ADDED", "EXPIRES", "STATUS", "FAILURES"]
+    assert guards[1].split()[:2] == ["guard", "a1a1a1a1"] and guards[1].split()[-2:] == ["up", "0"]
     view.link_rows = []
     assert await run(view, "list links") == "no links"
 

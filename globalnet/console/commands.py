@@ -58,6 +58,7 @@ class NodeView(Protocol):
     def peers(self) -> list[dict[str, Any]]: ...
     def circuits(self) -> list[dict[str, Any]]: ...
     def services(self) -> list[dict[str, Any]]: ...
+    def guards(self) -> list[dict[str, Any]]: ...
     def stats(self) -> dict[str, Any]: ...
     async def send(self, dest: Destination, message: str) -> dict[str, Any]: ...
     async def ping(self, dest: Destination) -> dict[str, Any]: ...
@@ -95,6 +96,7 @@ COMMANDS: tuple[Spec, ...] = (
     Spec(("list", "peers"), (), "known relays: id, addresses, flags, last seen", "_list_peers"),
     Spec(("list", "circuits"), (), "circuits: id, hops, state, age, bytes, what each serves", "_list_circuits"),
     Spec(("list", "services"), (), "hidden services of this node: name, address, access points", "_list_services"),
+    Spec(("list", "guards"), (), "entry guards and vanguards: id, added, expires, status, link failures", "_list_guards"),
     Spec(("send",), ("<nodeid|NAME.gnet>", "<message>"), "send a message through a circuit (builds or reuses one)",
          "_send", rest=True),
     Spec(("ping",), ("<nodeid>",), "round-trip time to a node through a circuit", "_ping"),
@@ -250,6 +252,18 @@ class Console:
             for r in rows
         ]
         headers = ("ID", "HOPS", "STATE", "AGE", "SENT", "RECEIVED", "SERVES")
+        return Output(rows[: fmt.MAX_ROWS], fmt.table(headers, cells))
+
+    async def _list_guards(self, args: tuple[str, ...]) -> Output:
+        rows = self.view.guards()
+        if not rows:
+            return Output([], "no guards yet (chosen with the first circuit)")
+        cells = [
+            [r["layer"], r["id"], f"{fmt.duration(r['added_ago'])} ago", f"in {fmt.duration(r['expires_in'])}", r["status"],
+             str(r["failures"])]
+            for r in rows
+        ]
+        headers = ("LAYER", "ID", "ADDED", "EXPIRES", "STATUS", "FAILURES")
         return Output(rows[: fmt.MAX_ROWS], fmt.table(headers, cells))
 
     async def _list_services(self, args: tuple[str, ...]) -> Output:

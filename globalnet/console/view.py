@@ -92,6 +92,19 @@ class NodeConsoleView:
         """Hidden services hosted here: name, address, access points (short ids), sessions."""
         return [service.statistics() for service in self.node.services]
 
+    def guards(self) -> list[dict[str, Any]]:
+        """Entry guards, then vanguards: short id, how long ago added, expiry, status, link failures."""
+        now = time.time()
+        store = self.node.guards
+        rows = store.guards.rows(now) + store.vanguards.rows(now)
+        return [
+            {
+                "layer": r["layer"], "id": r["id"], "added_ago": round(max(0.0, now - r["added"]), 1),
+                "expires_in": round(max(0.0, r["expires"] - now), 1), "status": r["status"], "failures": r["failures"],
+            }  # fmt: skip
+            for r in rows
+        ]
+
     def stats(self) -> dict[str, Any]:
         node = self.node
         s = node.statistics()
