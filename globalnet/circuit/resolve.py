@@ -18,25 +18,41 @@ import structlog
 
 from ..errors import ErrorKind, GnetError
 from ..peertable import PeerTable
-from ..policy.before_dns import name_refusal
-from ..policy.exit_policy import ExitPolicy
+from ..policy.exit_policy import ExitPolicy, udp_policy_from_summary
 from ..wire.commands import Proto, RelayConnect
 from ..wire.pathspec import Hop, HopAddr, HopId, HopRandom
 from ..wire.records import NodeRecord, short_id
 from .builder import HopTarget
-from .guards import GuardEvent, GuardStore
 from .paths import choose_relays, network_of
 
 log = structlog.get_logger("globalnet.circuit")
 
 RELAY_WAIT = 30.0
+#: The peer table counts as settled (no longer learning) when no relay was new for this long.
+SETTLED_AFTER = 2.0
+
+
+class NoExitError(GnetError):
+    """No known exit allows the target, and the node is no longer learning relays.
+
+    `port` and `exits` are safe to log at info (no host)."""
+
+    def __init__(self, port: int, exits: int, known: int) -> None:
+        super().__init__(
+            ErrorKind.EXIT_POLICY, f"no exit allows port {port} ({exits} exits considered among {known} known relays)"
+        )
+        self.port = port
+        self.exits = exits
 RecordLookup = Callable[[bytes], Awaitable[NodeRecord | None]]
 
 
 def exit_allows(final: RelayConnect) -> Callable[[NodeRecord], bool] | None:
     """A predicate for the last hop of a path whose target is `final`."""
-    if final.proto is not Proto.TCP:
+    if final.proto not in (Proto.TCP, Proto.UDP):
         return None
+    announced: Callable[[str], ExitPolicy] = (
+        ExitPolicy.from_summary if final.proto is Proto.TCP else udp_policy_from_summary
+    )
     try:
         # `localhost` is loopback at every exit (resolved from its hosts file): choose by that
         address = ipaddress.ip_address("127.0.0.1" if final.host.lower() == "localhost" else final.host)
@@ -46,34 +62,26 @@ def exit_allows(final: RelayConnect) -> Callable[[NodeRecord], bool] | None:
     def allows(record: NodeRecord) -> bool:
         if not record.is_exit:
             return False
-        policy = ExitPolicy.from_summary(record.exit_policy)
-        if address is None:  # a name: an exit that would refuse it unresolved is no use
-            return name_refusal(policy, final.host, final.port) is None
+        policy = announced(record.exit_policy)
+        if address is None:
+            return policy.may_exit_to_port(final.port)
         return policy.check(address, final.port).allowed
 
     return allows
 
 
 class PathResolver:
-    def __init__(self, peers: PeerTable, lookup: RecordLookup | None = None, guards: GuardStore | None = None) -> None:
+    def __init__(self, peers: PeerTable, lookup: RecordLookup | None = None) -> None:
         self.peers = peers
         self.lookup = lookup
-        self.guards = guards
+        #: Why the last path choice had to wait (no host named), for the error a
+        #: caller gives when its own timeout ends the wait first.
+        self.waiting_reason = ""
 
     async def resolve(
-        self,
-        hops: tuple[Hop, ...],
-        final: RelayConnect,
-        wait: float = RELAY_WAIT,
-        avoid: set[bytes] | None = None,
-        layer2: bool = False,
+        self, hops: tuple[Hop, ...], final: RelayConnect, wait: float = RELAY_WAIT, avoid: set[bytes] | None = None
     ) -> list[HopTarget]:
-        """Concrete hops for `hops`; `rand` never picks a node in `avoid`.
-
-        A `rand` first hop of a path of two hops or more is one of our guards;
-        with `layer2` (service and DHT circuits) a `rand` second hop is a vanguard.
-        A first hop the user pinned (address or node id) is used as written.
-        """
+        """Concrete hops for `hops`; `rand` never picks a node in `avoid`."""
         fixed: dict[int, HopTarget] = {}
         for i, hop in enumerate(hops):
             if isinstance(hop, HopAddr):
@@ -86,23 +94,19 @@ class PathResolver:
         exit_check = exit_allows(final)
         slots = [exit_check if i == len(hops) - 1 else None for i in rand_slots]
         exclude = {self.peers.own_id} | {t.node_id for t in fixed.values() if t.node_id} | (avoid or set())
-        nets = {network_of_target(t) for t in fixed.values()}
+        avoid_networks = {network_of_target(t) for t in fixed.values()}
         deadline = time.monotonic() + wait
         announced = 0.0
         while True:
+            relays = self.peers.relays()
             try:
-                relays = self.peers.relays()
-                # the exit first (the scarce one), then the guard and vanguard, then the rest
-                exits = [(i, slot) for i, slot in zip(rand_slots, slots) if slot is not None]
-                chosen = dict(zip((i for i, _ in exits), choose_relays(relays, [s for _, s in exits], exclude, nets)))
-                used = exclude | {r.node_id for r in chosen.values()}
-                layered = self._layers(hops, relays, used, layer2)
-                used |= {t.node_id for t in layered.values() if t.node_id}
-                taken_nets = nets | {network_of_target(t) for t in layered.values()} | {network_of(r) for r in chosen.values()}
-                free = [i for i in rand_slots if i not in layered and i not in chosen]
-                chosen.update(zip(free, choose_relays(relays, [None] * len(free), used, taken_nets)))
+                chosen = choose_relays(relays, slots, exclude, avoid_networks)
+                self.waiting_reason = ""
                 break
             except GnetError as exc:
+                self.waiting_reason = f"still waiting for relays: {exc.detail}"
+                if exit_check is not None and slots[-1] is exit_check:
+                    self._refuse_if_no_exit(relays, slots, exclude, avoid_networks, exit_check, final.port)
                 now = time.monotonic()
                 if now >= deadline:
                     raise GnetError(ErrorKind.NO_ROUTE, f"gave up waiting for relays: {exc.detail}") from None
@@ -115,59 +119,34 @@ class PathResolver:
                     )
                     announced = now
                 await asyncio.sleep(0.25)
-        fixed.update(layered)
-        for i, record in chosen.items():
+        for i, record in zip(rand_slots, chosen):
             host, port = record.addresses[0]
             fixed[i] = HopTarget(host, port, record.node_id)
         return [fixed[i] for i in range(len(hops))]
 
-    def _layers(
-        self, hops: tuple[Hop, ...], relays: list[NodeRecord], exclude: set[bytes], layer2: bool
-    ) -> dict[int, HopTarget]:
-        """The guard (slot 0) and vanguard (slot 1) of this path, where they apply.
-
-        No guard is available only when none is known yet or every guard is
-        excluded (a service's own access point): then `rand` applies as before.
-        """
-        store = self.guards
-        if store is None or len(hops) < 2 or not isinstance(hops[0], HopRandom):
-            return {}
-        now = time.time()
-        store.guards.refresh_addresses(relays)
-        for event in store.guards.maintain(relays, now):
-            log_guard_event(event)
-        layered: dict[int, HopTarget] = {}
-        guard = store.guards.choose(now, exclude)
-        if guard is not None:
-            layered[0] = HopTarget(guard.host, guard.port, guard.node_id)
-        if layer2 and len(hops) >= 3 and isinstance(hops[1], HopRandom):
-            for event in store.vanguards.maintain(relays, now):
-                log_guard_event(event)
-            live = {r.node_id for r in relays}
-            skip = exclude | {t.node_id for t in layered.values() if t.node_id}
-            skip |= {g.node_id for g in store.vanguards.guards if g.node_id not in live}
-            vanguard = store.vanguards.choose(now, skip)
-            if vanguard is not None:
-                layered[1] = HopTarget(vanguard.host, vanguard.port, vanguard.node_id)
-        if store.changed:
-            try:
-                store.save()
-            except OSError as exc:
-                log.warning("cannot save the guard set", reason=exc.strerror)
-        return layered
-
-    def link_result(self, node_id: bytes | None, ok: bool) -> None:
-        """The node reports whether a link to a first hop came up (only that moves a guard)."""
-        if self.guards is None or node_id is None:
+    def _refuse_if_no_exit(
+        self,
+        relays: list[NodeRecord],
+        slots: list[Callable[[NodeRecord], bool] | None],
+        exclude: set[bytes],
+        avoid: set[str],
+        exit_check: Callable[[NodeRecord], bool],
+        port: int,
+    ) -> None:
+        """Answer at once (NoExitError) when waiting cannot help: the table has stopped
+        growing, holds enough relays for the path without the exit rule, and holds
+        exits, none of which allows the target."""
+        if time.time() - self.peers.last_new < SETTLED_AFTER:
+            return  # still learning relays: one of the next may allow it
+        # every known exit, whatever this path pins (a guard may be an exit): the verdict is about the target
+        exits = [r for r in relays if r.is_exit and r.node_id != self.peers.own_id]
+        if not exits or any(exit_check(r) for r in exits):
             return
-        if ok:
-            self.guards.guards.link_succeeded(node_id)
-        else:
-            self.guards.guards.link_failed(node_id, time.time())
-            guard = self.guards.guards.get(node_id)
-            if guard is not None:
-                log.info("guard unreachable", guard=guard.short, failures=guard.failures)
-
+        try:
+            choose_relays(relays, [None] * len(slots), exclude, avoid)
+        except GnetError:
+            return  # too few relays yet, whatever the exit rule
+        raise NoExitError(port, len(exits), len(relays))
 
     async def _by_id(self, node_id: bytes, index: int) -> HopTarget:
         record = self.peers.get(node_id)
@@ -179,12 +158,6 @@ class PathResolver:
         return HopTarget(host, port, node_id)
 
 
-
-def log_guard_event(event: GuardEvent) -> None:
-    """Info: when and why a guard joins or leaves the set (short ids only, no addresses)."""
-    log.info(f"{event.layer} {event.change}", node=short_id(event.node_id), reason=event.reason)
-
-
 def network_of_target(target: HopTarget) -> str:
     try:
         ip = ipaddress.ip_address(target.host)
@@ -193,4 +166,4 @@ def network_of_target(target: HopTarget) -> str:
     return str(ipaddress.ip_network(f"{ip}/{16 if ip.version == 4 else 32}", strict=False))
 
 
-__all__ = ["RELAY_WAIT", "PathResolver", "exit_allows", "network_of"]
+__all__ = ["RELAY_WAIT", "NoExitError", "PathResolver", "exit_allows", "network_of"]

@@ -83,6 +83,9 @@ class NodeConsoleView:
             })
         return rows
 
+    def guards(self) -> list[dict[str, Any]]:
+        return self.node.guards.rows()
+
     def circuits(self) -> list[dict[str, Any]]:
         rows = [c.statistics() for c in self.node.circuits.values()]
         rows += [c.statistics() for c in self.node.messages.circuits.values()]
@@ -91,19 +94,6 @@ class NodeConsoleView:
     def services(self) -> list[dict[str, Any]]:
         """Hidden services hosted here: name, address, access points (short ids), sessions."""
         return [service.statistics() for service in self.node.services]
-
-    def guards(self) -> list[dict[str, Any]]:
-        """Entry guards, then vanguards: short id, how long ago added, expiry, status, link failures."""
-        now = time.time()
-        store = self.node.guards
-        rows = store.guards.rows(now) + store.vanguards.rows(now)
-        return [
-            {
-                "layer": r["layer"], "id": r["id"], "added_ago": round(max(0.0, now - r["added"]), 1),
-                "expires_in": round(max(0.0, r["expires"] - now), 1), "status": r["status"], "failures": r["failures"],
-            }  # fmt: skip
-            for r in rows
-        ]
 
     def stats(self) -> dict[str, Any]:
         node = self.node
@@ -125,6 +115,7 @@ class NodeConsoleView:
             "crypto": s["crypto"],
             "rss_bytes": rss_bytes(),
             "consoles": len(node.console.clients) if node.console is not None else 0,
+            "bootstrap": s["bootstrap"],
         }
 
     async def send(self, dest: Destination, message: str) -> dict[str, Any]:
