@@ -138,7 +138,9 @@ class Testnet:
 
     def _args(self, name: str) -> list[str]:
         host, role = self.hosts[name], self.roles[name]
-        seeds = ",".join(self.seed_addrs)
+        # one seed each (round robin), as real nodes would not all dial the same few at once
+        index = list(self.hosts).index(name)
+        seeds = self.seed_addrs[index % len(self.seed_addrs)] if self.seed_addrs else ""
         if role == "client":
             return ["-no-listen", "-connect", seeds, "-tunnel", f"{TUNNEL_PORT}>rand>rand>rand>{self.web.address}:{SERVE_PORT}",
                     "-proxy", f"{SOCKS_PORT}>rand>rand>rand>internet", "-console", f"127.0.0.1:{CONSOLE_PORT}"]  # fmt: skip
@@ -174,12 +176,20 @@ class Testnet:
         began = time.monotonic()
         for i, name in enumerate(others):
             self.start_node(name)
-            if i % 20 == 19:
+            if i % 10 == 9:
                 self.say(f"started {i + 1 + len(seeds)} relays")
-                time.sleep(1.0)  # spread the start-up CPU
-        for name in others:
-            self.nodes[name].wait_for("linked to peer", timeout=300)
-        self.say(f"{len(others) + len(seeds)} relays up and linked in {time.monotonic() - began:.0f} s")
+                time.sleep(2.0)  # spread the start-up CPU
+        # wait for the relays to link; a few that do not (a starved machine) are counted, not fatal
+        deadline = time.monotonic() + self.ns.link_wait
+        waiting = set(others)
+        while waiting and time.monotonic() < deadline:
+            waiting = {n for n in waiting if self.nodes[n].find("linked to peer") is None}
+            if len(waiting) <= len(others) // 50:
+                break
+            time.sleep(2.0)
+        self.unlinked = sorted(waiting)
+        self.say(f"{len(others) + len(seeds) - len(waiting)} relays up and linked in {time.monotonic() - began:.0f} s"
+                 f" ({len(waiting)} not linked yet)")  # fmt: skip
         self.services = []
         for name in [n for n, r in self.roles.items() if r == "service"]:
             hostname = self.base / name / "services" / "site" / "hostname"
@@ -242,6 +252,7 @@ class Testnet:
                 plain.remove(name)
                 self.nodes[name].kill()
                 self.kills.append((time.time(), name))
+                (self.base / "work" / "kills.json").write_text(json.dumps(self.kills))
                 down.append((now + 10, name))
                 next_kill = now + interval
             for when, name in list(down):
@@ -270,15 +281,23 @@ class Testnet:
         }
 
     def close(self) -> None:
-        for worker in self.workers:
-            if worker.poll() is None:
-                worker.kill()
-        for node in self.nodes.values():
-            if node.proc is not None and node.proc.poll() is None:
-                node.proc.send_signal(signal.SIGTERM)
-        for node in self.nodes.values():
-            node.stop(timeout=5)
-        self.lab.close()
+        """Stop everything; never raises half-way (a starved machine reaps slowly), namespaces last."""
+        try:
+            procs = [w for w in self.workers] + [n.proc for n in self.nodes.values() if n.proc is not None]
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+            deadline = time.monotonic() + 30
+            while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            self.lab.close()
 
 
 def summarize(results: list[dict[str, Any]], kills: list[tuple[float, str]], window: float) -> dict[str, Any]:
@@ -324,6 +343,7 @@ def main() -> int:
     p.add_argument("--clients", type=float, default=0.15, help="share of nodes that are clients")
     p.add_argument("--churn", type=float, default=0.1, help="share of plain relays killed and restarted")
     p.add_argument("--size", type=int, default=256 * 1024, help="bytes per download")
+    p.add_argument("--link-wait", type=float, default=600.0, help="seconds to wait for relays to link")
     p.add_argument("--settle", type=float, default=20.0, help="seconds between relays up and clients start")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--dir", default="/tmp/gnet-testnet")
@@ -364,6 +384,7 @@ def main() -> int:
         "delay_kind": net.delay_kind, "download_bytes": ns.size,
         "roles": {r: sum(v == r for v in net.roles.values()) for r in set(net.roles.values())},
         "churn": {"killed_and_restarted": len(net.kills), "window_s": 60},
+        "relays_not_linked_at_start": len(net.unlinked),
         "ops": summarize(results, net.kills, 60.0),
         "relays_idle": idle, "relays_after_workload": loaded,
         "wall_s": round(time.time() - began, 1),

@@ -1,4 +1,5 @@
-"""Hidden-service descriptors (service/descriptor.py) as the DHT stores and clients fetch them."""
+"""Hidden-service descriptors (service/descriptor.py): blinded, signed, layered values as the DHT stores them
+and clients open them."""
 
 from __future__ import annotations
 
@@ -11,35 +12,34 @@ with instrumented():
     from globalnet.errors import GnetError
     from globalnet.service.descriptor import (
         MAX_ACCESS_POINTS,
+        AccessPointEntry,
         Descriptor,
-        current_period,
-        decode_descriptor,
-        verify_descriptor,
+        build_descriptor,
+        descriptor_key,
+        open_descriptor,
     )
 
 ALLOWED = (GnetError,)
 NOW = 1_800_000_000.0
+PERIOD = int(NOW // 86400)
 _KEY = nacl.signing.SigningKey(bytes(32))
-_PERIOD = current_period(NOW)
-_DESC = Descriptor(bytes(_KEY.verify_key), _PERIOD, 5, int(NOW) + 3600, (bytes(20), b"\x01" * 20))
-_DESC = Descriptor(**{**_DESC.__dict__, "signature": _KEY.sign(_DESC.signed_part()).signature})
-SEEDS = [b"\x00" + _DESC.encode(), b"\x01" + _DESC.key + _DESC.encode(), b"\x02" + _DESC.key + _DESC.encode()]
+SEED, PUBLIC = bytes(_KEY), bytes(_KEY.verify_key)
+KEY = descriptor_key(PUBLIC, PERIOD)
+_DESC = Descriptor(PERIOD, 7, int(NOW) + 3600, (AccessPointEntry(bytes(20), b"\1" * 20, b"\2" * 32),), bytes(32), 0)
+VALUE = build_descriptor(SEED, PUBLIC, _DESC).encode()
+SEEDS = [b"\x00" + VALUE, b"\x01" + VALUE]
 
 
 def one_input(data: bytes) -> None:
-    """First byte: 0 decode; 1 key (20 bytes) + value verified as a client does; 2 as the DHT stores it."""
+    """First byte even: a client opens the value (found under the right key); odd: a DHT node validates it."""
     if not data:
         return
-    mode, body = data[0] % 3, data[1:]
-    if mode == 0:
-        desc = decode_descriptor(body)
+    if data[0] % 2 == 0:
+        desc = open_descriptor(PUBLIC, KEY, data[1:], None, NOW)
         check(0 < len(desc.access_points) <= MAX_ACCESS_POINTS, "access points out of bounds")
-        check(decode_descriptor(desc.encode()) == desc, "descriptor does not survive encode/decode")
-    elif mode == 1:
-        desc = verify_descriptor(body[:20], body[20:], NOW)
-        check(desc.expires > NOW, "an expired descriptor verified")
+        check(desc.expires > NOW, "an expired descriptor opened")
     else:
-        validate_value(body[:20], body[20:], NOW)
+        validate_value(KEY, data[1:], NOW)
 
 
 if __name__ == "__main__":

@@ -120,6 +120,7 @@ class Config:
     version: bool = False
     gen_client_key: bool = False
     services: tuple[ServiceConfig, ...] = ()
+    publish: tuple[tuple[str, Path], ...] = ()  # signed sites: (name, folder)
     proxy_auth: ProxyAuth | None = None  # None: any client may use the proxies
     proxy_timeout: float = DEFAULT_PROXY_TIMEOUT  # bound on one SOCKS request's circuit
     metrics: tuple[str, int] | None = None  # -metrics: Prometheus /metrics and the status page
@@ -215,6 +216,11 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
      ",auth admits only clients whose public key (gclient --gen-client-key) is a file in "
      "DATA_DIR/services/NAME/authorized_clients/; "
      "repeatable, e.g. -service web=127.0.0.1:8080")),
+    ("publish", _MANY, "NAME=DIR",
+     ("sign folder DIR as site NAME (key in DATA_DIR/sites/NAME/, 0600; seq raised when the "
+      "files change) and serve it from this node's verified site cache: http://SITE.gnet/ "
+      "through this node's -proxy; gclient site sign DIR --name NAME prints the address; "
+      "repeatable, e.g. -publish blog=./www")),
     ("proxy-auth", None, "USER:PASS",
      ("only clients giving this username and password may use the proxies (SOCKS5 "
      "RFC 1929 or HTTP Basic); in any case different credentials never share a "
@@ -708,6 +714,24 @@ def _check_local_ports(config: Config) -> None:
 _SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
+def _publish(value: _Value | None) -> tuple[tuple[str, Path], ...]:
+    """`NAME=DIR`: a folder to sign and serve as a site (checked at start: it must be a folder)."""
+    if value is None:
+        return ()
+    out: list[tuple[str, Path]] = []
+    for item in value.raw if isinstance(value.raw, list) else [value.raw]:
+        if not isinstance(item, str) or "=" not in item:
+            value.fail(f"{item!r}: expected NAME=DIR, e.g. blog=./www")
+        name, _, folder = item.partition("=")
+        name = name.strip().lower()
+        if not _SERVICE_NAME.fullmatch(name):
+            value.fail(f"{name!r}: a site name is 1-32 of a-z 0-9 _ - (starting with a letter or digit)")
+        if not Path(folder).expanduser().is_dir():
+            value.fail(f"{folder!r} is not a folder")
+        out.append((name, Path(folder).expanduser()))
+    return tuple(out)
+
+
 def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
     """`NAME=HOST:PORT[,auth]` (the service's target; `auth`: client authorization) and
     `NAME=allow:NET:PORTS` (client-chosen targets)."""
@@ -825,6 +849,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
             None,
         ),
         services=_services(pick("service", "-service", "services")),
+        publish=_publish(pick("publish", "-publish", "publish")),
         proxy_auth=_or(pick("proxy_auth", "-proxy-auth", "proxy_auth"), _as_proxy_auth, None),
         proxy_timeout=_or(
             pick("proxy_timeout", "-proxy-timeout", "proxy_timeout"),

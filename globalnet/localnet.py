@@ -255,6 +255,11 @@ def start_demo(
     console = ["-console", f"127.0.0.1:{console_port}"] if console_port else []
     console += ["-metrics", f"127.0.0.1:{metrics_port}"] if metrics_port else []
     proxy = ["-proxy", f"{proxy_port}>{hops}>internet"] if proxy_port else []
+    if proxy_port:  # a small signed site, served by the client's proxy from its verified cache
+        site = base / "site-www"
+        site.mkdir(parents=True, exist_ok=True)
+        (site / "index.html").write_text("<!doctype html><h1>A signed GlobalNet site</h1><p>Every byte verified.</p>\n")
+        proxy += ["-publish", f"demo={site}"]
     service_tunnel: list[str] = []
     if service_port:
         host = net.client("service", "-connect", r1.pinned, "-service", f"demo=127.0.0.1:{web_port}")
@@ -270,6 +275,17 @@ def start_demo(
     if proxy_port:
         client.wait_for("socks proxy listening")
     return net
+
+
+def published_site_address(node: NodeProcess, name: str, timeout: float = 30.0) -> str:
+    """The address of site `name` published by `node` (from its key: the log does not carry it at info)."""
+    import nacl.signing
+
+    from .site.address import encode_site_address
+
+    node.wait_for("site published", timeout=timeout, name=name)
+    seed = (node.data_dir / "sites" / name / "site.key").read_bytes()
+    return encode_site_address(bytes(nacl.signing.SigningKey(seed).verify_key))
 
 
 def hosted_address(node: NodeProcess, name: str, timeout: float = 20.0) -> str:
@@ -360,6 +376,9 @@ def main() -> int:
                     print(f"  curl --socks5-hostname 127.0.0.1:{args.proxy_port} http://{address}/")
             if args.proxy_port:
                 print(f"  curl --socks5-hostname 127.0.0.1:{args.proxy_port} http://localhost:{web_port}/")
+                client_node = next(n for n in net.nodes if n.name == "client")
+                site_address = published_site_address(client_node, "demo")
+                print(f"  curl --socks5-hostname 127.0.0.1:{args.proxy_port} http://{site_address}/   (a signed site)")
                 print(f"\nThe SOCKS5 proxy on 127.0.0.1:{args.proxy_port} goes out through relay3, whose exit policy")
                 print("allows only 127.0.0.1: names are resolved there, never here.")
             print(f"\nThe client's debug console ('help' lists the commands, 'quit' leaves):\n  nc 127.0.0.1 {console_port}")

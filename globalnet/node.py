@@ -40,6 +40,7 @@ from .service.access_point import AccessPoint
 from .service.client import open_service_circuit
 from .service.client_auth import load_client_key
 from .service.host import HostedService
+from .site.cache import SiteCache
 from .wire.commands import Proto, RelayConnect
 from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, TargetTcp, format_host_port
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
@@ -101,6 +102,8 @@ class Node:
         if config.listen:
             self.relay.access_point = AccessPoint(self.identity.node_id)
         self.services = [HostedService(self, sc) for sc in config.services]
+        # verified copies of signed sites (the SOCKS proxy answers http://SITE.gnet/ from it)
+        self.site_cache = SiteCache(Path(config.data_dir) / "site-cache")
         self.service_descriptors: dict[bytes, Any] = {}  # descriptors this node looked up, until they expire
         # our hidden-service client key (gclient --gen-client-key), for services with client authorization
         self.client_auth_key = load_client_key(Path(config.data_dir) / "client_auth")
@@ -181,6 +184,20 @@ class Node:
         self._stop.set()
 
     # -- running -----------------------------------------------------------
+    def _publish_site(self, name: str, folder: Path) -> None:
+        """Sign `folder` as site `name` and seed the cache from it (the publisher is the first mirror)."""
+        from .site.manifest import SiteError
+        from .site.store import sign_folder
+
+        try:
+            signed = sign_folder(Path(self.config.data_dir), name, folder)
+            self.site_cache.seed_from_folder(signed.manifest.site_key, signed.manifest.encode(), folder)
+        except (SiteError, OSError) as exc:
+            raise GnetError(ErrorKind.INTERNAL, f"-publish {name}: {exc}") from None
+        m = signed.manifest
+        log.info("site published", name=name, seq=m.seq, files=len(m.files), bytes=m.total_size)
+        log.debug("site address", name=name, address=signed.address)
+
     async def run(self) -> None:
         from .console.server import start_console
         from .socks import SocksProxy
@@ -231,6 +248,8 @@ class Node:
                     self.tunnels.append(tunnel)
                 for service in self.services:
                     self.spawn(service.run(), f"service {service.name}")
+                for name, folder in cfg.publish:
+                    self._publish_site(name, folder)
                 for spec in cfg.proxies:
                     proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout, cfg.udp_idle_timeout)
                     await proxy.start()

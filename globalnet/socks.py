@@ -43,6 +43,8 @@ from .link.manager import LinkManager
 from .peertable import PeerTable
 from .policy.exit_policy import udp_policy_from_summary
 from .service.address import AddressError
+from .site.address import decode_site_address, is_site_address
+from .site.serve import serve_http
 from .socks_udp import UdpAssociation
 from .udp_tunnel import UdpClientNode
 from .wire.commands import Proto, RelayConnect
@@ -194,6 +196,14 @@ class SocksProxy:
                 await self._associate(parser, request, reader, writer)
                 return
             self.counts["requests"] += 1
+            site_cache = getattr(self.node, "site_cache", None)
+            if site_cache is not None and request.target.is_name and is_site_address(request.target.host):
+                # a signed site: answered here from verified content, never by connecting anywhere
+                self.counts["site_requests"] += 1
+                writer.write(parser.reply_success())
+                key = decode_site_address(request.target.host.rstrip("."))
+                await serve_http(reader, writer, site_cache.lookup(key), initial=request.early)
+                return
             try:
                 circuit = await self._open(request)
             except GnetError as exc:

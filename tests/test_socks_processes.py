@@ -361,6 +361,36 @@ async def test_the_exit_refuses_before_its_resolver_sees_the_name(net: Net, name
         assert name not in net.names_resolved_by(node)
 
 
+@pytest.mark.parametrize("name", ["no-such-host.invalid", "printer.local", "a.b.test", "www.example", "foo.localhost"])
+async def test_an_exit_for_every_public_address_refuses_reserved_names_unresolved(net: Net, name: str) -> None:
+    # r4 (default policy: every public address) could allow a public answer, yet a reserved name has none
+    async with asyncio.timeout(30):
+        assert await reply_code(net.ports["refusing_exit"], dn(name), 80) in (0x02, 0x04)
+    assert name not in net.names_resolved_by(net.r4)
+
+
+async def test_a_name_on_a_port_no_rule_allows_is_refused_unresolved(tmp_path: Path) -> None:
+    """An exit for port 443 only: a name on port 80 never reaches its resolver."""
+    local = LocalNet(tmp_path)
+    resolved = tmp_path / "exit.resolved"
+    path = os.pathsep.join(p for p in (str(NODNS), os.environ.get("PYTHONPATH", "")) if p)
+    try:
+        entry = local.relay("p1")
+        exit_node = local.relay(
+            "p2", "-exit", "-exit-allow", "0.0.0.0/0:443", env={"PYTHONPATH": path, "GNET_TEST_RESOLVE_LOG": str(resolved)}
+        )
+        for node in (entry, exit_node):
+            node.wait_for("node started")
+        port = free_port()
+        client = local.client("pc", "-connect", entry.pinned, "-proxy", f"{port}>{entry.pinned}>{exit_node.pinned}>internet")
+        client.wait_for("socks proxy listening", listen=f"127.0.0.1:{port}")
+        async with asyncio.timeout(60):
+            assert await reply_code(port, dn("web-name.example.org"), 80) == 0x02
+        assert not resolved.exists() or "web-name.example.org" not in resolved.read_text().split()
+    finally:
+        local.stop_all()
+
+
 async def test_localhost_at_an_exit_without_loopback_rules_is_refused_unresolved(net: Net) -> None:
     # r4 keeps the default policy (public addresses only): localhost could only be loopback
     async with asyncio.timeout(30):

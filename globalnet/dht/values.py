@@ -6,6 +6,9 @@ to store (and a lookup ignores) anything unsigned, forged, oversized,
 expired or of an unknown kind. Node records are kind 1 (key = node id);
 hidden-service descriptors are kind 2, a blinded value (see BlindedValue):
 a DHT node checks them against the blinded key alone and learns nothing else.
+Kind 3 (TopicSlotValue) lets many writers list themselves under one topic (a
+site's mirrors under the site's blinded key): each writer signs its own value
+with its own blinded key, in one of TOPIC_SLOTS slots.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ KEY_SIZE = NODE_ID_SIZE
 class ValueKind(enum.IntEnum):
     NODE_RECORD = 1
     SERVICE_DESCRIPTOR = 2
+    TOPIC_SLOT = 3
 
 
 @dataclass(frozen=True)
@@ -163,3 +167,84 @@ def _validate_blinded(key: bytes, value: bytes, now: float) -> ValidValue:
 
 
 register_validator(ValueKind.SERVICE_DESCRIPTOR, _validate_blinded)
+
+
+# -- topic slots: many writers under one topic, each signing its own value ----------------
+TOPIC_SLOTS = 16
+_TOPIC_CONTEXT = b"gnet topic slot"
+
+
+def topic_slot_key(topic: bytes, slot: int) -> bytes:
+    """The DHT key of `slot` under `topic` (e.g. a site's blinded key for the period)."""
+    return hashlib.blake2b(_TOPIC_CONTEXT + topic + u8(slot), digest_size=KEY_SIZE).digest()
+
+
+def topic_slot_of(writer_key: bytes) -> int:
+    """The slot a writer's key must use: a writer cannot pick someone else's slot for free."""
+    return hashlib.blake2b(_TOPIC_CONTEXT + b" slot" + writer_key, digest_size=1).digest()[0] % TOPIC_SLOTS
+
+
+@dataclass(frozen=True)
+class TopicSlotValue:
+    """kind u8 (3) | topic 32 | writer key 32 | seq u64 | expires u64 | body blob16 | signature 64.
+
+    `writer_key` is the writer's own (blinded) Ed25519 key, `body` ciphertext
+    only the topic's owners can open. A DHT node checks the signature, that
+    the key is the writer's slot under the topic, and the lifetime; it learns
+    the topic and an unlinkable writer key, nothing else."""
+
+    topic: bytes
+    writer_key: bytes
+    seq: int
+    expires: int
+    body: bytes
+    signature: bytes = b""
+
+    def signed_message(self) -> bytes:
+        return _TOPIC_CONTEXT + self.signed_part()
+
+    def signed_part(self) -> bytes:
+        return u8(ValueKind.TOPIC_SLOT) + self.topic + self.writer_key + u64(self.seq) + u64(self.expires) + blob16(self.body, MAX_VALUE)
+
+    def encode(self) -> bytes:
+        return self.signed_part() + self.signature
+
+    @property
+    def key(self) -> bytes:
+        return topic_slot_key(self.topic, topic_slot_of(self.writer_key))
+
+
+def decode_topic_slot_value(value: bytes) -> TopicSlotValue:
+    r = Reader(value)
+    if r.pull_u8() != ValueKind.TOPIC_SLOT:
+        raise ProtocolError("not a topic slot value")
+    topic, writer = r.pull_bytes(BLINDED_KEY_SIZE), r.pull_bytes(BLINDED_KEY_SIZE)
+    seq, expires = r.pull_u64(), r.pull_u64()
+    body = r.pull_blob16(MAX_VALUE)
+    signature = r.pull_bytes(SIGNATURE_SIZE)
+    r.expect_end()
+    return TopicSlotValue(topic, writer, seq, expires, body, signature)
+
+
+def verify_topic_slot_value(key: bytes, value: bytes, now: float) -> TopicSlotValue:
+    slot = decode_topic_slot_value(value)
+    if not verify_blinded(slot.writer_key, slot.signed_message(), slot.signature):
+        raise ProtocolError("signature by the writer key is invalid")
+    if slot.key != key:
+        raise ProtocolError("value stored under another key or slot")
+    if slot.expires <= now:
+        raise ProtocolError("value has expired")
+    if slot.expires - now > MAX_LIFETIME:
+        raise ProtocolError("value lifetime is too long")
+    return slot
+
+
+def _validate_topic_slot(key: bytes, value: bytes, now: float) -> ValidValue:
+    try:
+        slot = verify_topic_slot_value(key, value, now)
+    except GnetError as exc:
+        raise ProtocolError(f"topic slot value refused: {exc.detail}") from None
+    return ValidValue(key, value, slot.seq, slot.expires)
+
+
+register_validator(ValueKind.TOPIC_SLOT, _validate_topic_slot)

@@ -1,0 +1,118 @@
+"""A tiny HTTP/1.1 responder (sans-IO) for browsing a site from verified content.
+
+Why: `http://ADDRESS.gnet/path` through the SOCKS proxy is answered by the
+client's own node, from bytes it verified against the signed manifest. The
+browser only ever gets: a verified file (GET/HEAD, with its content type),
+`index.html` for a folder, 404 for a path the manifest does not list, 405 for
+other methods, 400 for a malformed request, or 502 with a clear page when no
+verified copy is reachable. Requests are bounded (MAX_REQUEST); one request
+per connection (Connection: close) keeps the state machine trivial.
+"""
+
+from __future__ import annotations
+
+import html
+import mimetypes
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MAX_REQUEST = 16 * 1024
+
+_TYPES = {".html": "text/html; charset=utf-8", ".htm": "text/html; charset=utf-8", ".css": "text/css", ".js": "text/javascript", ".json": "application/json", ".txt": "text/plain; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".wasm": "application/wasm"}
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Request Too Large", 502: "Bad Gateway"}
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    path: str  # site path, '' for the root, without query or fragment, percent-decoded
+
+
+class RequestError(ValueError):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+def parse_request(head: bytes) -> HttpRequest | None:
+    """The request in `head` (bytes read so far), None if the head is not complete yet; RequestError if bad."""
+    end = head.find(b"\r\n\r\n")
+    if end < 0:
+        if len(head) > MAX_REQUEST:
+            raise RequestError(413, "request head too large")
+        return None
+    if end > MAX_REQUEST:
+        raise RequestError(413, "request head too large")
+    line = head[: head.find(b"\r\n")].decode("latin-1")
+    parts = line.split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise RequestError(400, "malformed request line")
+    method, target = parts[0], parts[1]
+    if method not in ("GET", "HEAD"):
+        raise RequestError(405, "only GET and HEAD")
+    if target.startswith(("http://", "https://")):
+        target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
+    if not target.startswith("/"):
+        raise RequestError(400, "malformed request target")
+    try:
+        path = urllib.parse.unquote(target.split("?", 1)[0].split("#", 1)[0], errors="strict")
+    except UnicodeDecodeError:
+        raise RequestError(400, "the path is not UTF-8") from None
+    return HttpRequest(method, path.lstrip("/"))
+
+
+def content_type(path: str) -> str:
+    suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    return _TYPES.get(suffix) or mimetypes.types_map.get(suffix) or "application/octet-stream"
+
+
+def candidates(path: str) -> list[str]:
+    """Site paths to look up for a request path, in order (a folder serves its index.html)."""
+    if path == "" or path.endswith("/"):
+        return [path + "index.html"]
+    return [path, path + "/index.html"]
+
+
+def response(status: int, body: bytes, ctype: str, head_only: bool = False) -> bytes:
+    lines = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+        f"Content-Type: {ctype}",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        "Cache-Control: no-cache",
+        "X-Content-Type-Options: nosniff",
+        "Referrer-Policy: no-referrer",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head_only else body)
+
+
+def error_page(status: int, title: str, detail: str, head_only: bool = False) -> bytes:
+    body = f"<!doctype html><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1><p>{html.escape(detail)}</p>\n".encode()
+    return response(status, body, "text/html; charset=utf-8", head_only)
+
+
+NO_VERIFIED_COPY = "No mirror of this site served a copy that verifies against its signed manifest. Nothing unverified is shown. Try again later."
+
+
+def answer(request: HttpRequest, lookup: Lookup) -> bytes:
+    """The response to `request` from `lookup(path) -> verified bytes | None | NoCopy`.
+
+    `lookup` returns the verified file, None when the manifest lists no such
+    path, or NO_COPY when the site has no verified copy reachable."""
+    head_only = request.method == "HEAD"
+    for path in candidates(request.path):
+        found = lookup(path)
+        if found is NO_COPY:
+            return error_page(502, "No verified copy of this site", NO_VERIFIED_COPY, head_only)
+        if isinstance(found, bytes):
+            return response(200, found, content_type(path), head_only)
+    return error_page(404, "Not found", "This site's signed manifest lists no such file.", head_only)
+
+
+class _NoCopy:
+    """Marker: no verified copy of the site is reachable (not the same as a missing path)."""
+
+
+NO_COPY = _NoCopy()
+Lookup = Callable[[str], "bytes | None | _NoCopy"]

@@ -1,0 +1,99 @@
+"""Mirror records (sans-IO): how a client finds a site's mirrors in the DHT, and what the DHT learns.
+
+Why: a site must stay reachable with its publisher offline, so every mirror
+lists itself; mirrors must stay hidden, so what they list is the address of a
+hidden service of their own (one per site, so two sites a node mirrors cannot
+be linked), and nobody without the site's address may read it.
+
+Design (see README "Sites"). Mirrors do not hold the site key, so they cannot
+sign for the site; the content is verified against the signed manifest
+anyway, so a forged mirror record can at worst point at a useless mirror.
+Each mirror writes its own DHT value, a topic slot value (dht/values.py,
+kind 3):
+
+- topic = the site's blinded key for the period (crypto/blinding.py): it
+  changes every period and does not reveal the site key;
+- writer = the blinded key (same period) of a record key the mirror derives
+  from its per-site service seed: unlinkable across periods and to the
+  mirror's own service descriptor;
+- slot = a hash of the writer key, one of TOPIC_SLOTS keys under the topic; a
+  client reads all of them;
+- body = the mirror's service key (its `.gnet` address), sealed with
+  XChaCha20-Poly1305 to a key from the site's public key and period
+  (service/descriptor_crypto.py, as descriptors are): only those who know
+  the site address can read it.
+
+A DHT node validates the writer's signature, the slot and the lifetime and
+learns only the blinded topic, an unlinkable writer key and ciphertext:
+never the site key, a mirror's service address, nor any IP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from ..crypto.blinding import BlindedSigner, blind_public_key
+from ..dht.values import (
+    TOPIC_SLOTS,
+    TopicSlotValue,
+    decode_topic_slot_value,
+    topic_slot_key,
+    verify_topic_slot_value,
+)
+from ..errors import GnetError
+from ..service.descriptor_crypto import LayerError, open_descriptor_body, seal_descriptor_body
+from .manifest import SiteError
+
+_LAYER_KIND = b"gnet site mirrors"
+_RECORD_SEED_CONTEXT = b"gnet site mirror record key"
+_RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MirrorRecord:
+    dht_key: bytes
+    value: bytes
+
+
+def mirror_record_keys(site_key: bytes, period: int) -> list[bytes]:
+    """Every DHT key a client reads to find the site's mirrors for `period`."""
+    topic = blind_public_key(site_key, period)
+    return [topic_slot_key(topic, slot) for slot in range(TOPIC_SLOTS)]
+
+
+def record_seed(mirror_service_seed: bytes) -> bytes:
+    """The mirror's record key for one site, derived from its per-site service seed."""
+    return hashlib.blake2b(_RECORD_SEED_CONTEXT + mirror_service_seed, digest_size=32).digest()
+
+
+def build_mirror_record(site_key: bytes, period: int, mirror_service_seed: bytes, mirror_service_key: bytes, seq: int, expires: int) -> MirrorRecord:
+    """The DHT (key, value) by which a mirror lists its service for the site in `period`."""
+    topic = blind_public_key(site_key, period)
+    signer = BlindedSigner(record_seed(mirror_service_seed), period)
+    body = seal_descriptor_body(_LAYER_KIND, site_key, period, bytes([_RECORD_VERSION]) + mirror_service_key)
+    unsigned = TopicSlotValue(topic, signer.public_key, seq, expires, body)
+    signed = TopicSlotValue(topic, signer.public_key, seq, expires, body, signer.sign(unsigned.signed_message()))
+    return MirrorRecord(signed.key, signed.encode())
+
+
+def open_mirror_record(site_key: bytes, period: int, dht_key: bytes, value: bytes, now: float) -> bytes:
+    """The mirror's service key from a record found under `dht_key`; SiteError if it is not a genuine one for this site."""
+    try:
+        slot = verify_topic_slot_value(dht_key, value, now)
+    except GnetError as exc:
+        raise SiteError(f"mirror record refused: {exc.detail}") from None
+    if slot.topic != blind_public_key(site_key, period):
+        raise SiteError("mirror record for another site or period")
+    try:
+        plaintext = open_descriptor_body(_LAYER_KIND, site_key, period, slot.body)
+    except LayerError:
+        raise SiteError("mirror record does not open with this site's address") from None
+    if len(plaintext) != 33 or plaintext[0] != _RECORD_VERSION:
+        raise SiteError("mirror record of an unknown version")
+    return plaintext[1:]
+
+
+def writer_of(value: bytes) -> bytes:
+    """The (blinded, per-period) writer key of a record, to tell records apart."""
+    return decode_topic_slot_value(value).writer_key

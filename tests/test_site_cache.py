@@ -1,0 +1,113 @@
+"""The site cache on real files: verified-only writes, no rollback, quota, nothing changed on refusal."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from globalnet.errors import ErrorKind, GnetError
+from globalnet.site.cache import SiteCache, site_id
+from globalnet.site.manifest import SiteError, file_entry, sign_manifest
+
+SEED = bytes([3]) * 32
+FILES = {"index.html": b"<h1>hi</h1>", "img/a.bin": os.urandom(300_000)}
+
+
+def _manifest(seq: int, files: dict[str, bytes] = FILES, seed: bytes = SEED):
+    return sign_manifest(seed, [file_entry(p, d) for p, d in files.items()], seq, 1_800_000_000)
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_store_verified_files_and_read_them_back(tmp_path: Path) -> None:
+    cache = SiteCache(tmp_path / "c")
+    m = _manifest(1)
+    cache.accept_manifest(m.site_key, m.encode())
+    assert sorted(cache.missing(m.site_key)) == sorted(FILES)
+    for path, data in FILES.items():
+        cache.put_file(m.site_key, path, data)
+    assert cache.missing(m.site_key) == []
+    assert cache.read_file(m.site_key, "img/a.bin") == FILES["img/a.bin"]
+    assert cache.read_file(m.site_key, "nope") is None
+    # no file name on disk is a site path or the site key
+    names = [p.name for p in (tmp_path / "c").rglob("*")]
+    assert site_id(m.site_key) in names and "index.html" not in names and m.site_key.hex() not in names
+    assert all((p.stat().st_mode & 0o077) == 0 for p in (tmp_path / "c").rglob("*") if p.is_file())
+
+
+def test_bad_bytes_rollback_and_forgeries_change_nothing(tmp_path: Path) -> None:
+    cache = SiteCache(tmp_path / "c")
+    m2 = _manifest(2)
+    cache.accept_manifest(m2.site_key, m2.encode())
+    cache.put_file(m2.site_key, "index.html", FILES["index.html"])
+    before = _snapshot(tmp_path)
+    with pytest.raises(SiteError, match="do not match"):
+        cache.put_file(m2.site_key, "img/a.bin", b"x" + FILES["img/a.bin"][1:])
+    for seq in (1, 2):
+        with pytest.raises(SiteError, match="no rollback"):
+            cache.accept_manifest(m2.site_key, _manifest(seq).encode())
+    junk = bytearray(m2.encode())
+    junk[-1] ^= 1
+    with pytest.raises(SiteError, match="signature"):
+        cache.accept_manifest(m2.site_key, bytes(junk))
+    other = _manifest(9, seed=bytes([4]) * 32)
+    with pytest.raises(SiteError, match="another site"):
+        cache.accept_manifest(m2.site_key, other.encode())
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_damaged_file_on_disk_is_not_served(tmp_path: Path) -> None:
+    cache = SiteCache(tmp_path / "c")
+    m = _manifest(1)
+    cache.accept_manifest(m.site_key, m.encode())
+    cache.put_file(m.site_key, "index.html", FILES["index.html"])
+    (blob,) = [p for p in (tmp_path / "c").rglob("files/*")]
+    blob.write_bytes(b"<h1>evil</h1>")
+    assert cache.read_file(m.site_key, "index.html") is None
+    assert set(cache.missing(m.site_key)) == set(FILES)
+
+
+def test_an_update_drops_stale_files_and_the_quota_holds(tmp_path: Path) -> None:
+    cache = SiteCache(tmp_path / "c", quota=400_000)
+    m1 = _manifest(1)
+    cache.accept_manifest(m1.site_key, m1.encode())
+    for path, data in FILES.items():
+        cache.put_file(m1.site_key, path, data)
+    m2 = _manifest(2, {"index.html": b"<h1>v2</h1>", "img/a.bin": FILES["img/a.bin"]})
+    cache.accept_manifest(m2.site_key, m2.encode())
+    assert cache.missing(m2.site_key) == ["index.html"]
+    assert cache.read_file(m2.site_key, "img/a.bin") == FILES["img/a.bin"]
+    big = _manifest(1, {"big.bin": bytes(200_000)}, seed=bytes([5]) * 32)
+    before = _snapshot(tmp_path)
+    with pytest.raises(GnetError) as info:
+        cache.accept_manifest(big.site_key, big.encode())
+    assert info.value.kind is ErrorKind.RESOURCE_LIMIT and "quota" in str(info.value)
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_publisher_seeds_its_cache_and_answers_http_from_it(tmp_path: Path) -> None:
+    from globalnet.site.http import HttpRequest, answer
+    from globalnet.site.store import sign_folder
+
+    www = tmp_path / "www"
+    (www / "img").mkdir(parents=True)
+    for path, data in FILES.items():
+        (www / path).write_bytes(data)
+    signed = sign_folder(tmp_path / "data", "blog", www)
+    cache = SiteCache(tmp_path / "data" / "site-cache")
+    key = signed.manifest.site_key
+    assert answer(HttpRequest("GET", ""), cache.lookup(key)).startswith(b"HTTP/1.1 502")  # nothing cached yet
+    cache.seed_from_folder(key, signed.manifest.encode(), www)
+    assert answer(HttpRequest("GET", ""), cache.lookup(key)).endswith(FILES["index.html"])
+    assert answer(HttpRequest("GET", "img/a.bin"), cache.lookup(key)).endswith(FILES["img/a.bin"])
+    assert answer(HttpRequest("GET", "../data/sites/blog/site.key"), cache.lookup(key)).startswith(b"HTTP/1.1 404")
+    # a file changed after signing is not taken (and not served)
+    (www / "index.html").write_bytes(b"changed")
+    cache2 = SiteCache(tmp_path / "other")
+    with pytest.raises(SiteError, match="do not match"):
+        cache2.seed_from_folder(key, signed.manifest.encode(), www)
+    assert answer(HttpRequest("GET", ""), cache2.lookup(key)).startswith(b"HTTP/1.1 502")

@@ -1,0 +1,58 @@
+"""The site HTTP responder core: exact parsing, bounded heads, content types, error pages."""
+
+from __future__ import annotations
+
+import pytest
+
+from globalnet.site.http import HttpRequest, RequestError, candidates, content_type, error_page, parse_request, response
+
+
+def test_parse() -> None:
+    assert parse_request(b"GET / HTTP/1.1\r\nHost: x.gnet\r\n") is None
+    assert parse_request(b"GET /a/b%20c.html?q=1#f HTTP/1.1\r\nHost: x\r\n\r\n") == HttpRequest("GET", "a/b c.html")
+    assert parse_request(b"HEAD http://x.gnet/img/a.png HTTP/1.1\r\n\r\n") == HttpRequest("HEAD", "img/a.png")
+    assert parse_request(b"GET http://x.gnet HTTP/1.1\r\n\r\n") == HttpRequest("GET", "")
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [(b"POST / HTTP/1.1\r\n\r\n", 405), (b"GET / FTP/1\r\n\r\n", 400), (b"GET\r\n\r\n", 400), (b"GET x HTTP/1.1\r\n\r\n", 400), (b"G" * 20000, 413), (b"GET /%ff HTTP/1.1\r\n\r\n", 400)],
+)
+def test_bad_requests(head: bytes, status: int) -> None:
+    with pytest.raises(RequestError) as info:
+        parse_request(head)
+    assert info.value.status == status
+
+
+def test_types_and_index() -> None:
+    assert content_type("index.html") == "text/html; charset=utf-8"
+    assert content_type("a/b.css") == "text/css"
+    assert content_type("dir.v2/README") == "application/octet-stream"
+    assert candidates("") == ["index.html"]
+    assert candidates("docs/") == ["docs/index.html"]
+    assert candidates("docs") == ["docs", "docs/index.html"]
+
+
+def test_responses() -> None:
+    assert response(200, b"hi", "text/plain") == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n"
+        b"Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n\r\nhi"
+    )
+    assert response(200, b"hi", "text/plain", head_only=True).endswith(b"\r\n\r\n")
+    page = error_page(502, "No verified copy", "<script>")
+    assert page.startswith(b"HTTP/1.1 502 Bad Gateway") and b"&lt;script&gt;" in page
+
+
+def test_answer_serves_only_what_lookup_verified() -> None:
+    from globalnet.site.http import NO_COPY, answer
+
+    files = {"index.html": b"<h1>home</h1>", "docs/index.html": b"docs", "a.css": b"p{}"}
+    lookup = files.get
+    assert answer(HttpRequest("GET", ""), lookup).endswith(b"\r\n\r\n<h1>home</h1>")
+    assert b"Content-Type: text/css" in answer(HttpRequest("GET", "a.css"), lookup)
+    assert answer(HttpRequest("GET", "docs"), lookup).endswith(b"docs")
+    head = answer(HttpRequest("HEAD", "index.html"), lookup)
+    assert head.endswith(b"\r\n\r\n") and b"Content-Length: 13" in head
+    assert answer(HttpRequest("GET", "nope"), lookup).startswith(b"HTTP/1.1 404")
+    gone = answer(HttpRequest("GET", "index.html"), lambda path: NO_COPY)
+    assert gone.startswith(b"HTTP/1.1 502") and b"verif" in gone and b"<h1>home" not in gone
