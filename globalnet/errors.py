@@ -30,6 +30,8 @@ class ErrorKind(enum.IntEnum):
     TAMPERED = 13  # a sealed frame failed authentication
     CLOSED = 14  # closed on purpose (shutdown, circuit close)
     SERVICE_UNREACHABLE = 15  # a hidden service: bad address, no descriptor, access points down
+    EXPIRED = 16  # a signed record (a descriptor, a DHT value) is past its lifetime
+    LOCAL_PROTOCOL = 17  # our own code misused an API (a local bug, never the peer's fault)
 
     @property
     def socks_reply(self) -> int:
@@ -45,7 +47,7 @@ class ErrorKind(enum.IntEnum):
         return _DESCRIPTION[self]
 
     @classmethod
-    def from_wire(cls, code: int) -> "ErrorKind":
+    def from_wire(cls, code: int) -> ErrorKind:
         try:
             return cls(code)
         except ValueError:
@@ -79,6 +81,8 @@ _DESCRIPTION = {
     ErrorKind.TAMPERED: "data was tampered with in transit",
     ErrorKind.CLOSED: "closed",
     ErrorKind.SERVICE_UNREACHABLE: "hidden service unreachable",
+    ErrorKind.EXPIRED: "expired",
+    ErrorKind.LOCAL_PROTOCOL: "local protocol misuse (a bug in this node)",
 }
 
 
@@ -95,5 +99,16 @@ class GnetError(Exception):
 class ProtocolError(GnetError):
     """The remote side sent something malformed or out of place."""
 
+    def __init__(self, detail: str, kind: ErrorKind = ErrorKind.PROTOCOL) -> None:
+        super().__init__(kind, detail)
+
+
+class LocalProtocolError(GnetError):
+    """Our own code misused an API (sent after END, extended a closed circuit...).
+
+    Why a kind of its own (as h11 separates LocalProtocolError from
+    RemoteProtocolError): INTERNAL means the far side had a bug; a local misuse
+    is ours, and callers must not blame or penalise a peer for it."""
+
     def __init__(self, detail: str) -> None:
-        super().__init__(ErrorKind.PROTOCOL, detail)
+        super().__init__(ErrorKind.LOCAL_PROTOCOL, detail)

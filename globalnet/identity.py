@@ -20,7 +20,7 @@ import nacl.signing
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from .errors import ProtocolError
+from .errors import ErrorKind, ProtocolError
 from .wire.records import FLAG_RELAY, NodeRecord, decode_node_record, node_id_of
 
 RECORD_LIFETIME = 24 * 3600
@@ -44,7 +44,7 @@ class OnionKeys:
     previous_until: float = 0.0
 
     @classmethod
-    def fresh(cls, now: float) -> "OnionKeys":
+    def fresh(cls, now: float) -> OnionKeys:
         return cls(nacl.public.PrivateKey.generate(), now)
 
     def rotate_if_due(self, now: float) -> bool:
@@ -76,7 +76,7 @@ class Identity:
         return node_id_of(self.public_key)
 
     @classmethod
-    def generate(cls) -> "Identity":
+    def generate(cls) -> Identity:
         return cls(nacl.signing.SigningKey.generate())
 
     def sign(self, message: bytes) -> bytes:
@@ -126,7 +126,7 @@ def verify_node_record(data: bytes, now: float | None = None) -> NodeRecord:
         raise ProtocolError("node record signature is invalid")
     now = time.time() if now is None else now
     if record.expires <= now:
-        raise ProtocolError("node record has expired")
+        raise ProtocolError("node record has expired", ErrorKind.EXPIRED)
     if record.published > now + MAX_CLOCK_SKEW:
         raise ProtocolError("node record is published in the future")
     if record.expires - record.published > 7 * 24 * 3600:

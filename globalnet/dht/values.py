@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import GnetError, ProtocolError
+from ..errors import ErrorKind, GnetError, ProtocolError
 from ..identity import verify_node_record
 from ..wire.records import NODE_ID_SIZE, NodeRecord
 
@@ -57,7 +57,7 @@ def validate_value(key: bytes, value: bytes, now: float | None = None) -> ValidV
     now = time.time() if now is None else now
     valid = validator(key, value, now)
     if valid.expires <= now:
-        raise ProtocolError("DHT value has expired")
+        raise ProtocolError("DHT value has expired", ErrorKind.EXPIRED)
     return valid
 
 

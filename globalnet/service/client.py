@@ -43,10 +43,15 @@ class ServiceError(GnetError):
         return self.detail
 
 
+class AccessPointsDown(ServiceError):
+    """Every access point in the descriptor failed: the one case worth a fresh
+    DHT lookup (the service may have moved), told apart by type, not by text."""
+
+
 _CACHE_MAX = 256
 
 
-async def find_descriptor(node: "Node", service_key: bytes, fresh: bool = False) -> Descriptor:
+async def find_descriptor(node: Node, service_key: bytes, fresh: bool = False) -> Descriptor:
     """The service's descriptor: cached until it expires, else looked up through a circuit."""
     cache: dict[bytes, Descriptor] = node.service_descriptors
     cached = cache.get(service_key)
@@ -59,7 +64,7 @@ async def find_descriptor(node: "Node", service_key: bytes, fresh: bool = False)
     return descriptor
 
 
-async def _lookup_descriptor(node: "Node", service_key: bytes) -> Descriptor:
+async def _lookup_descriptor(node: Node, service_key: bytes) -> Descriptor:
     period = current_period()
     expired = False
     for p in (period, period - 1):
@@ -70,15 +75,15 @@ async def _lookup_descriptor(node: "Node", service_key: bytes) -> Descriptor:
         try:
             return verify_descriptor(key, found.value)
         except GnetError as exc:
-            expired = expired or "expired" in exc.detail
+            expired = expired or exc.kind is ErrorKind.EXPIRED
     if expired:
         raise ServiceError(ErrorKind.SERVICE_UNREACHABLE, "the service's descriptor has expired (is the service down?)")
     raise ServiceError(ErrorKind.SERVICE_UNREACHABLE, "unknown service: no descriptor found in the DHT")
 
 
 async def open_service_circuit(
-    node: "Node", address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None
-) -> "ClientCircuit":
+    node: Node, address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None
+) -> ClientCircuit:
     """A circuit whose last hop is the service; `command` is what we ask of it
     (default: a TCP session to its own target, or to `then`)."""
     try:
@@ -90,23 +95,22 @@ async def open_service_circuit(
         return await _through_access_points(
             node, service_key, await find_descriptor(node, service_key), then, purpose, started, command
         )
-    except ServiceError as exc:
-        if "access points" not in exc.detail:
-            raise
+    except AccessPointsDown:
+        pass
     # every access point we knew failed: the service may have moved; ask the DHT again
     descriptor = await find_descriptor(node, service_key, fresh=True)
     return await _through_access_points(node, service_key, descriptor, then, purpose, started, command)
 
 
 async def _through_access_points(
-    node: "Node",
+    node: Node,
     service_key: bytes,
     descriptor: Descriptor,
     then: TargetTcp | None,
     purpose: str,
     started: float,
     command: RelayConnect | None = None,
-) -> "ClientCircuit":
+) -> ClientCircuit:
     sid = service_id(service_key)
     aps = list(descriptor.access_points)
     random.shuffle(aps)
@@ -132,4 +136,4 @@ async def _through_access_points(
         log.debug("service reached", took_ms=round((time.monotonic() - started) * 1000, 1))
         return circuit
     reason = f" (last: {last})" if last else ""
-    raise ServiceError(ErrorKind.SERVICE_UNREACHABLE, f"all {len(aps)} access points of the service are down{reason}")
+    raise AccessPointsDown(ErrorKind.SERVICE_UNREACHABLE, f"all {len(aps)} access points of the service are down{reason}")

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from ..dht.values import ValidValue, ValueKind, register_validator
-from ..errors import GnetError, ProtocolError
+from ..errors import ErrorKind, GnetError, ProtocolError
 from ..identity import verify_signature
 from ..wire.buffer import Reader, u8, u64
 
@@ -87,7 +87,7 @@ def verify_descriptor(key: bytes, value: bytes, now: float | None = None) -> Des
     if desc.key != key:
         raise ProtocolError("descriptor stored under another key")
     if desc.expires <= now:
-        raise ProtocolError("descriptor has expired")
+        raise ProtocolError("descriptor has expired", ErrorKind.EXPIRED)
     if desc.expires - now > 2 * PERIOD:
         raise ProtocolError("descriptor lifetime is too long")
     return desc
