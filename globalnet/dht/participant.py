@@ -22,7 +22,6 @@ from kademlia.network import Server
 from kademlia.node import Node as KNode
 
 from ..errors import ProtocolError
-from ..link.quic_link import Link
 from ..link.manager import LinkManager
 from ..wire.records import NodeRecord
 from .protocol import GnetKademliaProtocol, LinkTransport, Spawn
@@ -165,8 +164,3 @@ class Dht:
 
     def statistics(self) -> dict[str, int]:
         return {"dht_contacts": self.contacts(), "dht_values": len(self.storage), "dht_dropped": self.protocol.dropped}
-
-
-def on_link(dht: Dht, link: Link) -> None:
-    if link.peer is not None:
-        dht.add_contact(link.peer)

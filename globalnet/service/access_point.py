@@ -65,7 +65,7 @@ def decode_register(body: bytes) -> tuple[bytes, int, bytes]:
 class Registration:
     """Our end of a service's registration circuit."""
 
-    ap: "AccessPoint"
+    ap: AccessPoint
     hop: RelayHop
     session: FrameSession
     service: bytes = b""  # service id once registered
@@ -118,7 +118,6 @@ class AccessPoint:
     node_id: bytes
     registrations: dict[bytes, Registration] = field(default_factory=dict)
     pending: dict[bytes, asyncio.Future[RelayHop]] = field(default_factory=dict)
-    rendezvous_done: int = 0
 
     async def serve(self, hop: RelayHop, command: RelayConnect) -> None:
         if command.host == SERVICE_REGISTER:
@@ -155,7 +154,6 @@ class AccessPoint:
             return
         client.accept_bridge_alone()  # RENZV_CONNECT_OK
         client.splice(service_side)
-        self.rendezvous_done += 1
 
     def _join(self, service_side: RelayHop, command: RelayConnect) -> None:
         future = self.pending.get(command.node_id or b"")
