@@ -35,7 +35,7 @@ from .dht.participant import Dht
 from .dht.values import ValidValue, node_record_value, record_from_value
 from .endpoint.session import FrameSession
 from .peertable import PeerTable
-from .wire.pathspec import Hop, HopAddr, HopId, HopRandom
+from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, TargetTcp
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")
