@@ -35,15 +35,17 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from globalnet.policy.exit_policy import ExitRule, parse_exit_rule
+from globalnet.service.address import AddressError, decode_address
 from globalnet.wire.pathspec import (
     HopAddr,
     PathSpec,
     PathSpecError,
     TargetInternet,
+    TargetService,
     TargetTcp,
     format_path_spec,
-    parse_listen,
     parse_hop_addr,
+    parse_listen,
     parse_path_spec,
     parse_peer_list,
 )
@@ -67,6 +69,7 @@ DEFAULT_MAX_DATAGRAM_SIZE = 1452
 MIN_MAX_DATAGRAM_SIZE = 1200
 DEFAULT_IDLE_TIMEOUT = 60.0
 DEFAULT_PROXY_TIMEOUT = 30.0
+DEFAULT_UDP_IDLE_TIMEOUT = 120.0
 MIN_PROXY_TIMEOUT = 0.5
 MAX_PROXY_TIMEOUT = 600.0
 MAX_AUTH_FIELD = 255  # RFC 1929: ULEN and PLEN are one byte
@@ -93,6 +96,7 @@ class ConfigError(ValueError):
 class ExitConfig:
     enabled: bool = False
     allow: tuple[ExitRule, ...] = ()
+    allow_udp: tuple[ExitRule, ...] = ()  # UDP is exited only where a rule allows it
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,8 @@ class ServiceConfig:
     name: str
     target: tuple[str, int]
     allow: tuple[ExitRule, ...] = ()  # targets a client may choose instead (none by default)
+    udp: bool = False  # NAME=udp:HOST:PORT: sessions carry datagrams to a UDP target
+    auth: bool = False  # only clients in services/NAME/authorized_clients/ may connect
 
 
 @dataclass(frozen=True)
@@ -129,9 +135,13 @@ class Config:
     max_datagram_size: int
     idle_timeout: float
     version: bool = False
+    gen_client_key: bool = False
     services: tuple[ServiceConfig, ...] = ()
     proxy_auth: ProxyAuth | None = None  # None: any client may use the proxies
     proxy_timeout: float = DEFAULT_PROXY_TIMEOUT  # bound on one SOCKS request's circuit
+    metrics: tuple[str, int] | None = None  # -metrics: Prometheus /metrics and the status page
+    verify_config: bool = False  # --verify-config: check, print a summary, exit
+    udp_idle_timeout: float = DEFAULT_UDP_IDLE_TIMEOUT  # UDP circuits close after this long idle
 
 
 # -- command line ----------------------------------------------------------
@@ -142,7 +152,7 @@ examples:
   gclient -listen 9000 -connect "peer:9000, peer2:9000"
 
   # print this node's id (the identity key is created on first run)
-  gclient --id publickey.pem --print-id
+  gclient --id node.private.key --print-id
 
   # local port 1000 -> peer1 -> peer2 -> peer3, which connects to example.com:80
   gclient -tunnel "localhost:1000>peer1:9000>peer2:8080>peer3:9000>example.com:80"
@@ -162,8 +172,9 @@ examples:
   # an exit that may reach only 127.0.0.1 (as in local tests), with a debug console
   gclient -listen 127.0.0.1:9001 -exit -exit-allow 127.0.0.1/32 -console 7000
 
-  # everything from a file, with one setting overridden
+  # everything from a file, with one setting overridden; or only check the file
   gclient -config configs/relay.toml -log-level debug
+  gclient -config configs/relay.toml --verify-config
 
 Every long flag takes one or two dashes (-listen or --listen). Path specs are
 listen>hop>...>target; a hop is host:port, host:port#<node id>, a 40-hex node
@@ -191,13 +202,21 @@ _MANY = "many"  # append: repeatable
 # (name, kind, metavar, help): each becomes -name and --name, dest name_with_underscores.
 _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("version", _FLAG, None, "print the version and exit"),
+    ("verify-config", _FLAG, None,
+     "check the flags and the -config file, say what is wrong or that it is fine, and exit"),
+    ("metrics", None, "[HOST:]PORT",
+     ("Prometheus metrics (/metrics) and a status page (/) over HTTP; a bare PORT "
+     "binds 127.0.0.1, e.g. -metrics 9100")),
     ("connect", _MANY, "PEERS",
      ("peers to link to at start, comma separated, optionally pinned to a node id; "
      'repeatable, e.g. -connect "peer:9000, 10.1.2.3:9000#<40 hex>"')),
     ("id", None, "FILE",
      ("identity key file, created on first run (default <data dir>/identity.key), "
-     "e.g. --id publickey.pem")),
+     "e.g. --id node.private.key; it is a private key: keep it secret, out of git")),
     ("print-id", _FLAG, None, "print this node's id (40 hex) and exit"),
+    ("gen-client-key", _FLAG, None,
+     ("create this node's hidden-service client key (DATA_DIR/client_auth/private.key, kept "
+      "if it exists), print its public line for a service's authorized_clients/ and exit")),
     ("data-dir", None, "DIR",
      (f"state directory (default ${DATA_DIR_ENV} or {DEFAULT_DATA_DIR}), "
      "e.g. -data-dir /var/lib/globalnet")),
@@ -207,9 +226,11 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("proxy", _MANY, "SPEC",
      ("a local SOCKS5 proxy whose target is internet or a service; repeatable, "
      'e.g. -proxy "8080>rand>rand>rand>internet"')),
-    ("service", _MANY, "NAME=HOST:PORT",
+    ("service", _MANY, "NAME=[udp:]HOST:PORT[,auth]",
      ("host a hidden service that forwards each session to HOST:PORT; "
      "NAME=allow:NET:PORTS lets clients choose targets in NET (none by default); "
+     ",auth admits only clients whose public key (gclient --gen-client-key) is a file in "
+     "DATA_DIR/services/NAME/authorized_clients/; "
      "repeatable, e.g. -service web=127.0.0.1:8080")),
     ("proxy-auth", None, "USER:PASS",
      ("only clients giving this username and password may use the proxies (SOCKS5 "
@@ -226,6 +247,12 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
      ("allow rule for the exit (needs -exit), e.g. 127.0.0.1/32 or "
             "0.0.0.0/0:80,443; with any rule the exit allows only what the rules "
             "allow; repeatable")),
+    ("exit-allow-udp", _MANY, "NET[:PORTS]",
+     ("UDP allow rule for the exit (needs -exit); UDP is refused unless a rule allows "
+      "it, e.g. 127.0.0.1/32:53 or 0.0.0.0/0:53,443; repeatable")),
+    ("udp-idle-timeout", None, "SECONDS",
+     (f"close a UDP circuit (tunnel, SOCKS association, exit) after this long without "
+      f"a datagram (default {DEFAULT_UDP_IDLE_TIMEOUT:g}), e.g. -udp-idle-timeout 60")),
     ("advertise", None, "IP:PORT",
      ("address put in this node's record (default: the listen address when it is "
      "a specific address), e.g. -advertise 203.0.113.5:9000")),
@@ -302,8 +329,10 @@ _FILE_KEYS = (
     "listen", "no_listen", "connect", "bootstrap", "id", "data_dir", "tunnels",
     "proxies", "exit", "advertise", "console", "log_json", "log_level",
     "max_datagram_size", "idle_timeout", "services", "proxy_auth", "proxy_timeout",
+    "exit_allow", "exit_allow_udp", "metrics",
+    "udp_idle_timeout",
 )  # fmt: skip
-_EXIT_KEYS = ("enabled", "allow")
+_EXIT_KEYS = ("enabled", "allow", "allow_udp")
 
 
 def _unknown_key(key: str, known: Sequence[str], where: str) -> ConfigError:
@@ -551,6 +580,7 @@ def _exit(
 ) -> ExitConfig:
     enabled = False
     allow: tuple[ExitRule, ...] = ()
+    allow_udp: tuple[ExitRule, ...] = ()
     if "exit" in file:
         where = f"key 'exit' in {path}"
         table = file["exit"]
@@ -577,6 +607,12 @@ def _exit(
         if "allow" in table:
             allow_value = _Value(table["allow"], f"key 'exit.allow' in {path}")
             allow = tuple(_each(allow_value, parse_exit_rule, quote_item=False))
+        if "allow_udp" in table:
+            udp_value = _Value(table["allow_udp"], f"key 'exit.allow_udp' in {path}")
+            allow_udp = tuple(_each(udp_value, parse_exit_rule, quote_item=False))
+    # the flags' spellings (exit_allow, exit_allow_udp), beside [exit] allow and allow_udp
+    allow = _flag_spelled_rules(file, path, "exit_allow", "allow", allow, enabled or bool(ns.exit))
+    allow_udp = _flag_spelled_rules(file, path, "exit_allow_udp", "allow_udp", allow_udp, enabled or bool(ns.exit))
     if ns.exit:
         enabled = True
     if ns.exit_allow is not None:
@@ -584,7 +620,28 @@ def _exit(
         allow = tuple(_each(allow_value, parse_exit_rule, quote_item=False))
         if not enabled:
             raise ConfigError("-exit-allow needs -exit (this node is not an exit)")
-    return ExitConfig(enabled, allow)
+    if ns.exit_allow_udp is not None:
+        udp_value = _Value(ns.exit_allow_udp, "-exit-allow-udp")
+        allow_udp = tuple(_each(udp_value, parse_exit_rule, quote_item=False))
+        if not enabled:
+            raise ConfigError("-exit-allow-udp needs -exit (this node is not an exit)")
+    return ExitConfig(enabled, allow, allow_udp)
+
+
+def _flag_spelled_rules(
+    file: Mapping[str, Any], path: Path | None, key: str, table_key: str,
+    rules: tuple[ExitRule, ...], exit_enabled: bool,
+) -> tuple[ExitRule, ...]:
+    """`exit_allow = [...]` at the top level, as the flag -exit-allow is spelled."""
+    if key not in file:
+        return rules
+    exit_table = file.get("exit")
+    if isinstance(exit_table, dict) and table_key in exit_table:
+        raise ConfigError(f"config file {path}: give '{key}' or 'exit.{table_key}', not both")
+    if not exit_enabled:
+        raise ConfigError(f"key '{key}' in {path} needs exit = true (this node is not an exit)")
+    value = _Value(file[key], f"key '{key}' in {path}")
+    return tuple(_each(value, parse_exit_rule, quote_item=False))
 
 
 def _connect(
@@ -614,11 +671,20 @@ def _specs(value: _Value | None, kind: str) -> tuple[PathSpec, ...]:
     specs = _each(value, parse_path_spec)
     for spec in specs:
         target = spec.target
+        if isinstance(target, TargetService):
+            try:
+                decode_address(target.address)
+            except AddressError as exc:  # a typo found now, not on the first connection
+                value.fail(f"{format_path_spec(spec)!r}: service address: {exc.problem}")
         if kind == "tunnel" and isinstance(target, TargetInternet):
             value.fail(
                 f"{format_path_spec(spec)!r}: 'internet' is for -proxy; a tunnel needs "
                 "host:port or a service as its target"
             )
+        if kind == "proxy" and spec.udp:
+            value.fail(f"{format_path_spec(spec)!r}: 'udp:' is for tunnels; a SOCKS proxy carries UDP by UDP ASSOCIATE")
+        if kind == "tunnel" and spec.udp and isinstance(target, TargetService) and target.then is not None:
+            value.fail(f"{format_path_spec(spec)!r}: a UDP tunnel to a service goes to the service's own target")
         if kind == "proxy" and isinstance(target, TargetTcp):
             value.fail(
                 f"{format_path_spec(spec)!r}: a proxy's target is internet or a service "
@@ -633,6 +699,7 @@ def _check_local_ports(config: Config) -> None:
     named = [
         ("-tunnel " + format_path_spec(s), (s.listen_host, s.listen_port))
         for s in config.tunnels
+        if not s.udp  # a UDP port may share its number with a TCP listener
     ]
     named += [
         ("-proxy " + format_path_spec(s), (s.listen_host, s.listen_port))
@@ -640,6 +707,8 @@ def _check_local_ports(config: Config) -> None:
     ]
     if config.console is not None:
         named.append(("-console", config.console))
+    if config.metrics is not None:
+        named.append(("-metrics", config.metrics))
     for name, (host, port) in named:
         if port == 0:
             continue
@@ -657,11 +726,14 @@ _SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
 def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
-    """`NAME=HOST:PORT` (the service's target) and `NAME=allow:NET:PORTS` (client-chosen targets)."""
+    """`NAME=HOST:PORT[,auth]` (the service's target; `auth`: client authorization) and
+    `NAME=allow:NET:PORTS` (client-chosen targets)."""
     if value is None:
         return ()
     targets: dict[str, tuple[str, int]] = {}
+    auth: set[str] = set()
     allows: dict[str, list[ExitRule]] = {}
+    udp: set[str] = set()
     items = value.raw if isinstance(value.raw, list) else [value.raw]
     for item in items:
         if not isinstance(item, str) or "=" not in item:
@@ -678,6 +750,17 @@ def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
         else:
             if name in targets:
                 value.fail(f"service {name!r} has two targets")
+            rest, comma, option = rest.partition(",")
+            if comma:
+                if option.strip().lower() != "auth":
+                    value.fail(f"{item!r}: the only option after the target is ',auth' (client authorization)")
+                auth.add(name)
+            if rest.lower().startswith("udp:"):
+                udp.add(name)
+                rest = rest[len("udp:"):]
+            if rest.strip().isdigit():
+                udp_prefix = "udp:" if name in udp else ""
+                value.fail(f"{item!r}: the host is missing: write {name}={udp_prefix}127.0.0.1:{rest.strip()}")
             try:
                 hop = parse_hop_addr(rest)
             except PathSpecError as exc:
@@ -688,7 +771,9 @@ def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
             value.fail(f"service {name!r} has allow rules but no NAME=HOST:PORT target")
     if len(targets) > MAX_LIST_ITEMS:
         value.fail(f"too many services ({len(targets)})")
-    return tuple(ServiceConfig(n, t, tuple(allows.get(n, ()))) for n, t in targets.items())
+    for name in udp & set(allows):
+        value.fail(f"service {name!r}: a UDP service has one target (no allow rules)")
+    return tuple(ServiceConfig(n, t, tuple(allows.get(n, ())), n in udp, n in auth) for n, t in targets.items())
 
 
 def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
@@ -725,6 +810,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
         data_dir=data_dir,
         identity_file=identity_file,
         print_id=bool(ns.print_id),
+        gen_client_key=bool(ns.gen_client_key),
         listen=listen,
         advertise=_advertise(pick("advertise", "-advertise", "advertise"), listen),
         connect=_connect(ns, file, path),
@@ -749,12 +835,23 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
             DEFAULT_IDLE_TIMEOUT,
         ),
         version=bool(ns.version),
+        verify_config=bool(ns.verify_config),
+        metrics=_or(
+            pick("metrics", "-metrics", "metrics"),
+            lambda v: _as_address(v, "127.0.0.1"),
+            None,
+        ),
         services=_services(pick("service", "-service", "services")),
         proxy_auth=_or(pick("proxy_auth", "-proxy-auth", "proxy_auth"), _as_proxy_auth, None),
         proxy_timeout=_or(
             pick("proxy_timeout", "-proxy-timeout", "proxy_timeout"),
             lambda v: _as_seconds(v, MIN_PROXY_TIMEOUT, MAX_PROXY_TIMEOUT),
             DEFAULT_PROXY_TIMEOUT,
+        ),
+        udp_idle_timeout=_or(
+            pick("udp_idle_timeout", "-udp-idle-timeout", "udp_idle_timeout"),
+            lambda v: _as_seconds(v, 1.0, 24 * 3600.0),
+            DEFAULT_UDP_IDLE_TIMEOUT,
         ),
     )
     if config.proxy_auth is not None and not config.proxies:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine, Hashable
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from . import __version__
+from .bootstrap import BootstrapTracker, Progress, relays_needed
 from .circuit.builder import ClientCircuit, HopTarget, build_circuit
 from .config import Config
 from .crypto import BACKEND_NAME
@@ -23,22 +25,30 @@ from .identity import Identity, load_or_create_identity
 from .link.quic_link import Link
 from .link.manager import LinkManager, LinkSettings
 from .messaging import MessageService, Messenger
-from .policy.exit_policy import ExitPolicy
+from .metrics import MetricsSettings, NodeMetrics, start_metrics
+from .policy.exit_policy import ExitPolicy, record_summary
 from .relay.server import RelayService
 from .wire.commands import Proto, RelayConnect
-from .circuit.resolve import PathResolver
+from .circuit.guard_store import GuardStore
+from .circuit.resolve import NoExitError, PathResolver, network_of_target
 from .dht.agent import DhtAgent, DhtClient
 from .service.access_point import AccessPoint
 from .service.client import open_service_circuit
+from .service.client_auth import load_client_key
 from .service.host import HostedService
 from .dht.participant import Dht
 from .dht.values import ValidValue, node_record_value, record_from_value
 from .endpoint.session import FrameSession
 from .peertable import PeerTable
-from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, TargetTcp
+from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, TargetTcp, format_host_port
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")
+
+
+def _pin(record: NodeRecord) -> HopAddr:
+    host, port = record.addresses[0]
+    return HopAddr(host, port, record.node_id)
 
 CONNECT_RETRY = (1.0, 60.0)  # first and largest back-off between bootstrap attempts
 UPKEEP_INTERVAL = 30.0
@@ -63,8 +73,12 @@ class Node:
             LinkSettings(idle_timeout=config.idle_timeout, max_datagram_size=config.max_datagram_size),
         )
         self.relay = RelayService(self.identity, self.links, self.exit_policy, self.spawn)
+        exit_udp = config.exit.allow_udp if config.exit.enabled else ()
+        self.relay.udp_policy = self.udp_policy = ExitPolicy(bool(exit_udp), exit_udp)
+        self.relay.udp_idle_timeout = config.udp_idle_timeout
         self.peers = PeerTable(self.identity.node_id, config.data_dir)
         self.resolver = PathResolver(self.peers, self._lookup_record)
+        self.guards = GuardStore(config.data_dir)
         # every relay takes part in the DHT; a client-only node uses it through circuits
         self.dht: Dht | None = Dht(self.identity.node_id, self.links, self.spawn) if config.listen else None
         if self.dht is not None:
@@ -75,6 +89,8 @@ class Node:
             self.relay.access_point = AccessPoint(self.identity.node_id)
         self.services = [HostedService(self, sc) for sc in config.services]
         self.service_descriptors: dict[bytes, Any] = {}  # descriptors this node looked up, until they expire
+        # our hidden-service client key (gclient --gen-client-key), for services with client authorization
+        self.client_auth_key = load_client_key(Path(config.data_dir) / "client_auth")
         self.links.on_link_ready.append(self._on_link_ready)
         self.links.on_peers = self._on_peers
         self.circuits: dict[int, ClientCircuit] = {}
@@ -89,6 +105,15 @@ class Node:
         self.messenger = Messenger(self)  # console messages from this node
         self.console: Any = None  # a console.server.ConsoleServer with -console
         self.proxies: list[Any] = []
+        self.metrics = NodeMetrics()  # per node: several nodes may share a process
+        self.metrics_server: Any = None  # a metrics.MetricsServer with -metrics
+        needed = relays_needed(config.tunnels + config.proxies, len(config.services), bool(config.listen))
+        self.bootstrap = BootstrapTracker(
+            needed,
+            expect_links=needed > 0 or bool(config.connect),
+            expect_dht=self.dht is not None and (needed > 0 or bool(config.connect)),
+            services=tuple(sc.name for sc in config.services),
+        )
 
     # -- records -----------------------------------------------------------
     def _make_record(self) -> NodeRecord:
@@ -100,7 +125,7 @@ class Node:
             addresses = (self.config.advertise,)
         elif self.links.listen_address and self.links.listen_address[0] not in ("0.0.0.0", "::"):
             addresses = (self.links.listen_address,)
-        return self.identity.make_record(addresses, flags, self.exit_policy.summary())
+        return self.identity.make_record(addresses, flags, record_summary(self.exit_policy, self.udp_policy))
 
     # -- tasks -------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -147,16 +172,26 @@ class Node:
         from .console.server import start_console
         from .socks import SocksProxy
         from .tunnel import Tunnel
+        from .udp_tunnel import UdpTunnel
 
         cfg = self.config
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 if cfg.listen:
-                    host, port = await self.links.listen(*cfg.listen)
+                    try:
+                        host, port = await self.links.listen(*cfg.listen)
+                    except OSError as exc:  # name the address: the bare errno does not
+                        where = format_host_port(*cfg.listen)
+                        raise OSError(exc.errno, f"-listen {where} (UDP): {exc.strerror or exc}") from None
                     self.links.refresh_record()
                 if cfg.console is not None:
                     self.console = await start_console(self, *cfg.console)
+                if cfg.metrics is not None:
+                    from .node_metrics import NodeMetricsSource
+
+                    settings = MetricsSettings(*cfg.metrics)
+                    self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
                 log.info(
                     "node started",
                     node_id=self.identity.node_id.hex(),
@@ -169,18 +204,22 @@ class Node:
                 loaded = self.peers.load()
                 if loaded:
                     log.info("peer table loaded", relays=loaded, file=str(self.peers.path))
+                kept = self.guards.load()
+                if kept:
+                    log.info("guards loaded", guards=kept, file=str(self.guards.path))
                 for peer in cfg.connect:
                     self.spawn(self._keep_connected(peer), "bootstrap")
-                if not cfg.connect and not loaded:
+                self._progress(self.bootstrap.relays_learned(len(self.peers.relays())))
+                if not cfg.connect and not loaded and self.bootstrap.relays_needed > 0:
                     log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
                 for spec in cfg.tunnels:
-                    tunnel = Tunnel(self, spec)
+                    tunnel = UdpTunnel(self, spec, cfg.udp_idle_timeout) if spec.udp else Tunnel(self, spec)
                     await tunnel.start()
                     self.tunnels.append(tunnel)
                 for service in self.services:
                     self.spawn(service.run(), f"service {service.name}")
                 for spec in cfg.proxies:
-                    proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout)
+                    proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout, cfg.udp_idle_timeout)
                     await proxy.start()
                     self.proxies.append(proxy)
                 self.spawn(self.links.run_keepalive(), "keepalive")
@@ -188,10 +227,13 @@ class Node:
                 if self.dht is not None:
                     self.spawn(self._dht_upkeep(), "dht upkeep")
                 self.ready.set()
+                self._progress(self.bootstrap.start())
                 await self._stop.wait()
                 log.info("node stopping")
                 if self.console is not None:
                     self.console.close()
+                if self.metrics_server is not None:
+                    self.metrics_server.close()
                 self.messenger.close()
                 for tunnel in self.tunnels:
                     tunnel.close()
@@ -234,12 +276,26 @@ class Node:
                 self.links.refresh_record()
                 log.info("onion key rotated")
             self.peers.expire()
+            await self.probe_guards()
+            self._refresh_guards()
             for link in list(self.links.links.values()):
                 link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
             if self.config.listen:
                 await self._keep_links()
             if self.peers.changed:
                 self._save_peers()
+
+    async def probe_guards(self) -> None:
+        """Dial guards that are down when their back-off says so: a guard is given up only
+        after it stayed unreachable at the link layer (circuit failures never count)."""
+        for record in self.guards.due_for_retry():
+            host, port = record.addresses[0]
+            try:
+                await self.links.get_link(host, port, record.node_id)
+            except GnetError:
+                self.guards.link_failed(record.node_id)
+            else:
+                self.guards.link_ok(record.node_id)
 
     async def _keep_links(self) -> None:
         """Link to random known relays until MIN_LINKS links are up."""
@@ -275,6 +331,7 @@ class Node:
             if self.dht is not None:
                 self.dht.add_contact(link.peer)
         link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
+        self._progress(self.bootstrap.links_up(len(self.links.links)))
 
     def _on_peers(self, link: Link, records: list[bytes]) -> None:
         if self.peers.update_many(records):
@@ -294,6 +351,7 @@ class Node:
                     key, value = node_record_value(self.links.own_record())
                     stored = await dht.publish(key, value, keep=True)
                     log.debug("dht joined", contacts=contacts, record_stored_on=stored)
+                    self._progress(self.bootstrap.dht_joined())
                     await self._learn_from_dht()
                     await dht.refresh()
             except (GnetError, TimeoutError) as exc:
@@ -313,14 +371,24 @@ class Node:
                     pass
 
     async def _open_dht_circuit(self) -> tuple[ClientCircuit, FrameSession]:
-        hops = min(3, max(1, len(self.peers.relays())))
-        circuit = await self.open_circuit(tuple(HopRandom() for _ in range(hops)), RelayConnect(Proto.DHT), "dht")
+        # a hosting node never routes through its own access points: on a small network
+        # that leaves fewer relays for a DHT circuit (2 hops on the README's 3 relays)
+        hops = min(3, max(1, len(self.peers.relays()) - len(self._access_points())))
+        circuit = await self.open_circuit(
+            tuple(HopRandom() for _ in range(hops)), RelayConnect(Proto.DHT), "dht", vanguards=True
+        )
         assert circuit.core.session is not None
         return circuit, circuit.core.session
 
     async def dht_lookup(self, key: bytes) -> ValidValue | None:
         """A lookup for ourselves: through a circuit, never from our own address."""
-        return await self.dht_client.lookup(key)
+        try:
+            found = await self.dht_client.lookup(key)
+        except GnetError:
+            self.metrics.dht_lookup(ok=False)
+            raise
+        self.metrics.dht_lookup(ok=found is not None)
+        return found
 
     async def dht_publish(self, key: bytes, value: bytes) -> int:
         return await self.dht_client.publish(key, value)
@@ -342,7 +410,29 @@ class Node:
     def _report_progress(self) -> None:
         known = len(self.peers.relays())
         if known <= 20 or known % 50 == 0:
-            log.info("learning relays", known=known)
+            log.debug("learning relays", known=known)
+        self._progress(self.bootstrap.relays_learned(known))
+
+    # -- bootstrap progress (hooks for guards and services) -------------------
+    def _progress(self, step: Progress | None) -> None:
+        if step is None:
+            return
+        if step.ready:
+            log.info("ready", percent=100, tunnels=len(self.config.tunnels), proxies=len(self.config.proxies),
+                     services=len(self.config.services), relays_known=self.bootstrap.relays_known)
+        else:
+            log.info(step.line(), percent=step.percent, phase=step.phase)
+
+    def service_published(self, name: str) -> None:
+        self._progress(self.bootstrap.service_published(name))
+
+    def guards_chosen(self, count: int) -> None:
+        self._progress(self.bootstrap.guards_chosen(count))
+
+    def _refresh_guards(self) -> None:
+        self.guards.refresh(self.peers.relays())
+        if self.guards.entry.guards:
+            self.guards_chosen(len(self.guards.entry.guards))
 
     # -- circuits ----------------------------------------------------------
     def path_to(self, node_id: bytes, via: tuple[Hop, ...] | None = None) -> tuple[Hop, ...]:
@@ -360,8 +450,13 @@ class Node:
         purpose: str,
         avoid: set[bytes] | None = None,
         isolation: Hashable | None = None,
+        vanguards: bool = False,
     ) -> ClientCircuit:
         """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`.
+
+        A `rand` first hop is one of our entry guards (circuit/guards.py); with
+        `vanguards` (hidden-service and DHT circuits) a `rand` second hop is
+        one of our second-layer guards.
 
         A path with `rand` hops is retried with other relays when a relay on
         it cannot be reached (that relay is marked failed in the peer table);
@@ -372,12 +467,14 @@ class Node:
         attempts = CIRCUIT_ATTEMPTS if any(isinstance(h, HopRandom) for h in hops) else 1
         for attempt in range(attempts):
             try:
-                circuit = await self._open_circuit_once(hops, final, purpose, (avoid or set()) | self._access_points())
+                circuit = await self._open_circuit_once(
+                    hops, final, purpose, (avoid or set()) | self._access_points(), vanguards
+                )
                 circuit.isolation = isolation
                 return circuit
             except GnetError as exc:
-                if exc.node_id is not None:
-                    self.peers.failed(exc.node_id)
+                if exc.node_id is not None and exc.node_id not in self.guards.records:
+                    self.peers.failed(exc.node_id)  # a guard is judged by guards.py, not by the peer table
                 retry = exc.kind in (ErrorKind.NO_ROUTE, ErrorKind.TIMEOUT, ErrorKind.LINK_LOST, ErrorKind.HANDSHAKE_FAILED)
                 if attempt + 1 >= attempts or not retry:
                     raise
@@ -390,17 +487,72 @@ class Node:
         return {ap for service in self.services for ap in service.intros}
 
     async def _open_circuit_once(
-        self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes]
+        self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes], vanguards: bool = False
     ) -> ClientCircuit:
-        targets = await self.resolver.resolve(hops, final, avoid=avoid)
+        targets = await self._resolve_with_guards(hops, final, avoid, vanguards)
         first = targets[0]
         try:
             link = await self.links.get_link(first.host, first.port, first.node_id)
         except GnetError as exc:
+            if first.node_id is not None:
+                self.guards.link_failed(first.node_id)
             raise GnetError(exc.kind, f"hop 1 ({first.describe()}): {exc.detail or exc.kind.describe}", first.node_id) from None
-        circuit = await build_circuit(link, targets[1:], final, purpose)
+        if first.node_id is not None:
+            self.guards.link_ok(first.node_id)
+        started = time.monotonic()
+        try:
+            circuit = await build_circuit(link, targets[1:], final, purpose)
+        except GnetError:
+            if first.node_id is not None and not link.is_ready:
+                # the guard's link died under the circuit: that is the guard unreachable (a link
+                # failure), unlike a circuit refused or cut further on, which never counts
+                self.guards.link_failed(first.node_id)
+            raise
+        self.metrics.circuit_built(time.monotonic() - started)
         self.circuits[circuit.id] = circuit
         return circuit
+
+    async def _resolve_with_guards(
+        self, hops: tuple[Hop, ...], final: RelayConnect, avoid: set[bytes], vanguards: bool
+    ) -> list[HopTarget]:
+        """Pin a `rand` first hop to an entry guard (and, with `vanguards`, a `rand` second hop
+        to a second-layer guard), then resolve the rest. A guard that cannot be the first hop
+        of this path (e.g. it is the only exit for the target) gives way to the next guard."""
+        if not hops or not isinstance(hops[0], HopRandom):
+            return await self.resolver.resolve(hops, final, avoid=avoid)
+        for waited in (False, True):
+            self._refresh_guards()
+            named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
+            entries = [g for g in self.guards.entry_guards() if g.node_id not in avoid | named]
+            fallback: list[HopTarget] | None = None
+            for guard in entries:  # in the guards' order (reachable first, shuffled)
+                try:
+                    path = await self.resolver.resolve(self._guarded_hops(hops, guard, avoid, vanguards), final, avoid=avoid, wait=0.0)
+                except NoExitError:
+                    raise  # no exit allows the target at all: no other guard changes that
+                except GnetError:
+                    continue  # this guard cannot start this path (e.g. it is the only fitting exit)
+                if len({network_of_target(t) for t in path}) == len(path):
+                    return path  # every hop in its own /16
+                fallback = fallback or path  # e.g. the only fitting exit shares this guard's /16: try the next guard
+            if fallback is not None:
+                return fallback
+            if entries:
+                # no guard fits with the relays known now: wait for more, keeping our first guard
+                return await self.resolver.resolve(self._guarded_hops(hops, entries[0], avoid, vanguards), final, avoid=avoid)
+            if waited:
+                break
+            await self.resolver.resolve(hops, final, avoid=avoid)  # knows no relay yet: wait until it does
+        raise GnetError(ErrorKind.NO_ROUTE, "no entry guard could be chosen")
+
+    def _guarded_hops(self, hops: tuple[Hop, ...], guard: NodeRecord, avoid: set[bytes], vanguards: bool) -> tuple[Hop, ...]:
+        pinned: list[Hop] = [_pin(guard), *hops[1:]]
+        if vanguards and len(hops) > 2 and isinstance(hops[1], HopRandom):
+            named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
+            middles = self.guards.middle_guards(exclude=avoid | named | {guard.node_id})
+            if middles:
+                pinned[1] = _pin(middles[0])
+        return tuple(pinned)
 
     async def open_service(
         self, address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None
@@ -420,6 +572,7 @@ class Node:
             "circuits": len(self.circuits),
             "crypto": BACKEND_NAME,
             "relays_known": len(self.peers.relays()),
+            "bootstrap": self.bootstrap.status(),
             **self.links.statistics(),
             **self.relay.statistics(),
             **(self.dht.statistics() if self.dht else {}),

@@ -36,12 +36,16 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from .circuit.builder import ClientCircuit
+from .circuit.resolve import NoExitError
 from .config import ProxyAuth
 from .endpoint.pump import StreamPump, abort_with_reset
 from .errors import ErrorKind, GnetError
+from .service.address import AddressError
+from .policy.exit_policy import udp_policy_from_summary
+from .socks_udp import UdpAssociation
 from .wire.commands import Proto, RelayConnect
-from .wire.pathspec import PathSpec, TargetService, TargetTcp, format_host_port, format_path_spec
-from .wire.socks import Connect, Credentials, Reject, Send, SocksParser
+from .wire.pathspec import HopAddr, HopId, PathSpec, TargetService, TargetTcp, format_host_port, format_path_spec
+from .wire.socks import Associate, Connect, Credentials, Reject, Send, SocksParser
 
 if TYPE_CHECKING:
     from .node import Node
@@ -111,8 +115,10 @@ class SocksProxy:
         spec: PathSpec,
         auth: ProxyAuth | None = None,
         request_timeout: float = 30.0,
+        udp_idle_timeout: float = 120.0,
     ) -> None:
         self.node = node
+        self.udp_idle_timeout = udp_idle_timeout
         self.spec = spec
         self.auth = Credentials(auth.username.encode(), auth.password.encode()) if auth else None
         self.request_timeout = request_timeout
@@ -166,14 +172,23 @@ class SocksProxy:
                 return
             if request is None:
                 return
+            if isinstance(request, Associate):
+                self.counts["udp_associations"] += 1
+                await self._associate(parser, request, reader, writer)
+                return
             self.counts["requests"] += 1
             try:
                 circuit = await self._open(request)
             except GnetError as exc:
                 code = exc.kind.socks_reply
                 self.counts[f"reply_{code}"] += 1
-                # the detail may name the target (an exit's policy reason): debug only
-                log.info("socks request failed", proxy=self.port, kind=exc.kind.name, reply=code, reason=exc.kind.describe)
+                # the detail may name the target (an exit's policy reason): debug only;
+                # what is said at info names no host or address
+                extra: dict[str, Any] = {}
+                if isinstance(exc, NoExitError):
+                    extra = {"port": exc.port, "exits_considered": exc.exits}
+                reason = exc.problem if isinstance(exc, AddressError) else exc.kind.describe
+                log.info("socks request failed", proxy=self.port, kind=exc.kind.name, reply=code, reason=reason, **extra)
                 log.debug("socks request failure detail", proxy=self.port, reason=str(exc))
                 writer.write(parser.reply_failure(code, exc.kind.describe))
                 await _close_gently(writer)
@@ -190,7 +205,7 @@ class SocksProxy:
 
     async def _handshake(
         self, parser: SocksParser, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> Connect | None:
+    ) -> Connect | Associate | None:
         """Read until the parser has a request; None if the client left or was rejected."""
         while True:
             try:
@@ -212,6 +227,50 @@ class SocksProxy:
                     return None
                 else:
                     return event
+
+    async def _associate(
+        self, parser: SocksParser, request: Associate, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """UDP ASSOCIATE: a relay port for this client until its TCP connection closes."""
+        if not self._udp_exit_possible():
+            self.counts["reply_2"] += 1
+            log.info("socks udp refused", proxy=self.port, reason="no known exit allows UDP", reply=0x02)
+            writer.write(parser.reply_failure(0x02, "no known exit allows UDP"))
+            await _close_gently(writer)
+            return
+        peer = writer.get_extra_info("peername")
+        claimed = request.source
+        source_port = claimed.port if claimed.host in (peer[0], "0.0.0.0", "::") else 0
+        association = UdpAssociation(
+            self.node, self.spec, (peer[0], source_port),
+            IsolationKey.for_request(self.listen, request.credentials), self.udp_idle_timeout,
+        )
+        try:
+            host, port = await association.open(self.spec.listen_host)
+            writer.write(parser.reply_associated(host, port))
+            log.debug("socks udp association", proxy=self.port, relay_port=port)
+            while await reader.read(READ_CHUNK):  # the control connection carries nothing more
+                pass
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            association.close()
+            writer.close()
+
+    def _udp_exit_possible(self) -> bool:
+        """False only when the node knows relays and none announces UDP exit rules
+        (a path pinned to one exit: that exit's record, if known)."""
+        if isinstance(self.spec.target, TargetService):
+            return True
+        relays = self.node.peers.relays()
+        last = self.spec.hops[-1] if self.spec.hops else None
+        if isinstance(last, HopId) or isinstance(last, HopAddr) and last.node_id is not None:
+            relays = [r for r in relays if r.node_id == last.node_id]
+        elif isinstance(last, HopAddr):
+            relays = [r for r in relays if (last.host, last.port) in r.addresses]
+        if not relays:
+            return True  # not known (yet): let the first datagram's circuit say
+        return any(r.is_exit and udp_policy_from_summary(r.exit_policy).enabled for r in relays)
 
     async def _open(self, request: Connect) -> ClientCircuit:
         """The request's circuit, within request_timeout; GnetError says why not."""
@@ -240,7 +299,9 @@ class SocksProxy:
             async with asyncio.timeout(self.request_timeout):
                 return await opening
         except TimeoutError:
-            raise GnetError(ErrorKind.TIMEOUT, f"no circuit within {self.request_timeout:g} s") from None
+            waited = self.node.resolver.waiting_reason
+            detail = f"no circuit within {self.request_timeout:g} s" + (f" ({waited})" if waited else "")
+            raise GnetError(ErrorKind.TIMEOUT, detail) from None
         finally:
             self.waiting -= 1
             notice.cancel()

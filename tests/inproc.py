@@ -17,7 +17,7 @@ from globalnet.endpoint.pump import StreamPump
 from globalnet.identity import Identity
 from globalnet.link.manager import LinkManager, LinkSettings
 from globalnet.policy.exit_policy import ExitPolicy, parse_exit_rule
-from globalnet.relay.server import RelayHop, RelayService
+from globalnet.relay.server import RelayService
 from globalnet.wire.commands import Proto, RelayConnect
 
 
@@ -44,7 +44,7 @@ class InprocNode:
         self.links.close()
 
 
-async def start_relay(exit_allow: str | None = None, hop_class: type[RelayHop] | None = None) -> InprocNode:
+async def start_relay(exit_allow: str | None = None) -> InprocNode:
     identity = Identity.generate()
     node = InprocNode(identity, None, None)  # type: ignore[arg-type]
     node.links = LinkManager(identity, lambda: identity.make_record((("127.0.0.1", node.port),)), LinkSettings(dial_timeout=5))
@@ -53,8 +53,6 @@ async def start_relay(exit_allow: str | None = None, hop_class: type[RelayHop] |
     policy = ExitPolicy(True, [parse_exit_rule(exit_allow)]) if exit_allow else ExitPolicy(False)
     node.relay = RelayService(identity, node.links, policy, node.spawn)
     node.relay.setup_timeout = 1.0
-    if hop_class is not None:
-        node.relay.hop_class = hop_class
     node.spawn(node.links.run_keepalive(), "keepalive")
     return node
 

@@ -8,7 +8,6 @@ import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
-
 CHUNK = 1 << 16
 
 
@@ -84,3 +83,37 @@ async def serve(handler: object) -> AsyncIterator[int]:
         yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
+
+
+class UdpEchoServer:
+    """A UDP echo server on 127.0.0.1 in a thread of its own (answers every datagram to its sender)."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self.received = 0
+        self.senders: set[tuple[str, int]] = set()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except OSError:
+                return
+            self.received += 1
+            self.senders.add(addr)
+            try:
+                self.sock.sendto(data, addr)
+            except OSError:
+                continue
+
+    def stop(self) -> None:
+        self.sock.close()

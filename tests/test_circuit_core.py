@@ -1,23 +1,13 @@
-"""A whole circuit in memory: ClientCircuitCore and three RelayHopCores, no sockets.
+"""A whole circuit in memory: ClientCircuitCore, RelayHopCores and BridgeCores, no sockets.
 
-`Hop` below is a synchronous copy of what the asyncio shell
-(relay/relay.py, `RelayHop`) does around a `RelayHopCore`:
-- before the decision, bytes from upstream go to `core.receive()`;
-- `accept_bridge()` sends the reply up, then every chunk from upstream gets the
-  forward keystream XORed in and goes down, and every chunk from downstream
-  gets the backward keystream and goes up (bytes buffered during the decision
-  are passed on with `take_pending()`);
-- `accept_endpoint()` sends the reply up and feeds later bytes to the
-  FrameSession (errors are kept, as the pump does).
-Everything a hop receives and sends is logged, so tests can check what a
-relay can see.
+The cores are wired by tests/fakenet.py (exact bytes, every byte a hop
+receives and sends logged), so tests check what a relay can see with the real
+cores, not a copy of the relay.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import nacl.public
 import nacl.signing
@@ -30,11 +20,10 @@ from globalnet.endpoint.session import (
     DataReceived,
     EndReceived,
     FrameSession,
-    SessionEvent,
 )
 from globalnet.errors import ErrorKind, GnetError, ProtocolError
-from globalnet.identity import Identity, OnionKeys, verify_node_record
-from globalnet.relay.hop import MAX_PENDING, BridgeKeys, ConnectRequested, HopState, RelayHopCore
+from globalnet.identity import verify_node_record
+from globalnet.relay.hop import MAX_PENDING, ConnectRequested, HopState, RelayHopCore
 from globalnet.wire.commands import (
     Proto,
     RelayConnect,
@@ -43,190 +32,7 @@ from globalnet.wire.commands import (
     prologue_for,
 )
 from globalnet.wire.framing import prefix
-from globalnet.wire.records import NodeRecord
-
-NOW = 1_700_000_000
-TARGET = RelayConnect(Proto.TCP, "secret-target.example", 8443)
-#: 4 KiB that is easy to spot: no 16-byte window of it should be visible to a relay.
-PAYLOAD = b"".join(b"<plaintext%05d>" % i for i in range(256))
-REPLY = b"".join(b"[answer-%06d]\n" % i for i in range(256))[:4096]
-assert len(PAYLOAD) == len(REPLY) == 4096
-
-
-@dataclass
-class Hop:
-    """One relay's hop stream, moved by hand (see the module docstring)."""
-
-    name: str
-    seed: int
-    onion_keys: list[bytes] | None = None  # what the core accepts; default: the record's key
-    node_id_override: bytes | None = None
-    up: Callable[[bytes], None] = lambda data: None
-    down: Hop | None = None
-    keys: BridgeKeys | None = None
-    session: FrameSession | None = None
-    requests: list[RelayConnect] = field(default_factory=list)
-    events: list[SessionEvent] = field(default_factory=list)
-    error: GnetError | None = None
-    log: list[tuple[str, bytes]] = field(default_factory=list)
-    tamper_forward: Callable[[bytearray], None] = lambda buf: None
-    tamper_backward: Callable[[bytearray], None] = lambda buf: None
-
-    def __post_init__(self) -> None:
-        onion = nacl.public.PrivateKey(bytes([self.seed]) * 32)
-        self.identity = Identity(
-            nacl.signing.SigningKey(bytes([self.seed + 100]) * 32), OnionKeys(onion, NOW)
-        )
-        self.identity.onion.current = onion
-        self.record: NodeRecord = self.identity.make_record(
-            ((f"192.0.2.{self.seed}", 4433),), now=NOW
-        )
-        keys = (
-            self.onion_keys if self.onion_keys is not None else self.identity.onion.candidates(NOW)
-        )
-        self.core = RelayHopCore(keys, self.node_id_override or self.identity.node_id)
-
-    @property
-    def node_id(self) -> bytes:
-        return self.identity.node_id
-
-    # RelayHop.stream_data
-    def from_upstream(self, data: bytes) -> None:
-        self.log.append(("in-up", data))
-        if self.keys is not None:
-            buf = bytearray(data)
-            self.tamper_forward(buf)
-            self.keys.forward.xor_into(buf)
-            assert self.down is not None
-            self._send_down(bytes(buf))
-            return
-        if self.session is not None:
-            try:
-                self.events += self.session.receive(data)
-            except GnetError as exc:
-                self.error = exc
-            return
-        request = self.core.receive(data)
-        if request is not None:
-            assert isinstance(request, ConnectRequested)
-            self.requests.append(request.command)
-
-    # RelayHop.from_downstream
-    def from_downstream(self, data: bytes) -> None:
-        self.log.append(("in-down", data))
-        assert self.keys is not None
-        buf = bytearray(data)
-        self.tamper_backward(buf)
-        self.keys.backward.xor_into(buf)
-        self.send_up(bytes(buf))
-
-    def send_up(self, data: bytes) -> None:
-        self.log.append(("out-up", data))
-        self.up(data)
-
-    def _send_down(self, data: bytes) -> None:
-        self.log.append(("out-down", data))
-        assert self.down is not None
-        self.down.from_upstream(data)
-
-    # RelayHop._bridge
-    def accept_bridge(self, nxt: Hop) -> None:
-        self.down = nxt
-        nxt.up = self.from_downstream
-        wire, self.keys = self.core.accept_bridge(nxt.record.encode())
-        self.send_up(wire)
-        pending = self.core.take_pending()
-        if pending:
-            self.from_upstream(pending)
-
-    # RelayHop._start_endpoint
-    def accept_endpoint(self) -> None:
-        wire, self.session = self.core.accept_endpoint()
-        self.send_up(wire)
-        pending = self.core.take_pending()
-        if pending:
-            self.events += self.session.receive(pending)
-
-    def refuse(self, kind: ErrorKind, reason: str) -> None:
-        self.send_up(self.core.refuse(kind, reason))
-
-    def seen(self, direction: str) -> bytes:
-        return b"".join(d for what, d in self.log if what == direction)
-
-
-@dataclass
-class Client:
-    core: ClientCircuitCore
-    first: Hop
-    inbox: list[bytes]
-
-    def send(self, wire: bytes) -> None:
-        """Wrap frames in every forward layer and hand them to hop 1."""
-        self.first.from_upstream(self.core.wrap(wire))
-
-    def take(self) -> bytes:
-        data = b"".join(self.inbox)
-        self.inbox.clear()
-        return data
-
-    def receive(self) -> list[SessionEvent]:
-        assert self.core.session is not None
-        return self.core.session.receive(self.core.unwrap(self.take()))
-
-    @property
-    def session(self) -> FrameSession:
-        assert self.core.session is not None
-        return self.core.session
-
-
-def make_hops(n: int = 3) -> list[Hop]:
-    return [Hop(f"hop{i + 1}", seed=i + 1) for i in range(n)]
-
-
-def connect(hops: list[Hop]) -> Client:
-    client = Client(ClientCircuitCore(), hops[0], [])
-    hops[0].up = client.inbox.append
-    return client
-
-
-def extend(client: Client, record: NodeRecord, command: RelayConnect) -> None:
-    client.first.from_upstream(client.core.start_hop(record.node_id, record.onion_key, command))
-
-
-def build(hops: list[Hop], final: RelayConnect = TARGET) -> Client:
-    """Build client -> hops[0] -> ... -> hops[-1] -> final, checking each step."""
-    client = connect(hops)
-    record = hops[0].record  # hop 1's record comes with the link
-    for i, hop in enumerate(hops):
-        last = i == len(hops) - 1
-        command = final if last else RelayConnect(Proto.PEER, node_id=hops[i + 1].node_id)
-        extend(client, record, command)
-        assert hop.requests == [command]
-        assert hop.core.state is HopState.DECIDING
-        if last:
-            hop.accept_endpoint()
-        else:
-            hop.accept_bridge(hops[i + 1])
-        reply = client.core.receive_reply(client.take())
-        assert reply is not None
-        assert isinstance(reply.reply, RelayConnectOk)
-        if not last:
-            record = verify_node_record(reply.reply.record, now=NOW + 1)
-            assert record == hops[i + 1].record
-        else:
-            assert reply.reply == RelayConnectOk(b"")
-    return client
-
-
-def windows(data: bytes, n: int = 16) -> set[bytes]:
-    return {data[i : i + n] for i in range(len(data) - n + 1)}
-
-
-def leaks(secret: bytes, seen: bytes, n: int = 16) -> bool:
-    """True if any n-byte window of `secret` occurs anywhere in `seen`."""
-    wanted = windows(secret, n)
-    return any(seen[i : i + n] in wanted for i in range(len(seen) - n + 1))
-
+from tests.fakenet import NOW, PAYLOAD, REPLY, TARGET, Client, Hop, build, connect, extend, leaks, make_hops
 
 # -- building ------------------------------------------------------------------
 
@@ -382,9 +188,9 @@ def test_every_hop_sees_the_same_sizes() -> None:
         assert all(a != b for a, b in zip(ins, outs, strict=True) if a)
     # the client's layers and the relays' keystreams stay in step
     for i, hop in enumerate(hops[:2]):
-        assert hop.keys is not None
-        assert client.core.forward[i].position == hop.keys.forward.position
-        assert client.core.backward[i].position == hop.keys.backward.position
+        assert hop.bridge is not None
+        assert client.core.forward[i].position == hop.bridge.forward.position
+        assert client.core.backward[i].position == hop.bridge.backward.position
 
 
 def test_hop3_handshake_is_the_same_size_at_every_hop() -> None:

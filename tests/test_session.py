@@ -35,7 +35,6 @@ from globalnet.wire.framing import (
     FrameType,
     credit_body,
     encode_frame,
-    error_body,
     prefix,
 )
 
@@ -342,7 +341,7 @@ def test_error_frame_ends_the_session_abnormally() -> None:
     _, b = pair()
     raw = AeadSealer(K_AB)
     with pytest.raises(ProtocolError):
-        b.receive(sealed(raw, FrameType.ERROR, error_body(ErrorKind.TIMEOUT, "slow")))
+        b.receive(sealed(raw, FrameType.ERROR, bytes([ErrorKind.TIMEOUT]) + b"\x04slow"))
 
 
 def test_unknown_frame_type_inside_a_good_seal() -> None:

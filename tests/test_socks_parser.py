@@ -21,6 +21,7 @@ from globalnet.wire.socks import (
     NOT_AN_HTTP_PROXY,
     PROXY_AUTH_REQUIRED,
     SOCKS4_REJECT,
+    Associate,
     AddressType,
     Connect,
     Credentials,
@@ -124,8 +125,11 @@ VECTORS: list[tuple[str, Credentials | None, bytes, list[object]]] = [
     # -- reply codes from the parser --------------------------------------
     ("BIND", None, NO_AUTH + req(1, bytes(4), cmd=2),
      [CHOSE_NO_AUTH, reject(socks_reply(0x07))]),
-    ("UDP ASSOCIATE", None, NO_AUTH + req(1, bytes(4), cmd=3),
-     [CHOSE_NO_AUTH, reject(socks_reply(0x07))]),
+    ("UDP ASSOCIATE", None, NO_AUTH + req(1, bytes(4), port=0, cmd=3),
+     [CHOSE_NO_AUTH, Associate(target("0.0.0.0", 0, AddressType.IPV4), None)]),
+    ("UDP ASSOCIATE with a source and credentials", ALICE,
+     b"\x05\x01\x02" + userpass(b"alice", b"s3cret") + req(1, bytes([127, 0, 0, 1]), port=5000, cmd=3),
+     [CHOSE_USERPASS, AUTH_OK, Associate(target("127.0.0.1", 5000, AddressType.IPV4), ALICE)]),
     ("unknown command", None, NO_AUTH + req(1, bytes(4), cmd=9),
      [CHOSE_NO_AUTH, reject(socks_reply(0x07))]),
     ("unknown address type", None, NO_AUTH + b"\x05\x01\x00\x05" + bytes(6),
@@ -219,6 +223,26 @@ def test_vectors_byte_by_byte(auth: Credentials | None, data: bytes, expected: l
         assert events[-1].early == b""
         expected = [*expected[:-1], Connect(expected[-1].target, expected[-1].credentials, expected[-1].flavor)]
     _check(events, expected)
+
+
+def test_udp_associate_reply_names_the_relay_port() -> None:
+    parser = SocksParser()
+    parser.feed(NO_AUTH + req(1, bytes(4), port=0, cmd=3))
+    with pytest.raises(LocalProtocolError):
+        parser.reply_success()
+    assert parser.reply_associated("127.0.0.1", 40000) == b"\x05\x00\x00\x01\x7f\x00\x00\x01" + (40000).to_bytes(2, "big")
+    six = SocksParser()
+    six.feed(NO_AUTH + req(1, bytes(4), port=0, cmd=3))
+    assert six.reply_associated("::1", 53) == b"\x05\x00\x00\x04" + bytes(15) + b"\x01\x00\x35"
+    connect_parser = SocksParser()
+    connect_parser.feed(NO_AUTH + req(1, bytes(4)))
+    with pytest.raises(LocalProtocolError):
+        connect_parser.reply_associated("127.0.0.1", 1)
+
+
+def test_bytes_after_udp_associate_are_rejected() -> None:
+    events = SocksParser().feed(NO_AUTH + req(1, bytes(4), port=0, cmd=3) + b"junk")
+    assert isinstance(events[-1], Reject)
 
 
 def test_success_replies() -> None:

@@ -12,17 +12,17 @@ import itertools
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
 from ..endpoint.pump import StreamPump
-from ..endpoint.session import RELAY_SLACK, WINDOW
 from ..errors import ErrorKind, GnetError
 from ..identity import verify_node_record
 from ..link.quic_link import HopStream, Link
 from ..wire.commands import Proto, RelayConnect, RelayConnectFail
 from ..wire.records import NodeRecord, short_id
-from .core import CircuitState, ClientCircuitCore
+from .core import ClientCircuitCore
 
 log = structlog.get_logger("globalnet.circuit")
 
@@ -34,13 +34,6 @@ def next_circuit_id() -> int:
     """A fresh circuit id. Circuits that end at this node (console messages)
     take theirs from the same count, so ids in `list circuits` never collide."""
     return next(_ids)
-
-
-@dataclass(frozen=True)
-class _Named:
-    """What extend_to's messages name a hop by."""
-
-    node_id: bytes
 
 
 @dataclass(frozen=True)
@@ -70,9 +63,9 @@ class ClientCircuit:
     pump: StreamPump | None = None
     error: GnetError | None = None
     _reply: asyncio.Future[object] | None = None
-    _early: bytearray = field(default_factory=bytearray)
-    _early_end: bool = False
     closed: bool = False
+    #: A UDP circuit's pump (its datagram counters show in `list circuits`).
+    udp: Any = None
     #: Who this circuit is for (e.g. the SOCKS credentials' group). A circuit is
     #: never shared today; any future reuse must only share equal keys.
     isolation: Hashable | None = None
@@ -82,24 +75,18 @@ class ClientCircuit:
 
     # -- StreamHandler ---------------------------------------------------
     def stream_data(self, data: bytes, end: bool) -> None:
-        if self.pump is not None:
+        if self.pump is not None:  # the hot path
             self.pump.feed(self.core.unwrap(data), end)
             return
-        if self.core.state is CircuitState.OPEN:
-            self._early += self.core.unwrap(data)  # the target spoke before we attached
-            self._early_end = self._early_end or end
-            if len(self._early) > WINDOW + RELAY_SLACK:  # the far end may send one window before we attach
-                self._fail(GnetError(ErrorKind.RESOURCE_LIMIT, "too much data before the stream was attached"))
-            return
         try:
-            reply = self.core.receive_reply(data)
+            reply, error = self.core.receive(data, end)
         except GnetError as exc:
             self._fail(exc)
             return
         if reply is not None and self._reply is not None and not self._reply.done():
             self._reply.set_result(reply.reply)
-        if end:
-            self._fail(GnetError(ErrorKind.PROTOCOL, "hop closed the stream during set-up"))
+        if error is not None:
+            self._fail(error)
 
     def stream_reset(self, kind: ErrorKind) -> None:
         self.closed = True
@@ -132,16 +119,15 @@ class ClientCircuit:
         self._reply = asyncio.get_running_loop().create_future()
         self.stream.send(self.core.start_hop(node_id, onion_key, command))
         self.path.append(node_id)
-        record = _Named(node_id)
         try:
             async with asyncio.timeout(timeout):
                 reply = await self._reply
         except TimeoutError:
             self.reset(ErrorKind.TIMEOUT)
-            raise GnetError(ErrorKind.TIMEOUT, f"hop {short_id(record.node_id)} did not answer in {timeout:.0f} s") from None
+            raise GnetError(ErrorKind.TIMEOUT, f"hop {short_id(node_id)} did not answer in {timeout:.0f} s") from None
         if isinstance(reply, RelayConnectFail):
             self.reset(reply.kind)
-            raise GnetError(reply.kind, f"hop {short_id(record.node_id)} refused: {reply.reason}")
+            raise GnetError(reply.kind, f"hop {short_id(node_id)} refused: {reply.reason}")
         return reply.record  # type: ignore[attr-defined,no-any-return]
 
     def attach(self, pump: StreamPump) -> None:
@@ -149,10 +135,9 @@ class ClientCircuit:
         if self.closed or self.error is not None:  # it died before it had a consumer: say so now
             pump.circuit_reset(self.error.kind if self.error is not None else ErrorKind.LINK_LOST)
             return
-        early = self.core.take_pending() + bytes(self._early)
-        self._early.clear()
-        if early or self._early_end:
-            pump.feed(early, self._early_end)
+        early, early_end = self.core.take_early()
+        if early or early_end:
+            pump.feed(early, early_end)
 
     def statistics(self) -> dict[str, object]:
         s = self.core.session
@@ -164,6 +149,7 @@ class ClientCircuit:
             "bytes_sent": s.bytes_sent if s else 0,
             "bytes_received": s.bytes_received if s else 0,
             "purpose": self.purpose,
+            **(self.udp.statistics() if self.udp is not None else {}),
         }
 
 

@@ -29,10 +29,13 @@ from ..crypto import (
     initiator_start,
     xor_layers,
 )
-from ..endpoint.session import FrameSession
+from ..endpoint.session import RELAY_SLACK, WINDOW, FrameSession
 from ..errors import ErrorKind, GnetError, LocalProtocolError
 from ..wire.commands import RelayConnect, RelayConnectFail, RelayConnectOk, bridges, decode_reply, prologue_for
 from ..wire.framing import MessageSplitter, prefix
+
+#: What the far end may send before a consumer is attached: one window, and its control frames.
+MAX_EARLY = WINDOW + RELAY_SLACK
 
 
 class CircuitState(enum.Enum):
@@ -57,6 +60,30 @@ class ClientCircuitCore:
         self._pending: object | None = None
         self._pending_cmd: RelayConnect | None = None
         self.session: FrameSession | None = None
+        self._early = bytearray()  # OPEN, no consumer yet: unwrapped bytes kept for it
+        self.early_end = False
+
+    def receive(self, data: bytes | bytearray, end: bool) -> tuple[HopReply | None, GnetError | None]:
+        """Stream bytes before a consumer is attached: a hop's reply while
+        EXTENDING, or early data (the target spoke first) once OPEN. Returns
+        the reply (if whole) and the error that ends the circuit (if any): a
+        refusal followed by FIN yields both. Raises GnetError on bad bytes."""
+        if self.state is CircuitState.OPEN:
+            self._early += self.unwrap(data)
+            self.early_end = self.early_end or end
+            if len(self._early) > MAX_EARLY:
+                raise GnetError(ErrorKind.RESOURCE_LIMIT, "too much data before the stream was attached")
+            return None, None
+        reply = self.receive_reply(data)
+        if end:
+            return reply, GnetError(ErrorKind.PROTOCOL, "hop closed the stream during set-up")
+        return reply, None
+
+    def take_early(self) -> tuple[bytes, bool]:
+        """What arrived after the last hop's reply, for the consumer being attached."""
+        early = self.take_pending() + bytes(self._early)
+        self._early.clear()
+        return early, self.early_end
 
     def start_hop(self, node_id: bytes, onion_key: bytes, command: RelayConnect, ephemeral: bytes | None = None) -> bytes:
         """Wire bytes for the first hop stream that open the handshake with the next hop."""
@@ -81,7 +108,7 @@ class ClientCircuitCore:
             xor_layers(self.backward, buf)
         return buf
 
-    def receive_reply(self, data: bytes) -> HopReply | None:
+    def receive_reply(self, data: bytes | bytearray) -> HopReply | None:
         """Feed stream bytes while EXTENDING; returns the hop's reply once whole."""
         if self.state is not CircuitState.EXTENDING:
             raise GnetError(ErrorKind.PROTOCOL, "data from the circuit while no hop was asked")

@@ -1,11 +1,10 @@
 """Moves bytes between a local TCP connection and one end of a circuit.
 
 The same pump serves the client (a tunnel or SOCKS connection) and the exit
-(the connection to the target): one way to do it. It reads from TCP only
-while the circuit's credit allows, returns credit only once TCP has taken the
-bytes (so a slow reader slows the far sender, instead of filling relays), and
-turns every abnormal end into a TCP reset, so no application mistakes a cut
-transfer for a complete one.
+(the connection to the target): one way to do it. The rules (read only while
+the credit allows, return credit once TCP has taken the bytes, every abnormal
+end a TCP reset) are `StreamCore`'s (endpoint/stream_core.py); this shell only
+moves bytes between the core, the circuit and TCP.
 """
 
 from __future__ import annotations
@@ -14,18 +13,17 @@ import asyncio
 import socket
 import struct
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from ..errors import ErrorKind, GnetError
-from .session import DataReceived, EndReceived, FrameSession, MessageReceived
+from .session import DataReceived, EndReceived, FrameSession, MessageReceived, RequestFrameReceived
+from .stream_core import READ_CHUNK, WRITE_LOW_WATER, Failed, Finished, StreamCore
 
 log = structlog.get_logger("globalnet.endpoint")
 
-READ_CHUNK = 256 * 1024
-#: Give credit right away while the TCP send buffer holds less than this.
-WRITE_LOW_WATER = 64 * 1024
+__all__ = ["READ_CHUNK", "WRITE_LOW_WATER", "CircuitEnd", "StreamPump", "abort_with_reset"]
 
 
 class CircuitEnd(Protocol):
@@ -48,6 +46,8 @@ def abort_with_reset(writer: asyncio.StreamWriter) -> None:
 
 
 class StreamPump:
+    """The asyncio shell around a `StreamCore`: moves bytes, nothing more."""
+
     def __init__(
         self,
         session: FrameSession,
@@ -57,6 +57,7 @@ class StreamPump:
         on_message: Callable[[str], None] | None = None,
     ) -> None:
         self.session = session
+        self.core = StreamCore(session)
         self._end = end
         self._reader = reader
         self._writer = writer
@@ -64,55 +65,52 @@ class StreamPump:
         self._credit = asyncio.Event()
         self._credit.set()
         self._done = asyncio.Event()
-        self._uncredited = 0
         self._draining: asyncio.Task[None] | None = None
-        self.error: GnetError | None = None
-        self._stream_finished = False
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            DataReceived: self._on_data,
+            EndReceived: self._on_end,
+            MessageReceived: self._on_text,
+            RequestFrameReceived: self._on_request,
+            Finished: self._on_finished,
+            Failed: self._on_failed,
+        }
+
+    @property
+    def error(self) -> GnetError | None:
+        return self.core.error
 
     # -- from the circuit --------------------------------------------------
     def feed(self, data: bytes | bytearray, end: bool) -> None:
         """Stream bytes from the circuit (already unwrapped)."""
-        if self._done.is_set():
-            return
-        try:
-            if data:
-                for ev in self.session.receive(data):
-                    if isinstance(ev, DataReceived):
-                        self._deliver(ev)
-                    elif isinstance(ev, EndReceived):
-                        if self._writer.can_write_eof():
-                            self._writer.write_eof()
-                    elif isinstance(ev, MessageReceived) and self._on_message:
-                        self._on_message(ev.text)
-                if self.session.send_credit > 0:
-                    self._credit.set()
-        except GnetError as exc:
-            self.fail(exc, tell_circuit=True)
-            return
-        if end:
-            self._stream_finished = True
-            if not self.session.remote_ended:
-                self.fail(GnetError(ErrorKind.LINK_LOST, "circuit ended without a clean END"), tell_circuit=False)
-                return
-        self._maybe_finish()
+        handlers = self._handlers
+        for ev in self.core.receive(data, end):
+            handlers[type(ev)](ev)
+        if self.session.send_credit > 0:
+            self._credit.set()
 
     def circuit_reset(self, kind: ErrorKind) -> None:
         self.fail(GnetError(kind, "circuit reset"), tell_circuit=False)
 
-    def _deliver(self, ev: DataReceived) -> None:
-        self._writer.write(ev.data)
-        self._uncredited += ev.wire_size
-        if self._writer.transport.get_write_buffer_size() <= WRITE_LOW_WATER:
-            self._give_credit()
-        elif self._draining is None:
-            self._draining = asyncio.ensure_future(self._drain_then_credit())
+    def _on_data(self, ev: DataReceived) -> None:
+        writer = self._writer
+        writer.write(ev.data)
+        frame = self.core.credit_after_write(ev.wire_size, writer.transport.get_write_buffer_size())
+        if frame is None:
+            if self._draining is None:  # else the drain in flight returns it
+                self._draining = asyncio.ensure_future(self._drain_then_credit())
+        elif frame:
+            self._end.send_wire(frame)
 
-    def _give_credit(self) -> None:
-        n, self._uncredited = self._uncredited, 0
-        if n:
-            frame = self.session.consumed(n)
-            if frame:
-                self._end.send_wire(frame)
+    def _on_end(self, ev: EndReceived) -> None:
+        if self._writer.can_write_eof():
+            self._writer.write_eof()
+
+    def _on_text(self, ev: MessageReceived) -> None:
+        if self._on_message is not None:
+            self._on_message(ev.text)
+
+    def _on_request(self, ev: RequestFrameReceived) -> None:
+        """A stream end takes no requests: ignored, as before."""
 
     async def _drain_then_credit(self) -> None:
         try:
@@ -122,8 +120,9 @@ class StreamPump:
             return
         finally:
             self._draining = None
-        if not self._done.is_set():
-            self._give_credit()
+        frame = self.core.credit_after_drain()
+        if frame:
+            self._end.send_wire(frame)
 
     # -- the pump ----------------------------------------------------------
     async def run(self) -> None:
@@ -139,44 +138,42 @@ class StreamPump:
                 self._draining.cancel()
 
     async def _upload(self) -> None:
-        session = self.session
+        core = self.core
         while not self._done.is_set():
-            room = session.sendable()
+            room = core.read_size()
             if room <= 0:
                 self._credit.clear()
                 await self._credit.wait()
                 continue
             try:
-                data = await self._reader.read(min(room, READ_CHUNK))
+                data = await self._reader.read(room)
             except (ConnectionError, OSError):
                 self.fail(GnetError(ErrorKind.CONNECTION_REFUSED, "local connection reset"), tell_circuit=True)
                 return
             if self._done.is_set():
                 return
             if not data:
-                self._end.send_wire(session.send_end())
-                self._maybe_finish()
+                wire, finished = core.upload_end()
+                self._end.send_wire(wire)
+                if finished is not None:
+                    self._on_finished(finished)
                 return
-            self._end.send_wire(session.send_data(data))
+            self._end.send_wire(core.upload(data))
 
-    def _maybe_finish(self) -> None:
-        s = self.session
-        if s.local_ended and s.remote_ended and not self._done.is_set():
-            self._end.send_wire(b"", end=True)
-            self._writer.close()
-            self._done.set()
+    def _on_finished(self, ev: Finished) -> None:
+        self._end.send_wire(b"", end=True)
+        self._writer.close()
+        self._done.set()
 
-    def fail(self, error: GnetError, tell_circuit: bool) -> None:
-        """Abnormal end: reset the TCP side, and the circuit side if it does not know."""
-        if self._done.is_set():
-            return
-        self.error = error
+    def _on_failed(self, ev: Failed) -> None:
         self._done.set()
         self._credit.set()
         abort_with_reset(self._writer)
-        if tell_circuit:
-            self._end.reset(error.kind)
+        if ev.tell_circuit:
+            self._end.reset(ev.error.kind)
 
-    @property
-    def finished(self) -> bool:
-        return self._done.is_set()
+    def fail(self, error: GnetError, tell_circuit: bool) -> None:
+        """Abnormal end: reset the TCP side, and the circuit side if it does not know."""
+        failed = self.core.fail(error, tell_circuit)
+        if failed is not None:
+            self._on_failed(failed)

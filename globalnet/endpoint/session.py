@@ -17,7 +17,7 @@ application connection is reset, never closed cleanly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,6 +28,7 @@ from ..wire.framing import (
     LENGTH_PREFIX,
     MAX_DATA_BODY,
     MAX_DATA_WIRE,
+    Frame,
     FrameType,
     MessageSplitter,
     credit_body,
@@ -64,6 +65,12 @@ class DataReceived:
 
 
 @dataclass(frozen=True)
+class DatagramReceived:
+    body: bytes  # a DATAGRAM frame body (wire/datagram.py)
+    wire_size: int  # what to pass to `consumed()` once it was delivered (or dropped)
+
+
+@dataclass(frozen=True)
 class EndReceived:
     pass
 
@@ -79,7 +86,7 @@ class RequestFrameReceived:
     body: bytes
 
 
-SessionEvent = DataReceived | EndReceived | MessageReceived | RequestFrameReceived
+SessionEvent = DataReceived | DatagramReceived | EndReceived | MessageReceived | RequestFrameReceived
 
 _REQUEST_FRAMES = (
     FrameType.DHT_STORE,
@@ -132,6 +139,16 @@ class FrameSession:
         self.bytes_sent += len(view)
         return wire
 
+    def send_datagram(self, body: bytes) -> bytes | None:
+        """One DATAGRAM frame inside the credit window, or None when the window
+        has no room: UDP is never queued, the caller drops the datagram and counts it."""
+        if self.local_ended or LENGTH_PREFIX + FRAME_HEADER + len(body) + AEAD_TAG > self.send_credit:
+            return None
+        wire = self._seal(FrameType.DATAGRAM, body)
+        self.send_credit -= len(wire)
+        self.bytes_sent += len(body)
+        return wire
+
     def send_end(self) -> bytes:
         """END: a clean end of what we send."""
         if self.local_ended:
@@ -169,26 +186,56 @@ class FrameSession:
             except ValueError:
                 raise GnetError(ErrorKind.TAMPERED, "a frame failed authentication") from None
             frame = decode_frame(plain)
-            if self.remote_ended and frame.type in (FrameType.DATA, FrameType.END):
-                raise ProtocolError(f"{frame.type.name} after END")
-            if frame.type is FrameType.DATA:
-                wire = LENGTH_PREFIX + len(message)
-                self._unconsumed += wire
-                if self._unconsumed > WINDOW:
-                    raise GnetError(ErrorKind.RESOURCE_LIMIT, "peer overran the credit window")
-                self.bytes_received += len(frame.body)
-                events.append(DataReceived(frame.body, wire))
-            elif frame.type is FrameType.CREDIT:
-                self.send_credit += parse_credit(frame.body)
-                if self.send_credit > WINDOW:
-                    raise ProtocolError("credit beyond the window")
-            elif frame.type is FrameType.END:
-                self.remote_ended = True
-                events.append(EndReceived())
-            elif frame.type is FrameType.MESSAGE:
-                events.append(MessageReceived(frame.body.decode("utf-8", "replace")))
-            elif frame.type in _REQUEST_FRAMES:
-                events.append(RequestFrameReceived(frame.type, frame.body))
-            else:
+            handler = _HANDLERS.get(frame.type)
+            if handler is None:
                 raise ProtocolError(f"unexpected {frame.type.name} frame")
+            handler(self, frame, len(message), events)
         return events
+
+    def _on_data(self, frame: Frame, size: int, events: list[SessionEvent]) -> None:
+        if self.remote_ended:
+            raise ProtocolError("DATA after END")
+        wire = LENGTH_PREFIX + size
+        self._unconsumed += wire
+        if self._unconsumed > WINDOW:
+            raise GnetError(ErrorKind.RESOURCE_LIMIT, "peer overran the credit window")
+        self.bytes_received += len(frame.body)
+        events.append(DataReceived(frame.body, wire))
+
+    def _on_datagram(self, frame: Frame, size: int, events: list[SessionEvent]) -> None:
+        wire = LENGTH_PREFIX + size
+        self._unconsumed += wire
+        if self._unconsumed > WINDOW:
+            raise GnetError(ErrorKind.RESOURCE_LIMIT, "peer overran the credit window")
+        self.bytes_received += len(frame.body)
+        events.append(DatagramReceived(frame.body, wire))
+
+    def _on_credit(self, frame: Frame, size: int, events: list[SessionEvent]) -> None:
+        self.send_credit += parse_credit(frame.body)
+        if self.send_credit > WINDOW:
+            raise ProtocolError("credit beyond the window")
+
+    def _on_end(self, frame: Frame, size: int, events: list[SessionEvent]) -> None:
+        if self.remote_ended:
+            raise ProtocolError("END after END")
+        self.remote_ended = True
+        events.append(EndReceived())
+
+    def _on_message(self, frame: Frame, size: int, events: list[SessionEvent]) -> None:
+        events.append(MessageReceived(frame.body.decode("utf-8", "replace")))
+
+    def _on_request(self, frame: Frame, size: int, events: list[SessionEvent]) -> None:
+        events.append(RequestFrameReceived(frame.type, frame.body))
+
+
+_FrameHandler = Callable[[FrameSession, Frame, int, list[SessionEvent]], None]
+#: What each frame type does at a circuit end; any other type (ERROR, or one
+#: this end does not take) is a protocol error.
+_HANDLERS: dict[FrameType, _FrameHandler] = {
+    FrameType.DATA: FrameSession._on_data,
+    FrameType.DATAGRAM: FrameSession._on_datagram,
+    FrameType.CREDIT: FrameSession._on_credit,
+    FrameType.END: FrameSession._on_end,
+    FrameType.MESSAGE: FrameSession._on_message,
+    **{t: FrameSession._on_request for t in _REQUEST_FRAMES},
+}

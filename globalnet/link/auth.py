@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ErrorKind, GnetError, ProtocolError
 from ..identity import Identity, verify_node_record, verify_signature
@@ -100,40 +102,64 @@ class ControlChannel:
         return encode_control(Close(int(kind), reason))
 
     def receive(self, data: bytes) -> tuple[bytes, list[ControlEvent]]:
+        """Feed control-stream bytes; returns (bytes to send, events). Any message
+        not in the table for the current state takes the one error path."""
         out: list[bytes] = []
         events: list[ControlEvent] = []
         for msg in self._decoder.feed(data):
-            if isinstance(msg, Close):
-                events.append(PeerClosed(ErrorKind.from_wire(msg.code), msg.reason))
-            elif self.state is AuthState.WAIT_CHALLENGE and isinstance(msg, Challenge):
-                record = verify_node_record(msg.record)
-                if self._expected_peer_key is not None and record.identity_key != self._expected_peer_key:
-                    raise GnetError(ErrorKind.HANDSHAKE_FAILED, "listener record does not match its certificate")
-                self.peer = record
-                signature = self._identity.sign(auth_transcript(record.node_id, msg.nonce))
-                out.append(encode_control(Auth(self._own_record.encode(), signature)))
-                self.state = AuthState.WAIT_AUTH_OK
-            elif self.state is AuthState.WAIT_AUTH and isinstance(msg, Auth):
-                record = verify_node_record(msg.record)
-                transcript = auth_transcript(self._identity.node_id, self._nonce)
-                if not verify_signature(record.identity_key, transcript, msg.signature):
-                    raise GnetError(ErrorKind.HANDSHAKE_FAILED, "dialler's link signature is invalid")
-                if record.identity_key == self._identity.public_key:
-                    raise GnetError(ErrorKind.HANDSHAKE_FAILED, "a node dialled itself")
-                self.peer = record
-                out.append(encode_control(AuthOk()))
-                self.state = AuthState.READY
-                events.append(LinkReady(record))
-            elif self.state is AuthState.WAIT_AUTH_OK and isinstance(msg, AuthOk):
-                assert self.peer is not None
-                self.state = AuthState.READY
-                events.append(LinkReady(self.peer))
-            elif self.state is AuthState.READY and isinstance(msg, Ping):
-                out.append(encode_control(Pong(msg.nonce)))
-            elif self.state is AuthState.READY and isinstance(msg, Pong):
-                events.append(PongReceived(msg.nonce))
-            elif self.state is AuthState.READY and isinstance(msg, Peers):
-                events.append(PeersReceived(msg.records))
-            else:
+            handler = _HANDLERS.get((self.state, type(msg))) or _HANDLERS.get((None, type(msg)))
+            if handler is None:
                 raise ProtocolError(f"{type(msg).__name__} is not expected in state {self.state.value}")
+            handler(self, msg, out, events)
         return b"".join(out), events
+
+    def _on_close(self, msg: Close, out: list[bytes], events: list[ControlEvent]) -> None:
+        events.append(PeerClosed(ErrorKind.from_wire(msg.code), msg.reason))
+
+    def _on_challenge(self, msg: Challenge, out: list[bytes], events: list[ControlEvent]) -> None:
+        record = verify_node_record(msg.record)
+        if self._expected_peer_key is not None and record.identity_key != self._expected_peer_key:
+            raise GnetError(ErrorKind.HANDSHAKE_FAILED, "listener record does not match its certificate")
+        self.peer = record
+        signature = self._identity.sign(auth_transcript(record.node_id, msg.nonce))
+        out.append(encode_control(Auth(self._own_record.encode(), signature)))
+        self.state = AuthState.WAIT_AUTH_OK
+
+    def _on_auth(self, msg: Auth, out: list[bytes], events: list[ControlEvent]) -> None:
+        record = verify_node_record(msg.record)
+        transcript = auth_transcript(self._identity.node_id, self._nonce)
+        if not verify_signature(record.identity_key, transcript, msg.signature):
+            raise GnetError(ErrorKind.HANDSHAKE_FAILED, "dialler's link signature is invalid")
+        if record.identity_key == self._identity.public_key:
+            raise GnetError(ErrorKind.HANDSHAKE_FAILED, "a node dialled itself")
+        self.peer = record
+        out.append(encode_control(AuthOk()))
+        self.state = AuthState.READY
+        events.append(LinkReady(record))
+
+    def _on_auth_ok(self, msg: AuthOk, out: list[bytes], events: list[ControlEvent]) -> None:
+        assert self.peer is not None
+        self.state = AuthState.READY
+        events.append(LinkReady(self.peer))
+
+    def _on_ping(self, msg: Ping, out: list[bytes], events: list[ControlEvent]) -> None:
+        out.append(encode_control(Pong(msg.nonce)))
+
+    def _on_pong(self, msg: Pong, out: list[bytes], events: list[ControlEvent]) -> None:
+        events.append(PongReceived(msg.nonce))
+
+    def _on_peers(self, msg: Peers, out: list[bytes], events: list[ControlEvent]) -> None:
+        events.append(PeersReceived(msg.records))
+
+
+_Handler = Callable[[ControlChannel, Any, list[bytes], list[ControlEvent]], None]
+#: (state, message type) -> handler; state None: accepted in every state.
+_HANDLERS: dict[tuple[AuthState | None, type], _Handler] = {
+    (None, Close): ControlChannel._on_close,
+    (AuthState.WAIT_CHALLENGE, Challenge): ControlChannel._on_challenge,
+    (AuthState.WAIT_AUTH, Auth): ControlChannel._on_auth,
+    (AuthState.WAIT_AUTH_OK, AuthOk): ControlChannel._on_auth_ok,
+    (AuthState.READY, Ping): ControlChannel._on_ping,
+    (AuthState.READY, Pong): ControlChannel._on_pong,
+    (AuthState.READY, Peers): ControlChannel._on_peers,
+}

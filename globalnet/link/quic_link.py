@@ -2,7 +2,9 @@
 
 This is the thin asyncio shell around qh3: it moves stream bytes to
 `StreamHandler`s and back, and runs the control stream's `ControlChannel`.
-It knows nothing of circuits. qh3's own StreamReader/StreamWriter adapters are
+It knows nothing of circuits; its deadlines (authentication, liveness) are
+`LivenessCore`'s (link/liveness.py), its control stream `ControlChannel`'s.
+qh3's own StreamReader/StreamWriter adapters are
 bypassed on purpose: a relay's hot path is one callback per received chunk,
 straight into the bridge, with no queue in between.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -25,6 +28,7 @@ from ..wire.records import NodeRecord, node_id_of, short_id
 from . import qh3_tuning  # noqa: F401  (raises qh3's stream limit before any connection exists)
 from .auth import ControlChannel, LinkReady, PeerClosed, PeersReceived, PongReceived
 from .certs import identity_key_from_spki
+from .liveness import LinkDead, LivenessCore, SendPing
 
 if TYPE_CHECKING:
     from .manager import LinkManager
@@ -34,6 +38,9 @@ log = structlog.get_logger("globalnet.link")
 #: The listener opens the control stream first: server-initiated bidi stream 1.
 CONTROL_STREAM_ID = 1
 ALPN = "gnet/1"
+#: What a stream id carries (`Link._by_kind`): the control stream, the DHT
+#: (unidirectional streams), or a hop stream (every other bidirectional one).
+_CONTROL, _DHT, _HOP = 0, 1, 2
 
 
 class StreamHandler(Protocol):
@@ -57,9 +64,9 @@ class _Unclaimed:
 class HopStream:
     """One bidirectional QUIC stream of a link; a circuit uses one per hop."""
 
-    __slots__ = ("link", "stream_id", "handler", "finished_sending", "finished_receiving", "closed", "bytes_in", "bytes_out")
+    __slots__ = ("bytes_in", "bytes_out", "closed", "finished_receiving", "finished_sending", "handler", "link", "stream_id")
 
-    def __init__(self, link: "Link", stream_id: int) -> None:
+    def __init__(self, link: Link, stream_id: int) -> None:
         self.link = link
         self.stream_id = stream_id
         self.handler: StreamHandler = _Unclaimed()
@@ -98,7 +105,7 @@ class Link(QuicConnectionProtocol):
         quic: QuicConnection,
         stream_handler: Any = None,
         *,
-        manager: "LinkManager",
+        manager: LinkManager,
         dialler: bool,
         expected_id: bytes | None = None,
         address: tuple[str, int] | None = None,
@@ -113,12 +120,10 @@ class Link(QuicConnectionProtocol):
         self.streams: dict[int, HopStream] = {}
         self.ready: asyncio.Future[Link] = asyncio.get_running_loop().create_future()
         self.created = time.monotonic()
-        self.last_heard = self._loop_time()
-        self.rtt: float | None = None
+        self.liveness = LivenessCore(self._loop_time(), manager.settings.dial_timeout)
+        self._timer: asyncio.TimerHandle | None = None
         self.total_in = 0  # stream bytes over the link's life, every stream (the console's `list links`)
         self.total_out = 0
-        self._ping_sent: dict[int, float] = {}
-        self._ping_nonce = 0
         self.closing = False
         self.close_reason: GnetError | None = None
         self.owned_transport = False  # dialled links own their UDP socket
@@ -129,17 +134,47 @@ class Link(QuicConnectionProtocol):
         self._dht_in = MessageSplitter(max_pending=4 * 65537)
         self._forgotten: set[int] = set()
         self._forgotten_order: deque[int] = deque()
+        self._by_kind = (self._on_control_data, self._on_dht_data, self._on_hop_data)
+        self._on_event: dict[type, Callable[[Any], None]] = {
+            events.StreamDataReceived: self._on_stream_event,
+            events.StreamReset: self._on_reset_event,
+            events.StopSendingReceived: self._on_reset_event,
+            events.HandshakeCompleted: self._on_handshake,
+            events.ConnectionTerminated: self._on_terminated,
+        }
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        # an accepted connection that does not authenticate in time is dropped
-        self._auth_timer = asyncio.get_running_loop().call_later(
-            self.manager.settings.dial_timeout, self._auth_deadline
-        )
+        self._arm_timer()  # an accepted connection that does not authenticate in time is dropped
 
-    def _auth_deadline(self) -> None:
-        if not self.ready.done():
-            self.close_link(ErrorKind.TIMEOUT, "link authentication timed out")
+    # -- the liveness core's timer -------------------------------------------
+    @property
+    def last_heard(self) -> float:
+        return self.liveness.last_heard
+
+    @property
+    def rtt(self) -> float | None:
+        return self.liveness.rtt
+
+    def _arm_timer(self) -> None:
+        when = self.liveness.get_timer()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None if when is None else asyncio.get_running_loop().call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._finished:
+            return
+        carrying = bool(self.streams) and self.is_ready and not self._connection_gone()
+        for ev in self.liveness.handle_timer(self._loop_time(), carrying):
+            if isinstance(ev, SendPing):
+                log.debug("link quiet, pinging", **self.statistics())
+                self._send_control(self.control.ping(ev.nonce) if self.control is not None else b"")
+            elif isinstance(ev, LinkDead):
+                self.close_link(ev.kind, ev.reason)
+        if not self._finished:
+            self._arm_timer()
 
     def error_received(self, exc: Exception) -> None:
         """The UDP socket reported an error (a dialled peer's port is closed)."""
@@ -150,13 +185,13 @@ class Link(QuicConnectionProtocol):
             self._finish()
 
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
-        self.last_heard = self._loop_time()
+        self.liveness.last_heard = self._loop_time()
         if self.address is None:
             self.address = (addr[0], addr[1])
         super().datagram_received(data, addr)
 
     def datagrams_received(self, data: list[bytes], addr: Any) -> None:
-        self.last_heard = self._loop_time()
+        self.liveness.last_heard = self._loop_time()
         super().datagrams_received(data, addr)
 
     def statistics(self) -> dict[str, object]:
@@ -178,22 +213,6 @@ class Link(QuicConnectionProtocol):
             return int(self._quic.get_send_buffer_size())
         except Exception:
             return 0
-
-    def check_liveness(self, now: float, quiet_ping: float, dead_after: float) -> None:
-        """Close a link that carries circuits and has stopped answering.
-
-        QUIC alone notices a dead peer only at the idle timeout (a minute);
-        a circuit through a relay that died must be reset within seconds, so a
-        link with open streams pings when quiet and gives up soon after.
-        """
-        if self._connection_gone() or not self.is_ready or not self.streams:
-            return
-        quiet = now - self.last_heard
-        if quiet > dead_after:
-            self.close_link(ErrorKind.LINK_LOST, f"peer silent for {quiet:.0f} s")
-        elif quiet > quiet_ping:
-            log.debug("link quiet, pinging", **self.statistics())
-            self.send_ping()
 
     # -- identity ------------------------------------------------------------
     @property
@@ -284,11 +303,7 @@ class Link(QuicConnectionProtocol):
     def send_ping(self) -> None:
         if self.control is None or not self.is_ready:
             return
-        self._ping_nonce += 1
-        self._ping_sent[self._ping_nonce] = time.monotonic()
-        if len(self._ping_sent) > 8:
-            self._ping_sent.pop(next(iter(self._ping_sent)))
-        self._send_control(self.control.ping(self._ping_nonce))
+        self._send_control(self.control.ping(self.liveness.ping(self._loop_time())))
 
     def send_peers(self, records: list[bytes]) -> None:
         if self.control is not None and self.is_ready and records:
@@ -311,16 +326,9 @@ class Link(QuicConnectionProtocol):
     # -- receiving -------------------------------------------------------
     def quic_event_received(self, event: events.QuicEvent) -> None:
         try:
-            if isinstance(event, events.StreamDataReceived):
-                self._on_stream_data(event.stream_id, event.data, event.end_stream)
-            elif isinstance(event, events.StreamReset):
-                self._on_stream_reset(event.stream_id, event.error_code)
-            elif isinstance(event, events.StopSendingReceived):
-                self._on_stream_reset(event.stream_id, event.error_code)
-            elif isinstance(event, events.HandshakeCompleted):
-                self._on_handshake(event)
-            elif isinstance(event, events.ConnectionTerminated):
-                self._on_terminated(event)
+            handler = self._on_event.get(type(event))
+            if handler is not None:  # other QUIC events (ping acks, new tokens...) need nothing
+                handler(event)
         except GnetError as exc:
             log.info("link closed", link=self.label(), address=self.address, reason=str(exc))
             self.close_reason = exc
@@ -328,6 +336,16 @@ class Link(QuicConnectionProtocol):
         except Exception:  # a bug of ours must cost this link at most, never the node
             log.exception("link event handling failed", link=self.label())
             self.close_link(ErrorKind.INTERNAL, "internal error")
+
+    def _on_stream_event(self, event: events.StreamDataReceived) -> None:
+        sid = event.stream_id
+        data = event.data
+        self.total_in += len(data)
+        kind = _CONTROL if sid == CONTROL_STREAM_ID else (_DHT if sid & 2 else _HOP)
+        self._by_kind[kind](sid, data, event.end_stream)
+
+    def _on_reset_event(self, event: events.StreamReset | events.StopSendingReceived) -> None:
+        self._on_stream_reset(event.stream_id, event.error_code)
 
     def _on_handshake(self, event: events.HandshakeCompleted) -> None:
         if event.alpn_protocol != ALPN:
@@ -358,34 +376,32 @@ class Link(QuicConnectionProtocol):
         host, port = self.address[0], self.address[1]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-    def _on_stream_data(self, sid: int, data: bytes, end: bool) -> None:
-        self.total_in += len(data)
-        if sid == CONTROL_STREAM_ID:
-            if self.control is None:
-                raise GnetError(ErrorKind.PROTOCOL, "control data before the handshake")
-            if end:
-                raise GnetError(ErrorKind.PROTOCOL, "peer closed the control stream")
-            reply, evts = self.control.receive(data)
-            self._send_control(reply)
-            for ev in evts:
-                if isinstance(ev, LinkReady):
-                    self.peer = ev.peer
-                    self.manager.link_ready(self)
-                elif isinstance(ev, PongReceived):
-                    sent = self._ping_sent.pop(ev.nonce, None)
-                    if sent is not None:
-                        self.rtt = time.monotonic() - sent
-                elif isinstance(ev, PeersReceived):
-                    self.manager.on_peers(self, list(ev.records))
-                elif isinstance(ev, PeerClosed):
-                    # the peer is going: stop using the link now, not after QUIC's draining period
-                    self.close_reason = GnetError(ev.kind, f"peer closed the link: {ev.reason}")
-                    self._finish()
-                    return
-            return
-        if sid & 2:
-            self._on_dht_data(sid, data)
-            return
+    # -- the control stream
+    def _on_control_data(self, sid: int, data: bytes, end: bool) -> None:
+        if self.control is None:
+            raise GnetError(ErrorKind.PROTOCOL, "control data before the handshake")
+        if end:
+            raise GnetError(ErrorKind.PROTOCOL, "peer closed the control stream")
+        reply, evts = self.control.receive(data)
+        self._send_control(reply)
+        for ev in evts:
+            if isinstance(ev, LinkReady):
+                self.peer = ev.peer
+                self.liveness.link_ready(self._loop_time())
+                self._arm_timer()
+                self.manager.link_ready(self)
+            elif isinstance(ev, PongReceived):
+                self.liveness.pong(ev.nonce, self._loop_time())
+            elif isinstance(ev, PeersReceived):
+                self.manager.on_peers(self, list(ev.records))
+            elif isinstance(ev, PeerClosed):
+                # the peer is going: stop using the link now, not after QUIC's draining period
+                self.close_reason = GnetError(ev.kind, f"peer closed the link: {ev.reason}")
+                self._finish()
+                return
+
+    # -- hop streams: one handler each
+    def _on_hop_data(self, sid: int, data: bytes, end: bool) -> None:
         hs = self.streams.get(sid)
         if hs is None:
             if not self.is_ready:
@@ -408,10 +424,14 @@ class Link(QuicConnectionProtocol):
         if not self.is_ready:
             return
         if self._dht_out is None:
-            self._dht_out = self._quic._open_stream(is_unidirectional=True)
+            try:
+                self._dht_out = self._quic._open_stream(is_unidirectional=True)
+            except Exception:  # qh3 closed the connection; the RPC times out like a lost datagram (make testnet)
+                self._connection_gone()
+                return
         self.send_stream(self._dht_out, prefix(message), False)
 
-    def _on_dht_data(self, sid: int, data: bytes) -> None:
+    def _on_dht_data(self, sid: int, data: bytes, end: bool) -> None:
         if not self.is_ready:
             raise GnetError(ErrorKind.PROTOCOL, "DHT data before the link was authenticated")
         if self._dht_in_id is None:
@@ -457,7 +477,9 @@ class Link(QuicConnectionProtocol):
         if not self.ready.done():
             self.ready.set_exception(self.close_reason)
             self.ready.exception()  # retrieved: a failed dial nobody awaits is not an error
-        self._auth_timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._closed.set()
         self.manager.link_closed(self)
         if self.owned_transport and self._transport is not None:

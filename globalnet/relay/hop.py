@@ -6,12 +6,16 @@ whose payload is RELAY_CONNECT. `receive()` returns `ConnectRequested`; the
 asyncio shell does the work (dials the next node, or the TCP target) and then
 calls `accept_bridge()`, `accept_endpoint()` or `refuse()`, each of which gives
 the Noise message 2 to send back (carrying RELAY_CONNECT_OK or _FAIL).
-- Bridge (proto `peer`): from then on the hop parses nothing; it XORs its
-  keystream over the bytes in each direction and forwards them.
+- Bridge (proto `peer`): from then on the hop parses nothing; a `BridgeCore`
+  (relay/bridge.py) XORs its keystream over the bytes in each direction.
 - Endpoint (`tcp`, later `dht`/`service`): the hop keeps the handshake's
   transport keys and speaks sealed frames (`endpoint.session.FrameSession`).
 The client sends nothing after message 1 until it has our reply, so anything
 buffered before then is bounded and passed on with `take_pending()`.
+
+The core owns the set-up deadline: a hop that has not delivered its whole
+first message by `get_timer()` is closed (`handle_timer(now)` raises
+GnetError(TIMEOUT)); the shell only arms a loop timer at that time.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ..endpoint.session import FrameSession
 from ..errors import ErrorKind, GnetError, LocalProtocolError, ProtocolError
 from ..wire.commands import RelayConnect, RelayConnectFail, RelayConnectOk, decode_relay_connect, prologue_for
 from ..wire.framing import MessageSplitter, prefix
+from .bridge import BridgeCore
 
 #: What a hop buffers while its handshake is pending.
 MAX_PENDING = 2 * 65537
@@ -42,21 +47,28 @@ class ConnectRequested:
     command: RelayConnect
 
 
-@dataclass(frozen=True)
-class BridgeKeys:
-    forward: Keystream  # client -> next hop
-    backward: Keystream  # next hop -> client
-
-
 class RelayHopCore:
-    def __init__(self, onion_keys: list[bytes], node_id: bytes) -> None:
+    def __init__(self, onion_keys: list[bytes], node_id: bytes, now: float = 0.0, setup_timeout: float | None = None) -> None:
         self._onion_keys = onion_keys
+        self._deadline = None if setup_timeout is None else now + setup_timeout
         self._prologue = prologue_for(node_id)
         self._splitter = MessageSplitter(max_pending=MAX_PENDING)
         self._noise: object | None = None
         self.state = HopState.HANDSHAKE
         self.command: RelayConnect | None = None
 
+    # -- timer -------------------------------------------------------------
+    def get_timer(self) -> float | None:
+        """When the set-up deadline falls (None once the first message is in)."""
+        return self._deadline if self.state is HopState.HANDSHAKE else None
+
+    def handle_timer(self, now: float) -> None:
+        """Raises GnetError(TIMEOUT) if the first message is still incomplete at `now`."""
+        if self._deadline is not None and self.state is HopState.HANDSHAKE and now >= self._deadline:
+            self.state = HopState.CLOSED
+            raise GnetError(ErrorKind.TIMEOUT, "no complete handshake in time")
+
+    # -- bytes ---------------------------------------------------------------
     def receive(self, data: bytes) -> ConnectRequested | None:
         """Feed bytes while HANDSHAKE or DECIDING. Raises GnetError if bad."""
         if self.state not in (HopState.HANDSHAKE, HopState.DECIDING):
@@ -91,11 +103,13 @@ class RelayHopCore:
         self._noise = None
         return prefix(message), keys
 
-    def accept_bridge(self, next_record: bytes) -> tuple[bytes, BridgeKeys]:
+    def accept_bridge(self, next_record: bytes, max_queued: int) -> tuple[bytes, BridgeCore]:
+        """RELAY_CONNECT_OK as a bridge. An empty `next_record` is a rendezvous half:
+        its bridge carries nothing until spliced."""
         wire, keys = self._reply(RelayConnectOk(next_record).encode())
         forward, backward = keys.bridge_keys(initiator=False)  # type: ignore[attr-defined]
         self.state = HopState.BRIDGE
-        return wire, BridgeKeys(Keystream(forward), Keystream(backward))
+        return wire, BridgeCore(Keystream(forward), Keystream(backward), max_queued, connected=bool(next_record))
 
     def accept_endpoint(self) -> tuple[bytes, FrameSession]:
         wire, keys = self._reply(RelayConnectOk().encode())

@@ -3,9 +3,8 @@
 Asyncio shell around `RelayHopCore`. Each incoming hop stream gets a `RelayHop`.
 After the handshake the hop either bridges (XOR + forward, one call per
 chunk, nothing parsed) or, at the end of a circuit, opens the TCP target and
-hands both ends to a `StreamPump`. A relay never holds more than one credit
-window per circuit and direction: a stream whose queued bytes pass that is
-reset (the client broke the end-to-end credit rule).
+hands both ends to a `StreamPump`. The rules live in the sans-IO cores
+(`relay/hop.py`, `relay/bridge.py`); this module only moves bytes and timers.
 """
 
 from __future__ import annotations
@@ -19,17 +18,18 @@ from typing import Any, Protocol
 
 import structlog
 
+from ..endpoint.datagram_flow import DEFAULT_IDLE_TIMEOUT
 from ..endpoint.pump import StreamPump
 from ..endpoint.session import RELAY_SLACK, WINDOW, FrameSession
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity
-from ..link.quic_link import HopStream
 from ..link.manager import LinkManager
-from ..wire.commands import Proto, RelayConnect
-from ..wire.records import short_id
+from ..link.quic_link import HopStream
 from ..policy.exit_policy import ExitPolicy, target_name_problem
-from ..crypto import Keystream
-from .hop import BridgeKeys, HopState, RelayHopCore
+from ..wire.commands import Proto, RelayConnect
+from .bridge import BridgeCore
+from .hop import HopState, RelayHopCore
+from .udp_exit import UdpExit, UdpSockets, check_udp_target
 
 log = structlog.get_logger("globalnet.relay")
 
@@ -54,8 +54,11 @@ class Endpoint(Protocol):
 class AccessPointRole(Protocol):
     """Serves RELAY_CONNECT service (register / rendezvous / join); see service/access_point.py."""
 
-    async def serve(self, hop: "RelayHop", command: RelayConnect) -> None: ...
+    async def serve(self, hop: RelayHop, command: RelayConnect) -> None: ...
 
+
+#: UDP circuits an exit carries at once (each holds two sockets).
+MAX_UDP_EXITS = 512
 
 #: Makes the endpoint for a RELAY_CONNECT proto other than tcp/peer (node.py registers them).
 EndpointFactory = Callable[[FrameSession, "RelayHop"], Endpoint]
@@ -73,20 +76,29 @@ class RelayService:
         self.setup_timeout = SETUP_TIMEOUT
         self.endpoints: dict[Proto, EndpointFactory] = {}
         self.access_point: AccessPointRole | None = None
+        #: UDP exit rules (-exit-allow-udp); off unless rules are given.
+        self.udp_policy = ExitPolicy(False)
+        self.udp_idle_timeout = DEFAULT_IDLE_TIMEOUT
+        self.udp_exits: set[UdpExit] = set()
         links.on_stream = self.accept
-
-    hop_class: type["RelayHop"]
 
     def accept(self, stream: HopStream) -> None:
         if len(self.hops) >= MAX_HOPS:
             stream.reset(ErrorKind.RESOURCE_LIMIT)
             return
-        self.hops.add(self.hop_class(self, stream))
+        self.hops.add(RelayHop(self, stream))
 
     def statistics(self) -> dict[str, int]:
         bridges = sum(1 for h in self.hops if h.core.state is HopState.BRIDGE)
         exits = sum(1 for h in self.hops if h.core.state is HopState.ENDPOINT)
-        return {"bridges": bridges, "exits": exits, "bytes_relayed": self.bytes_relayed, "circuits_served": self.circuits_served}
+        relayed = self.bytes_relayed + sum(h.bridge.bytes_relayed for h in self.hops if h.bridge is not None)
+        return {
+            "bridges": bridges,
+            "exits": exits,
+            "udp_exits": len(self.udp_exits),
+            "bytes_relayed": relayed,
+            "circuits_served": self.circuits_served,
+        }
 
 
 class _Downstream:
@@ -94,7 +106,7 @@ class _Downstream:
 
     __slots__ = ("hop",)
 
-    def __init__(self, hop: "RelayHop") -> None:
+    def __init__(self, hop: RelayHop) -> None:
         self.hop = hop
 
     def stream_data(self, data: bytes, end: bool) -> None:
@@ -105,47 +117,48 @@ class _Downstream:
 
 
 class RelayHop:
-    """Handler of one incoming hop stream (the side toward the client)."""
+    """Handler of one incoming hop stream (the side toward the client).
+
+    Only moves bytes: the handshake and its deadline are `RelayHopCore`'s, the
+    bridge's XOR and queue cap are `BridgeCore`'s."""
 
     def __init__(self, relay: RelayService, upstream: HopStream) -> None:
         self.relay = relay
         self.upstream = upstream
-        self.core = RelayHopCore(relay.identity.onion.candidates(time.time()), relay.identity.node_id)
+        loop = asyncio.get_running_loop()
+        self.core = RelayHopCore(
+            relay.identity.onion.candidates(time.time()), relay.identity.node_id, loop.time(), relay.setup_timeout
+        )
         self.downstream: HopStream | None = None
-        self.keys: BridgeKeys | None = None
+        self.bridge: BridgeCore | None = None
         self.partner: RelayHop | None = None  # a rendezvous splice: the other circuit's hop
-        self._partner_layer: Keystream | None = None
         self.endpoint: Endpoint | None = None
         self.task: asyncio.Future[None] | None = None
         self.closed = False
         upstream.handler = self
-        self._deadline: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            relay.setup_timeout, self._setup_expired
-        )
+        when = self.core.get_timer()
+        self._timer: asyncio.TimerHandle | None = loop.call_at(when, self._on_timer) if when is not None else None
 
-    def _setup_expired(self) -> None:
-        self._deadline = None
-        if self.core.state is HopState.HANDSHAKE:
-            self.close(ErrorKind.TIMEOUT, source="no complete handshake in time")
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            self.core.handle_timer(asyncio.get_running_loop().time())
+        except GnetError as exc:
+            self.close(exc.kind, source=exc.detail or "set-up deadline")
 
     # -- StreamHandler (upstream) ------------------------------------------
     def stream_data(self, data: bytes, end: bool) -> None:
-        keys = self.keys
-        if keys is not None:  # the hot path: bridge
-            buf = bytearray(data)
-            keys.forward.xor_into(buf)
-            if self._partner_layer is not None:
-                self._partner_layer.xor_into(buf)
-            self.tap_forward(buf)
+        bridge = self.bridge
+        if bridge is not None:  # the hot path
             down = self.downstream
-            if down is None:  # a rendezvous half before its splice: the client must wait for OK
-                self.close(ErrorKind.PROTOCOL, source="data before the rendezvous completed")
+            try:
+                buf = bridge.toward_exit(data, down.buffered() if down is not None else 0)
+            except GnetError as exc:
+                self.close(exc.kind, source=exc.detail or "bridge")
                 return
+            assert down is not None
             down.send(buf, end)
-            self.relay.bytes_relayed += len(buf)
-            if down.buffered() > MAX_QUEUED:
-                self.close(ErrorKind.RESOURCE_LIMIT, source="window overrun toward the next hop")
-            elif end and down.finished_receiving:
+            if end and down.finished_receiving:
                 self._forget()
             return
         if self.endpoint is not None:
@@ -160,9 +173,7 @@ class RelayHop:
             self.close(exc.kind, source="handshake")
             return
         if request is not None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
+            self._cancel_timer()
             self.relay.spawn(self._serve(request.command), "relay hop")
         if end:
             self.close(ErrorKind.PROTOCOL, source="client ended the stream during set-up")
@@ -170,25 +181,18 @@ class RelayHop:
     def stream_reset(self, kind: ErrorKind) -> None:
         self.close(kind, source="upstream")
 
-    def tap_forward(self, buf: bytearray) -> None:
-        """What the bridge forwards toward the exit; a hook for test relays
-        (record, flip a byte). A no-op here."""
-
-    def tap_backward(self, buf: bytearray) -> None:
-        """What the bridge forwards toward the client; a no-op here."""
-
     def from_downstream(self, data: bytes, end: bool) -> None:
-        keys = self.keys
-        if keys is None:
+        bridge = self.bridge
+        if bridge is None:
             return
-        buf = bytearray(data)
-        keys.backward.xor_into(buf)
-        self.tap_backward(buf)
-        self.upstream.send(buf, end)
-        self.relay.bytes_relayed += len(buf)
-        if self.upstream.buffered() > MAX_QUEUED:
-            self.close(ErrorKind.RESOURCE_LIMIT, source="window overrun toward the client")
-        if end and self.upstream.finished_receiving:
+        up = self.upstream
+        try:
+            buf = bridge.toward_client(data, up.buffered())
+        except GnetError as exc:
+            self.close(exc.kind, source=exc.detail or "bridge")
+            return
+        up.send(buf, end)
+        if end and up.finished_receiving:
             self._forget()
 
     def close(self, kind: ErrorKind, source: str) -> None:
@@ -206,12 +210,19 @@ class RelayHop:
             self.task.cancel()
         if self.partner is not None:
             self.partner.close(kind, source="rendezvous partner")
-        if self._deadline is not None:
-            self._deadline.cancel()
+        self._cancel_timer()
         self._forget()
 
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _forget(self) -> None:
-        self.relay.hops.discard(self)
+        if self in self.relay.hops:
+            self.relay.hops.discard(self)
+            if self.bridge is not None:  # counted once, when the hop goes (nothing per chunk)
+                self.relay.bytes_relayed += self.bridge.bytes_relayed
 
     # -- CircuitEnd for the exit's pump -------------------------------------
     def send_wire(self, data: bytes, end: bool = False) -> None:
@@ -220,33 +231,54 @@ class RelayHop:
     def reset(self, kind: ErrorKind) -> None:
         self.close(kind, source="endpoint")
 
-    # -- acting on RELAY_CONNECT -------------------------------------------
+    # -- acting on RELAY_CONNECT: one handler per proto -------------------
     async def _serve(self, command: RelayConnect) -> None:
         self.task = asyncio.current_task()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                if command.proto is Proto.PEER:
-                    await self._bridge(command)
-                    return
-                if command.proto is Proto.TCP:
-                    reader, writer = await self._open_exit(command)
-                elif command.proto is Proto.SERVICE and self.relay.access_point is not None:
-                    await self.relay.access_point.serve(self, command)
-                    return
-                elif command.proto in self.relay.endpoints:
-                    self._start_endpoint_of(self.relay.endpoints[command.proto])
-                    return
-                else:
-                    raise GnetError(ErrorKind.NOT_SUPPORTED, f"proto {command.proto.name.lower()} is not supported here")
+                pump = await self._handler_for(command.proto)(self, command)
         except TimeoutError:
             self._refuse(GnetError(ErrorKind.TIMEOUT, "the next hop or target did not answer in time"))
             return
         except GnetError as exc:
             self._refuse(exc)
             return
-        pump = self._start_endpoint(reader, writer)
-        await pump.run()
-        self._forget()
+        if pump is not None:
+            await pump.run()
+            self._forget()
+
+    def _handler_for(self, proto: Proto) -> _ProtoHandler:
+        handler = _PROTO_HANDLERS.get(proto)
+        if handler is not None:
+            return handler
+        if proto in self.relay.endpoints:
+            return RelayHop._serve_registered
+        return RelayHop._serve_unsupported
+
+    async def _serve_peer(self, command: RelayConnect) -> StreamPump | None:
+        await self._bridge(command)
+        return None
+
+    async def _serve_tcp(self, command: RelayConnect) -> StreamPump | None:
+        reader, writer = await self._open_exit(command)
+        return self._start_endpoint(reader, writer)
+
+    async def _serve_udp(self, command: RelayConnect) -> StreamPump | None:
+        await self._open_udp_exit(command)
+        return None
+
+    async def _serve_service(self, command: RelayConnect) -> StreamPump | None:
+        if self.relay.access_point is None:
+            return await self._serve_unsupported(command)
+        await self.relay.access_point.serve(self, command)
+        return None
+
+    async def _serve_registered(self, command: RelayConnect) -> StreamPump | None:
+        self._start_endpoint_of(self.relay.endpoints[command.proto])
+        return None
+
+    async def _serve_unsupported(self, command: RelayConnect) -> StreamPump | None:
+        raise GnetError(ErrorKind.NOT_SUPPORTED, f"proto {command.proto.name.lower()} is not supported here")
 
     def _refuse(self, exc: GnetError) -> None:
         if self.closed or self.core.state is not HopState.DECIDING:
@@ -280,7 +312,7 @@ class RelayHop:
         assert link.peer is not None
         down.handler = _Downstream(self)
         self.downstream = down
-        wire, self.keys = self.core.accept_bridge(link.peer.encode())
+        wire, self.bridge = self.core.accept_bridge(link.peer.encode(), MAX_QUEUED)
         self.upstream.send(wire)
         self.relay.circuits_served += 1
         pending = self.core.take_pending()
@@ -297,13 +329,16 @@ class RelayHop:
             raise GnetError(ErrorKind.HOST_UNREACHABLE, problem)
         loop = asyncio.get_running_loop()
         is_name = not _is_ip_literal(command.host)
+        refusal = policy.name_refusal(command.host, command.port) if is_name else None
+        if refusal is not None:
+            raise GnetError(ErrorKind.EXIT_POLICY, refusal)  # before DNS: the resolver never sees it
         if not is_name:  # an address: no resolver thread needed
             literal = ipaddress.ip_address(command.host.strip("[]"))
             family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
-            infos = [(family, socket.SOCK_STREAM, 0, "", (str(literal), command.port))]
+            infos: list[tuple[Any, ...]] = [(family, socket.SOCK_STREAM, 0, "", (str(literal), command.port))]
         else:
             try:
-                infos = await loop.getaddrinfo(command.host, command.port, type=socket.SOCK_STREAM)
+                infos = list(await loop.getaddrinfo(command.host, command.port, type=socket.SOCK_STREAM))
             except (socket.gaierror, UnicodeError) as exc:
                 raise GnetError(
                     ErrorKind.HOST_UNREACHABLE, f"cannot resolve the target name ({getattr(exc, 'strerror', exc)})"
@@ -330,21 +365,42 @@ class RelayHop:
             raise failure
         raise GnetError(ErrorKind.EXIT_POLICY, refusal or "no allowed address")
 
-    def splice(self, partner: "RelayHop") -> None:
+    async def _open_udp_exit(self, command: RelayConnect) -> None:
+        relay = self.relay
+        if not relay.exit_policy.enabled:
+            raise GnetError(ErrorKind.EXIT_POLICY, "this node is not an exit")
+        check_udp_target(relay.udp_policy, command.host, command.port)
+        if len(relay.udp_exits) >= MAX_UDP_EXITS:  # two sockets each: bound the exit's file descriptors
+            raise GnetError(ErrorKind.RESOURCE_LIMIT, "this exit carries as many UDP circuits as it allows")
+        sockets = await UdpSockets.open()
+        if self.closed:
+            sockets.close()
+            return
+        target = (command.host, command.port)
+
+        def make(session: FrameSession, hop: RelayHop) -> UdpExit:
+            udp = UdpExit(session, hop, relay.udp_policy, target, relay.udp_idle_timeout, sockets, relay.udp_exits.discard)
+            relay.udp_exits.add(udp)
+            return udp
+
+        self._start_endpoint_of(make)
+
+    def splice(self, partner: RelayHop) -> None:
         """Join two circuits that both end here (a rendezvous): each side's bytes lose
         this hop's layer of their circuit and gain this hop's layer of the other one,
         so the two ends speak to each other through us, and we read nothing."""
-        assert self.keys is not None and partner.keys is not None
+        assert self.bridge is not None and partner.bridge is not None
         self.partner, partner.partner = partner, self
         self.downstream, partner.downstream = partner.upstream, self.upstream
-        self._partner_layer, partner._partner_layer = partner.keys.backward, self.keys.backward
+        self.bridge.splice(partner.bridge.backward)
+        partner.bridge.splice(self.bridge.backward)
 
     def start_endpoint(self, factory: EndpointFactory) -> None:
         self._start_endpoint_of(factory)
 
     def accept_bridge_alone(self) -> None:
         """RELAY_CONNECT_OK as a bridge with no next hop yet (a rendezvous half)."""
-        wire, self.keys = self.core.accept_bridge(b"")
+        wire, self.bridge = self.core.accept_bridge(b"", MAX_QUEUED)
         self.upstream.send(wire)
         self.relay.circuits_served += 1
 
@@ -376,4 +432,12 @@ def _is_ip_literal(host: str) -> bool:
         return False
 
 
-RelayService.hop_class = RelayHop
+_ProtoHandler = Callable[[RelayHop, RelayConnect], Coroutine[Any, Any, StreamPump | None]]
+#: What a hop does with each RELAY_CONNECT proto; endpoints registered by node.py
+#: (`RelayService.endpoints`) come next, anything else is refused.
+_PROTO_HANDLERS: dict[Proto, _ProtoHandler] = {
+    Proto.PEER: RelayHop._serve_peer,
+    Proto.TCP: RelayHop._serve_tcp,
+    Proto.UDP: RelayHop._serve_udp,
+    Proto.SERVICE: RelayHop._serve_service,
+}

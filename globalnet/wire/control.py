@@ -14,7 +14,9 @@ Each message: type u8 | length u16 | body (at most MAX_CONTROL_BODY).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ProtocolError
 from .buffer import Reader, blob16, str8, u8, u16, u64
@@ -82,44 +84,50 @@ def auth_transcript(listener_id: bytes, nonce: bytes) -> bytes:
     return AUTH_CONTEXT + listener_id + nonce
 
 
+def _peers_body(msg: Peers) -> bytes:
+    records = msg.records[:MAX_PEERS_PER_MESSAGE]
+    return u8(len(records)) + b"".join(blob16(r, MAX_RECORD_SIZE) for r in records)
+
+
+def _decode_peers(r: Reader) -> Peers:
+    n = r.pull_u8()
+    if n > MAX_PEERS_PER_MESSAGE:
+        raise ProtocolError(f"PEERS with {n} records, at most {MAX_PEERS_PER_MESSAGE}")
+    return Peers(tuple(r.pull_blob16(MAX_RECORD_SIZE) for _ in range(n)))
+
+
+#: One table per direction: message class -> (type, body encoder); type -> body decoder.
+_ENCODERS: dict[type, tuple[ControlType, Callable[[Any], bytes]]] = {
+    Challenge: (ControlType.CHALLENGE, lambda m: m.nonce + blob16(m.record, MAX_RECORD_SIZE)),
+    Auth: (ControlType.AUTH, lambda m: blob16(m.record, MAX_RECORD_SIZE) + m.signature),
+    AuthOk: (ControlType.AUTH_OK, lambda m: b""),
+    Ping: (ControlType.PING, lambda m: u64(m.nonce)),
+    Pong: (ControlType.PONG, lambda m: u64(m.nonce)),
+    Peers: (ControlType.PEERS, _peers_body),
+    Close: (ControlType.CLOSE, lambda m: u8(m.code) + str8(m.reason.encode()[:200].decode("utf-8", "ignore"))),
+}
+_DECODERS: dict[int, Callable[[Reader], ControlMessage]] = {
+    ControlType.CHALLENGE: lambda r: Challenge(r.pull_bytes(CHALLENGE_SIZE), r.pull_blob16(MAX_RECORD_SIZE)),
+    ControlType.AUTH: lambda r: Auth(r.pull_blob16(MAX_RECORD_SIZE), r.pull_bytes(64)),
+    ControlType.AUTH_OK: lambda r: AuthOk(),
+    ControlType.PING: lambda r: Ping(r.pull_u64()),
+    ControlType.PONG: lambda r: Pong(r.pull_u64()),
+    ControlType.PEERS: _decode_peers,
+    ControlType.CLOSE: lambda r: Close(r.pull_u8(), r.pull_str8()),
+}
+
+
 def encode_control(msg: ControlMessage) -> bytes:
-    if isinstance(msg, Challenge):
-        t, body = ControlType.CHALLENGE, msg.nonce + blob16(msg.record, MAX_RECORD_SIZE)
-    elif isinstance(msg, Auth):
-        t, body = ControlType.AUTH, blob16(msg.record, MAX_RECORD_SIZE) + msg.signature
-    elif isinstance(msg, AuthOk):
-        t, body = ControlType.AUTH_OK, b""
-    elif isinstance(msg, Ping):
-        t, body = ControlType.PING, u64(msg.nonce)
-    elif isinstance(msg, Pong):
-        t, body = ControlType.PONG, u64(msg.nonce)
-    elif isinstance(msg, Peers):
-        records = msg.records[:MAX_PEERS_PER_MESSAGE]
-        t, body = ControlType.PEERS, u8(len(records)) + b"".join(blob16(r, MAX_RECORD_SIZE) for r in records)
-    else:
-        t, body = ControlType.CLOSE, u8(msg.code) + str8(msg.reason.encode()[:200].decode("utf-8", "ignore"))
+    t, encode = _ENCODERS[type(msg)]
+    body = encode(msg)
     return u8(t) + u16(len(body)) + body
 
 
 def _decode_body(t: int, r: Reader) -> ControlMessage:
-    if t == ControlType.CHALLENGE:
-        return Challenge(r.pull_bytes(CHALLENGE_SIZE), r.pull_blob16(MAX_RECORD_SIZE))
-    if t == ControlType.AUTH:
-        return Auth(r.pull_blob16(MAX_RECORD_SIZE), r.pull_bytes(64))
-    if t == ControlType.AUTH_OK:
-        return AuthOk()
-    if t == ControlType.PING:
-        return Ping(r.pull_u64())
-    if t == ControlType.PONG:
-        return Pong(r.pull_u64())
-    if t == ControlType.PEERS:
-        n = r.pull_u8()
-        if n > MAX_PEERS_PER_MESSAGE:
-            raise ProtocolError(f"PEERS with {n} records, at most {MAX_PEERS_PER_MESSAGE}")
-        return Peers(tuple(r.pull_blob16(MAX_RECORD_SIZE) for _ in range(n)))
-    if t == ControlType.CLOSE:
-        return Close(r.pull_u8(), r.pull_str8())
-    raise ProtocolError(f"unknown control message type {t:#x}")
+    decode = _DECODERS.get(t)
+    if decode is None:
+        raise ProtocolError(f"unknown control message type {t:#x}")
+    return decode(r)
 
 
 class ControlDecoder:

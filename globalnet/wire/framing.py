@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 
 from ..errors import ProtocolError
-from .buffer import Reader, str8, u8, u16, u32
+from .buffer import Reader, u8, u16, u32
 
 MAX_MESSAGE = 65535
 MAX_DATA_BODY = 16 * 1024
@@ -28,8 +28,9 @@ class FrameType(enum.IntEnum):
     DATA = 0x01  # application bytes
     CREDIT = 0x02  # u32: wire bytes of DATA the sender of CREDIT has consumed
     END = 0x03  # clean end of this direction (half-close)
-    ERROR = 0x04  # abnormal end: code u8, reason str8
+    ERROR = 0x04  # reserved (an abnormal end is a stream reset); a circuit end refuses it
     MESSAGE = 0x05  # a console text message (send <id> <text>)
+    DATAGRAM = 0x06  # one UDP datagram (wire/datagram.py), inside the credit window like DATA
     DHT_STORE = 0x10  # (the proposal's names) a DHT request for the circuit's last hop
     DHT_RETR = 0x11
     DHT_DATA = 0x12  # the answer to either
@@ -74,18 +75,6 @@ def parse_credit(body: bytes) -> int:
     n = r.pull_u32()
     r.expect_end()
     return n
-
-
-def error_body(code: int, reason: str) -> bytes:
-    return u8(code) + str8(reason.encode()[:200].decode("utf-8", "ignore"))
-
-
-def parse_error(body: bytes) -> tuple[int, str]:
-    r = Reader(body)
-    code = r.pull_u8()
-    reason = r.pull_str8()
-    r.expect_end()
-    return code, reason
 
 
 def prefix(message: bytes) -> bytes:

@@ -80,6 +80,9 @@ _IPV6_CHARS = frozenset("0123456789abcdef:.")
 _ALLOWED_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F))
 
 
+UDP_PREFIX = "udp:"
+
+
 class PathSpecError(ValueError):
     """A path spec, hop address, peer list or listen address is malformed."""
 
@@ -142,6 +145,8 @@ class PathSpec:
     listen_port: int
     hops: tuple[Hop, ...]
     target: Target
+    #: ``udp:PORT>...``: the tunnel carries UDP datagrams (RELAY_CONNECT udp), not a TCP stream.
+    udp: bool = False
 
 
 # -- small pieces --------------------------------------------------------
@@ -422,6 +427,9 @@ def parse_path_spec(text: str) -> PathSpec:
         raise PathSpecError(f"path spec must be text, not {type(text).__name__}")
     if len(text) > MAX_SPEC_LEN:
         raise PathSpecError(f"path spec is longer than {MAX_SPEC_LEN} characters")
+    udp = text[:4].lower() == UDP_PREFIX
+    if udp:
+        text = text[len(UDP_PREFIX) :]
     parts = [part.strip(" \t") for part in text.split(">")]
     if len(parts) == 1 and not parts[0]:
         raise PathSpecError("path spec is empty (expected listen>hop>...>target)")
@@ -484,7 +492,7 @@ def parse_path_spec(text: str) -> PathSpec:
     # layer picks; every other target needs a client-chosen hop to leave from.
     if not hops and not isinstance(target, TargetService):
         raise PathSpecError("a path needs at least one hop between listen and target")
-    return PathSpec(listen_host, listen_port, tuple(hops), target)
+    return PathSpec(listen_host, listen_port, tuple(hops), target, udp)
 
 
 # -- formatting ----------------------------------------------------------
@@ -527,4 +535,4 @@ def format_path_spec(spec: PathSpec) -> str:
     parts = [format_host_port(spec.listen_host, spec.listen_port)]
     parts.extend(format_hop(hop) for hop in spec.hops)
     parts.append(format_target(spec.target))
-    return ">".join(parts)
+    return (UDP_PREFIX if spec.udp else "") + ">".join(parts)

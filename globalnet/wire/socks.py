@@ -161,12 +161,21 @@ class Connect:
 
 
 @dataclass(frozen=True)
+class Associate:
+    """UDP ASSOCIATE (RFC 1928 section 7): `source` is where the client says it
+    will send datagrams from (often 0.0.0.0:0, "not known yet")."""
+
+    source: SocksTarget
+    credentials: Credentials | None
+
+
+@dataclass(frozen=True)
 class Reject:
     data: bytes  # the last bytes to write (may be empty); then close
     reason: str  # for a debug log line; never contains the payload
 
 
-Event = Send | Connect | Reject
+Event = Send | Connect | Associate | Reject
 
 
 class _State(enum.Enum):
@@ -211,6 +220,7 @@ _HTTP_STATUS: dict[int, tuple[int, str]] = {
     Reply.TTL_EXPIRED: (504, "Gateway Timeout"),
     Reply.COMMAND_NOT_SUPPORTED: (501, "Not Implemented"),
     Reply.ADDRESS_TYPE_NOT_SUPPORTED: (400, "Bad Request"),
+    0xF4: (403, "Forbidden"),  # Tor's extended code: a hidden service's client authorization
 }
 
 _REPLY_TEXT: dict[int, str] = {
@@ -307,6 +317,7 @@ class SocksParser:
         self._state = _State.START
         self._flavor: Flavor | None = None
         self._credentials: Credentials | None = None
+        self._associating = False  # the request was UDP ASSOCIATE
         self._handlers: dict[_State, Callable[[], Event | None]] = {
             _State.START: self._start,
             _State.GREETING: self._greeting,
@@ -426,8 +437,8 @@ class SocksParser:
         if len(buf) < 4:
             return None
         cmd, rsv, atyp = buf[1], buf[2], buf[3]
-        if cmd != CMD_CONNECT:
-            name = {CMD_BIND: "BIND", CMD_UDP_ASSOCIATE: "UDP ASSOCIATE"}.get(cmd, f"command {cmd:#04x}")
+        if cmd not in (CMD_CONNECT, CMD_UDP_ASSOCIATE):
+            name = {CMD_BIND: "BIND"}.get(cmd, f"command {cmd:#04x}")
             raise _Rejected(socks_reply(Reply.COMMAND_NOT_SUPPORTED), f"{name} is not supported")
         if rsv != 0:
             raise _Rejected(socks_reply(Reply.GENERAL_FAILURE), "reserved byte is not zero")
@@ -445,12 +456,22 @@ class SocksParser:
             return None
         raw = self._take(4 + size + 2)
         addr, port = raw[4 : 4 + size], int.from_bytes(raw[-2:], "big")
+        # nothing listens on port 0, as HTTP CONNECT says too (found by fuzz/fuzz_socks.py);
+        # a UDP ASSOCIATE may say 0: "the port I will send from is not known yet"
+        if port == 0 and cmd == CMD_CONNECT:
+            raise _Rejected(socks_reply(Reply.GENERAL_FAILURE), "CONNECT to port 0")
         if atyp == AddressType.IPV4:
             target = SocksTarget(str(ipaddress.IPv4Address(addr)), port, AddressType.IPV4)
         elif atyp == AddressType.IPV6:
             target = SocksTarget(str(ipaddress.IPv6Address(addr)), port, AddressType.IPV6)
         else:
             target = _name_target(addr[1:], port, socks_reply)
+        if cmd == CMD_UDP_ASSOCIATE:
+            if self._buf:
+                raise _Rejected(b"", "bytes after a UDP ASSOCIATE request")
+            self._state = _State.REQUESTED
+            self._associating = True
+            return Associate(target, self._credentials)
         return self._requested(target)
 
     # -- HTTP CONNECT --------------------------------------------------------
@@ -495,10 +516,21 @@ class SocksParser:
     # -- replies -------------------------------------------------------------
     def reply_success(self) -> bytes:
         """Bytes that tell the client its stream is open; data flows after them."""
+        if self._associating:
+            raise LocalProtocolError("a UDP ASSOCIATE is answered with reply_associated()")
         self._finish()
         if self._flavor is Flavor.HTTP:
             return b"HTTP/1.1 200 Connection established\r\n\r\n"
         return socks_reply(Reply.SUCCEEDED)
+
+    def reply_associated(self, host: str, port: int) -> bytes:
+        """Success for UDP ASSOCIATE: BND.ADDR/BND.PORT say where to send datagrams."""
+        if not self._associating:
+            raise LocalProtocolError("reply_associated() without a UDP ASSOCIATE request")
+        self._finish()
+        address = ipaddress.ip_address(host)
+        atyp = AddressType.IPV4 if address.version == 4 else AddressType.IPV6
+        return bytes([SOCKS_VERSION, Reply.SUCCEEDED, 0, atyp]) + address.packed + port.to_bytes(2, "big")
 
     def reply_failure(self, code: int, detail: str = "") -> bytes:
         """Bytes that tell the client why its request failed; close after them."""
