@@ -39,10 +39,10 @@ from .relay.server import RelayService
 from .service.access_point import AccessPoint
 from .service.client import open_service_circuit
 from .service.client_auth import load_client_key
-from .site.cache import SiteCache
 from .service.host import HostedService
+from .site.cache import SiteCache
 from .wire.commands import Proto, RelayConnect
-from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, format_host_port
+from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, TargetTcp, format_host_port
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")

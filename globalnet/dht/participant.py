@@ -27,7 +27,6 @@ from kademlia.node import Node as KNode
 
 from ..errors import ProtocolError
 from ..link.manager import LinkManager
-from ..link.quic_link import Link
 from ..wire.records import NodeRecord
 from .lookup import PATHS as LOOKUP_PATHS
 from .lookup import Contact, DisjointLookup, Query
@@ -187,8 +186,3 @@ class Dht:
             "dht_refused_ids": router.refused_work + self.protocol.refused_contacts,  # no proof of work
             "dht_held_back": router.held_back,  # over a diversity limit: kept as replacements
         }
-
-
-def on_link(dht: Dht, link: Link) -> None:
-    if link.peer is not None:
-        dht.add_contact(link.peer)

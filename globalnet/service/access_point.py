@@ -194,7 +194,6 @@ class AccessPoint:
     node_id: bytes
     registrations: dict[bytes, Registration] = field(default_factory=dict)
     pending: dict[bytes, Registration] = field(default_factory=dict)  # cookie -> whose queue holds it
-    rendezvous_done: int = 0
 
     async def serve(self, hop: RelayHop, command: RelayConnect) -> None:
         if command.host == SERVICE_REGISTER:
@@ -234,7 +233,6 @@ class AccessPoint:
             return
         client.accept_bridge_alone()  # RENZV_CONNECT_OK
         client.splice(service_side)
-        self.rendezvous_done += 1
 
     def _join(self, service_side: RelayHop, command: RelayConnect) -> None:
         cookie = command.node_id or b""
