@@ -59,6 +59,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
+
 #define KEY_LEN 32
 #define NONCE_LEN 12
 #define TAG_LEN 16

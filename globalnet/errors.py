@@ -30,6 +30,7 @@ class ErrorKind(enum.IntEnum):
     TAMPERED = 13  # a sealed frame failed authentication
     CLOSED = 14  # closed on purpose (shutdown, circuit close)
     SERVICE_UNREACHABLE = 15  # a hidden service: bad address or another failure to reach it
+    LOCAL_PROTOCOL = 16  # our own code misused an API (a local bug, never the peer's fault)
     # why a hidden service cannot be reached (20+: room below for other kinds)
     SERVICE_NO_DESCRIPTOR = 20  # the service's descriptor expired / not published for this period yet
     SERVICE_UNKNOWN = 21  # no descriptor at all: no such service (or never published)
@@ -89,6 +90,7 @@ _DESCRIPTION = {
     ErrorKind.TAMPERED: "data was tampered with in transit",
     ErrorKind.CLOSED: "closed",
     ErrorKind.SERVICE_UNREACHABLE: "hidden service unreachable",
+    ErrorKind.LOCAL_PROTOCOL: "local protocol misuse (a bug in this node)",
     ErrorKind.SERVICE_NO_DESCRIPTOR: "hidden service has no current descriptor",
     ErrorKind.SERVICE_UNKNOWN: "hidden service unknown",
     ErrorKind.SERVICE_NOT_AUTHORIZED: "not authorized by the hidden service",
@@ -109,5 +111,16 @@ class GnetError(Exception):
 class ProtocolError(GnetError):
     """The remote side sent something malformed or out of place."""
 
+    def __init__(self, detail: str, kind: ErrorKind = ErrorKind.PROTOCOL) -> None:
+        super().__init__(kind, detail)
+
+
+class LocalProtocolError(GnetError):
+    """Our own code misused an API (sent after END, extended a closed circuit...).
+
+    Why a kind of its own (as h11 separates LocalProtocolError from
+    RemoteProtocolError): INTERNAL means the far side had a bug; a local misuse
+    is ours, and callers must not blame or penalise a peer for it."""
+
     def __init__(self, detail: str) -> None:
-        super().__init__(ErrorKind.PROTOCOL, detail)
+        super().__init__(ErrorKind.LOCAL_PROTOCOL, detail)

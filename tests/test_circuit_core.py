@@ -229,7 +229,7 @@ def test_refusal_at_hop2_reaches_the_client() -> None:
     assert hops[1].core.state is HopState.CLOSED
     with pytest.raises(GnetError) as info:
         client.core.start_hop(hops[2].node_id, hops[2].record.onion_key, TARGET)
-    assert info.value.kind is ErrorKind.INTERNAL
+    assert info.value.kind is ErrorKind.LOCAL_PROTOCOL
 
 
 @pytest.mark.parametrize(
@@ -397,7 +397,7 @@ def test_hop_core_refuses_calls_out_of_state() -> None:
     hop, message = _hop_and_message()
     with pytest.raises(GnetError) as info:
         hop.core.accept_endpoint()  # nothing to answer yet
-    assert info.value.kind is ErrorKind.INTERNAL
+    assert info.value.kind is ErrorKind.LOCAL_PROTOCOL
     hop.core.receive(message)
     hop.core.accept_endpoint()
     for call in (
@@ -407,7 +407,7 @@ def test_hop_core_refuses_calls_out_of_state() -> None:
     ):
         with pytest.raises(GnetError) as info:
             call()
-        assert info.value.kind is ErrorKind.INTERNAL
+        assert info.value.kind is ErrorKind.LOCAL_PROTOCOL
 
 
 def test_hop_core_handshake_message_over_the_bound() -> None:
@@ -428,7 +428,7 @@ def test_client_core_refuses_calls_out_of_state() -> None:
     core.start_hop(hop.node_id, hop.record.onion_key, TARGET)
     with pytest.raises(GnetError) as info:
         core.start_hop(hop.node_id, hop.record.onion_key, TARGET)
-    assert info.value.kind is ErrorKind.INTERNAL
+    assert info.value.kind is ErrorKind.LOCAL_PROTOCOL
 
 
 def test_bytes_after_a_bridge_reply_are_a_protocol_error() -> None:

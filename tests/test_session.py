@@ -155,7 +155,7 @@ def test_sender_cannot_exceed_the_window() -> None:
     assert a.sendable() == 0
     with pytest.raises(GnetError) as info:
         a.send_data(b"x")
-    assert info.value.kind is ErrorKind.INTERNAL
+    assert info.value.kind is ErrorKind.LOCAL_PROTOCOL
     # the receiver took exactly one window: no more, no less
     events = b.receive(wire)
     assert sum(e.wire_size for e in events if isinstance(e, DataReceived)) == WINDOW
@@ -305,7 +305,7 @@ def test_end_round_trip_and_half_close() -> None:
     assert a.send_end() == b""  # idempotent
     with pytest.raises(GnetError) as info:
         a.send_data(b"more")
-    assert info.value.kind is ErrorKind.INTERNAL
+    assert info.value.kind is ErrorKind.LOCAL_PROTOCOL
     # the other direction is still open, and credit still flows to the ended side
     assert a.receive(b.send_data(b"reply")) == [DataReceived(b"reply", 26)]
     assert a.receive(b.consumed(25)) == []

@@ -30,7 +30,7 @@ from ..crypto import (
     xor_layers,
 )
 from ..endpoint.session import RELAY_SLACK, WINDOW, FrameSession
-from ..errors import ErrorKind, GnetError
+from ..errors import ErrorKind, GnetError, LocalProtocolError
 from ..wire.commands import RelayConnect, RelayConnectFail, RelayConnectOk, bridges, decode_reply, prologue_for
 from ..wire.framing import MessageSplitter, prefix
 
@@ -88,7 +88,7 @@ class ClientCircuitCore:
     def start_hop(self, node_id: bytes, onion_key: bytes, command: RelayConnect, ephemeral: bytes | None = None) -> bytes:
         """Wire bytes for the first hop stream that open the handshake with the next hop."""
         if self.state is not CircuitState.IDLE:
-            raise GnetError(ErrorKind.INTERNAL, f"cannot extend a circuit in state {self.state.value}")
+            raise LocalProtocolError(f"cannot extend a circuit in state {self.state.value}")
         self._pending, message = initiator_start(onion_key, prologue_for(node_id), command.encode(), ephemeral)
         self._pending_cmd = command
         self.state = CircuitState.EXTENDING

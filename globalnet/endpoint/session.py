@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import ErrorKind, GnetError, ProtocolError
+from ..errors import ErrorKind, GnetError, LocalProtocolError, ProtocolError
 from ..wire.framing import (
     AEAD_TAG,
     FRAME_HEADER,
@@ -127,12 +127,12 @@ class FrameSession:
     def send_data(self, data: bytes | memoryview) -> bytes:
         """Seal `data` into DATA frames; the caller keeps within `sendable()`."""
         if self.local_ended:
-            raise GnetError(ErrorKind.INTERNAL, "send after END")
+            raise LocalProtocolError("send after END")
         view = memoryview(data)
         # Check before sealing: a refused send must not use up AEAD nonces.
         frames = -(-len(view) // MAX_DATA_BODY)
         if len(view) + frames * DATA_OVERHEAD > self.send_credit:
-            raise GnetError(ErrorKind.INTERNAL, "send beyond the credit window")
+            raise LocalProtocolError("send beyond the credit window")
         plains = [encode_frame(FrameType.DATA, bytes(view[i : i + MAX_DATA_BODY])) for i in range(0, len(view), MAX_DATA_BODY)]
         wire = b"".join(prefix(c) for c in self._sealer.seal_many(plains))
         self.send_credit -= len(wire)

@@ -9,11 +9,11 @@ sendto() alone was 30% of a bridge's CPU). Here the listener gets the same
 transport, and the datagrams of one receive burst are handed to their
 connection in one `receive_many_datagrams` call instead of one at a time.
 
-Why not plain recvmmsg/sendmmsg (the C extension had them once): they batch
-syscalls but not the kernel's per-datagram work (measured 1.55 ms CPU/MiB against
-1.6 for sendto, 0.41 for GSO/GRO); GSO/GRO pass a whole burst through the stack
-as one buffer (on loopback and on real NICs with UDP offload), which quinn-udp
-already does. `bench/udp_io.py` measures plain I/O against quinn-udp.
+Why not plain recvmmsg/sendmmsg (once in the C extension, since removed): they
+batch syscalls but not the kernel's per-datagram work; GSO/GRO pass a whole
+burst through the stack as one buffer (on loopback and on real NICs with UDP
+offload), which quinn-udp already does. `bench/udp_io.py` measures it against
+plain sendto/recvfrom.
 
 Routing a batch: a 1-RTT (short header) packet names its connection in the
 destination connection id at a fixed offset, so consecutive datagrams for the

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from ..crypto import AeadOpener, AeadSealer, HandshakeError, Keystream, responder_read, responder_write
 from ..endpoint.session import FrameSession
-from ..errors import ErrorKind, GnetError, ProtocolError
+from ..errors import ErrorKind, GnetError, LocalProtocolError, ProtocolError
 from ..wire.commands import RelayConnect, RelayConnectFail, RelayConnectOk, decode_relay_connect, prologue_for
 from ..wire.framing import MessageSplitter, prefix
 from .bridge import BridgeCore
@@ -72,7 +72,7 @@ class RelayHopCore:
     def receive(self, data: bytes) -> ConnectRequested | None:
         """Feed bytes while HANDSHAKE or DECIDING. Raises GnetError if bad."""
         if self.state not in (HopState.HANDSHAKE, HopState.DECIDING):
-            raise GnetError(ErrorKind.INTERNAL, f"receive() in state {self.state.value}")
+            raise LocalProtocolError(f"receive() in state {self.state.value}")
         self._splitter.push(data)
         if self.state is HopState.DECIDING:
             return None
@@ -98,7 +98,7 @@ class RelayHopCore:
 
     def _reply(self, payload: bytes) -> tuple[bytes, object]:
         if self.state is not HopState.DECIDING or self._noise is None:
-            raise GnetError(ErrorKind.INTERNAL, "no handshake to answer")
+            raise LocalProtocolError("no handshake to answer")
         message, keys = responder_write(self._noise, payload)  # type: ignore[arg-type]
         self._noise = None
         return prefix(message), keys
