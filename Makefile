@@ -75,10 +75,12 @@ test-deps:
 	  echo "globalnet: missing$$missing (needs root and apt-get to install); the tests that need them will be skipped"; \
 	fi
 
+## ruff (code and tests), mypy (globalnet) and the layer contract (lint-imports); all must be clean.
 lint: $(STAMP)
-	$(BIN)/pip install --quiet ruff mypy
-	$(BIN)/ruff check globalnet tests bench gclient.py
-	$(BIN)/mypy globalnet
+	$(BIN)/pip install --quiet ruff mypy import-linter
+	$(BIN)/ruff check globalnet tests bench fuzz gclient.py
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info globalnet/*.so .demo

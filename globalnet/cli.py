@@ -74,11 +74,11 @@ async def _run(config: object, identity: object) -> int:
     try:
         await node.run()
     except (OSError, BaseExceptionGroup) as error:  # a port that cannot be bound: one clear line
-        exc = _first_os_error(error)
-        if exc is None:
+        os_error = _first_os_error(error)
+        if os_error is None:
             raise
-        hint = " (ports below 1024 need root: pick a higher one)" if isinstance(exc, PermissionError) else ""
-        print(f"gclient: cannot start: {exc}{hint}", file=sys.stderr)
+        hint = " (ports below 1024 need root: pick a higher one)" if isinstance(os_error, PermissionError) else ""
+        print(f"gclient: cannot start: {os_error}{hint}", file=sys.stderr)
         return 1
     return 0
 

@@ -25,17 +25,34 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
+from globalnet.config_values import (
+    LOG_LEVELS,
+    MAX_LIST_ITEMS,
+    ConfigError,
+    Value,
+    as_address,
+    as_bool,
+    as_int,
+    as_level,
+    as_path,
+    as_seconds,
+    as_str,
+    each,
+    or_default,
+    pick_value,
+)
 from globalnet.policy.exit_policy import ExitRule, parse_exit_rule
 from globalnet.service.address import AddressError, decode_address
+from globalnet.service.settings import ServiceConfig
+from globalnet.socks import ProxyAuth
 from globalnet.wire.pathspec import (
     HopAddr,
     PathSpec,
@@ -45,7 +62,6 @@ from globalnet.wire.pathspec import (
     TargetTcp,
     format_path_spec,
     parse_hop_addr,
-    parse_listen,
     parse_path_spec,
     parse_peer_list,
 )
@@ -75,47 +91,18 @@ MAX_PROXY_TIMEOUT = 600.0
 MAX_AUTH_FIELD = 255  # RFC 1929: ULEN and PLEN are one byte
 MAX_IDLE_TIMEOUT = 86400.0
 MIN_IDLE_TIMEOUT = 1.0
-LOG_LEVELS = ("debug", "info", "warning", "error")
 DATA_DIR_ENV = "GNET_DATA_DIR"
 DEFAULT_DATA_DIR = "~/.globalnet"
 IDENTITY_FILE_NAME = "identity.key"
 MAX_CONFIG_FILE_SIZE = 1 << 20
-MAX_LIST_ITEMS = 256  # tunnels, proxies, exit rules, peers from one source
 
 _UNSPECIFIED_HOSTS = frozenset({"0.0.0.0", "::"})
-
-T = TypeVar("T")
-D = TypeVar("D")
-
-
-class ConfigError(ValueError):
-    """A bad flag, flag value, config file or combination of settings."""
-
 
 @dataclass(frozen=True)
 class ExitConfig:
     enabled: bool = False
     allow: tuple[ExitRule, ...] = ()
     allow_udp: tuple[ExitRule, ...] = ()  # UDP is exited only where a rule allows it
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    """A hidden service this node hosts: each session goes to `target`."""
-
-    name: str
-    target: tuple[str, int]
-    allow: tuple[ExitRule, ...] = ()  # targets a client may choose instead (none by default)
-    udp: bool = False  # NAME=udp:HOST:PORT: sessions carry datagrams to a UDP target
-    auth: bool = False  # only clients in services/NAME/authorized_clients/ may connect
-
-
-@dataclass(frozen=True)
-class ProxyAuth:
-    """-proxy-auth USER:PASS: the only credentials the SOCKS proxies accept."""
-
-    username: str
-    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -374,149 +361,8 @@ def _read_file(path: Path) -> dict[str, Any]:
 # -- one setting from one source --------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Value:
-    """A raw value and where it came from, for error messages."""
-
-    raw: Any
-    where: str  # "-listen" or "key 'listen' in FILE"
-    base_dir: Path | None = None  # relative paths in a file are relative to it
-
-    def fail(self, problem: str) -> NoReturn:
-        raise ConfigError(f"{self.where}: {problem}")
-
-
-def _pick(
-    cli: Any, flag: str, file: Mapping[str, Any], key: str, path: Path | None
-) -> _Value | None:
-    """The command line value if given, else the file's, else None."""
-    if cli is not None:
-        return _Value(cli, flag)
-    if key in file:
-        assert path is not None
-        return _Value(file[key], f"key {key!r} in {path}", path.parent)
-    return None
-
-
-def _as_str(value: _Value) -> str:
-    if not isinstance(value.raw, str):
-        value.fail(f"expected a string, got {_toml_type(value.raw)}")
-    return value.raw
-
-
-def _as_bool(value: _Value) -> bool:
-    if not isinstance(value.raw, bool):
-        value.fail(f"expected true or false, got {_toml_type(value.raw)}")
-    return value.raw
-
-
-def _as_list(value: _Value) -> list[str]:
-    """A list of strings (a file may also give a single string)."""
-    raw = value.raw
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list):
-        value.fail(f"expected a list of strings, got {_toml_type(raw)}")
-    if len(raw) > MAX_LIST_ITEMS:
-        value.fail(f"more than {MAX_LIST_ITEMS} entries")
-    for item in raw:
-        if not isinstance(item, str):
-            value.fail(f"expected a list of strings, found {_toml_type(item)} {item!r}")
-    return list(raw)
-
-
-def _toml_type(raw: Any) -> str:
-    names = {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a float",
-        str: "a string",
-        list: "a list",
-        dict: "a table",
-    }
-    return names.get(type(raw), type(raw).__name__)
-
-
-def _as_path(value: _Value) -> Path:
-    text = _as_str(value)
-    if not text or "\0" in text:
-        value.fail("expected a path")
-    try:
-        path = Path(text).expanduser()
-    except RuntimeError as exc:  # "~" without a home directory
-        value.fail(str(exc))
-    if value.base_dir is not None and not path.is_absolute():
-        path = value.base_dir / path
-    return path
-
-
-def _as_address(value: _Value, default_host: str) -> tuple[str, int]:
-    raw = value.raw
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        raw = str(raw)  # listen = 9000 in a file
-    if not isinstance(raw, str):
-        value.fail(f"expected [HOST:]PORT, got {_toml_type(raw)}")
-    try:
-        return parse_listen(raw, default_host=default_host)
-    except PathSpecError as exc:
-        value.fail(str(exc))
-
-
-def _as_int(value: _Value, low: int, high: int) -> int:
-    raw = value.raw
-    if isinstance(raw, str):
-        try:
-            raw = int(raw.strip(), 10)
-        except ValueError:
-            value.fail(f"{value.raw!r} is not a whole number")
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        value.fail(f"expected a whole number, got {_toml_type(raw)}")
-    if not low <= raw <= high:
-        value.fail(f"{raw} is out of range ({low}..{high})")
-    return raw
-
-
-def _as_seconds(value: _Value, low: float, high: float) -> float:
-    raw = value.raw
-    if isinstance(raw, str):
-        try:
-            raw = float(raw.strip())
-        except ValueError:
-            value.fail(f"{value.raw!r} is not a number of seconds")
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-        value.fail(f"expected a number of seconds, got {_toml_type(raw)}")
-    if not math.isfinite(raw) or not low <= raw <= high:
-        value.fail(f"{raw} is out of range ({low:g}..{high:g} seconds)")
-    return float(raw)
-
-
-def _each(
-    value: _Value, parse: Callable[[str], T], *, quote_item: bool = True
-) -> list[T]:
-    """Parse every string of a list; the error names the bad item."""
-    out: list[T] = []
-    for item in _as_list(value):
-        try:
-            out.append(parse(item))
-        except ValueError as exc:  # PathSpecError is a ValueError too
-            shown = item if len(item) <= 80 else item[:77] + "..."
-            value.fail(f"{shown!r}: {exc}" if quote_item else str(exc))
-    return out
-
-
-def _or(value: _Value | None, convert: Callable[[_Value], T], default: D) -> T | D:
-    return default if value is None else convert(value)
-
-
-def _as_level(value: _Value) -> str:
-    level = _as_str(value).strip().lower()
-    if level not in LOG_LEVELS:
-        value.fail(f"{value.raw!r} is not one of {', '.join(LOG_LEVELS)}")
-    return level
-
-
-def _as_proxy_auth(value: _Value) -> ProxyAuth:
-    text = _as_str(value)
+def _as_proxy_auth(value: Value) -> ProxyAuth:
+    text = as_str(value)
     user, sep, password = text.partition(":")
     if not sep or not user or not password:
         value.fail("expected USER:PASS, both non-empty")
@@ -529,7 +375,7 @@ def _as_proxy_auth(value: _Value) -> ProxyAuth:
 
 
 def _advertise(
-    value: _Value | None, listen: tuple[str, int] | None
+    value: Value | None, listen: tuple[str, int] | None
 ) -> tuple[str, int] | None:
     """-advertise IP:PORT; by default the listen address if it is a specific one."""
     if value is None:
@@ -542,7 +388,7 @@ def _advertise(
         isinstance(value.raw, str) and value.raw.strip().isdigit()
     ):
         value.fail("expected IP:PORT, the address others reach this node at")
-    advertise = _as_address(value, "0.0.0.0")
+    advertise = as_address(value, "0.0.0.0")
     if advertise[0] in _UNSPECIFIED_HOSTS or advertise[1] == 0:
         value.fail("expected a specific IP address and a port other than 0")
     return advertise
@@ -565,19 +411,19 @@ def _listen(
     ns: argparse.Namespace, file: Mapping[str, Any], path: Path | None
 ) -> tuple[str, int] | None:
     if ns.listen is not None:
-        return _as_address(_Value(ns.listen, "-listen"), "0.0.0.0")
+        return as_address(Value(ns.listen, "-listen"), "0.0.0.0")
     if ns.no_listen:
         return None
-    listen = _pick(None, "-listen", file, "listen", path)
-    no_listen = _pick(None, "-no-listen", file, "no_listen", path)
-    if no_listen is not None and _as_bool(no_listen):
+    listen = pick_value(None, "-listen", file, "listen", path)
+    no_listen = pick_value(None, "-no-listen", file, "no_listen", path)
+    if no_listen is not None and as_bool(no_listen):
         if listen is not None:
             raise ConfigError(
                 f"config file {path}: 'listen' and 'no_listen = true' exclude each other"
             )
         return None
     if listen is not None:
-        return _as_address(listen, "0.0.0.0")
+        return as_address(listen, "0.0.0.0")
     return DEFAULT_LISTEN
 
 
@@ -607,28 +453,28 @@ def _exit(
                     f"exit.{key}", [f"exit.{k}" for k in _EXIT_KEYS], where
                 )
         if "enabled" in table:
-            enabled = _as_bool(
-                _Value(table["enabled"], f"key 'exit.enabled' in {path}")
+            enabled = as_bool(
+                Value(table["enabled"], f"key 'exit.enabled' in {path}")
             )
         if "allow" in table:
-            allow_value = _Value(table["allow"], f"key 'exit.allow' in {path}")
-            allow = tuple(_each(allow_value, parse_exit_rule, quote_item=False))
+            allow_value = Value(table["allow"], f"key 'exit.allow' in {path}")
+            allow = tuple(each(allow_value, parse_exit_rule, quote_item=False))
         if "allow_udp" in table:
-            udp_value = _Value(table["allow_udp"], f"key 'exit.allow_udp' in {path}")
-            allow_udp = tuple(_each(udp_value, parse_exit_rule, quote_item=False))
+            udp_value = Value(table["allow_udp"], f"key 'exit.allow_udp' in {path}")
+            allow_udp = tuple(each(udp_value, parse_exit_rule, quote_item=False))
     # the flags' spellings (exit_allow, exit_allow_udp), beside [exit] allow and allow_udp
     allow = _flag_spelled_rules(file, path, "exit_allow", "allow", allow, enabled or bool(ns.exit))
     allow_udp = _flag_spelled_rules(file, path, "exit_allow_udp", "allow_udp", allow_udp, enabled or bool(ns.exit))
     if ns.exit:
         enabled = True
     if ns.exit_allow is not None:
-        allow_value = _Value(ns.exit_allow, "-exit-allow")
-        allow = tuple(_each(allow_value, parse_exit_rule, quote_item=False))
+        allow_value = Value(ns.exit_allow, "-exit-allow")
+        allow = tuple(each(allow_value, parse_exit_rule, quote_item=False))
         if not enabled:
             raise ConfigError("-exit-allow needs -exit (this node is not an exit)")
     if ns.exit_allow_udp is not None:
-        udp_value = _Value(ns.exit_allow_udp, "-exit-allow-udp")
-        allow_udp = tuple(_each(udp_value, parse_exit_rule, quote_item=False))
+        udp_value = Value(ns.exit_allow_udp, "-exit-allow-udp")
+        allow_udp = tuple(each(udp_value, parse_exit_rule, quote_item=False))
         if not enabled:
             raise ConfigError("-exit-allow-udp needs -exit (this node is not an exit)")
     return ExitConfig(enabled, allow, allow_udp)
@@ -646,8 +492,8 @@ def _flag_spelled_rules(
         raise ConfigError(f"config file {path}: give '{key}' or 'exit.{table_key}', not both")
     if not exit_enabled:
         raise ConfigError(f"key '{key}' in {path} needs exit = true (this node is not an exit)")
-    value = _Value(file[key], f"key '{key}' in {path}")
-    return tuple(_each(value, parse_exit_rule, quote_item=False))
+    value = Value(file[key], f"key '{key}' in {path}")
+    return tuple(each(value, parse_exit_rule, quote_item=False))
 
 
 def _connect(
@@ -655,13 +501,13 @@ def _connect(
 ) -> tuple[HopAddr, ...]:
     peers: list[HopAddr] = []
     sources = [
-        _pick(None, "", file, "bootstrap", path),
-        _pick(ns.connect, "-connect", file, "connect", path),
+        pick_value(None, "", file, "bootstrap", path),
+        pick_value(ns.connect, "-connect", file, "connect", path),
     ]
     for value in sources:
         if value is None:
             continue
-        for peer_list in _each(value, parse_peer_list):
+        for peer_list in each(value, parse_peer_list):
             peers.extend(peer_list)
     unique = tuple(dict.fromkeys(peers))
     if len(unique) > MAX_LIST_ITEMS * 4:
@@ -671,10 +517,10 @@ def _connect(
     return unique
 
 
-def _specs(value: _Value | None, kind: str) -> tuple[PathSpec, ...]:
+def _specs(value: Value | None, kind: str) -> tuple[PathSpec, ...]:
     if value is None:
         return ()
-    specs = _each(value, parse_path_spec)
+    specs = each(value, parse_path_spec)
     for spec in specs:
         target = spec.target
         if isinstance(target, TargetService):
@@ -731,7 +577,7 @@ def _check_local_ports(config: Config) -> None:
 _SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
-def _publish(value: _Value | None) -> tuple[tuple[str, Path], ...]:
+def _publish(value: Value | None) -> tuple[tuple[str, Path], ...]:
     """`NAME=DIR`: a folder to sign and serve as a site (checked at start: it must be a folder)."""
     if value is None:
         return ()
@@ -749,7 +595,7 @@ def _publish(value: _Value | None) -> tuple[tuple[str, Path], ...]:
     return tuple(out)
 
 
-def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
+def _services(value: Value | None) -> tuple[ServiceConfig, ...]:
     """`NAME=HOST:PORT[,auth]` (the service's target; `auth`: client authorization) and
     `NAME=allow:NET:PORTS` (client-chosen targets)."""
     if value is None:
@@ -812,19 +658,19 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
     path: Path | None = None
     file: dict[str, Any] = {}
     if ns.config is not None:
-        path = _as_path(_Value(ns.config, "-config"))
+        path = as_path(Value(ns.config, "-config"))
         file = _read_file(path)
 
-    def pick(cli_name: str, flag: str, key: str) -> _Value | None:
-        return _pick(getattr(ns, cli_name), flag, file, key, path)
+    def pick(cli_name: str, flag: str, key: str) -> Value | None:
+        return pick_value(getattr(ns, cli_name), flag, file, key, path)
 
     data_dir_value = pick("data_dir", "-data-dir", "data_dir")
     if data_dir_value is not None:
-        data_dir = _as_path(data_dir_value)
+        data_dir = as_path(data_dir_value)
     else:
         data_dir = _default_data_dir(env)
     id_value = pick("id", "-id", "id")
-    identity_file = _or(id_value, _as_path, data_dir / IDENTITY_FILE_NAME)
+    identity_file = or_default(id_value, as_path, data_dir / IDENTITY_FILE_NAME)
     listen = _listen(ns, file, path)
     exit_config = _exit(ns, file, path)
     if exit_config.enabled and listen is None:
@@ -841,41 +687,41 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
         tunnels=_specs(pick("tunnel", "-tunnel", "tunnels"), "tunnel"),
         proxies=_specs(pick("proxy", "-proxy", "proxies"), "proxy"),
         exit=exit_config,
-        console=_or(
+        console=or_default(
             pick("console", "-console", "console"),
-            lambda v: _as_address(v, "127.0.0.1"),
+            lambda v: as_address(v, "127.0.0.1"),
             None,
         ),
-        log_json=_or(pick("log_json", "-log-json", "log_json"), _as_bool, False),
-        log_level=_or(pick("log_level", "-log-level", "log_level"), _as_level, "info"),
-        max_datagram_size=_or(
+        log_json=or_default(pick("log_json", "-log-json", "log_json"), as_bool, False),
+        log_level=or_default(pick("log_level", "-log-level", "log_level"), as_level, "info"),
+        max_datagram_size=or_default(
             pick("max_datagram_size", "-max-datagram-size", "max_datagram_size"),
-            lambda v: _as_int(v, MIN_MAX_DATAGRAM_SIZE, DEFAULT_MAX_DATAGRAM_SIZE),
+            lambda v: as_int(v, MIN_MAX_DATAGRAM_SIZE, DEFAULT_MAX_DATAGRAM_SIZE),
             DEFAULT_MAX_DATAGRAM_SIZE,
         ),
-        idle_timeout=_or(
+        idle_timeout=or_default(
             pick("idle_timeout", "-idle-timeout", "idle_timeout"),
-            lambda v: _as_seconds(v, MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT),
+            lambda v: as_seconds(v, MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT),
             DEFAULT_IDLE_TIMEOUT,
         ),
         version=bool(ns.version),
         verify_config=bool(ns.verify_config),
-        metrics=_or(
+        metrics=or_default(
             pick("metrics", "-metrics", "metrics"),
-            lambda v: _as_address(v, "127.0.0.1"),
+            lambda v: as_address(v, "127.0.0.1"),
             None,
         ),
         services=_services(pick("service", "-service", "services")),
         publish=_publish(pick("publish", "-publish", "publish")),
-        proxy_auth=_or(pick("proxy_auth", "-proxy-auth", "proxy_auth"), _as_proxy_auth, None),
-        proxy_timeout=_or(
+        proxy_auth=or_default(pick("proxy_auth", "-proxy-auth", "proxy_auth"), _as_proxy_auth, None),
+        proxy_timeout=or_default(
             pick("proxy_timeout", "-proxy-timeout", "proxy_timeout"),
-            lambda v: _as_seconds(v, MIN_PROXY_TIMEOUT, MAX_PROXY_TIMEOUT),
+            lambda v: as_seconds(v, MIN_PROXY_TIMEOUT, MAX_PROXY_TIMEOUT),
             DEFAULT_PROXY_TIMEOUT,
         ),
-        udp_idle_timeout=_or(
+        udp_idle_timeout=or_default(
             pick("udp_idle_timeout", "-udp-idle-timeout", "udp_idle_timeout"),
-            lambda v: _as_seconds(v, 1.0, 24 * 3600.0),
+            lambda v: as_seconds(v, 1.0, 24 * 3600.0),
             DEFAULT_UDP_IDLE_TIMEOUT,
         ),
     )

@@ -22,7 +22,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
@@ -31,14 +31,21 @@ from .endpoint.messages import ERR, MSG, PING, MessageInbox, MessageOutbox, Note
 from .endpoint.pump import CircuitEnd
 from .endpoint.session import FrameSession
 from .errors import ErrorKind, GnetError
+from .identity import Identity
+from .service.node_api import ServiceOpener
 from .wire.commands import Proto, RelayConnect
 from .wire.pathspec import Hop
-from .wire.records import short_id
-
-if TYPE_CHECKING:
-    from .node import Node
 
 log = structlog.get_logger("globalnet.messages")
+
+
+class MessagingNode(ServiceOpener, Protocol):
+    """What the messenger uses of the node: circuits, services, its own id and the path rule."""
+
+    @property
+    def identity(self) -> Identity: ...
+
+    def path_to(self, node_id: bytes, via: tuple[Hop, ...] | None = None) -> tuple[Hop, ...]: ...
 
 #: A sender's circuit to one destination is closed after this long unused.
 MESSAGE_IDLE = 300.0
@@ -186,7 +193,7 @@ class Delivery:
     hops: int
 
 
-ChannelKey = tuple[bytes, tuple[Hop, ...] | None]
+ChannelKey = tuple[bytes | str, tuple[Hop, ...] | None]  # a node id or a service address
 
 
 class MessageChannel:
@@ -293,7 +300,7 @@ class MessageChannel:
 class Messenger:
     """Sends console messages and pings; one reusable circuit per destination."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: MessagingNode) -> None:
         self.node = node
         self.channels: dict[ChannelKey, MessageChannel] = {}
         self.idle_timeout = MESSAGE_IDLE
@@ -337,7 +344,7 @@ class Messenger:
         built = loop.time() - started
         log.debug("message circuit built", circuit=circuit.id)
         channel = MessageChannel(self, key, circuit)
-        circuit.attach(channel)  # type: ignore[arg-type]  # a pump in all but name: feed, circuit_reset
+        circuit.attach(channel)
         existing = self.channels.get(key)
         if existing is not None and not existing.closed:  # a concurrent send built one first
             channel.close()

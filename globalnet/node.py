@@ -210,7 +210,7 @@ class Node:
                 self._group = group
                 if cfg.listen:
                     try:
-                        host, port = await self.links.listen(*cfg.listen)
+                        await self.links.listen(*cfg.listen)
                     except OSError as exc:  # name the address: the bare errno does not
                         where = format_host_port(*cfg.listen)
                         raise OSError(exc.errno, f"-listen {where} (UDP): {exc.strerror or exc}") from None

@@ -7,19 +7,16 @@ counts, never addresses, destinations or keys.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from . import __version__
+from .console.node_api import ConsoleNode
 from .console.view import rss_bytes
 from .metrics.source import CircuitRow, LinkRow, NodeStatus
 from .wire.records import short_id
 
-if TYPE_CHECKING:
-    from .node import Node
-
 
 class NodeMetricsSource:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: ConsoleNode) -> None:
         self.node = node
 
     def traffic(self) -> tuple[int, int]:

@@ -30,29 +30,46 @@ import hashlib
 import os
 from collections import Counter
 from collections.abc import Coroutine
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import structlog
 
 from .circuit.builder import ClientCircuit
 from .circuit.resolve import NoExitError
-from .config import ProxyAuth
 from .endpoint.pump import StreamPump, abort_with_reset
 from .errors import ErrorKind, GnetError
+from .link.manager import LinkManager
+from .peertable import PeerTable
+from .policy.exit_policy import udp_policy_from_summary
 from .service.address import AddressError
 from .site.address import decode_site_address, is_site_address
 from .site.serve import serve_http
-from .policy.exit_policy import udp_policy_from_summary
 from .socks_udp import UdpAssociation
+from .udp_tunnel import UdpClientNode
 from .wire.commands import Proto, RelayConnect
 from .wire.pathspec import HopAddr, HopId, PathSpec, TargetService, TargetTcp, format_host_port, format_path_spec
 from .wire.socks import Associate, Connect, Credentials, Reject, Send, SocksParser
 
-if TYPE_CHECKING:
-    from .node import Node
-
 log = structlog.get_logger("globalnet.socks")
+
+
+@dataclass(frozen=True)
+class ProxyAuth:
+    """-proxy-auth USER:PASS: the only credentials the SOCKS proxies accept."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+class SocksNode(UdpClientNode, Protocol):
+    """What a SOCKS proxy uses of the node: circuits, services, and the relays and links
+    it knows (to tell "no exit allows this" from "not connected yet")."""
+
+    @property
+    def peers(self) -> PeerTable: ...
+    @property
+    def links(self) -> LinkManager: ...
 
 #: A client must complete its greeting, auth and request within this.
 HANDSHAKE_TIMEOUT = 10.0
@@ -94,7 +111,7 @@ def is_service_name(host: str) -> bool:
     return host.rstrip(".").lower().endswith(SERVICE_SUFFIX)
 
 
-async def open_service_stream(node: Node, address: str, then: TargetTcp | None, isolation: IsolationKey) -> ClientCircuit:
+async def open_service_stream(node: SocksNode, address: str, then: TargetTcp | None, isolation: IsolationKey) -> ClientCircuit:
     """A circuit to the hidden service `address` (`<name>.gnet`).
 
     The service decides where a session goes: its own target when `then` is
@@ -113,7 +130,7 @@ async def open_service_stream(node: Node, address: str, then: TargetTcp | None, 
 class SocksProxy:
     def __init__(
         self,
-        node: Node,
+        node: SocksNode,
         spec: PathSpec,
         auth: ProxyAuth | None = None,
         request_timeout: float = 30.0,

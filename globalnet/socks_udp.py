@@ -29,7 +29,7 @@ import structlog
 
 from .errors import ProtocolError
 from .link.udp import size_buffers
-from .udp_tunnel import CircuitOpener, UdpFlow
+from .udp_tunnel import UdpClientNode, UdpFlow
 from .wire.commands import Proto, RelayConnect
 from .wire.datagram import Datagram
 from .wire.pathspec import PathSpec, TargetService
@@ -52,7 +52,7 @@ class _Relay(asyncio.DatagramProtocol):
 class UdpAssociation:
     def __init__(
         self,
-        node: CircuitOpener,
+        node: UdpClientNode,
         spec: PathSpec,
         client: tuple[str, int],
         isolation: object,

@@ -9,17 +9,14 @@ listener keeps accepting, so the next connection tries again.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 import structlog
 
 from .endpoint.pump import StreamPump, abort_with_reset
 from .errors import ErrorKind, GnetError
+from .service.node_api import ServiceOpener
 from .wire.commands import Proto, RelayConnect
 from .wire.pathspec import PathSpec, TargetService, TargetTcp, format_path_spec
-
-if TYPE_CHECKING:
-    from .node import Node
 
 log = structlog.get_logger("globalnet.tunnel")
 
@@ -28,7 +25,7 @@ BUILD_TIMEOUT = 30.0
 
 
 class Tunnel:
-    def __init__(self, node: "Node", spec: PathSpec) -> None:
+    def __init__(self, node: ServiceOpener, spec: PathSpec) -> None:
         if not isinstance(spec.target, (TargetTcp, TargetService)):
             raise GnetError(ErrorKind.NOT_SUPPORTED, "a tunnel's target is host:port or a hidden service")
         self.node = node

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections import deque
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import structlog
@@ -23,9 +23,10 @@ from .endpoint.datagram_flow import DatagramCounters
 from .endpoint.datagram_pump import DatagramPump
 from .errors import ErrorKind, GnetError
 from .link.udp import size_buffers
+from .service.node_api import ServiceOpener
 from .wire.commands import Proto, RelayConnect
 from .wire.datagram import Datagram
-from .wire.pathspec import Hop, PathSpec, TargetService, TargetTcp
+from .wire.pathspec import PathSpec, TargetService, TargetTcp
 
 log = structlog.get_logger("globalnet.tunnel")
 
@@ -47,19 +48,8 @@ class UdpCircuit(Protocol):
     def attach(self, pump: Any) -> None: ...
 
 
-class CircuitOpener(Protocol):
-    """The node, as a UDP client sees it."""
-
-    async def open_circuit(
-        self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes] | None = None,
-        isolation: Hashable | None = None,
-    ) -> Any: ...
-
-    async def open_service(self, address: str, then: Any, purpose: str, command: RelayConnect | None = None) -> Any: ...
-
-    def forget_circuit(self, circuit: Any) -> None: ...
-
-    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None: ...
+class UdpClientNode(ServiceOpener, Protocol):
+    """The node, as a UDP client sees it: circuits and services, and where its own flows are counted."""
 
     @property
     def udp_totals(self) -> DatagramCounters: ...
@@ -96,7 +86,7 @@ class UdpFlow:
             return
         self.pump.send(host, port, payload)
 
-    async def run(self, open_circuit: Callable[[], Coroutine[Any, Any, Any]], node: CircuitOpener, label: str) -> None:
+    async def run(self, open_circuit: Callable[[], Coroutine[Any, Any, Any]], node: UdpClientNode, label: str) -> None:
         """Build the circuit, attach the pump, flush what waited; ends when the flow closes."""
         try:
             async with asyncio.timeout(BUILD_TIMEOUT):
@@ -155,7 +145,7 @@ class _Listener(asyncio.DatagramProtocol):
 
 
 class UdpTunnel:
-    def __init__(self, node: CircuitOpener, spec: PathSpec, idle_timeout: float) -> None:
+    def __init__(self, node: UdpClientNode, spec: PathSpec, idle_timeout: float) -> None:
         if not isinstance(spec.target, (TargetTcp, TargetService)):
             raise GnetError(ErrorKind.NOT_SUPPORTED, "a UDP tunnel's target is host:port or a hidden service")
         self.node = node

@@ -8,6 +8,8 @@ import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
+from bench.targets import echo
+
 CHUNK = 1 << 16
 
 
@@ -65,15 +67,9 @@ class SourceServer:
 
 
 class EchoServer:
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while chunk := await reader.read(1 << 16):
-                writer.write(chunk)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+    """The bench's echo (bench/targets.py), so tests and bench measure one server."""
+
+    handle = staticmethod(echo)
 
 
 @asynccontextmanager

@@ -60,7 +60,7 @@ async def test_a_request_whose_claimed_id_is_not_the_links_is_dropped() -> None:
 
 
 async def test_malformed_requests_are_dropped() -> None:
-    proto, links, spawned = _protocol()
+    proto, _links, spawned = _protocol()
     peer = Identity.generate()
     link = FakeLink(peer, [])
     for junk in (
@@ -78,7 +78,7 @@ async def test_malformed_requests_are_dropped() -> None:
 
 
 async def test_store_keeps_only_signed_values() -> None:
-    proto, links, spawned = _protocol()
+    proto, _links, _spawned = _protocol()
     owner = Identity.generate()
     key, value = node_record_value(owner.make_record((("127.0.0.1", 1),)))
     assert proto.rpc_store(("127.0.0.1", 9000), owner.node_id, key, value) is True
@@ -87,7 +87,7 @@ async def test_store_keeps_only_signed_values() -> None:
 
 
 async def test_an_answer_from_a_node_we_did_not_ask_is_ignored() -> None:
-    proto, links, spawned = _protocol()
+    proto, links, _spawned = _protocol()
     asked, intruder = Identity.generate(), Identity.generate()
     asked_link, intruder_link = FakeLink(asked, []), FakeLink(intruder, [])
     links.links[asked.node_id] = asked_link
@@ -105,7 +105,7 @@ async def test_an_answer_from_a_node_we_did_not_ask_is_ignored() -> None:
 
 
 async def test_malformed_answers_count_as_no_answer() -> None:
-    proto, links, spawned = _protocol()
+    proto, links, _spawned = _protocol()
     peer = Identity.generate()
     link = FakeLink(peer, [])
     links.links[peer.node_id] = link

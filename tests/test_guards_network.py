@@ -60,7 +60,7 @@ async def test_every_circuit_starts_at_a_guard_and_a_restart_keeps_them(tmp_path
         assert (await _circuit(again, echo)).path[0] in guards
 
         # a path to one of our guards never starts at that guard (no loop), but at another guard
-        to_guard = sorted(guards)[0]
+        to_guard = min(guards)
         looped = await again.open_circuit((HopRandom(), HopRandom(), HopId(to_guard)), RelayConnect(Proto.DHT), "dht")
         assert len(set(looped.path)) == 3 and looped.path[0] in guards - {to_guard}
         looped.reset(ErrorKind.CLOSED)

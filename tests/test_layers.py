@@ -395,7 +395,7 @@ def test_backend_rejects_unknown_choice() -> None:
 
 
 def test_package_exports_the_chosen_backend() -> None:
-    import globalnet.crypto as crypto
+    from globalnet import crypto
 
     name, module = backend.load()
     assert name == crypto.BACKEND_NAME

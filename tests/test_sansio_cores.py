@@ -155,6 +155,15 @@ def test_a_tampered_frame_fails_and_tells_the_circuit() -> None:
     assert b.fail(GnetError(ErrorKind.CLOSED, "again"), tell_circuit=True) is None  # one failure only
 
 
+def test_a_datagram_frame_on_a_stream_circuit_is_a_protocol_error() -> None:
+    a, b = _ends()
+    wire = a.session.send_datagram(b"not for a stream")
+    assert wire is not None
+    events = b.receive(wire, end=False)
+    assert len(events) == 1 and isinstance(events[0], Failed)
+    assert events[0].error.kind is ErrorKind.PROTOCOL and events[0].tell_circuit
+
+
 def test_early_data_before_attach_is_bounded() -> None:
     core = ClientCircuitCore()
     core.state = CircuitState.OPEN  # as after the last hop's reply

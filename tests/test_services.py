@@ -17,10 +17,15 @@ import nacl.signing
 import pytest
 
 from globalnet.dht.storage import SignedStorage
-from globalnet.dht.values import validate_value
+from globalnet.dht.values import BlindedValue, validate_value
 from globalnet.errors import ErrorKind, GnetError, ProtocolError
-from globalnet.dht.values import BlindedValue
-from globalnet.service.address import decode_address, encode_address, service_id, service_onion_key, service_onion_public
+from globalnet.service.address import (
+    decode_address,
+    encode_address,
+    service_id,
+    service_onion_key,
+    service_onion_public,
+)
 from globalnet.service.descriptor import (
     PERIOD,
     AccessPointEntry,
@@ -127,7 +132,7 @@ BIG_BODY = pattern(BIG)
 class _Page(http.server.BaseHTTPRequestHandler):
     """GET /<n>: n pattern bytes (the service's local web server)."""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         n = int(self.path.strip("/") or "0")
         body = BIG_BODY[:n] if n <= BIG else b""
         self.send_response(200)
@@ -175,7 +180,7 @@ async def test_a_service_end_to_end(tmp_path: Path) -> None:
 
 async def _service_session(tmp_path: Path, web: int) -> None:
     async with asyncio.timeout(240), network(tmp_path) as net:
-        seed, relays, svc, service = await _service_network(net, web)
+        seed, _relays, svc, service = await _service_network(net, web)
         hostname = (tmp_path / "svc" / "services" / "web" / "hostname").read_text().strip()
         assert hostname == service.address
         key_file = tmp_path / "svc" / "services" / "web" / "private.key"

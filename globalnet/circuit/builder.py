@@ -12,11 +12,10 @@ import itertools
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
-from ..endpoint.pump import StreamPump
 from ..errors import ErrorKind, GnetError
 from ..identity import verify_node_record
 from ..link.quic_link import HopStream, Link
@@ -50,6 +49,15 @@ class HopTarget:
         return f"{where}#{pin}" if where and pin else where or pin
 
 
+class CircuitConsumer(Protocol):
+    """Who takes a client circuit's unwrapped bytes: a StreamPump, a DatagramPump,
+    a hidden service's registration or session end."""
+
+    def feed(self, data: bytes | bytearray, end: bool) -> None: ...
+
+    def circuit_reset(self, kind: ErrorKind) -> None: ...
+
+
 @dataclass
 class ClientCircuit:
     """StreamHandler of the circuit's first hop stream."""
@@ -60,7 +68,7 @@ class ClientCircuit:
     core: ClientCircuitCore = field(default_factory=ClientCircuitCore)
     path: list[bytes] = field(default_factory=list)  # node ids, hop 1 first
     created: float = field(default_factory=time.monotonic)
-    pump: StreamPump | None = None
+    pump: CircuitConsumer | None = None
     error: GnetError | None = None
     _reply: asyncio.Future[object] | None = None
     closed: bool = False
@@ -128,9 +136,9 @@ class ClientCircuit:
         if isinstance(reply, RelayConnectFail):
             self.reset(reply.kind)
             raise GnetError(reply.kind, f"hop {short_id(node_id)} refused: {reply.reason}")
-        return reply.record  # type: ignore[attr-defined,no-any-return]
+        return reply.record  # type: ignore[attr-defined]
 
-    def attach(self, pump: StreamPump) -> None:
+    def attach(self, pump: CircuitConsumer) -> None:
         self.pump = pump
         if self.closed or self.error is not None:  # it died before it had a consumer: say so now
             pump.circuit_reset(self.error.kind if self.error is not None else ErrorKind.LINK_LOST)

@@ -228,7 +228,7 @@ class GuardSet:
                     int(row.get("failures", 0)),
                     None if down is None else float(down),
                     None if last is None else float(last),
-                    None if row.get("last_try") is None else float(row["last_try"]),  # type: ignore[arg-type]
+                    None if row.get("last_try") is None else float(row["last_try"]),
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"guards: a malformed entry ({exc})") from None

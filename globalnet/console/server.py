@@ -24,16 +24,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from .. import __version__
 from .commands import Console
+from .node_api import ConsoleNode
 from .view import NodeConsoleView
-
-if TYPE_CHECKING:
-    from ..node import Node
 
 log = structlog.get_logger("globalnet.console")
 
@@ -218,7 +216,7 @@ class ConsoleServer:
             client.writer.close()
 
 
-async def start_console(node: Node, host: str, port: int) -> ConsoleServer:
+async def start_console(node: ConsoleNode, host: str, port: int) -> ConsoleServer:
     """The console of a running node, on host:port, showing the node's messages."""
     greeting = (
         f"GlobalNet node {node.identity.node_id.hex()} (gclient {__version__}). "

@@ -14,7 +14,7 @@ import os
 import resource
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import __version__
 from ..dht.values import ValueKind, record_from_value, validate_value
@@ -26,8 +26,7 @@ from .commands import ConsoleError, Destination
 #: The node's own DHT requests wait for a circuit and then for an answer; the console waits no longer than this.
 DHT_TIMEOUT = 60.0
 
-if TYPE_CHECKING:
-    from ..node import Node
+from .node_api import ConsoleNode
 
 
 def rss_bytes() -> int | None:
@@ -45,7 +44,7 @@ def flags_of(flags: int) -> list[str]:
 
 
 class NodeConsoleView:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: ConsoleNode) -> None:
         self.node = node
 
     def node_id(self) -> str:

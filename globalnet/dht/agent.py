@@ -59,7 +59,7 @@ class DhtAgent:
         self.inflight = 0
         self.closed = False
 
-    def feed(self, data: bytes, end: bool) -> None:
+    def feed(self, data: bytes | bytearray, end: bool) -> None:
         try:
             events = self.session.receive(data)
             for ev in events:
@@ -193,7 +193,7 @@ class DhtClient:
         return data.payload[0] if data.status is DhtStatus.OK and data.payload else 0
 
     # -- consumer of the circuit's bytes ------------------------------------
-    def feed(self, data: bytes, end: bool) -> None:
+    def feed(self, data: bytes | bytearray, end: bool) -> None:
         session = self._session
         if session is None:
             return

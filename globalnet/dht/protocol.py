@@ -132,7 +132,7 @@ class GnetKademliaProtocol(KademliaProtocol):
         msg_id, body = message[1 : 1 + MSG_ID], message[1 + MSG_ID :]
         try:
             data = umsgpack.unpackb(body)
-        except Exception:  # umsgpack raises many types on junk
+        except Exception:  # noqa: BLE001 — umsgpack raises many types on junk; a bad RPC is dropped, never fatal
             self.dropped += 1
             return
         address = peer.addresses[0] if peer.addresses else None

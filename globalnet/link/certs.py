@@ -26,7 +26,7 @@ def certificate_pem(identity: Identity) -> tuple[bytes, bytes]:
     """A self-signed certificate and its PKCS#8 key, both PEM."""
     key = Ed25519PrivateKey.from_private_bytes(bytes(identity.signing_key))
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gnet")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

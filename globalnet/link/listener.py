@@ -28,8 +28,6 @@ import asyncio
 import dataclasses
 import os
 import socket
-
-from .udp import size_buffers
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +38,7 @@ from qh3.quic.configuration import QuicConfiguration
 
 from . import qh3_fastpath  # noqa: F401  (qh3's per-datagram logging skipped when no qlog is set)
 from .path_mtu import datagram_size_for
+from .udp import size_buffers
 
 
 class BatchingQuicServer(QuicServer):

@@ -30,10 +30,10 @@ from ..errors import ErrorKind, GnetError
 from ..identity import Identity
 from ..wire.records import NodeRecord, short_id
 from .certs import certificate_pem
-from .quic_link import ALPN, HopStream, Link
-from .udp import size_buffers
 from .listener import listen as listen_udp
 from .path_mtu import datagram_size_for
+from .quic_link import ALPN, HopStream, Link
+from .udp import size_buffers
 
 log = structlog.get_logger("globalnet.link")
 
@@ -117,9 +117,8 @@ class LinkManager:
         known = node_id if node_id is not None else self._by_address.get(key)
         if known is not None:
             existing = self.links.get(known)
-            if existing is not None and existing.is_ready:
-                if node_id is None or existing.peer_id == node_id:
-                    return existing
+            if existing is not None and existing.is_ready and (node_id is None or existing.peer_id == node_id):
+                return existing
         task = self._dials.get(key)
         if task is None:
             task = asyncio.ensure_future(self._dial(host, port, node_id))
@@ -170,7 +169,7 @@ class LinkManager:
             config.max_datagram_size = datagram_size_for(addr, self.settings.max_datagram_size)
             quic = QuicConnection(configuration=config)
             factory = functools.partial(Link, quic, manager=self, dialler=True, expected_id=node_id, address=(host, port))
-            transport, protocol = await create_optimized_datagram_transport(loop, factory, sock=sock)
+            _transport, protocol = await create_optimized_datagram_transport(loop, factory, sock=sock)
             link: Link = protocol  # type: ignore[assignment]
             link.owned_transport = True
             self.all_links.add(link)

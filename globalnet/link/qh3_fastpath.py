@@ -27,7 +27,7 @@ _original_receive_many = QuicConnection.receive_many_datagrams
 def datagrams_to_send(self: Any, now: float) -> list[tuple[bytes, NetworkAddress]]:
     core = self._core
     if core is None or self._quic_logger is not None:
-        return _original_datagrams_to_send(self, now)  # type: ignore[no-any-return]
+        return _original_datagrams_to_send(self, now)
     poll = core.poll_transmit
     out: list[tuple[bytes, NetworkAddress]] = []
     try:

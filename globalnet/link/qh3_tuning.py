@@ -38,8 +38,8 @@ def _parameters(**kwargs: Any) -> Any:
 
 
 def apply() -> None:
-    _connection.QuicConnectionCore = _core  # type: ignore[misc]
-    _tls_bridge.QuicTransportParameters = _parameters  # type: ignore[misc]
+    _connection.QuicConnectionCore = _core  # type: ignore[misc, assignment]  # a factory stands in for the class
+    _tls_bridge.QuicTransportParameters = _parameters  # type: ignore[misc, assignment]  # a factory stands in for the class
 
 
 apply()

@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import structlog
 from qh3.asyncio.protocol import QuicConnectionProtocol
@@ -23,15 +23,13 @@ from qh3.quic import events
 from qh3.quic.connection import QuicConnection
 
 from ..errors import ErrorKind, GnetError
+from ..identity import Identity
 from ..wire.framing import MessageSplitter, prefix
 from ..wire.records import NodeRecord, node_id_of, short_id
 from . import qh3_tuning  # noqa: F401  (raises qh3's stream limit before any connection exists)
 from .auth import ControlChannel, LinkReady, PeerClosed, PeersReceived, PongReceived
 from .certs import identity_key_from_spki
 from .liveness import LinkDead, LivenessCore, SendPing
-
-if TYPE_CHECKING:
-    from .manager import LinkManager
 
 log = structlog.get_logger("globalnet.link")
 
@@ -49,6 +47,30 @@ class StreamHandler(Protocol):
     def stream_data(self, data: bytes, end: bool) -> None: ...
 
     def stream_reset(self, kind: ErrorKind) -> None: ...
+
+
+class HasDialTimeout(Protocol):
+    @property
+    def dial_timeout(self) -> float: ...
+
+
+class LinkOwner(Protocol):
+    """What a link needs from the LinkManager that owns it (who we are, where to report):
+    a protocol, so link/quic_link.py and link/manager.py do not import each other."""
+
+    @property
+    def identity(self) -> Identity: ...
+    @property
+    def settings(self) -> HasDialTimeout: ...
+    @property
+    def on_peers(self) -> Callable[[Link, list[bytes]], None]: ...
+    @property
+    def on_dht(self) -> Callable[[Link, bytes], None]: ...
+
+    def own_record(self) -> NodeRecord: ...
+    def link_ready(self, link: Link) -> None: ...
+    def incoming_stream(self, hs: HopStream) -> None: ...
+    def link_closed(self, link: Link) -> None: ...
 
 
 class _Unclaimed:
@@ -105,7 +127,7 @@ class Link(QuicConnectionProtocol):
         quic: QuicConnection,
         stream_handler: Any = None,
         *,
-        manager: LinkManager,
+        manager: LinkOwner,
         dialler: bool,
         expected_id: bytes | None = None,
         address: tuple[str, int] | None = None,
@@ -211,7 +233,7 @@ class Link(QuicConnectionProtocol):
     def send_buffer_size_total(self) -> int:
         try:
             return int(self._quic.get_send_buffer_size())
-        except Exception:
+        except Exception:  # noqa: BLE001 — qh3 raises assorted types on a closed connection
             return 0
 
     # -- identity ------------------------------------------------------------
@@ -237,7 +259,7 @@ class Link(QuicConnectionProtocol):
             sid = self._quic._open_stream()
         except ValueError as exc:  # the peer's stream limit
             raise GnetError(ErrorKind.RESOURCE_LIMIT, f"link to {self.label()}: {exc}") from None
-        except Exception as exc:  # qh3: the connection closed under us (its event not seen yet)
+        except Exception as exc:  # noqa: BLE001 — qh3: the connection closed under us (its event not seen yet)
             self.close_reason = self.close_reason or GnetError(ErrorKind.LINK_LOST, str(exc))
             self._finish()
             raise GnetError(ErrorKind.LINK_LOST, f"link to {self.label()}: {exc}") from None
@@ -248,7 +270,7 @@ class Link(QuicConnectionProtocol):
     def send_stream(self, stream_id: int, data: bytes | bytearray | memoryview, end: bool) -> None:
         try:
             self._quic.send_stream_data(stream_id, data, end)
-        except Exception as exc:  # qh3 raises on a stream it already closed, or a closed connection
+        except Exception as exc:  # noqa: BLE001 — qh3 raises on a stream it already closed, or a closed connection
             if self._connection_gone():
                 return
             log.debug("stream write failed", link=self.label(), stream=stream_id, error=str(exc))
@@ -285,14 +307,14 @@ class Link(QuicConnectionProtocol):
         try:
             self._quic.reset_stream(stream_id, code)
             self._quic.stop_stream(stream_id, code)
-        except Exception:  # already finished on one side: nothing to abort
+        except Exception:  # noqa: BLE001, S110 — already finished on one side: nothing to abort
             pass
         self._transmit_soon()
 
     def send_buffer_size(self, stream_id: int) -> int:
         try:
             return int(self._quic.get_send_buffer_size(stream_id))
-        except Exception:
+        except Exception:  # noqa: BLE001 — qh3 raises assorted types on a finished stream
             return 0
 
     def maybe_forget(self, hs: HopStream) -> None:
@@ -426,7 +448,7 @@ class Link(QuicConnectionProtocol):
         if self._dht_out is None:
             try:
                 self._dht_out = self._quic._open_stream(is_unidirectional=True)
-            except Exception:  # qh3 closed the connection; the RPC times out like a lost datagram (make testnet)
+            except Exception:  # noqa: BLE001 — qh3 closed the connection; the RPC times out like a lost datagram (make testnet)
                 self._connection_gone()
                 return
         self.send_stream(self._dht_out, prefix(message), False)
@@ -450,7 +472,7 @@ class Link(QuicConnectionProtocol):
         hs.closed = True
         try:
             self._quic.reset_stream(sid, code)
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 — qh3 raises assorted types on a finished stream
             pass
         self._transmit_soon()
         hs.handler.stream_reset(ErrorKind.from_wire(code))

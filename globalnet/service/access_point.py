@@ -127,7 +127,7 @@ class Registration:
     replays: ReplayCache = field(default_factory=lambda: ReplayCache(8192))
     waiting: dict[bytes, _Waiting] = field(default_factory=dict)
 
-    def feed(self, data: bytes, end: bool) -> None:
+    def feed(self, data: bytes | bytearray, end: bool) -> None:
         try:
             for ev in self.session.receive(data):
                 if isinstance(ev, RequestFrameReceived) and ev.type is FrameType.SERVICE_REGISTER and not self.service:

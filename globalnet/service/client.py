@@ -28,11 +28,11 @@ from ..wire.records import short_id
 from .access_point import RendezvousAsk
 from .address import check_service_key, decode_address, service_id, service_onion_public
 from .descriptor import AccessPointEntry, Descriptor, current_period, descriptor_key, open_descriptor
+from .node_api import ServiceClientNode
 from .pow import solve_work
 
 if TYPE_CHECKING:
     from ..circuit.builder import ClientCircuit
-    from ..node import Node
 
 log = structlog.get_logger("globalnet.service")
 
@@ -52,7 +52,7 @@ _CACHE_MAX = 256
 MAX_CLIENT_EFFORT = 1 << 20  # we never work longer than ~1-2 s for a rendezvous
 
 
-async def find_descriptor(node: Node, service_key: bytes, fresh: bool = False) -> Descriptor:
+async def find_descriptor(node: ServiceClientNode, service_key: bytes, fresh: bool = False) -> Descriptor:
     """The service's descriptor: cached until it expires, else looked up through a circuit."""
     cache: dict[bytes, Descriptor] = node.service_descriptors
     cached = cache.get(service_key)
@@ -65,7 +65,7 @@ async def find_descriptor(node: Node, service_key: bytes, fresh: bool = False) -
     return descriptor
 
 
-async def _lookup_descriptor(node: Node, service_key: bytes) -> Descriptor:
+async def _lookup_descriptor(node: ServiceClientNode, service_key: bytes) -> Descriptor:
     """This period's descriptor (or the previous period's, near the boundary), decrypted.
 
     The error says why not: SERVICE_NOT_AUTHORIZED (it wants a client key we lack),
@@ -91,7 +91,7 @@ async def _lookup_descriptor(node: Node, service_key: bytes) -> Descriptor:
 
 
 async def open_service_circuit(
-    node: Node, address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None
+    node: ServiceClientNode, address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None
 ) -> ClientCircuit:
     """A circuit whose last hop is the service; `command` is what we ask of it
     (default: a TCP session to its own target, or to `then`)."""
@@ -121,7 +121,7 @@ async def _rendezvous_command(descriptor: Descriptor, entry: AccessPointEntry) -
 
 
 async def _through_access_points(
-    node: Node,
+    node: ServiceClientNode,
     service_key: bytes,
     descriptor: Descriptor,
     then: TargetTcp | None,

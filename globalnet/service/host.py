@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import nacl.signing
 import structlog
 
-from ..config import ServiceConfig
 from ..endpoint.session import EndReceived, FrameSession, RequestFrameReceived
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity, load_or_create_identity
@@ -45,11 +44,12 @@ from .access_point import RegisterBody, proof_hash
 from .address import encode_address, service_id, service_onion_key
 from .client_auth import load_authorized_clients
 from .descriptor import DESCRIPTOR_LIFETIME, PERIOD, AccessPointEntry, Descriptor, build_descriptor, current_period
+from .node_api import ServiceHostNode
 from .pow import EffortController, EffortQueue
+from .settings import ServiceConfig
 
 if TYPE_CHECKING:
     from ..circuit.builder import ClientCircuit
-    from ..node import Node
 
 log = structlog.get_logger("globalnet.service")
 
@@ -179,7 +179,7 @@ class _Intro:
     registered: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     dead: bool = False
 
-    def feed(self, data: bytes, end: bool) -> None:
+    def feed(self, data: bytes | bytearray, end: bool) -> None:
         try:
             for ev in self.session.receive(data):
                 if isinstance(ev, RequestFrameReceived) and ev.type is FrameType.SERVICE_REGISTERED:
@@ -206,7 +206,7 @@ class _Intro:
 
 
 class HostedService:
-    def __init__(self, node: Node, config: ServiceConfig, access_points: int = ACCESS_POINTS) -> None:
+    def __init__(self, node: ServiceHostNode, config: ServiceConfig, access_points: int = ACCESS_POINTS) -> None:
         self.node = node
         self.config = config
         self.name = config.name

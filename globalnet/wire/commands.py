@@ -46,7 +46,7 @@ SERVICE_RENDEZVOUS = "renzv"  # RENZV_CONNECT: a client asks the access point fo
 SERVICE_JOIN = "join"  # the service answers a rendezvous (node id field = the cookie)
 
 
-def bridges(command: "RelayConnect") -> bool:
+def bridges(command: RelayConnect) -> bool:
     """Does the hop that accepts `command` become a bridge (XOR layer) rather than an endpoint?"""
     return command.proto is Proto.PEER or (
         command.proto is Proto.SERVICE and command.host.split(":")[0] in (SERVICE_RENDEZVOUS, SERVICE_JOIN)

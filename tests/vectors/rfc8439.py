@@ -20,37 +20,37 @@ SUNSCREEN = (
 # Appendix A.1: ChaCha20 block function, (key, nonce, block counter, keystream).
 A1_BLOCKS = [
     (bytes(32), bytes(12), 0,
-     "76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1aa836efcc8b770dc7"
-     "da41597c5157488d7724e03fb8d84a376a43b8f41518a11cc387b669b2ee6586"),
+     ("76b8e0ada0f13d90405d6ae55386bd28bdd219b8a08ded1aa836efcc8b770dc7"
+     "da41597c5157488d7724e03fb8d84a376a43b8f41518a11cc387b669b2ee6586")),
     (bytes(32), bytes(12), 1,
-     "9f07e7be5551387a98ba977c732d080dcb0f29a048e3656912c6533e32ee7aed"
-     "29b721769ce64e43d57133b074d839d531ed1f28510afb45ace10a1f4b794d6f"),
+     ("9f07e7be5551387a98ba977c732d080dcb0f29a048e3656912c6533e32ee7aed"
+     "29b721769ce64e43d57133b074d839d531ed1f28510afb45ace10a1f4b794d6f")),
     (bytes(31) + b"\x01", bytes(12), 1,
-     "3aeb5224ecf849929b9d828db1ced4dd832025e8018b8160b82284f3c949aa5a"
-     "8eca00bbb4a73bdad192b5c42f73f2fd4e273644c8b36125a64addeb006c13a0"),
+     ("3aeb5224ecf849929b9d828db1ced4dd832025e8018b8160b82284f3c949aa5a"
+     "8eca00bbb4a73bdad192b5c42f73f2fd4e273644c8b36125a64addeb006c13a0")),
     (b"\x00\xff" + bytes(30), bytes(12), 2,
-     "72d54dfbf12ec44b362692df94137f328fea8da73990265ec1bbbea1ae9af0ca"
-     "13b25aa26cb4a648cb9b9d1be65b2c0924a66c54d545ec1b7374f4872e99f096"),
+     ("72d54dfbf12ec44b362692df94137f328fea8da73990265ec1bbbea1ae9af0ca"
+     "13b25aa26cb4a648cb9b9d1be65b2c0924a66c54d545ec1b7374f4872e99f096")),
     (bytes(32), bytes(11) + b"\x02", 0,
-     "c2c64d378cd536374ae204b9ef933fcd1a8b2288b3dfa49672ab765b54ee27c7"
-     "8a970e0e955c14f3a88e741b97c286f75f8fc299e8148362fa198a39531bed6d"),
+     ("c2c64d378cd536374ae204b9ef933fcd1a8b2288b3dfa49672ab765b54ee27c7"
+     "8a970e0e955c14f3a88e741b97c286f75f8fc299e8148362fa198a39531bed6d")),
 ]
 
 # (key, nonce, initial counter, plaintext, ciphertext): section 2.4.2 and A.2 #3.
 ENCRYPTIONS = [
     (RFC_KEY, bytes.fromhex("000000000000004a00000000"), 1, SUNSCREEN,
-     "6e2e359a2568f98041ba0728dd0d6981e97e7aec1d4360c20a27afccfd9fae0b"
+     ("6e2e359a2568f98041ba0728dd0d6981e97e7aec1d4360c20a27afccfd9fae0b"
      "f91b65c5524733ab8f593dabcd62b3571639d624e65152ab8f530c359f0861d8"
      "07ca0dbf500d6a6156a38e088a22b65e52bc514d16ccf806818ce91ab7793736"
-     "5af90bbf74a35be6b40b8eedf2785e42874d"),
+     "5af90bbf74a35be6b40b8eedf2785e42874d")),
     (bytes.fromhex("1c9240a5eb55d38af333888604f6b5f0473917c1402b80099dca5cbc207075c0"),
      bytes(11) + b"\x02", 42,
-     b"'Twas brillig, and the slithy toves\nDid gyre and gimble in the wabe:\n"
-     b"All mimsy were the borogoves,\nAnd the mome raths outgrabe.",
-     "62e6347f95ed87a45ffae7426f27a1df5fb69110044c0d73118effa95b01e5cf"
+     (b"'Twas brillig, and the slithy toves\nDid gyre and gimble in the wabe:\n"
+     b"All mimsy were the borogoves,\nAnd the mome raths outgrabe."),
+     ("62e6347f95ed87a45ffae7426f27a1df5fb69110044c0d73118effa95b01e5cf"
      "166d3df2d721caf9b21e5fb14c616871fd84c54f9d65b283196c7fe4f60553eb"
      "f39c6402c42234e32a356b3e764312a61a5532055716ead6962568f87d3f3f77"
-     "04c6a8d1bcd1bf4d50d6154b6da731b187b58dfd728afa36757a797ac188d1"),
+     "04c6a8d1bcd1bf4d50d6154b6da731b187b58dfd728afa36757a797ac188d1")),
 ]
 
 # Section 2.8.2: AEAD_CHACHA20_POLY1305 (key, nonce, aad, plaintext, ciphertext || tag).
@@ -59,10 +59,10 @@ AEAD_282 = (
     bytes.fromhex("070000004041424344454647"),
     bytes.fromhex("50515253c0c1c2c3c4c5c6c7"),
     SUNSCREEN,
-    "d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d6"
+    ("d31a8d34648e60db7b86afbc53ef7ec2a4aded51296e08fea9e2b5a736ee62d6"
     "3dbea45e8ca9671282fafb69da92728b1a71de0a9e060b2905d6a5b67ecd3b36"
     "92ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc"
-    "3ff4def08e4b7a9de576d26586cec64b6116" "1ae10b594f09e26a7e902ecbd0600691",
+    "3ff4def08e4b7a9de576d26586cec64b6116" "1ae10b594f09e26a7e902ecbd0600691"),
 )
 # fmt: on
 
