@@ -52,10 +52,12 @@ class ErrorKind(enum.IntEnum):
 
     @classmethod
     def from_wire(cls, code: int) -> ErrorKind:
+        """A kind a peer sent; a peer cannot claim our own misuse (LOCAL_PROTOCOL): that reads as PROTOCOL."""
         try:
-            return cls(code)
+            kind = cls(code)
         except ValueError:
             return cls.PROTOCOL
+        return cls.PROTOCOL if kind is cls.LOCAL_PROTOCOL else kind
 
 
 _SOCKS_REPLY = {
