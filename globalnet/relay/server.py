@@ -20,7 +20,8 @@ import structlog
 
 from ..endpoint.datagram_flow import DEFAULT_IDLE_TIMEOUT
 from ..endpoint.pump import StreamPump
-from ..endpoint.session import RELAY_SLACK, WINDOW, FrameSession
+from ..endpoint.congestion import MAX_WINDOW
+from ..endpoint.session import RELAY_SLACK, FrameSession
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity
 from ..link.manager import LinkManager
@@ -36,8 +37,9 @@ log = structlog.get_logger("globalnet.relay")
 CONNECT_TIMEOUT = 10.0
 #: A hop stream must deliver its whole first handshake message within this.
 SETUP_TIMEOUT = 10.0
-#: A relay resets a stream that queues more than this (one window + control frames).
-MAX_QUEUED = WINDOW + RELAY_SLACK
+#: A relay resets a stream that queues more than this: the protocol's largest
+#: window, and control frames (a well-behaved end never has more in flight).
+MAX_QUEUED = MAX_WINDOW + RELAY_SLACK
 MAX_HOPS = 8192
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], None]
