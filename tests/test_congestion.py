@@ -3,6 +3,8 @@ rate and a base RTT; the queue a window builds adds delay), no sockets, no sleep
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from globalnet.crypto import AeadOpener, AeadSealer
 from globalnet.endpoint.congestion import INITIAL_WINDOW, MAX_WINDOW, MIN_WINDOW, VegasWindow
 from globalnet.endpoint.session import FrameSession
@@ -48,7 +50,7 @@ def test_the_window_backs_off_when_the_rtt_rises() -> None:
     # the bottleneck drops to 8 MiB/s (~1 MiB in flight fills it): queues build, RTT rises
     history = [_round(window, clock, 0.120, 8 * MiB, acked) for _ in range(40)]
     assert history[-1] < grown / 2
-    assert all(b <= a for a, b in zip(history, history[1:]) if a > 3 * MiB)  # it only comes down
+    assert all(b <= a for a, b in pairwise(history) if a > 3 * MiB)  # it only comes down
     assert history[-1] >= MIN_WINDOW
     # the queue it leaves is bounded by the Vegas thresholds (a few MiB at most, not the maximum window)
     assert history[-1] - 8 * MiB * 0.120 <= 2 * MiB

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from globalnet.crypto import AeadOpener, AeadSealer
+from globalnet.endpoint.congestion import MAX_WINDOW
 from globalnet.endpoint.session import (
     CREDIT_BATCH,
     DATA_OVERHEAD,
@@ -28,7 +29,6 @@ from globalnet.endpoint.session import (
     SessionEvent,
     payload_for_credit,
 )
-from globalnet.endpoint.congestion import MAX_WINDOW
 from globalnet.errors import ErrorKind, GnetError, ProtocolError
 from globalnet.wire.framing import (
     MAX_DATA_BODY,

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import ErrorKind, GnetError, ProtocolError
-from .congestion import INITIAL_WINDOW, MAX_WINDOW, VegasWindow
 from ..wire.framing import (
     AEAD_TAG,
     FRAME_HEADER,
@@ -40,6 +39,7 @@ from ..wire.framing import (
     parse_credit,
     prefix,
 )
+from .congestion import INITIAL_WINDOW, MAX_WINDOW, VegasWindow
 
 #: Where every circuit's window starts (the old fixed window). The most any
 #: end may have in flight is MAX_WINDOW; relays enforce that.

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ErrorKind, GnetError
-from .session import DataReceived, EndReceived, FrameSession, MessageReceived, RequestFrameReceived
+from .session import DatagramReceived, DataReceived, EndReceived, FrameSession, MessageReceived, RequestFrameReceived
 
 #: The most the shell reads from TCP in one go.
 READ_CHUNK = 256 * 1024
@@ -65,7 +65,10 @@ class StreamCore:
         events: list[StreamEvent] = []
         if data:
             try:
-                events.extend(self.session.receive(data, now))
+                for ev in self.session.receive(data, now):
+                    if type(ev) is DatagramReceived:
+                        raise GnetError(ErrorKind.PROTOCOL, "a DATAGRAM frame on a stream circuit")
+                    events.append(ev)  # type: ignore[arg-type]
             except GnetError as exc:
                 events.append(self.fail(exc, tell_circuit=True))  # type: ignore[arg-type]
                 return events

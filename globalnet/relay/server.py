@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 import structlog
 
+from ..endpoint.congestion import MAX_WINDOW
 from ..endpoint.datagram_flow import DEFAULT_IDLE_TIMEOUT
 from ..endpoint.pump import StreamPump
-from ..endpoint.congestion import MAX_WINDOW
 from ..endpoint.session import RELAY_SLACK, FrameSession
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity
