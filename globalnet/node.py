@@ -24,6 +24,7 @@ from .link.quic_link import Link
 from .link.manager import LinkManager, LinkSettings
 from .messaging import MessageService, Messenger
 from .policy.exit_policy import ExitPolicy, record_summary
+from .relay.budget import RelayBudget
 from .relay.server import RelayService
 from .wire.commands import Proto, RelayConnect
 from .circuit.resolve import PathResolver
@@ -66,6 +67,7 @@ class Node:
         exit_udp = config.exit.allow_udp if config.exit.enabled else ()
         self.relay.udp_policy = self.udp_policy = ExitPolicy(bool(exit_udp), exit_udp)
         self.relay.udp_idle_timeout = config.udp_idle_timeout
+        self.relay.budget = RelayBudget(config.relay_budget_mib << 20)
         self.peers = PeerTable(self.identity.node_id, config.data_dir)
         self.resolver = PathResolver(self.peers, self._lookup_record)
         # every relay takes part in the DHT; a client-only node uses it through circuits
