@@ -87,3 +87,17 @@ def test_rtt_samples_come_from_credit_frames() -> None:
     a.receive(credit, clock.advance(0.030))
     assert a.window.min_rtt is not None and abs(a.window.min_rtt - 0.040) < 1e-9
     assert a.send_credit == a.window.cwnd
+
+
+def test_bytes_read_before_the_window_shrank_still_go() -> None:
+    """The pump asks `sendable()`, awaits TCP, then sends: a CREDIT that shrinks the
+    window in between must not turn the read bytes into an error (a relay-hop crash
+    seen through a hidden service); the protocol's maximum stays the hard limit."""
+    k1, k2 = bytes([1]) * 32, bytes([2]) * 32
+    a = FrameSession(AeadSealer(k1), AeadOpener(k2))
+    room = a.sendable()
+    a.window.cwnd = INITIAL_WINDOW // 4  # as if a Vegas round had just cut it
+    assert a.send_credit < room
+    wire = a.send_data(b"r" * room)  # what was read under the older window
+    assert len(wire) <= INITIAL_WINDOW
+    assert a.sendable() == 0

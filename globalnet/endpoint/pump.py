@@ -159,7 +159,12 @@ class StreamPump:
                 if finished is not None:
                     self._on_finished(finished)
                 return
-            self._end.send_wire(core.upload(data, self._loop.time()))
+            try:
+                wire = core.upload(data, self._loop.time())
+            except GnetError as exc:  # our own misuse: cost this stream, not the task's owner
+                self.fail(exc, tell_circuit=True)
+                return
+            self._end.send_wire(wire)
 
     def _on_finished(self, ev: Finished) -> None:
         self._end.send_wire(b"", end=True)

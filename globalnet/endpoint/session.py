@@ -118,6 +118,7 @@ class FrameSession:
         self.window = VegasWindow()
         self._inflight = 0  # DATA wire bytes sent, not yet credited
         self._acked_total = 0
+        self._offered = 0  # wire credit the last sendable() offered, not yet used
         self._now: float | None = None  # the clock of the bytes being received (for RTT samples)
         self._unconsumed = 0  # wire bytes received, not yet consumed by the app
         self._consumed_uncredited = 0
@@ -134,21 +135,32 @@ class FrameSession:
     # -- sending ---------------------------------------------------------
     def sendable(self) -> int:
         """How many application bytes may be sent now."""
-        return 0 if self.local_ended else payload_for_credit(self.send_credit)
+        if self.local_ended:
+            return 0
+        self._offered = self.send_credit  # honoured by send_data even if the window shrinks meanwhile
+        return payload_for_credit(self._offered)
 
     def send_data(self, data: bytes | memoryview, now: float | None = None) -> bytes:
-        """Seal `data` into DATA frames; the caller keeps within `sendable()`.
-        `now` (the shell's clock) lets the CREDIT that acknowledges them give an RTT sample."""
+        """Seal `data` into DATA frames; the caller read at most `sendable()` bytes.
+        `now` (the shell's clock) lets the CREDIT that acknowledges them give an RTT sample.
+
+        The window may have shrunk since the caller asked `sendable()` (a CREDIT
+        that ended a Vegas round arrived while it read from TCP): what that call
+        offered still goes (it fit the window of then, so never more than the
+        protocol's MAX_WINDOW); anything beyond the offer and the window is our
+        own misuse."""
         if self.local_ended:
             raise GnetError(ErrorKind.INTERNAL, "send after END")
         view = memoryview(data)
         # Check before sealing: a refused send must not use up AEAD nonces.
         frames = -(-len(view) // MAX_DATA_BODY)
-        if len(view) + frames * DATA_OVERHEAD > self.send_credit:
+        wire_size = len(view) + frames * DATA_OVERHEAD
+        if wire_size > max(self.send_credit, self._offered) or wire_size > MAX_WINDOW - self._inflight:
             raise GnetError(ErrorKind.INTERNAL, "send beyond the credit window")
         plains = [encode_frame(FrameType.DATA, bytes(view[i : i + MAX_DATA_BODY])) for i in range(0, len(view), MAX_DATA_BODY)]
         wire = b"".join(prefix(c) for c in self._sealer.seal_many(plains))
         self._inflight += len(wire)
+        self._offered = max(0, self._offered - len(wire))
         self.window.on_send(len(wire), self._inflight, now)
         self.bytes_sent += len(view)
         return wire
