@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml setup.py cext/gnetcrypto.c
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/python setup.py --quiet build_ext --inplace 2>/dev/null || echo "globalnet: C extension not built; using the pure-Python crypto backend"
-	$(BIN)/python gclient.py --version
+	$(BIN)/gclient --version
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from globalnet.localnet import GCLIENT, ROOT, NodeProcess, free_port, node_id_of
+from globalnet.localnet import GCLIENT_CMD, ROOT, NodeProcess, free_port, node_id_of
 
 MiB = 1024 * 1024
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -188,7 +188,7 @@ class BenchNode(NodeProcess):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        cmd = [*self.prefix, sys.executable, str(GCLIENT), "-data-dir", str(self.data_dir),
+        cmd = [*self.prefix, *GCLIENT_CMD, "-data-dir", str(self.data_dir),
                "--log-json", "--log-level", "debug", *self.args]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         log.close()

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from globalnet.policy.exit_policy import ExitRule, parse_exit_rule
+from globalnet.service.address import AddressError, decode_address
 from globalnet.wire.pathspec import (
     HopAddr,
     PathSpec,
@@ -138,6 +139,8 @@ class Config:
     services: tuple[ServiceConfig, ...] = ()
     proxy_auth: ProxyAuth | None = None  # None: any client may use the proxies
     proxy_timeout: float = DEFAULT_PROXY_TIMEOUT  # bound on one SOCKS request's circuit
+    metrics: tuple[str, int] | None = None  # -metrics: Prometheus /metrics and the status page
+    verify_config: bool = False  # --verify-config: check, print a summary, exit
     udp_idle_timeout: float = DEFAULT_UDP_IDLE_TIMEOUT  # UDP circuits close after this long idle
     relay_budget_mib: int = DEFAULT_RELAY_BUDGET_MIB  # what relaying may queue in memory, all circuits together
 
@@ -150,7 +153,7 @@ examples:
   gclient -listen 9000 -connect "peer:9000, peer2:9000"
 
   # print this node's id (the identity key is created on first run)
-  gclient --id publickey.pem --print-id
+  gclient --id node.private.key --print-id
 
   # local port 1000 -> peer1 -> peer2 -> peer3, which connects to example.com:80
   gclient -tunnel "localhost:1000>peer1:9000>peer2:8080>peer3:9000>example.com:80"
@@ -170,8 +173,9 @@ examples:
   # an exit that may reach only 127.0.0.1 (as in local tests), with a debug console
   gclient -listen 127.0.0.1:9001 -exit -exit-allow 127.0.0.1/32 -console 7000
 
-  # everything from a file, with one setting overridden
+  # everything from a file, with one setting overridden; or only check the file
   gclient -config configs/relay.toml -log-level debug
+  gclient -config configs/relay.toml --verify-config
 
 Every long flag takes one or two dashes (-listen or --listen). Path specs are
 listen>hop>...>target; a hop is host:port, host:port#<node id>, a 40-hex node
@@ -199,12 +203,17 @@ _MANY = "many"  # append: repeatable
 # (name, kind, metavar, help): each becomes -name and --name, dest name_with_underscores.
 _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("version", _FLAG, None, "print the version and exit"),
+    ("verify-config", _FLAG, None,
+     "check the flags and the -config file, say what is wrong or that it is fine, and exit"),
+    ("metrics", None, "[HOST:]PORT",
+     ("Prometheus metrics (/metrics) and a status page (/) over HTTP; a bare PORT "
+     "binds 127.0.0.1, e.g. -metrics 9100")),
     ("connect", _MANY, "PEERS",
      ("peers to link to at start, comma separated, optionally pinned to a node id; "
      'repeatable, e.g. -connect "peer:9000, 10.1.2.3:9000#<40 hex>"')),
     ("id", None, "FILE",
      ("identity key file, created on first run (default <data dir>/identity.key), "
-     "e.g. --id publickey.pem")),
+     "e.g. --id node.private.key; it is a private key: keep it secret, out of git")),
     ("print-id", _FLAG, None, "print this node's id (40 hex) and exit"),
     ("data-dir", None, "DIR",
      (f"state directory (default ${DATA_DIR_ENV} or {DEFAULT_DATA_DIR}), "
@@ -320,6 +329,7 @@ _FILE_KEYS = (
     "listen", "no_listen", "connect", "bootstrap", "id", "data_dir", "tunnels",
     "proxies", "exit", "advertise", "console", "log_json", "log_level",
     "max_datagram_size", "idle_timeout", "services", "proxy_auth", "proxy_timeout",
+    "exit_allow", "exit_allow_udp", "metrics",
     "udp_idle_timeout", "relay_budget",
 )  # fmt: skip
 _EXIT_KEYS = ("enabled", "allow", "allow_udp")
@@ -600,6 +610,9 @@ def _exit(
         if "allow_udp" in table:
             udp_value = _Value(table["allow_udp"], f"key 'exit.allow_udp' in {path}")
             allow_udp = tuple(_each(udp_value, parse_exit_rule, quote_item=False))
+    # the flags' spellings (exit_allow, exit_allow_udp), beside [exit] allow and allow_udp
+    allow = _flag_spelled_rules(file, path, "exit_allow", "allow", allow, enabled or bool(ns.exit))
+    allow_udp = _flag_spelled_rules(file, path, "exit_allow_udp", "allow_udp", allow_udp, enabled or bool(ns.exit))
     if ns.exit:
         enabled = True
     if ns.exit_allow is not None:
@@ -613,6 +626,22 @@ def _exit(
         if not enabled:
             raise ConfigError("-exit-allow-udp needs -exit (this node is not an exit)")
     return ExitConfig(enabled, allow, allow_udp)
+
+
+def _flag_spelled_rules(
+    file: Mapping[str, Any], path: Path | None, key: str, table_key: str,
+    rules: tuple[ExitRule, ...], exit_enabled: bool,
+) -> tuple[ExitRule, ...]:
+    """`exit_allow = [...]` at the top level, as the flag -exit-allow is spelled."""
+    if key not in file:
+        return rules
+    exit_table = file.get("exit")
+    if isinstance(exit_table, dict) and table_key in exit_table:
+        raise ConfigError(f"config file {path}: give '{key}' or 'exit.{table_key}', not both")
+    if not exit_enabled:
+        raise ConfigError(f"key '{key}' in {path} needs exit = true (this node is not an exit)")
+    value = _Value(file[key], f"key '{key}' in {path}")
+    return tuple(_each(value, parse_exit_rule, quote_item=False))
 
 
 def _connect(
@@ -642,6 +671,11 @@ def _specs(value: _Value | None, kind: str) -> tuple[PathSpec, ...]:
     specs = _each(value, parse_path_spec)
     for spec in specs:
         target = spec.target
+        if isinstance(target, TargetService):
+            try:
+                decode_address(target.address)
+            except AddressError as exc:  # a typo found now, not on the first connection
+                value.fail(f"{format_path_spec(spec)!r}: service address: {exc.problem}")
         if kind == "tunnel" and isinstance(target, TargetInternet):
             value.fail(
                 f"{format_path_spec(spec)!r}: 'internet' is for -proxy; a tunnel needs "
@@ -673,6 +707,8 @@ def _check_local_ports(config: Config) -> None:
     ]
     if config.console is not None:
         named.append(("-console", config.console))
+    if config.metrics is not None:
+        named.append(("-metrics", config.metrics))
     for name, (host, port) in named:
         if port == 0:
             continue
@@ -715,6 +751,9 @@ def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
             if rest.lower().startswith("udp:"):
                 udp.add(name)
                 rest = rest[len("udp:"):]
+            if rest.strip().isdigit():
+                udp_prefix = "udp:" if name in udp else ""
+                value.fail(f"{item!r}: the host is missing: write {name}={udp_prefix}127.0.0.1:{rest.strip()}")
             try:
                 hop = parse_hop_addr(rest)
             except PathSpecError as exc:
@@ -788,6 +827,12 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
             DEFAULT_IDLE_TIMEOUT,
         ),
         version=bool(ns.version),
+        verify_config=bool(ns.verify_config),
+        metrics=_or(
+            pick("metrics", "-metrics", "metrics"),
+            lambda v: _as_address(v, "127.0.0.1"),
+            None,
+        ),
         services=_services(pick("service", "-service", "services")),
         proxy_auth=_or(pick("proxy_auth", "-proxy-auth", "proxy_auth"), _as_proxy_auth, None),
         proxy_timeout=_or(

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GCLIENT = ROOT / "gclient.py"
+#: How a node process is started: the installed package's `gclient`, whatever the checkout.
+GCLIENT_CMD = (sys.executable, "-m", "globalnet")
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -57,6 +58,7 @@ class NodeProcess:
     #: Run the node under this command, e.g. ["ip", "netns", "exec", NAME] (tests/netns.py).
     exec_prefix: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # added to the process environment
+    log_level: str = "debug"  # the tests read debug events; the demo logs at info
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -64,9 +66,9 @@ class NodeProcess:
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 (handed to the child, closed below)
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
-        cmd = [*self.exec_prefix, sys.executable, str(GCLIENT), "-data-dir", str(self.data_dir), "--log-json", "--log-level", "debug", *self.args]
+        cmd = [*self.exec_prefix, *GCLIENT_CMD, "-data-dir", str(self.data_dir), "--log-json", "--log-level", self.log_level, *self.args]
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         log.close()
 
@@ -127,8 +129,9 @@ class NodeProcess:
 class LocalNet:
     """Starts and stops gclient processes under one directory."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, log_level: str = "debug") -> None:
         self.base = base
+        self.log_level = log_level
         self.nodes: list[NodeProcess] = []
 
     def relay(self, name: str, *extra: str, port: int | None = None, env: dict[str, str] | None = None) -> NodeProcess:
@@ -140,11 +143,16 @@ class LocalNet:
         return self._start(NodeProcess(name, ["-no-listen", *args], self.base / name, env=env or {}))
 
     def _start(self, node: NodeProcess) -> NodeProcess:
+        node.log_level = self.log_level
         node.data_dir.mkdir(parents=True, exist_ok=True)
         node.node_id = node_id_of(node.data_dir)
         node.start()
         self.nodes.append(node)
         return node
+
+    def dead(self) -> NodeProcess | None:
+        """The first node whose process has exited, if any."""
+        return next((n for n in self.nodes if n.proc is not None and n.proc.poll() is not None), None)
 
     def stop_all(self) -> None:
         for node in reversed(self.nodes):
@@ -154,16 +162,28 @@ class LocalNet:
 def node_id_of(data_dir: Path) -> str:
     """Create (if needed) the node's identity key and return its node id."""
     out = subprocess.run(
-        [sys.executable, str(GCLIENT), "-data-dir", str(data_dir), "--print-id"],
+        [*GCLIENT_CMD, "-data-dir", str(data_dir), "--print-id"],
         capture_output=True, text=True, check=True, cwd=ROOT,
     )
     return out.stdout.strip()
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """A client that resets its connection (a browser, a cut circuit) is normal here: no traceback."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 class _Page(http.server.BaseHTTPRequestHandler):
     body = b"<html><body><h1>Hello from GlobalNet</h1><p>This page came through a 3-hop circuit.</p></body></html>\n"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(self.body)))
@@ -176,7 +196,7 @@ class _Page(http.server.BaseHTTPRequestHandler):
 
 @contextlib.contextmanager
 def web_server(port: int = 0) -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Page)
+    server = _QuietServer(("127.0.0.1", port), _Page)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -213,16 +233,18 @@ def start_demo(
     web_port: int,
     tunnel_port: int,
     console_port: int | None = None,
+    metrics_port: int | None = None,
     proxy_port: int | None = None,
     service_port: int | None = None,
-    network: "Callable[[LocalNet], None] | None" = None,
+    network: Callable[[LocalNet], None] | None = None,
+    log_level: str = "debug",
 ) -> LocalNet:
     """Relays (the third an exit for 127.0.0.1), a client with a tunnel through the first
     three (and its debug console, a SOCKS5 proxy through the same relays, if given), and,
     with service_port, a node hosting the page as a hidden service plus a client tunnel to it.
     `network` is told the LocalNet before any node starts, so a caller can stop them all if
     start-up fails half way."""
-    net = LocalNet(base)
+    net = LocalNet(base, log_level)
     if network is not None:
         network(net)
     r1 = net.relay("relay1", port=relay_ports[0])
@@ -231,6 +253,7 @@ def start_demo(
     extra = [net.relay(f"relay{i + 1}", "-connect", r1.pinned, port=p) for i, p in enumerate(relay_ports[3:], start=3)]
     hops = f"{r1.pinned}>{r2.pinned}>{r3.pinned}"
     console = ["-console", f"127.0.0.1:{console_port}"] if console_port else []
+    console += ["-metrics", f"127.0.0.1:{metrics_port}"] if metrics_port else []
     proxy = ["-proxy", f"{proxy_port}>{hops}>internet"] if proxy_port else []
     service_tunnel: list[str] = []
     if service_port:
@@ -264,9 +287,12 @@ def main() -> int:
     parser.add_argument("--web-port", type=int, default=8080)
     parser.add_argument("--tunnel-port", type=int, default=8000)
     parser.add_argument("--console-port", type=int, default=0, help="the client's debug console (default: a free port)")
+    parser.add_argument("--metrics-port", type=int, default=0, help="the client's status page and /metrics (default: a free port)")
     parser.add_argument("--proxy-port", type=int, default=9050, help="the client's SOCKS5 proxy (0: none)")
     parser.add_argument("--service-port", type=int, default=8001, help="the client's tunnel to the demo hidden service (0: no service)")
     parser.add_argument("--check", action="store_true", help="fetch the page once through the tunnel and exit")
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning"),
+                        help="the nodes' log level in their log files (default info)")
     args = parser.parse_args()
     base: Path = args.dir
     if base.exists():
@@ -276,7 +302,8 @@ def main() -> int:
     # six relays: a hidden service needs access points besides the relays its circuits cross
     ports = tuple(args.base_port + i for i in range(6 if args.service_port else 3))
     console_port = args.console_port or free_port()
-    busy = [p for p in (args.web_port, args.tunnel_port, args.proxy_port, args.service_port, console_port) if p and not _tcp_free(p)]
+    metrics_port = args.metrics_port or free_port()
+    busy = [p for p in (args.web_port, args.tunnel_port, args.proxy_port, args.service_port, console_port, metrics_port) if p and not _tcp_free(p)]
     busy += [p for p in ports if not _udp_free(p)]
     if busy:
         print(f"localnet: port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use; pick others, see --help", file=sys.stderr)
@@ -286,8 +313,9 @@ def main() -> int:
     with web_server(args.web_port) as web_port:
         try:
             net = start_demo(
-                base, ports, web_port, args.tunnel_port, console_port, args.proxy_port or None, args.service_port or None,
-                network=lambda n: _remember(n),
+                base, ports, web_port, args.tunnel_port, console_port, metrics_port, args.proxy_port or None,
+                args.service_port or None,
+                network=lambda n: _remember(n), log_level=args.log_level,
             )
             url = f"http://127.0.0.1:{args.tunnel_port}/"
             started = time.monotonic()
@@ -296,7 +324,7 @@ def main() -> int:
             took = (time.monotonic() - started) * 1000
             print("\nGlobalNet is running on 127.0.0.1:")
             for node in net.nodes:
-                role = " (exit: 127.0.0.1 allowed)" if "-exit" in node.args else ""
+                role = " (exit: only 127.0.0.1 / localhost; other names refused before DNS)" if "-exit" in node.args else ""
                 where = node.address if node.listen_port else "no listener"
                 print(f"  {node.name:7} {node.node_id}  {where}{role}   log: {node.log_path}")
             print(f"\nA web page on 127.0.0.1:{web_port} is reachable through relay1 > relay2 > relay3:")
@@ -315,7 +343,7 @@ def main() -> int:
                 with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(service_url, timeout=30) as resp:
                     through_service = resp.read()
                 took = (time.monotonic() - started) * 1000
-                print(f"\nThe same page as a hidden service, hosted by the node 'service' (no listener, no address):")
+                print("\nThe same page as a hidden service, hosted by the node 'service' (no listener, no address):")
                 print(f"  {address}")
                 print(f"  first fetch through a rendezvous: {took:.0f} ms, {len(through_service)} bytes")
             print(f"\nTry it:\n  curl {url}")
@@ -327,12 +355,18 @@ def main() -> int:
                 print(f"  curl --socks5-hostname 127.0.0.1:{args.proxy_port} http://localhost:{web_port}/")
                 print(f"\nThe SOCKS5 proxy on 127.0.0.1:{args.proxy_port} goes out through relay3, whose exit policy")
                 print("allows only 127.0.0.1: names are resolved there, never here.")
-            print(f"\nThe client's debug console ('help' lists the commands, 'quit' leaves):\n  nc 127.0.0.1 {console_port}\n")
+            print(f"\nThe client's debug console ('help' lists the commands, 'quit' leaves):\n  nc 127.0.0.1 {console_port}")
+            print(f"Its status page (bootstrap, links, circuits, live bandwidth) and Prometheus metrics:\n"
+                  f"  http://127.0.0.1:{metrics_port}/   http://127.0.0.1:{metrics_port}/metrics\n")
             if args.check:
                 return 0
             print("Ctrl-C stops the network.")
-            while True:
-                time.sleep(3600)
+            while (dead := net.dead()) is None:
+                time.sleep(1.0)
+            code = dead.proc.returncode if dead.proc is not None else None
+            print(f"localnet: {dead.name} exited (status {code}); stopping the network. Its log: {dead.log_path}",
+                  file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             pass
         except (RuntimeError, TimeoutError, OSError) as exc:
@@ -340,8 +374,8 @@ def main() -> int:
             return 1
         finally:
             # every node started so far, even when start-up failed half way
-            for started in _started:
-                started.stop_all()
+            for started_net in _started:
+                started_net.stop_all()
     return 0
 
 

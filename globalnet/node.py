@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from . import __version__
+from .bootstrap import BootstrapTracker, Progress, relays_needed
 from .circuit.builder import ClientCircuit, HopTarget, build_circuit
 from .config import Config
 from .crypto import BACKEND_NAME
@@ -23,10 +24,12 @@ from .identity import Identity, load_or_create_identity
 from .link.quic_link import Link
 from .link.manager import LinkManager, LinkSettings
 from .messaging import MessageService, Messenger
+from .metrics import MetricsSettings, NodeMetrics, start_metrics
 from .policy.exit_policy import ExitPolicy, record_summary
 from .relay.budget import RelayBudget
 from .relay.server import RelayService
 from .wire.commands import Proto, RelayConnect
+from .circuit.guard_store import GuardStore
 from .circuit.resolve import PathResolver
 from .dht.agent import DhtAgent, DhtClient
 from .service.access_point import AccessPoint
@@ -36,10 +39,15 @@ from .dht.participant import Dht
 from .dht.values import ValidValue, node_record_value, record_from_value
 from .endpoint.session import FrameSession
 from .peertable import PeerTable
-from .wire.pathspec import Hop, HopAddr, HopId, HopRandom
+from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, format_host_port
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")
+
+
+def _pin(record: NodeRecord) -> HopAddr:
+    host, port = record.addresses[0]
+    return HopAddr(host, port, record.node_id)
 
 CONNECT_RETRY = (1.0, 60.0)  # first and largest back-off between bootstrap attempts
 UPKEEP_INTERVAL = 30.0
@@ -70,6 +78,7 @@ class Node:
         self.relay.budget = RelayBudget(config.relay_budget_mib << 20)
         self.peers = PeerTable(self.identity.node_id, config.data_dir)
         self.resolver = PathResolver(self.peers, self._lookup_record)
+        self.guards = GuardStore(config.data_dir)
         # every relay takes part in the DHT; a client-only node uses it through circuits
         self.dht: Dht | None = Dht(self.identity.node_id, self.links, self.spawn) if config.listen else None
         if self.dht is not None:
@@ -94,6 +103,15 @@ class Node:
         self.messenger = Messenger(self)  # console messages from this node
         self.console: Any = None  # a console.server.ConsoleServer with -console
         self.proxies: list[Any] = []
+        self.metrics = NodeMetrics()  # per node: several nodes may share a process
+        self.metrics_server: Any = None  # a metrics.MetricsServer with -metrics
+        needed = relays_needed(config.tunnels + config.proxies, len(config.services), bool(config.listen))
+        self.bootstrap = BootstrapTracker(
+            needed,
+            expect_links=needed > 0 or bool(config.connect),
+            expect_dht=self.dht is not None and (needed > 0 or bool(config.connect)),
+            services=tuple(sc.name for sc in config.services),
+        )
 
     # -- records -----------------------------------------------------------
     def _make_record(self) -> NodeRecord:
@@ -159,10 +177,19 @@ class Node:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 if cfg.listen:
-                    host, port = await self.links.listen(*cfg.listen)
+                    try:
+                        host, port = await self.links.listen(*cfg.listen)
+                    except OSError as exc:  # name the address: the bare errno does not
+                        where = format_host_port(*cfg.listen)
+                        raise OSError(exc.errno, f"-listen {where} (UDP): {exc.strerror or exc}") from None
                     self.links.refresh_record()
                 if cfg.console is not None:
                     self.console = await start_console(self, *cfg.console)
+                if cfg.metrics is not None:
+                    from .node_metrics import NodeMetricsSource
+
+                    settings = MetricsSettings(*cfg.metrics)
+                    self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
                 log.info(
                     "node started",
                     node_id=self.identity.node_id.hex(),
@@ -175,9 +202,13 @@ class Node:
                 loaded = self.peers.load()
                 if loaded:
                     log.info("peer table loaded", relays=loaded, file=str(self.peers.path))
+                kept = self.guards.load()
+                if kept:
+                    log.info("guards loaded", guards=kept, file=str(self.guards.path))
                 for peer in cfg.connect:
                     self.spawn(self._keep_connected(peer), "bootstrap")
-                if not cfg.connect and not loaded:
+                self._progress(self.bootstrap.relays_learned(len(self.peers.relays())))
+                if not cfg.connect and not loaded and self.bootstrap.relays_needed > 0:
                     log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
                 for spec in cfg.tunnels:
                     tunnel = UdpTunnel(self, spec, cfg.udp_idle_timeout) if spec.udp else Tunnel(self, spec)
@@ -194,10 +225,13 @@ class Node:
                 if self.dht is not None:
                     self.spawn(self._dht_upkeep(), "dht upkeep")
                 self.ready.set()
+                self._progress(self.bootstrap.start())
                 await self._stop.wait()
                 log.info("node stopping")
                 if self.console is not None:
                     self.console.close()
+                if self.metrics_server is not None:
+                    self.metrics_server.close()
                 self.messenger.close()
                 for tunnel in self.tunnels:
                     tunnel.close()
@@ -240,12 +274,26 @@ class Node:
                 self.links.refresh_record()
                 log.info("onion key rotated")
             self.peers.expire()
+            await self.probe_guards()
+            self._refresh_guards()
             for link in list(self.links.links.values()):
                 link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
             if self.config.listen:
                 await self._keep_links()
             if self.peers.changed:
                 self._save_peers()
+
+    async def probe_guards(self) -> None:
+        """Dial guards that are down when their back-off says so: a guard is given up only
+        after it stayed unreachable at the link layer (circuit failures never count)."""
+        for record in self.guards.due_for_retry():
+            host, port = record.addresses[0]
+            try:
+                await self.links.get_link(host, port, record.node_id)
+            except GnetError:
+                self.guards.link_failed(record.node_id)
+            else:
+                self.guards.link_ok(record.node_id)
 
     async def _keep_links(self) -> None:
         """Link to random known relays until MIN_LINKS links are up."""
@@ -281,6 +329,7 @@ class Node:
             if self.dht is not None:
                 self.dht.add_contact(link.peer)
         link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
+        self._progress(self.bootstrap.links_up(len(self.links.links)))
 
     def _on_peers(self, link: Link, records: list[bytes]) -> None:
         if self.peers.update_many(records):
@@ -300,6 +349,7 @@ class Node:
                     key, value = node_record_value(self.links.own_record())
                     stored = await dht.publish(key, value, keep=True)
                     log.debug("dht joined", contacts=contacts, record_stored_on=stored)
+                    self._progress(self.bootstrap.dht_joined())
                     await self._learn_from_dht()
                     await dht.refresh()
             except (GnetError, TimeoutError) as exc:
@@ -320,13 +370,21 @@ class Node:
 
     async def _open_dht_circuit(self) -> tuple[ClientCircuit, FrameSession]:
         hops = min(3, max(1, len(self.peers.relays())))
-        circuit = await self.open_circuit(tuple(HopRandom() for _ in range(hops)), RelayConnect(Proto.DHT), "dht")
+        circuit = await self.open_circuit(
+            tuple(HopRandom() for _ in range(hops)), RelayConnect(Proto.DHT), "dht", vanguards=True
+        )
         assert circuit.core.session is not None
         return circuit, circuit.core.session
 
     async def dht_lookup(self, key: bytes) -> ValidValue | None:
         """A lookup for ourselves: through a circuit, never from our own address."""
-        return await self.dht_client.lookup(key)
+        try:
+            found = await self.dht_client.lookup(key)
+        except GnetError:
+            self.metrics.dht_lookup(ok=False)
+            raise
+        self.metrics.dht_lookup(ok=found is not None)
+        return found
 
     async def dht_publish(self, key: bytes, value: bytes) -> int:
         return await self.dht_client.publish(key, value)
@@ -348,7 +406,29 @@ class Node:
     def _report_progress(self) -> None:
         known = len(self.peers.relays())
         if known <= 20 or known % 50 == 0:
-            log.info("learning relays", known=known)
+            log.debug("learning relays", known=known)
+        self._progress(self.bootstrap.relays_learned(known))
+
+    # -- bootstrap progress (hooks for guards and services) -------------------
+    def _progress(self, step: Progress | None) -> None:
+        if step is None:
+            return
+        if step.ready:
+            log.info("ready", percent=100, tunnels=len(self.config.tunnels), proxies=len(self.config.proxies),
+                     services=len(self.config.services), relays_known=self.bootstrap.relays_known)
+        else:
+            log.info(step.line(), percent=step.percent, phase=step.phase)
+
+    def service_published(self, name: str) -> None:
+        self._progress(self.bootstrap.service_published(name))
+
+    def guards_chosen(self, count: int) -> None:
+        self._progress(self.bootstrap.guards_chosen(count))
+
+    def _refresh_guards(self) -> None:
+        self.guards.refresh(self.peers.relays())
+        if self.guards.entry.guards:
+            self.guards_chosen(len(self.guards.entry.guards))
 
     # -- circuits ----------------------------------------------------------
     def path_to(self, node_id: bytes, via: tuple[Hop, ...] | None = None) -> tuple[Hop, ...]:
@@ -366,8 +446,13 @@ class Node:
         purpose: str,
         avoid: set[bytes] | None = None,
         isolation: Hashable | None = None,
+        vanguards: bool = False,
     ) -> ClientCircuit:
         """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`.
+
+        A `rand` first hop is one of our entry guards (circuit/guards.py); with
+        `vanguards` (hidden-service and DHT circuits) a `rand` second hop is
+        one of our second-layer guards.
 
         A path with `rand` hops is retried with other relays when a relay on
         it cannot be reached (that relay is marked failed in the peer table);
@@ -378,12 +463,14 @@ class Node:
         attempts = CIRCUIT_ATTEMPTS if any(isinstance(h, HopRandom) for h in hops) else 1
         for attempt in range(attempts):
             try:
-                circuit = await self._open_circuit_once(hops, final, purpose, (avoid or set()) | self._access_points())
+                circuit = await self._open_circuit_once(
+                    hops, final, purpose, (avoid or set()) | self._access_points(), vanguards
+                )
                 circuit.isolation = isolation
                 return circuit
             except GnetError as exc:
-                if exc.node_id is not None:
-                    self.peers.failed(exc.node_id)
+                if exc.node_id is not None and exc.node_id not in self.guards.records:
+                    self.peers.failed(exc.node_id)  # a guard is judged by guards.py, not by the peer table
                 retry = exc.kind in (ErrorKind.NO_ROUTE, ErrorKind.TIMEOUT, ErrorKind.LINK_LOST, ErrorKind.HANDSHAKE_FAILED)
                 if attempt + 1 >= attempts or not retry:
                     raise
@@ -396,17 +483,57 @@ class Node:
         return {ap for service in self.services for ap in service.intros}
 
     async def _open_circuit_once(
-        self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes]
+        self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes], vanguards: bool = False
     ) -> ClientCircuit:
-        targets = await self.resolver.resolve(hops, final, avoid=avoid)
+        targets = await self._resolve_with_guards(hops, final, avoid, vanguards)
         first = targets[0]
         try:
             link = await self.links.get_link(first.host, first.port, first.node_id)
         except GnetError as exc:
+            if first.node_id is not None:
+                self.guards.link_failed(first.node_id)
             raise GnetError(exc.kind, f"hop 1 ({first.describe()}): {exc.detail or exc.kind.describe}", first.node_id) from None
+        if first.node_id is not None:
+            self.guards.link_ok(first.node_id)
+        started = time.monotonic()
         circuit = await build_circuit(link, targets[1:], final, purpose)
+        self.metrics.circuit_built(time.monotonic() - started)
         self.circuits[circuit.id] = circuit
         return circuit
+
+    async def _resolve_with_guards(
+        self, hops: tuple[Hop, ...], final: RelayConnect, avoid: set[bytes], vanguards: bool
+    ) -> list[HopTarget]:
+        """Pin a `rand` first hop to an entry guard (and, with `vanguards`, a `rand` second hop
+        to a second-layer guard), then resolve the rest. A guard that cannot be the first hop
+        of this path (e.g. it is the only exit for the target) gives way to the next guard."""
+        if not hops or not isinstance(hops[0], HopRandom):
+            return await self.resolver.resolve(hops, final, avoid=avoid)
+        for waited in (False, True):
+            self._refresh_guards()
+            named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
+            entries = [g for g in self.guards.entry_guards() if g.node_id not in avoid | named]
+            for guard in entries:
+                try:
+                    return await self.resolver.resolve(self._guarded_hops(hops, guard, avoid, vanguards), final, avoid=avoid, wait=0.0)
+                except GnetError:
+                    continue  # this guard cannot start this path (e.g. it is the only fitting exit)
+            if entries:
+                # no guard fits with the relays known now: wait for more, keeping our first guard
+                return await self.resolver.resolve(self._guarded_hops(hops, entries[0], avoid, vanguards), final, avoid=avoid)
+            if waited:
+                break
+            await self.resolver.resolve(hops, final, avoid=avoid)  # knows no relay yet: wait until it does
+        raise GnetError(ErrorKind.NO_ROUTE, "no entry guard could be chosen")
+
+    def _guarded_hops(self, hops: tuple[Hop, ...], guard: NodeRecord, avoid: set[bytes], vanguards: bool) -> tuple[Hop, ...]:
+        pinned: list[Hop] = [_pin(guard), *hops[1:]]
+        if vanguards and len(hops) > 2 and isinstance(hops[1], HopRandom):
+            named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
+            middles = self.guards.middle_guards(exclude=avoid | named | {guard.node_id})
+            if middles:
+                pinned[1] = _pin(middles[0])
+        return tuple(pinned)
 
     async def open_service(
         self, address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None
@@ -426,6 +553,7 @@ class Node:
             "circuits": len(self.circuits),
             "crypto": BACKEND_NAME,
             "relays_known": len(self.peers.relays()),
+            "bootstrap": self.bootstrap.status(),
             **self.links.statistics(),
             **self.relay.statistics(),
             **(self.dht.statistics() if self.dht else {}),

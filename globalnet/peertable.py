@@ -44,6 +44,9 @@ class PeerTable:
         self.path = data_dir / FILE_NAME if data_dir is not None else None
         self._peers: dict[bytes, PeerEntry] = {}
         self.changed = False
+        #: time.time() when a node was last new to the table: path choice
+        #: waits while the table is still growing, and decides once it is not.
+        self.last_new = 0.0
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -67,6 +70,7 @@ class PeerTable:
             self._evict(now)
         self._peers[record.node_id] = PeerEntry(record, now)
         self.changed = True
+        self.last_new = time.time()
         return True
 
     def add_bytes(self, data: bytes, now: float | None = None) -> NodeRecord | None:

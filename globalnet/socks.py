@@ -36,9 +36,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from .circuit.builder import ClientCircuit
+from .circuit.resolve import NoExitError
 from .config import ProxyAuth
 from .endpoint.pump import StreamPump, abort_with_reset
 from .errors import ErrorKind, GnetError
+from .service.address import AddressError
 from .policy.exit_policy import udp_policy_from_summary
 from .socks_udp import UdpAssociation
 from .wire.commands import Proto, RelayConnect
@@ -180,8 +182,13 @@ class SocksProxy:
             except GnetError as exc:
                 code = exc.kind.socks_reply
                 self.counts[f"reply_{code}"] += 1
-                # the detail may name the target (an exit's policy reason): debug only
-                log.info("socks request failed", proxy=self.port, kind=exc.kind.name, reply=code, reason=exc.kind.describe)
+                # the detail may name the target (an exit's policy reason): debug only;
+                # what is said at info names no host or address
+                extra: dict[str, Any] = {}
+                if isinstance(exc, NoExitError):
+                    extra = {"port": exc.port, "exits_considered": exc.exits}
+                reason = exc.problem if isinstance(exc, AddressError) else exc.kind.describe
+                log.info("socks request failed", proxy=self.port, kind=exc.kind.name, reply=code, reason=reason, **extra)
                 log.debug("socks request failure detail", proxy=self.port, reason=str(exc))
                 writer.write(parser.reply_failure(code, exc.kind.describe))
                 await _close_gently(writer)
@@ -292,7 +299,9 @@ class SocksProxy:
             async with asyncio.timeout(self.request_timeout):
                 return await opening
         except TimeoutError:
-            raise GnetError(ErrorKind.TIMEOUT, f"no circuit within {self.request_timeout:g} s") from None
+            waited = self.node.resolver.waiting_reason
+            detail = f"no circuit within {self.request_timeout:g} s" + (f" ({waited})" if waited else "")
+            raise GnetError(ErrorKind.TIMEOUT, detail) from None
         finally:
             self.waiting -= 1
             notice.cancel()

@@ -66,7 +66,9 @@ class Tunnel:
                         final = RelayConnect(Proto.TCP, self.target.host, self.target.port)
                         circuit = await self.node.open_circuit(self.spec.hops, final, "tunnel")
             except TimeoutError:
-                log.warning("tunnel connection failed", tunnel=self.port, reason="circuit build timed out")
+                waited = self.node.resolver.waiting_reason
+                reason = f"circuit build timed out ({waited})" if waited else "circuit build timed out"
+                log.warning("tunnel connection failed", tunnel=self.port, reason=reason)
                 abort_with_reset(writer)
                 return
             except GnetError as exc:

@@ -21,6 +21,7 @@ from globalnet.config import (
     load_config,
 )
 from globalnet.policy.exit_policy import parse_exit_rule
+from globalnet.service.address import encode_address
 from globalnet.wire.pathspec import (
     HopAddr,
     HopRandom,
@@ -32,6 +33,8 @@ from globalnet.wire.pathspec import (
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_HEX = "0123456789abcdef0123456789abcdef01234567"
+SERVICE = encode_address(bytes(range(32)))  # a well-formed .gnet address (checksum and version)
+SERVICE_NAME = SERVICE.removesuffix(".gnet")
 NODE_ID = bytes.fromhex(NODE_HEX)
 
 
@@ -104,7 +107,7 @@ def _argv(dash: str, tmp_path: Path) -> list[str]:
         f"{dash}print-id",
         f"{dash}data-dir", str(tmp_path / "d"),
         f"{dash}tunnel", "localhost:1000>127.0.0.1:9002>127.0.0.1:8080",
-        f"{dash}tunnel", "1001>rand>abc.gnet>127.0.0.1:22",
+        f"{dash}tunnel", f"1001>rand>{SERVICE}>127.0.0.1:22",
         f"{dash}proxy", "8080>rand>rand>internet",
         f"{dash}proxy-auth", "alice:s3:cret",
         f"{dash}proxy-timeout", "7.5",
@@ -138,7 +141,7 @@ def test_every_flag_in_both_dash_styles(env: dict[str, str], tmp_path: Path) -> 
         ),
         tunnels=(
             parse_path_spec("127.0.0.1:1000>127.0.0.1:9002>127.0.0.1:8080"),
-            parse_path_spec("127.0.0.1:1001>rand>abc.gnet>127.0.0.1:22"),
+            parse_path_spec(f"127.0.0.1:1001>rand>{SERVICE}>127.0.0.1:22"),
         ),
         proxies=(parse_path_spec("127.0.0.1:8080>rand>rand>internet"),),
         exit=ExitConfig(
@@ -193,11 +196,11 @@ def test_advertise(
 
 
 def test_no_listen(env: dict[str, str]) -> None:
-    config = load(["-no-listen", "-tunnel", "2222>[abc]>192.168.0.2:22"], env)
+    config = load(["-no-listen", "-tunnel", f"2222>[{SERVICE_NAME}]>192.168.0.2:22"], env)
     assert config.listen is None
     assert config.advertise is None
     assert config.tunnels[0].target == TargetService(
-        "abc.gnet", TargetTcp("192.168.0.2", 22)
+        SERVICE, TargetTcp("192.168.0.2", 22)
     )
 
 
@@ -473,7 +476,7 @@ FLAG_NAMES = [
 ]  # fmt: skip
 VALUES = [
     "9000", "0", "127.0.0.1:9001", "[::1]:1", "x", "", "-", "--", "1e9", "nan",
-    "1000>rand>internet", "1000>rand>a:1", "2222>[abc]>h:1", "127.0.0.1/32",
+    "1000>rand>internet", "1000>rand>a:1", f"2222>[{SERVICE_NAME}]>h:1", "127.0.0.1/32",
     "peer:9000, peer2:9000", "debug", "1300", "5", "-5", "=", "a=b",
 ]  # fmt: skip
 tokens = st.one_of(

@@ -54,6 +54,10 @@ class FakeView:
     def services(self) -> list[dict[str, Any]]:
         return []
 
+    def guards(self) -> list[dict[str, Any]]:
+        return [{"layer": "entry", "guard": "a1a1a1a1", "node_id": "a1" * 20, "added_days_ago": 2.0,
+                 "expires_in_days": 40.5, "status": "up", "failures": 0}]
+
     def stats(self) -> dict[str, Any]:
         return {"node_id": "c3" * 20, "version": "0.1.0", "uptime": 3725.0, "links": 2, "connections": 2,
                 "circuits": 1, "message_circuits_in": 0, "relays_known": 5, "bytes_relayed": 10 * 1024 * 1024, "circuits_served": 4,
@@ -129,7 +133,7 @@ def test_parse_json_prefix_and_blank_lines() -> None:
 
 @pytest.mark.parametrize(("line", "error"), [
     ("frobnicate", "unknown command 'frobnicate'"),
-    ("list", "usage: list links | list peers | list circuits | list services"),
+    ("list", "usage: list links | list peers | list circuits | list services | list guards"),
     ("list everything", "usage: list links"),
     ("send " + ID_A, "usage: send <nodeid|NAME.gnet> <message>"),
     ("ping", "usage: ping <nodeid>"),
@@ -284,3 +288,9 @@ def test_admission_and_text_checks() -> None:
     assert "too many" in str(admission(("127.0.0.1", 5000), False, 16, 16))
     assert is_text("send x hello\tworld") and is_text("ünïcödé\xa0✓") and is_text("")
     assert not is_text("a\x00b") and not is_text("\x1b[2J") and not is_text("x\x7f") and not is_text("\x9b")
+
+
+async def test_list_guards(view: FakeView) -> None:
+    lines = (await run(view, "list guards")).splitlines()
+    assert lines[0].split() == ["LAYER", "GUARD", "ADDED", "EXPIRES", "IN", "STATUS", "FAILURES"]
+    assert lines[1].split() == ["entry", "a1a1a1a1", "2.0d", "40.5d", "up", "0"]

@@ -163,7 +163,7 @@ async def test_send_between_two_nodes_three_relays_apart(tmp_path: Path) -> None
         assert default.startswith("delivered in ") and "3 hops" in default, default
         (auto,) = [c for c in sender.circuits.values() if len(c.path) == 3]
         assert auto.path[-1] == target.identity.node_id and sender.identity.node_id not in auto.path
-        assert set(auto.path[:2]) <= {r.identity.node_id for r in (r1, r2, r3)}
+        assert target.identity.node_id not in auto.path[:2]  # (the first is one of the sender's guards)
         assert (await watcher.wait_for_line("message from")).endswith(": by the default path")
         assert target.messages.received == 5
         for client in (watcher, other, nc):

@@ -89,3 +89,37 @@ def test_demo_prints_its_console_and_the_console_works(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             demo.kill()
             demo.wait(5)
+
+
+def test_demo_says_which_node_died_and_exits_and_its_web_server_stays_quiet(tmp_path: Path) -> None:
+    web_port, metrics_port = free_port(), free_port()
+    cmd = [sys.executable, "-m", "globalnet.localnet", "--dir", str(tmp_path), "--base-port", str(three_free_udp_ports()),
+           "--web-port", str(web_port), "--tunnel-port", str(free_port()), "--metrics-port", str(metrics_port),
+           "--proxy-port", "0", "--service-port", "0"]
+    demo = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        assert demo.stdout is not None
+        printed = []
+        for line in demo.stdout:
+            printed.append(line)
+            if line.startswith("Ctrl-C stops"):
+                break
+        text = "".join(printed)
+        assert f"http://127.0.0.1:{metrics_port}/" in text and "other names refused before DNS" in text, text
+        # a client that resets its connection to the demo's web page: no traceback
+        with socket.create_connection(("127.0.0.1", web_port)) as s:
+            s.sendall(b"GET / HTTP/1.1\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        # the demo's nodes log at info: no debug lines in their files
+        client_log = (tmp_path / "client" / "node.log").read_text()
+        assert '"level": "info"' in client_log and '"level": "debug"' not in client_log
+        relay2_pid = int((tmp_path / "relay2" / "lock").read_text())
+        os.kill(relay2_pid, signal.SIGKILL)
+        rest, _ = demo.communicate(timeout=60)
+        assert demo.returncode == 1
+        assert "localnet: relay2 exited" in rest and "Traceback" not in text + rest, rest
+    finally:
+        if demo.poll() is None:
+            demo.send_signal(signal.SIGTERM)
+            demo.wait(20)

@@ -302,7 +302,7 @@ def test_mapped_is_judged_as_ipv4(address: ipaddress.IPv4Address, port: int) -> 
 
 @pytest.mark.parametrize(
     "host",
-    ["localhost", "localhost.", "Example.ORG", "a-b.c_d.example", "127.0.0.1", "::1", "x" * 63 + ".com", ("a." * 126) + "b"],
+    ["localhost", "localhost.", "Example.ORG", "a-b.c_d.example.org", "127.0.0.1", "::1", "x" * 63 + ".com", ("a." * 126) + "b"],
 )
 def test_target_names_an_exit_resolves(host: str) -> None:
     assert target_name_problem(host) is None
@@ -330,3 +330,31 @@ def test_target_names_an_exit_refuses_without_dns(host: str, why: str) -> None:
     problem = target_name_problem(host)
     assert problem is not None and why in problem
     assert host.strip(".") == "" or host not in problem  # the reason does not repeat the name
+
+
+# -- what an exit refuses before its resolver sees anything ----------------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["no-such-host.invalid", "printer.local", "duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion",
+     "a.localhost", "x.test", "www.example", "db.internal", "router.home.arpa", "abc.gnet"],
+)
+def test_reserved_names_are_never_resolved(host: str) -> None:
+    assert target_name_problem(host) is not None
+
+
+def test_a_name_is_resolved_only_when_some_rule_could_allow_the_answer() -> None:
+    loopback_only = ExitPolicy(True, [parse_exit_rule("127.0.0.1/32")])
+    assert loopback_only.name_refusal("localhost", 8080) is None
+    assert "no public address" in (loopback_only.name_refusal("example.org", 80) or "")
+    lan_only = ExitPolicy(True, [parse_exit_rule("192.168.0.0/16:22")])
+    assert "loopback" in (lan_only.name_refusal("localhost", 22) or "")
+    assert "no public address" in (lan_only.name_refusal("nas.example.org", 22) or "")
+    web = ExitPolicy(True, [parse_exit_rule("0.0.0.0/0:80,443")])
+    assert web.name_refusal("example.org", 443) is None
+    assert web.name_refusal("example.org", 25) == "port 25 is not allowed by exit policy"
+    assert ExitPolicy(True).name_refusal("example.org", 25) is None  # every public address, every port
+    assert "loopback" in (ExitPolicy(True).name_refusal("localhost", 80) or "")  # no loopback rule
+    assert ExitPolicy(False).name_refusal("example.org", 80) is not None
+    assert not loopback_only.allows_public() and web.allows_public() and ExitPolicy(True).allows_public()

@@ -38,6 +38,16 @@ def test_prefers_different_16s_when_there_is_a_choice() -> None:
         assert len({network_of(r) for r in chosen}) == 3
 
 
+def test_an_over_represented_network_weighs_as_one() -> None:
+    crowd = [relay(f"10.1.{i // 250}.{i % 250 + 1}") for i in range(50)]  # fifty relays in one /16
+    singles = [relay(f"10.{n}.0.1") for n in range(2, 12)]  # ten /16s with one relay each
+    rng = random.Random(7)
+    crowd_ids = {r.node_id for r in crowd}
+    picks = [choose_relays(crowd + singles, [None], set(), set(), rng)[0] for _ in range(2000)]
+    share = sum(p.node_id in crowd_ids for p in picks) / len(picks)
+    assert 0.05 < share < 0.14  # ~1/11 (one network of eleven), not 50/60 as uniform choice would give
+
+
 def test_falls_back_to_one_16_when_that_is_all_there_is() -> None:
     relays = [relay(f"127.0.0.{i}") for i in range(1, 5)]
     chosen = choose_relays(relays, [None, None, None], set(), set(), random.Random(1))

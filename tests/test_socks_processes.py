@@ -344,6 +344,30 @@ async def test_reply_0x04_bad_name_refused_by_the_exit_without_dns(net: Net) -> 
     assert "bad..name" not in net.names_resolved_by(net.r3)
 
 
+@pytest.mark.parametrize(
+    ("name", "port", "code"),
+    [
+        ("no-such-host.invalid", 80, 0x04),  # a reserved name
+        ("printer.local", 80, 0x04),
+        ("db.internal", 80, 0x04),
+        ("a.localhost", 80, 0x04),
+        ("example.org", 80, 0x02),  # r3 allows loopback only: no public answer could pass
+    ],
+)
+async def test_the_exit_refuses_before_its_resolver_sees_the_name(net: Net, name: str, port: int, code: int) -> None:
+    async with asyncio.timeout(30):
+        assert await reply_code(net.ports["main"], dn(name), port) == code
+    for node in net.local.nodes:
+        assert name not in net.names_resolved_by(node)
+
+
+async def test_localhost_at_an_exit_without_loopback_rules_is_refused_unresolved(net: Net) -> None:
+    # r4 keeps the default policy (public addresses only): localhost could only be loopback
+    async with asyncio.timeout(30):
+        assert await reply_code(net.ports["refusing_exit"], dn("localhost"), net.web.port) == 0x02
+    assert "localhost" not in net.names_resolved_by(net.r4)
+
+
 async def test_reply_0x04_bad_service_address(net: Net) -> None:
     """A .gnet name goes to the hidden-service code, never to an exit or a
     resolver; one whose checksum is wrong is host unreachable."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from globalnet.localnet import GCLIENT, LocalNet, NodeProcess, free_port
+from globalnet.localnet import GCLIENT_CMD, LocalNet, NodeProcess, free_port
 from tests.targets import EchoServer, SinkServer, SourceServer, pattern
 
 BIG = 50 * 1024 * 1024
@@ -271,8 +271,8 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
 
 def test_print_id_creates_a_private_key_file(tmp_path: Path) -> None:
     key = tmp_path / "id.key"
-    out1 = subprocess.run([sys.executable, str(GCLIENT), "--id", str(key), "--print-id"], capture_output=True, text=True, check=True)
-    out2 = subprocess.run([sys.executable, str(GCLIENT), "-id", str(key), "-print-id"], capture_output=True, text=True, check=True)
+    out1 = subprocess.run([*GCLIENT_CMD, "--id", str(key), "--print-id"], capture_output=True, text=True, check=True)
+    out2 = subprocess.run([*GCLIENT_CMD, "-id", str(key), "-print-id"], capture_output=True, text=True, check=True)
     node_id = out1.stdout.strip()
     assert len(node_id) == 40 and int(node_id, 16) >= 0
     assert out2.stdout.strip() == node_id
@@ -281,7 +281,7 @@ def test_print_id_creates_a_private_key_file(tmp_path: Path) -> None:
 
 def test_bad_flags_give_a_clear_error(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, str(GCLIENT), "-data-dir", str(tmp_path), "-tunnel", "1000>>127.0.0.1:80"],
+        [*GCLIENT_CMD, "-data-dir", str(tmp_path), "-tunnel", "1000>>127.0.0.1:80"],
         capture_output=True, text=True,
     )
     assert out.returncode == 2

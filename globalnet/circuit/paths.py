@@ -1,7 +1,10 @@
 """Choosing relays for `rand` hops (sans-IO: handed candidates, returns records).
 
 Rules: never the client itself, never a node twice in one circuit, relays
-from different /16 networks (IPv6: /32) when there is a choice, and the last
+from different /16 networks (IPv6: /32) when there is a choice, each network
+weighted as one (a /16 that holds fifty relays is chosen as often as one that
+holds one: an adversary who rents many addresses in one network gains no
+share of the circuits by it), and the last
 hop of a path to a TCP target is an exit whose announced policy allows that
 target. The peer table is handed in by node.py, so this module knows no DHT.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from ..errors import ErrorKind, GnetError
@@ -46,14 +50,16 @@ def choose_relays(
     nets = set(avoid_networks)
     chosen: dict[int, NodeRecord] = {}
     order = sorted(range(len(slots)), key=lambda i: slots[i] is None)
+    crowd = Counter(network_of(r) for r in candidates)
     for i in order:
         want = slots[i]
         pool = [r for r in candidates if r.node_id not in used and (want is None or want(r))]
         if not pool:
-            what = "an exit that allows this target" if want is not None else "another relay"
+            what = "exit that allows this target" if want is not None else "other relay"
             raise GnetError(ErrorKind.NO_ROUTE, f"no {what} among {len(candidates)} known relays")
-        diverse = [r for r in pool if network_of(r) not in nets]
-        pick = rng.choice(diverse or pool)
+        diverse = [r for r in pool if network_of(r) not in nets] or pool
+        weights = [1.0 / crowd[network_of(r)] for r in diverse]
+        pick = rng.choices(diverse, weights)[0]
         chosen[i] = pick
         used.add(pick.node_id)
         nets.add(network_of(pick))

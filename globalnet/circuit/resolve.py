@@ -28,6 +28,21 @@ from .paths import choose_relays, network_of
 log = structlog.get_logger("globalnet.circuit")
 
 RELAY_WAIT = 30.0
+#: The peer table counts as settled (no longer learning) when no relay was new for this long.
+SETTLED_AFTER = 2.0
+
+
+class NoExitError(GnetError):
+    """No known exit allows the target, and the node is no longer learning relays.
+
+    `port` and `exits` are safe to log at info (no host)."""
+
+    def __init__(self, port: int, exits: int, known: int) -> None:
+        super().__init__(
+            ErrorKind.EXIT_POLICY, f"no exit allows port {port} ({exits} exits considered among {known} known relays)"
+        )
+        self.port = port
+        self.exits = exits
 RecordLookup = Callable[[bytes], Awaitable[NodeRecord | None]]
 
 
@@ -59,6 +74,9 @@ class PathResolver:
     def __init__(self, peers: PeerTable, lookup: RecordLookup | None = None) -> None:
         self.peers = peers
         self.lookup = lookup
+        #: Why the last path choice had to wait (no host named), for the error a
+        #: caller gives when its own timeout ends the wait first.
+        self.waiting_reason = ""
 
     async def resolve(
         self, hops: tuple[Hop, ...], final: RelayConnect, wait: float = RELAY_WAIT, avoid: set[bytes] | None = None
@@ -76,14 +94,19 @@ class PathResolver:
         exit_check = exit_allows(final)
         slots = [exit_check if i == len(hops) - 1 else None for i in rand_slots]
         exclude = {self.peers.own_id} | {t.node_id for t in fixed.values() if t.node_id} | (avoid or set())
-        avoid = {network_of_target(t) for t in fixed.values()}
+        avoid_networks = {network_of_target(t) for t in fixed.values()}
         deadline = time.monotonic() + wait
         announced = 0.0
         while True:
+            relays = self.peers.relays()
             try:
-                chosen = choose_relays(self.peers.relays(), slots, exclude, avoid)
+                chosen = choose_relays(relays, slots, exclude, avoid_networks)
+                self.waiting_reason = ""
                 break
             except GnetError as exc:
+                self.waiting_reason = f"still waiting for relays: {exc.detail}"
+                if exit_check is not None and slots[-1] is exit_check:
+                    self._refuse_if_no_exit(relays, slots, exclude, avoid_networks, exit_check, final.port)
                 now = time.monotonic()
                 if now >= deadline:
                     raise GnetError(ErrorKind.NO_ROUTE, f"gave up waiting for relays: {exc.detail}") from None
@@ -100,6 +123,29 @@ class PathResolver:
             host, port = record.addresses[0]
             fixed[i] = HopTarget(host, port, record.node_id)
         return [fixed[i] for i in range(len(hops))]
+
+    def _refuse_if_no_exit(
+        self,
+        relays: list[NodeRecord],
+        slots: list[Callable[[NodeRecord], bool] | None],
+        exclude: set[bytes],
+        avoid: set[str],
+        exit_check: Callable[[NodeRecord], bool],
+        port: int,
+    ) -> None:
+        """Answer at once (NoExitError) when waiting cannot help: the table has stopped
+        growing, holds enough relays for the path without the exit rule, and holds
+        exits, none of which allows the target."""
+        if time.time() - self.peers.last_new < SETTLED_AFTER:
+            return  # still learning relays: one of the next may allow it
+        exits = [r for r in relays if r.is_exit and r.node_id not in exclude]
+        if not exits or any(exit_check(r) for r in exits):
+            return
+        try:
+            choose_relays(relays, [None] * len(slots), exclude, avoid)
+        except GnetError:
+            return  # too few relays yet, whatever the exit rule
+        raise NoExitError(port, len(exits), len(relays))
 
     async def _by_id(self, node_id: bytes, index: int) -> HopTarget:
         record = self.peers.get(node_id)
@@ -119,4 +165,4 @@ def network_of_target(target: HopTarget) -> str:
     return str(ipaddress.ip_network(f"{ip}/{16 if ip.version == 4 else 32}", strict=False))
 
 
-__all__ = ["PathResolver", "exit_allows", "network_of", "RELAY_WAIT"]
+__all__ = ["RELAY_WAIT", "NoExitError", "PathResolver", "exit_allows", "network_of"]

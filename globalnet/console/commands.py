@@ -58,6 +58,7 @@ class NodeView(Protocol):
     def peers(self) -> list[dict[str, Any]]: ...
     def circuits(self) -> list[dict[str, Any]]: ...
     def services(self) -> list[dict[str, Any]]: ...
+    def guards(self) -> list[dict[str, Any]]: ...
     def stats(self) -> dict[str, Any]: ...
     async def send(self, dest: Destination, message: str) -> dict[str, Any]: ...
     async def ping(self, dest: Destination) -> dict[str, Any]: ...
@@ -95,6 +96,7 @@ COMMANDS: tuple[Spec, ...] = (
     Spec(("list", "peers"), (), "known relays: id, addresses, flags, last seen", "_list_peers"),
     Spec(("list", "circuits"), (), "circuits: id, hops, state, age, bytes, what each serves", "_list_circuits"),
     Spec(("list", "services"), (), "hidden services of this node: name, address, access points", "_list_services"),
+    Spec(("list", "guards"), (), "entry and second-layer guards: id, age, expiry, status, failed attempts", "_list_guards"),
     Spec(("send",), ("<nodeid|NAME.gnet>", "<message>"), "send a message through a circuit (builds or reuses one)",
          "_send", rest=True),
     Spec(("ping",), ("<nodeid>",), "round-trip time to a node through a circuit", "_ping"),
@@ -252,6 +254,16 @@ class Console:
         headers = ("ID", "HOPS", "STATE", "AGE", "SENT", "RECEIVED", "DATAGRAMS", "SERVES")  # datagrams: out/in/dropped
         return Output(rows[: fmt.MAX_ROWS], fmt.table(headers, cells))
 
+    async def _list_guards(self, args: tuple[str, ...]) -> Output:
+        rows = self.view.guards()
+        if not rows:
+            return Output([], "no guards yet (they are chosen once relays are known)")
+        cells = [
+            [r["layer"], r["guard"], f"{r['added_days_ago']}d", f"{r['expires_in_days']}d", r["status"], str(r["failures"])]
+            for r in rows
+        ]
+        return Output(rows[: fmt.MAX_ROWS], fmt.table(("LAYER", "GUARD", "ADDED", "EXPIRES IN", "STATUS", "FAILURES"), cells))
+
     async def _list_services(self, args: tuple[str, ...]) -> Output:
         rows = self.view.services()
         if not rows:
@@ -324,6 +336,8 @@ class Console:
             ("memory", f"{fmt.size(s['rss_bytes'])} RSS"),
             ("consoles", str(s["consoles"])),
         ]
+        if "bootstrap" in s:  # after uptime: how far the node got, as its log says it
+            pairs.insert(3, ("progress", _bootstrap_line(s["bootstrap"])))
         return Output(s, fmt.key_values(pairs))
 
     async def _log_level(self, args: tuple[str, ...]) -> Output:
@@ -332,6 +346,13 @@ class Console:
             raise ConsoleError(f"usage: log level <{'|'.join(LEVELS)}>")
         self.view.set_log_level(level)
         return Output({"level": level}, f"log level is {level}")
+
+
+def _bootstrap_line(status: dict[str, Any]) -> str:
+    """As the log says it: `bootstrapped 60% (joining the DHT)` or `ready (100%)`."""
+    if status["ready"]:
+        return "ready (bootstrapped 100%)"
+    return f"bootstrapped {status['percent']}% ({status['phase']})"
 
 
 def _how(result: dict[str, Any]) -> str:

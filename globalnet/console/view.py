@@ -83,6 +83,9 @@ class NodeConsoleView:
             })
         return rows
 
+    def guards(self) -> list[dict[str, Any]]:
+        return self.node.guards.rows()
+
     def circuits(self) -> list[dict[str, Any]]:
         rows = [c.statistics() for c in self.node.circuits.values()]
         rows += [c.statistics() for c in self.node.messages.circuits.values()]
@@ -112,6 +115,7 @@ class NodeConsoleView:
             "crypto": s["crypto"],
             "rss_bytes": rss_bytes(),
             "consoles": len(node.console.clients) if node.console is not None else 0,
+            "bootstrap": s["bootstrap"],
         }
 
     async def send(self, dest: Destination, message: str) -> dict[str, Any]:

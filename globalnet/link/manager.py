@@ -60,6 +60,8 @@ class LinkManager:
         self._make_record = make_record
         self._record: NodeRecord | None = None
         self.settings = settings
+        self._closed_in = 0  # stream bytes of links already closed (traffic totals)
+        self._closed_out = 0
         self.links: dict[bytes, Link] = {}  # node id -> the link in use
         self.all_links: set[Link] = set()
         self._by_address: dict[tuple[str, int], bytes] = {}  # dialled address -> node id
@@ -198,6 +200,9 @@ class LinkManager:
         self.on_stream(hs)
 
     def link_closed(self, link: Link) -> None:
+        if link in self.all_links:
+            self._closed_in += link.total_in
+            self._closed_out += link.total_out
         self.all_links.discard(link)
         if link.peer is not None and self.links.get(link.peer_id) is link:
             del self.links[link.peer_id]
@@ -228,6 +233,11 @@ class LinkManager:
         if self._server is not None:
             self._server.close()
             self._server = None
+
+    def traffic(self) -> tuple[int, int]:
+        """Stream bytes (in, out) over every link this node ever had: bandwidth graphs and metrics."""
+        live = list(self.all_links)
+        return self._closed_in + sum(k.total_in for k in live), self._closed_out + sum(k.total_out for k in live)
 
     def statistics(self) -> dict[str, int]:
         return {"links": len(self.links), "connections": len(self.all_links)}

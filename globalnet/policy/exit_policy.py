@@ -313,6 +313,12 @@ def _denied_range(address: IPAddress) -> tuple[IPNetwork, str] | None:
     return None
 
 
+def _inside_denied(network: IPNetwork) -> bool:
+    """Is the whole network inside one default-denied range?"""
+    table: Iterable[tuple[IPNetwork, str]] = _DENIED_V4 if network.version == 4 else _DENIED_V6
+    return any(network.subnet_of(denied) for denied, _ in table)  # type: ignore[arg-type]
+
+
 class ExitPolicy:
     """Whether this node, as an exit, may connect to an address and port."""
 
@@ -401,6 +407,34 @@ class ExitPolicy:
             return True
         return any(rule.allows_port(port) for rule in self._allow)
 
+    def allows_public(self) -> bool:
+        """Could some public (global) address pass? False when every rule lies inside
+        default-denied ranges (an exit for loopback or a LAN only)."""
+        if not self._enabled:
+            return False
+        if not self._allow:
+            return True
+        return any(not _inside_denied(rule.network) for rule in self._allow)
+
+    def name_refusal(self, name: str, port: int) -> str | None:
+        """Why a target *name* is refused before any resolver sees it, or None if it may be resolved.
+
+        Resolving costs a DNS query that tells the resolver (and whoever watches it) what
+        a client asked for; an exit only does it when some rule could allow the answer."""
+        if not self.may_exit_to_port(port):
+            return f"port {port} is not allowed by exit policy"
+        if name.rstrip(".").lower() == "localhost" and not self._loopback_allows(port):
+            return "localhost is loopback, which this exit's policy refuses"
+        if not self.allows_public():
+            if name.rstrip(".").lower() == "localhost" and self._loopback_allows(port):
+                return None  # resolved from the hosts file, and a loopback rule allows it
+            return "this exit allows no public address, so it resolves no names"
+        return None
+
+    def _loopback_allows(self, port: int) -> bool:
+        loopbacks = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+        return any(self.check(address, port).allowed for address in loopbacks)
+
     @classmethod
     def from_summary(cls, text: str) -> ExitPolicy:
         """The policy a node record announces (what `summary()` wrote).
@@ -459,9 +493,18 @@ def target_name_problem(host: str) -> str | None:
         return "the target name has an empty label"
     if not all(_TARGET_LABEL_RE.fullmatch(label) for label in labels):
         return "the target name is not a valid host name"
-    if labels[-1].lower() == "gnet":
+    tld = labels[-1].lower()
+    if tld == "gnet":
         return "hidden service names are not resolved by exits"
+    if tld in RESERVED_TLDS and not (tld == "localhost" and len(labels) == 1):
+        return f"names under .{tld} are reserved (RFC 6761/6762/7686) and never resolved by exits"
+    if len(labels) >= 2 and ".".join(labels[-2:]).lower() == "home.arpa":
+        return "names under .home.arpa are local and never resolved by exits"
     return None
+
+
+#: Special-use top-level names an exit never hands its resolver (RFC 6761, 6762, 7686, 2606; .internal).
+RESERVED_TLDS = frozenset({"invalid", "local", "onion", "localhost", "test", "example", "internal"})
 
 
 #: Where a node record's policy text starts its UDP part (absent: no UDP exit).

@@ -378,6 +378,9 @@ class RelayHop:
             raise GnetError(ErrorKind.HOST_UNREACHABLE, problem)
         loop = asyncio.get_running_loop()
         is_name = not _is_ip_literal(command.host)
+        refusal = policy.name_refusal(command.host, command.port) if is_name else None
+        if refusal is not None:
+            raise GnetError(ErrorKind.EXIT_POLICY, refusal)  # before DNS: the resolver never sees it
         if not is_name:  # an address: no resolver thread needed
             literal = ipaddress.ip_address(command.host.strip("[]"))
             family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET

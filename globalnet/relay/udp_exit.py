@@ -59,6 +59,18 @@ def check_udp_target(policy: ExitPolicy, host: str, port: int) -> None:
     problem = target_name_problem(host)
     if problem is not None:
         raise GnetError(ErrorKind.HOST_UNREACHABLE, problem)
+    if host and not _is_literal(host):
+        refusal = policy.name_refusal(host, port)
+        if refusal is not None:
+            raise GnetError(ErrorKind.EXIT_POLICY, refusal)
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 class _Socket(asyncio.DatagramProtocol):
@@ -168,8 +180,8 @@ class UdpExit:
         if cached is not None:
             self._send_checked(cached, host, port, payload)
             return
-        problem = target_name_problem(host)
-        if problem is not None or not self._policy.may_exit_to_port(port) or self._pending >= MAX_PENDING:
+        problem = target_name_problem(host) or self._policy.name_refusal(host, port)
+        if problem is not None or self._pending >= MAX_PENDING:
             self.flow.counters.dropped_other += 1  # refused before DNS, or too many waiting
             return
         self._pending += 1

@@ -8,6 +8,7 @@ catch a typo before any network work.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 
 import nacl.bindings
@@ -22,12 +23,19 @@ ADDRESS_LENGTH = 56  # base32 of 35 bytes
 
 
 class AddressError(GnetError):
-    def __init__(self, detail: str) -> None:
-        super().__init__(ErrorKind.NO_ROUTE, detail)
+    """`problem` says what is wrong without the address (safe to log at info)."""
+
+    def __init__(self, detail: str, problem: str | None = None) -> None:
+        super().__init__(ErrorKind.SERVICE_UNREACHABLE, detail)
+        self.problem = problem or detail
 
 
-def _checksum(key: bytes) -> bytes:
-    return hashlib.blake2b(_CHECKSUM_CONTEXT + key + bytes([VERSION]), digest_size=2).digest()
+def _bad(text: str, problem: str) -> AddressError:
+    return AddressError(f"'{text}' is not a .gnet address: {problem}", problem)
+
+
+def _checksum(key: bytes, version: int = VERSION) -> bytes:
+    return hashlib.blake2b(_CHECKSUM_CONTEXT + key + bytes([version]), digest_size=2).digest()
 
 
 def encode_address(service_key: bytes) -> str:
@@ -41,20 +49,30 @@ def decode_address(text: str) -> bytes:
     name = text.strip().lower()
     if name.startswith("[") and name.endswith("]"):
         name = name[1:-1]
-    if name.endswith(SUFFIX):
-        name = name[: -len(SUFFIX)]
+    name = name.removesuffix(SUFFIX)
     if len(name) != ADDRESS_LENGTH:
-        raise AddressError(f"'{text}' is not a .gnet address: it has {len(name)} characters, an address has {ADDRESS_LENGTH}")
+        raise _bad(text, f"{len(name)} characters, an address has {ADDRESS_LENGTH}")
     try:
         raw = base64.b32decode(name.upper())
-    except (ValueError, base64.binascii.Error):
-        raise AddressError(f"'{text}' is not a .gnet address: not base32") from None
+    except (ValueError, binascii.Error):
+        raise _bad(text, "not base32 (a-z, 2-7)") from None
     key, checksum, version = raw[:32], raw[32:34], raw[34]
+    # The checksum covers the version byte: check it first, so a typo in the
+    # last character (which holds the version bits) reads as a typo.
+    if checksum != _checksum(key, version):
+        raise _bad(text, "checksum does not match: a typo?")
     if version != VERSION:
-        raise AddressError(f"'{text}' has address version {version}; this client knows version {VERSION}")
-    if checksum != _checksum(key):
-        raise AddressError(f"'{text}': bad checksum (a typo in the address?)")
+        raise _bad(text, f"address version {version}; this client knows version {VERSION}")
     return key
+
+
+def address_problem(text: str) -> str | None:
+    """What is wrong with a `.gnet` address, without the address (for logs at info); None if valid."""
+    try:
+        decode_address(text)
+    except AddressError as exc:
+        return exc.problem
+    return None
 
 
 def service_id(service_key: bytes) -> bytes:

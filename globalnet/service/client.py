@@ -81,10 +81,7 @@ async def open_service_circuit(
 ) -> "ClientCircuit":
     """A circuit whose last hop is the service; `command` is what we ask of it
     (default: a TCP session to its own target, or to `then`)."""
-    try:
-        service_key = decode_address(address)
-    except GnetError as exc:
-        raise ServiceError(ErrorKind.SERVICE_UNREACHABLE, exc.detail) from None
+    service_key = decode_address(address)  # AddressError (SERVICE_UNREACHABLE) says what is wrong
     started = time.monotonic()
     try:
         return await _through_access_points(
@@ -114,7 +111,8 @@ async def _through_access_points(
     for ap in aps:
         try:
             circuit = await node.open_circuit(
-                (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_RENDEZVOUS, node_id=sid), purpose
+                (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_RENDEZVOUS, node_id=sid), purpose,
+                vanguards=True,
             )
         except GnetError as exc:
             last = exc

@@ -248,7 +248,7 @@ class HostedService:
     async def _register(self, ap: bytes) -> None:
         circuit = await self.node.open_circuit(
             (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_REGISTER), "service",
-            avoid=self._access_points_and(ap),
+            avoid=self._access_points_and(ap), vanguards=True,
         )
         assert circuit.core.session is not None
         intro = _Intro(self, ap, circuit, circuit.core.session)
@@ -299,6 +299,7 @@ class HostedService:
                 self.published = desc
                 self.publish_count += 1
                 log.info("service descriptor published", service=self.name, access_points=len(desc.access_points), stored_on=stored)
+                self.node.service_published(self.name)  # bootstrap progress
 
     # -- sessions --------------------------------------------------------------
     def rendezvous_requested(self, ap: bytes, cookie: bytes) -> None:
@@ -311,7 +312,7 @@ class HostedService:
         try:
             circuit = await self.node.open_circuit(
                 (HopRandom(), HopRandom(), HopId(ap)), RelayConnect(Proto.SERVICE, SERVICE_JOIN, node_id=cookie), "service",
-                avoid=self._access_points_and(ap),
+                avoid=self._access_points_and(ap), vanguards=True,
             )
         except GnetError as exc:
             self.sessions -= 1

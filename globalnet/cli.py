@@ -1,0 +1,127 @@
+"""gclient: run a GlobalNet node (see `gclient --help`).
+
+The console script `gclient` (pyproject), `python -m globalnet` and the
+root `gclient.py` shim all call :func:`main`. Every startup problem is one
+line on stderr naming what is wrong, and exit status 2 (config) or 1 (a
+port that cannot be bound).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import signal
+import sys
+from pathlib import Path
+
+from globalnet import __version__
+from globalnet.config import Config, ConfigError, load_config
+from globalnet.identity import IdentityFileError, load_or_create_identity
+from globalnet.logs import setup_logging
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = load_config(sys.argv[1:] if argv is None else argv)
+    except ConfigError as exc:
+        print(f"gclient: {exc}", file=sys.stderr)
+        print("gclient: try 'gclient --help'", file=sys.stderr)
+        return 2
+    if config.version:
+        from globalnet.crypto import BACKEND_NAME
+
+        print(f"gclient {__version__}\ncrypto: {BACKEND_NAME}")
+        return 0
+    if config.verify_config:
+        print(f"gclient: configuration OK: {describe_config(config)}")
+        return 0
+    try:
+        identity = load_or_create_identity(config.identity_file)
+    except (IdentityFileError, OSError) as exc:
+        print(f"gclient: identity key: {exc}", file=sys.stderr)
+        return 2
+    if config.print_id:
+        print(identity.node_id.hex())
+        return 0
+    lock = lock_data_dir(config.data_dir)
+    if lock is None:
+        return 2
+    setup_logging(config.log_level, config.log_json)
+    return asyncio.run(_run(config, identity))
+
+
+async def _run(config: object, identity: object) -> int:
+    from globalnet.node import Node
+
+    node = Node(config, identity)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, node.stop)
+    loop.add_signal_handler(signal.SIGUSR1, node.dump_state)
+    try:
+        await node.run()
+    except (OSError, BaseExceptionGroup) as error:  # a port that cannot be bound: one clear line
+        exc = _first_os_error(error)
+        if exc is None:
+            raise
+        hint = " (ports below 1024 need root: pick a higher one)" if isinstance(exc, PermissionError) else ""
+        print(f"gclient: cannot start: {exc}{hint}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def describe_config(config: Config) -> str:
+    """One line saying what the node would do (for --verify-config)."""
+    parts = [f"listen {config.listen[0]}:{config.listen[1]}" if config.listen else "client only (no listen)"]
+    if config.exit.enabled:
+        parts.append(f"exit with {len(config.exit.allow)} allow rules" if config.exit.allow else "exit (public addresses)")
+    counted = (("peer", "peers", config.connect), ("tunnel", "tunnels", config.tunnels), ("proxy", "proxies", config.proxies))
+    for one, many, items in counted:
+        if items:
+            parts.append(f"{len(items)} {one if len(items) == 1 else many}")
+    if config.services:
+        parts.append("services " + ", ".join(s.name for s in config.services))
+    for what, where in (("console", config.console), ("metrics", config.metrics)):
+        if where is not None:
+            parts.append(f"{what} {where[0]}:{where[1]}")
+    parts.append(f"data dir {config.data_dir}")
+    return "; ".join(parts)
+
+
+def _first_os_error(error: BaseException) -> OSError | None:
+    if isinstance(error, OSError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _first_os_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def lock_data_dir(data_dir: Path) -> object | None:
+    """One node per data dir: two would share an identity and fight over its files."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle = open(data_dir / "lock", "a+")  # noqa: SIM115 (held open: the lock lives as long as the node)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "?"
+        handle.close()
+        print(
+            f"gclient: {data_dir} is in use by another gclient (pid {owner}); give each node its own -data-dir",
+            file=sys.stderr,
+        )
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def entry_point() -> None:
+    """The `gclient` console script."""
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Prometheus metrics of one node, in its own CollectorRegistry.
+
+Why per node: tests and the in-process network run several nodes in one
+process; the default global registry would mix them (and refuse duplicate
+names). Gauges are read from the MetricsSource at scrape time; the circuit
+build histogram and the DHT counters are fed by node.py as things happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .source import MetricsSource
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+BUILD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class NodeMetrics:
+    """The registry; `circuit_built(seconds)` and `dht_lookup(ok)` are called by the node."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.build_seconds = Histogram(
+            "gnet_circuit_build_seconds", "Time to build one client circuit (every hop's handshake)",
+            buckets=BUILD_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.dht_lookups = Counter("gnet_dht_lookups", "DHT lookups made for this node", registry=self.registry)
+        self.dht_failures = Counter(
+            "gnet_dht_lookup_failures", "DHT lookups that failed (error or nothing found)", registry=self.registry
+        )
+        self._source: MetricsSource | None = None
+
+    def attach(self, source: MetricsSource) -> None:
+        """Start reporting the node's state (once; the node calls it when it starts)."""
+        if self._source is None:
+            self._source = source
+            self.registry.register(_StateCollector(source))
+
+    def circuit_built(self, seconds: float) -> None:
+        self.build_seconds.observe(seconds)
+
+    def dht_lookup(self, ok: bool) -> None:
+        self.dht_lookups.inc()
+        if not ok:
+            self.dht_failures.inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector(Collector):
+    def __init__(self, source: MetricsSource) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        status = self.source.snapshot()
+        yield GaugeMetricFamily("gnet_links", "Authenticated links to other nodes", value=len(status.links))
+        circuits = GaugeMetricFamily("gnet_circuits", "Open circuits by this node's role in them", labels=["role"])
+        for role in ("client", "bridge", "exit", "message"):
+            circuits.add_metric([role], status.circuits_by_role.get(role, 0))
+        yield circuits
+        yield CounterMetricFamily("gnet_bytes_relayed", "Bytes relayed for others' circuits", value=status.bytes_relayed)
+        traffic = CounterMetricFamily("gnet_link_bytes", "Stream bytes over all links", labels=["direction"])
+        total_in, total_out = self.source.traffic()
+        traffic.add_metric(["in"], total_in)
+        traffic.add_metric(["out"], total_out)
+        yield traffic
+        replies = CounterMetricFamily("gnet_socks_replies", "SOCKS replies by reply code", labels=["code"])
+        for code, count in sorted(status.socks_replies.items()):
+            replies.add_metric([f"0x{code:02x}"], count)
+        yield replies
+        yield GaugeMetricFamily("gnet_relays_known", "Relays in the peer table", value=status.relays_known)
+        yield GaugeMetricFamily("gnet_dht_contacts", "Contacts in the DHT routing table", value=status.dht_contacts)
+        yield GaugeMetricFamily(
+            "gnet_bootstrap_percent", "Bootstrap progress (100: ready)", value=float(status.bootstrap.get("percent", 0))
+        )
+        if status.rss_bytes is not None:
+            yield GaugeMetricFamily("gnet_resident_memory_bytes", "Resident memory of the node process", value=status.rss_bytes)
