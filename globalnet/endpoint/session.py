@@ -114,7 +114,8 @@ class FrameSession:
     def __init__(self, sealer: Sealer, opener: Opener) -> None:
         self._sealer = sealer
         self._opener = opener
-        self._splitter = MessageSplitter(max_pending=WINDOW + RELAY_SLACK)
+        # one QUIC event may carry up to a whole window (after loss recovery, a burst)
+        self._splitter = MessageSplitter(max_pending=MAX_WINDOW + RELAY_SLACK)
         self.window = VegasWindow()
         self._inflight = 0  # DATA wire bytes sent, not yet credited
         self._acked_total = 0
