@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-deps bench bench-wan dht-sim lint clean
+.PHONY: setup demo test test-deps bench bench-wan dht-sim fuzz testnet lint clean
 
 $(STAMP): pyproject.toml setup.py cext/gnetcrypto.c
 	$(PYTHON) -m venv $(VENV)
@@ -38,11 +38,31 @@ bench-wan: $(STAMP)
 ## network on a virtual clock, N = 250..2,000, 0 % and 20 % churn (a few minutes on 2 cores).
 dht-sim: $(STAMP)
 	$(BIN)/python -m bench.dht_sim --out bench/results/dht_sim.json
+	$(BIN)/python -m bench.dht_adversary --out bench/results/dht_sim_adversary.json
+
+## Coverage-guided fuzzing (atheris) of every decoder a peer or a local client can reach,
+## 1,000,000 inputs per target (FUZZ_RUNS=N to change), both crypto backends where crypto
+## is involved; one core, about an hour; summary in bench/results/fuzz.json, crash inputs
+## in fuzz/crashes/. CI runs a short pass of each target (tests/test_fuzz_targets.py).
+FUZZ_RUNS ?= 1000000
+fuzz: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[fuzz]'
+	$(BIN)/python -m fuzz.run --runs $(FUZZ_RUNS)
+
+## N real gclient processes in network namespaces over several /16s (20 ms, 1 % loss per
+## network by default), seeds, exits, hidden services and clients running tunnel, SOCKS,
+## service and DHT workloads for DURATION seconds with churn; needs root. Report in
+## bench/results/testnet.json and .txt. N=200 needs about 6 GiB (PSS ~27 MiB a node).
+N ?= 30
+DURATION ?= 120
+testnet: $(STAMP)
+	$(BIN)/python -m bench.testnet --nodes $(N) --duration $(DURATION)
 
 ## Programs the SOCKS tests drive (curl, headless Chromium): installed with apt-get
 ## when missing and we are root; never fails the build (the tests that need them skip).
 TEST_PROGRAMS := curl:curl chromium:chromium chromedriver:chromium-driver
 test-deps:
+	@$(BIN)/pip install --quiet -e '.[fuzz]' >/dev/null 2>&1 || echo "globalnet: atheris not installed; the fuzz pass uses its mutation fallback"
 	@missing=""; for pair in $(TEST_PROGRAMS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
 	done; \

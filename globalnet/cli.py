@@ -22,8 +22,13 @@ from globalnet.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["site"]:
+        from globalnet.site.cli import site_main
+
+        return site_main(args[1:])
     try:
-        config = load_config(sys.argv[1:] if argv is None else argv)
+        config = load_config(args)
     except ConfigError as exc:
         print(f"gclient: {exc}", file=sys.stderr)
         print("gclient: try 'gclient --help'", file=sys.stderr)
@@ -36,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     if config.verify_config:
         print(f"gclient: configuration OK: {describe_config(config)}")
         return 0
+    if config.gen_client_key:
+        return _gen_client_key(config.data_dir)
     try:
         identity = load_or_create_identity(config.identity_file)
     except (IdentityFileError, OSError) as exc:
@@ -52,9 +59,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(config: object, identity: object) -> int:
+    from globalnet.errors import GnetError
     from globalnet.node import Node
 
-    node = Node(config, identity)  # type: ignore[arg-type]
+    try:
+        node = Node(config, identity)  # type: ignore[arg-type]
+    except GnetError as exc:  # e.g. a malformed key file of a hidden service: say so at start
+        print(f"gclient: cannot start: {exc.detail}", file=sys.stderr)
+        return 2
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, node.stop)
@@ -68,6 +80,25 @@ async def _run(config: object, identity: object) -> int:
         hint = " (ports below 1024 need root: pick a higher one)" if isinstance(exc, PermissionError) else ""
         print(f"gclient: cannot start: {exc}{hint}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _gen_client_key(data_dir: Path) -> int:
+    """--gen-client-key: this node's hidden-service client key; print its public line."""
+    from globalnet.errors import GnetError
+    from globalnet.service.client_auth import format_key, generate_client_key
+
+    try:
+        public = generate_client_key(data_dir / "client_auth")
+    except (GnetError, OSError) as exc:
+        print(f"gclient: client key: {exc}", file=sys.stderr)
+        return 2
+    print(format_key(public))
+    print(
+        "gclient: give this line to the service's operator: one file (e.g. NAME.auth) "
+        "in DATA_DIR/services/NAME/authorized_clients/",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -109,6 +109,7 @@ class ServiceConfig:
     target: tuple[str, int]
     allow: tuple[ExitRule, ...] = ()  # targets a client may choose instead (none by default)
     udp: bool = False  # NAME=udp:HOST:PORT: sessions carry datagrams to a UDP target
+    auth: bool = False  # only clients in services/NAME/authorized_clients/ may connect
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ class Config:
     max_datagram_size: int
     idle_timeout: float
     version: bool = False
+    gen_client_key: bool = False
     services: tuple[ServiceConfig, ...] = ()
     proxy_auth: ProxyAuth | None = None  # None: any client may use the proxies
     proxy_timeout: float = DEFAULT_PROXY_TIMEOUT  # bound on one SOCKS request's circuit
@@ -215,6 +217,9 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
      ("identity key file, created on first run (default <data dir>/identity.key), "
      "e.g. --id node.private.key; it is a private key: keep it secret, out of git")),
     ("print-id", _FLAG, None, "print this node's id (40 hex) and exit"),
+    ("gen-client-key", _FLAG, None,
+     ("create this node's hidden-service client key (DATA_DIR/client_auth/private.key, kept "
+      "if it exists), print its public line for a service's authorized_clients/ and exit")),
     ("data-dir", None, "DIR",
      (f"state directory (default ${DATA_DIR_ENV} or {DEFAULT_DATA_DIR}), "
      "e.g. -data-dir /var/lib/globalnet")),
@@ -224,9 +229,11 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("proxy", _MANY, "SPEC",
      ("a local SOCKS5 proxy whose target is internet or a service; repeatable, "
      'e.g. -proxy "8080>rand>rand>rand>internet"')),
-    ("service", _MANY, "NAME=HOST:PORT",
+    ("service", _MANY, "NAME=[udp:]HOST:PORT[,auth]",
      ("host a hidden service that forwards each session to HOST:PORT; "
      "NAME=allow:NET:PORTS lets clients choose targets in NET (none by default); "
+     ",auth admits only clients whose public key (gclient --gen-client-key) is a file in "
+     "DATA_DIR/services/NAME/authorized_clients/; "
      "repeatable, e.g. -service web=127.0.0.1:8080")),
     ("proxy-auth", None, "USER:PASS",
      ("only clients giving this username and password may use the proxies (SOCKS5 "
@@ -726,10 +733,12 @@ _SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
 def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
-    """`NAME=HOST:PORT` (the service's target) and `NAME=allow:NET:PORTS` (client-chosen targets)."""
+    """`NAME=HOST:PORT[,auth]` (the service's target; `auth`: client authorization) and
+    `NAME=allow:NET:PORTS` (client-chosen targets)."""
     if value is None:
         return ()
     targets: dict[str, tuple[str, int]] = {}
+    auth: set[str] = set()
     allows: dict[str, list[ExitRule]] = {}
     udp: set[str] = set()
     items = value.raw if isinstance(value.raw, list) else [value.raw]
@@ -748,6 +757,11 @@ def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
         else:
             if name in targets:
                 value.fail(f"service {name!r} has two targets")
+            rest, comma, option = rest.partition(",")
+            if comma:
+                if option.strip().lower() != "auth":
+                    value.fail(f"{item!r}: the only option after the target is ',auth' (client authorization)")
+                auth.add(name)
             if rest.lower().startswith("udp:"):
                 udp.add(name)
                 rest = rest[len("udp:"):]
@@ -766,7 +780,7 @@ def _services(value: _Value | None) -> tuple[ServiceConfig, ...]:
         value.fail(f"too many services ({len(targets)})")
     for name in udp & set(allows):
         value.fail(f"service {name!r}: a UDP service has one target (no allow rules)")
-    return tuple(ServiceConfig(n, t, tuple(allows.get(n, ())), n in udp) for n, t in targets.items())
+    return tuple(ServiceConfig(n, t, tuple(allows.get(n, ())), n in udp, n in auth) for n, t in targets.items())
 
 
 def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
@@ -803,6 +817,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
         data_dir=data_dir,
         identity_file=identity_file,
         print_id=bool(ns.print_id),
+        gen_client_key=bool(ns.gen_client_key),
         listen=listen,
         advertise=_advertise(pick("advertise", "-advertise", "advertise"), listen),
         connect=_connect(ns, file, path),

@@ -29,7 +29,12 @@ class ErrorKind(enum.IntEnum):
     INTERNAL = 12  # a bug on the far side
     TAMPERED = 13  # a sealed frame failed authentication
     CLOSED = 14  # closed on purpose (shutdown, circuit close)
-    SERVICE_UNREACHABLE = 15  # a hidden service: bad address, no descriptor, access points down
+    SERVICE_UNREACHABLE = 15  # a hidden service: bad address or another failure to reach it
+    # why a hidden service cannot be reached (20+: room below for other kinds)
+    SERVICE_NO_DESCRIPTOR = 20  # the service's descriptor expired / not published for this period yet
+    SERVICE_UNKNOWN = 21  # no descriptor at all: no such service (or never published)
+    SERVICE_NOT_AUTHORIZED = 22  # the service wants client authorization and our key is not on its list
+    SERVICE_ACCESS_POINTS_UNREACHABLE = 23  # descriptor found, but no access point answered
 
     @property
     def socks_reply(self) -> int:
@@ -45,7 +50,7 @@ class ErrorKind(enum.IntEnum):
         return _DESCRIPTION[self]
 
     @classmethod
-    def from_wire(cls, code: int) -> "ErrorKind":
+    def from_wire(cls, code: int) -> ErrorKind:
         try:
             return cls(code)
         except ValueError:
@@ -59,6 +64,11 @@ _SOCKS_REPLY = {
     ErrorKind.LINK_LOST: 0x03,
     ErrorKind.HOST_UNREACHABLE: 0x04,
     ErrorKind.SERVICE_UNREACHABLE: 0x04,
+    # Tor's extended SOCKS5 errors for onion services (prop 304), which Tor Browser understands
+    ErrorKind.SERVICE_NO_DESCRIPTOR: 0xF0,
+    ErrorKind.SERVICE_UNKNOWN: 0xF0,
+    ErrorKind.SERVICE_ACCESS_POINTS_UNREACHABLE: 0xF2,
+    ErrorKind.SERVICE_NOT_AUTHORIZED: 0xF4,
     ErrorKind.CONNECTION_REFUSED: 0x05,
     ErrorKind.TIMEOUT: 0x06,
 }
@@ -79,6 +89,10 @@ _DESCRIPTION = {
     ErrorKind.TAMPERED: "data was tampered with in transit",
     ErrorKind.CLOSED: "closed",
     ErrorKind.SERVICE_UNREACHABLE: "hidden service unreachable",
+    ErrorKind.SERVICE_NO_DESCRIPTOR: "hidden service has no current descriptor",
+    ErrorKind.SERVICE_UNKNOWN: "hidden service unknown",
+    ErrorKind.SERVICE_NOT_AUTHORIZED: "not authorized by the hidden service",
+    ErrorKind.SERVICE_ACCESS_POINTS_UNREACHABLE: "hidden service's access points unreachable",
 }
 
 

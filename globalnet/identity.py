@@ -8,7 +8,8 @@ them, signed by the identity key.
 
 from __future__ import annotations
 
-import os
+import functools
+import hashlib
 import stat
 import time
 from dataclasses import dataclass, field, replace
@@ -21,7 +22,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .errors import ProtocolError
-from .wire.records import FLAG_RELAY, NodeRecord, decode_node_record, node_id_of
+from .storage.atomic import write_atomic
+from .wire.records import (
+    FLAG_RELAY,
+    NodeRecord,
+    decode_node_record,
+    has_id_work,
+    id_work_refusal,
+    node_id_of,
+    required_id_work,
+)
 
 RECORD_LIFETIME = 24 * 3600
 ONION_KEY_LIFETIME = 24 * 3600
@@ -44,7 +54,7 @@ class OnionKeys:
     previous_until: float = 0.0
 
     @classmethod
-    def fresh(cls, now: float) -> "OnionKeys":
+    def fresh(cls, now: float) -> OnionKeys:
         return cls(nacl.public.PrivateKey.generate(), now)
 
     def rotate_if_due(self, now: float) -> bool:
@@ -76,8 +86,20 @@ class Identity:
         return node_id_of(self.public_key)
 
     @classmethod
-    def generate(cls) -> "Identity":
-        return cls(nacl.signing.SigningKey.generate())
+    def generate(cls) -> Identity:
+        """A fresh key whose node id carries the proof of work (see wire/records.py)."""
+        while True:
+            key = nacl.signing.SigningKey.generate()
+            if has_id_work(node_id_of(bytes(key.verify_key))):
+                return cls(key)
+
+    @classmethod
+    def from_label(cls, label: bytes) -> Identity:
+        """A deterministic identity with proof of work: the first seed BLAKE2b(label|i) that passes.
+
+        For test vectors and simulations that must repeat run to run.
+        """
+        return cls(nacl.signing.SigningKey(solved_seed(label)))
 
     def sign(self, message: bytes) -> bytes:
         return self.signing_key.sign(message).signature
@@ -111,6 +133,18 @@ class Identity:
         return replace(record, signature=self.sign(record.signed_part()))
 
 
+@functools.lru_cache(maxsize=1024)
+def solved_seed(label: bytes) -> bytes:
+    """The first Ed25519 seed BLAKE2b(label | counter) whose node id carries the work."""
+    counter = 0
+    while True:
+        seed = hashlib.blake2b(label + counter.to_bytes(8, "big"), digest_size=32).digest()
+        key = nacl.signing.SigningKey(seed)
+        if has_id_work(node_id_of(bytes(key.verify_key))):
+            return seed
+        counter += 1
+
+
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
     try:
         nacl.signing.VerifyKey(public_key).verify(message, signature)
@@ -122,6 +156,9 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> boo
 def verify_node_record(data: bytes, now: float | None = None) -> NodeRecord:
     """Decode and check a record: signature, expiry, clock skew. ProtocolError if bad."""
     record = decode_node_record(data)
+    refusal = id_work_refusal(record.node_id)
+    if refusal is not None:
+        raise ProtocolError(refusal)
     if not verify_signature(record.identity_key, record.signed_part(), record.signature):
         raise ProtocolError("node record signature is invalid")
     now = time.time() if now is None else now
@@ -149,10 +186,17 @@ def load_or_create_identity(path: Path) -> Identity:
         if not isinstance(key, Ed25519PrivateKey):
             raise IdentityFileError(f"{path} holds a key that is not Ed25519")
         raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
-        return Identity(nacl.signing.SigningKey(raw))
-    identity = Identity.generate()
+        identity = Identity(nacl.signing.SigningKey(raw))
+        if not has_id_work(identity.node_id):
+            raise IdentityFileError(
+                f"{path} holds a key from before proof-of-work ids (its id needs {required_id_work()} leading zero"
+                f" bits of work); move the file away and start again to create a new identity"
+            )
+        return identity
+    identity = Identity.generate()  # solves the id puzzle once; the key file keeps the proof
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(identity.private_key_pem())
+    try:
+        write_atomic(path, identity.private_key_pem(), 0o600, exclusive=True)
+    except FileExistsError:  # another process created it meanwhile: use that one
+        return load_or_create_identity(path)
     return identity

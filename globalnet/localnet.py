@@ -258,7 +258,7 @@ def start_demo(
     service_tunnel: list[str] = []
     if service_port:
         host = net.client("service", "-connect", r1.pinned, "-service", f"demo=127.0.0.1:{web_port}")
-        address = str(host.wait_for("hidden service")["address"])
+        address = hosted_address(host, "demo")
         service_tunnel = ["-tunnel", f"{service_port}>{address}"]
     client = net.client(
         "client", "-connect", r1.pinned, "-tunnel", f"{tunnel_port}>{hops}>127.0.0.1:{web_port}",
@@ -272,11 +272,18 @@ def start_demo(
     return net
 
 
+def hosted_address(node: NodeProcess, name: str, timeout: float = 20.0) -> str:
+    """The .gnet address of service `name` hosted by `node`: from its hostname file
+    (the log never carries a service's address)."""
+    node.wait_for("hidden service", timeout=timeout, name=name)
+    return (node.data_dir / "services" / name / "hostname").read_text().strip()
+
+
 def service_address(net: LocalNet) -> str | None:
     for node in net.nodes:
         found = node.find("hidden service")
         if found is not None:
-            return str(found["address"])
+            return hosted_address(node, str(found["name"]))
     return None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Coroutine, Hashable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -30,10 +31,11 @@ from .relay.budget import RelayBudget
 from .relay.server import RelayService
 from .wire.commands import Proto, RelayConnect
 from .circuit.guard_store import GuardStore
-from .circuit.resolve import PathResolver
+from .circuit.resolve import NoExitError, PathResolver
 from .dht.agent import DhtAgent, DhtClient
 from .service.access_point import AccessPoint
 from .service.client import open_service_circuit
+from .service.client_auth import load_client_key
 from .service.host import HostedService
 from .dht.participant import Dht
 from .dht.values import ValidValue, node_record_value, record_from_value
@@ -89,6 +91,8 @@ class Node:
             self.relay.access_point = AccessPoint(self.identity.node_id)
         self.services = [HostedService(self, sc) for sc in config.services]
         self.service_descriptors: dict[bytes, Any] = {}  # descriptors this node looked up, until they expire
+        # our hidden-service client key (gclient --gen-client-key), for services with client authorization
+        self.client_auth_key = load_client_key(Path(config.data_dir) / "client_auth")
         self.links.on_link_ready.append(self._on_link_ready)
         self.links.on_peers = self._on_peers
         self.circuits: dict[int, ClientCircuit] = {}
@@ -369,7 +373,9 @@ class Node:
                     pass
 
     async def _open_dht_circuit(self) -> tuple[ClientCircuit, FrameSession]:
-        hops = min(3, max(1, len(self.peers.relays())))
+        # a hosting node never routes through its own access points: on a small network
+        # that leaves fewer relays for a DHT circuit (2 hops on the README's 3 relays)
+        hops = min(3, max(1, len(self.peers.relays()) - len(self._access_points())))
         circuit = await self.open_circuit(
             tuple(HopRandom() for _ in range(hops)), RelayConnect(Proto.DHT), "dht", vanguards=True
         )
@@ -516,6 +522,8 @@ class Node:
             for guard in entries:
                 try:
                     return await self.resolver.resolve(self._guarded_hops(hops, guard, avoid, vanguards), final, avoid=avoid, wait=0.0)
+                except NoExitError:
+                    raise  # no exit allows the target at all: no other guard changes that
                 except GnetError:
                     continue  # this guard cannot start this path (e.g. it is the only fitting exit)
             if entries:

@@ -45,8 +45,7 @@ class NodeMetricsSource:
                 if key.startswith("reply_"):
                     code = int(key[len("reply_"):])
                     replies[code] = replies.get(code, 0) + count
-        guards = getattr(node, "guards", None)  # the guards helper's GuardSet, once it lands
-        guard_ids = tuple(short_id(g) for g in getattr(guards, "chosen", ())) if guards is not None else ()
+        guard_ids = tuple(short_id(g.node_id) for g in node.guards.entry.guards)  # entry guards, as `list guards` shows
         return NodeStatus(
             node_id=node.identity.node_id.hex(),
             role=role,

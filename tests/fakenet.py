@@ -20,7 +20,7 @@ import nacl.signing
 from globalnet.circuit.core import ClientCircuitCore
 from globalnet.endpoint.session import FrameSession, SessionEvent
 from globalnet.errors import ErrorKind, GnetError
-from globalnet.identity import Identity, OnionKeys, verify_node_record
+from globalnet.identity import Identity, OnionKeys, solved_seed, verify_node_record
 from globalnet.relay.bridge import BridgeCore
 from globalnet.relay.hop import ConnectRequested, HopState, RelayHopCore
 from globalnet.relay.server import MAX_QUEUED
@@ -71,7 +71,7 @@ class Hop:
     def __post_init__(self) -> None:
         onion = nacl.public.PrivateKey(bytes([self.seed]) * 32)
         self.identity = Identity(
-            nacl.signing.SigningKey(bytes([self.seed + 100]) * 32), OnionKeys(onion, NOW)
+            nacl.signing.SigningKey(solved_seed(bytes([self.seed + 100]) * 32)), OnionKeys(onion, NOW)
         )
         self.identity.onion.current = onion
         self.record: NodeRecord = self.identity.make_record(

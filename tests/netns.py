@@ -16,6 +16,10 @@ forwards every packet through a TUN device instead, and a small process in
 the router namespace (`python -m tests.netns delay TUN D`) writes each packet
 back D later: the same D one way, from user space. `delay_kind` says which;
 set GNET_NETNS_REQUIRE_NETEM=1 to skip instead of falling back.
+
+Loss: `loss` (a fraction) drops that share of host-to-host packets, and
+`per_net` gives a /16 its own (delay_ms, loss) for the packets its hosts send
+(netem `loss`, or the TUN router drawing per packet from the sender's /16).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import random
 import secrets
 import shutil
 import struct
@@ -81,6 +86,8 @@ class Host:
 @dataclass
 class NetnsLab:
     delay_ms: float = 20.0
+    loss: float = 0.0  # share of host-to-host packets dropped (0.01 = 1 %)
+    per_net: dict[int, tuple[float, float]] = field(default_factory=dict)  # /16 -> (delay_ms, loss)
     suffix: str = field(default_factory=lambda: secrets.token_hex(3))
     hosts: dict[str, Host] = field(default_factory=dict)
     delay_kind: str = "none"
@@ -123,7 +130,7 @@ class NetnsLab:
 
     def add_delay(self) -> str:
         """Delay every host-to-host packet by delay_ms one way: netem, else the TUN router."""
-        if not self.hosts or self.delay_ms <= 0:
+        if not self.hosts or (self.delay_ms <= 0 and not self.loss and not self.per_net):
             return self.delay_kind
         netem = [self._try_netem(host) for host in self.hosts.values()]
         if all(ok is None for ok in netem):
@@ -137,14 +144,16 @@ class NetnsLab:
         return self.delay_kind
 
     def _try_netem(self, host: Host) -> str | None:
+        delay_ms, loss = self.per_net.get(host.net, (self.delay_ms, self.loss))
         done = _run(
             "ip", "netns", "exec", host.ns, "tc", "qdisc", "add", "dev", "eth0", "root", "netem",
-            "delay", f"{self.delay_ms:g}ms", check=False,
+            "delay", f"{delay_ms:g}ms", "loss", f"{loss * 100:g}%", check=False,
         )  # fmt: skip
         return None if done.returncode == 0 else done.stderr.strip() or f"tc exited {done.returncode}"
 
     def _start_tun_delay(self) -> None:
-        delayer = [sys.executable, "-m", "tests.netns", "delay", TUN_NAME, str(self.delay_ms)]
+        per_net = [f"{net}={d:g}:{lo:g}" for net, (d, lo) in sorted(self.per_net.items())]
+        delayer = [sys.executable, "-m", "tests.netns", "delay", TUN_NAME, str(self.delay_ms), str(self.loss), *per_net]
         proc = self.popen(["ip", "netns", "exec", self.router, *delayer])
         deadline = time.monotonic() + 10
         while _run("ip", "-n", self.router, "link", "show", TUN_NAME, check=False).returncode != 0:
@@ -187,11 +196,19 @@ IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 
 
-def run_delay_router(name: str, delay_ms: float) -> None:
-    """Read every packet the router sends into TUN `name`; write it back `delay_ms` later."""
+def run_delay_router(
+    name: str, delay_ms: float, loss: float = 0.0, per_net: dict[int, tuple[float, float]] | None = None
+) -> None:
+    """Read every packet the router sends into TUN `name`; write it back `delay_ms` later.
+
+    A share `loss` of packets is dropped instead; `per_net` overrides (delay_ms,
+    loss) for packets whose IPv4 source is in 10.<net>.0.0/16.
+    """
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
     fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
-    delay = delay_ms / 1000
+    default = (delay_ms / 1000, loss)
+    shaping = {net: (d / 1000, lo) for net, (d, lo) in (per_net or {}).items()}
+    rng = random.Random()
 
     def write_back(packet: bytes) -> None:
         try:
@@ -205,6 +222,10 @@ def run_delay_router(name: str, delay_ms: float) -> None:
                 packet = os.read(fd, 65536)
             except BlockingIOError:
                 return
+            net = packet[13] if len(packet) >= 20 and packet[0] >> 4 == 4 and packet[12] == 10 else -1
+            delay, drop = shaping.get(net, default)
+            if drop and rng.random() < drop:
+                continue
             loop.call_later(delay, write_back, packet)
 
     loop = asyncio.new_event_loop()
@@ -217,7 +238,12 @@ def run_delay_router(name: str, delay_ms: float) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "delay":
-        run_delay_router(sys.argv[2], float(sys.argv[3]))
+    if len(sys.argv) >= 4 and sys.argv[1] == "delay":
+        nets = {}
+        for spec in sys.argv[5:]:  # NET=DELAY_MS:LOSS
+            net, _, shape = spec.partition("=")
+            d, _, lo = shape.partition(":")
+            nets[int(net)] = (float(d), float(lo or 0))
+        run_delay_router(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else 0.0, nets)
     else:
-        sys.exit("usage: python -m tests.netns delay TUN_NAME DELAY_MS")
+        sys.exit("usage: python -m tests.netns delay TUN_NAME DELAY_MS [LOSS [NET=DELAY_MS:LOSS ...]]")

@@ -5,15 +5,21 @@
 - `welcome_if_new` handed every value over again on each message from a node
   waiting in a full bucket's replacement list: GnetKademliaProtocol hands
   values to a node once, when it is first seen, at the raw key.
+
+These tests place contacts at chosen ids (1, 2, 3...), which carry no proof
+of work: the module lowers the id puzzle for its duration (the explicit
+simulation/test-only switch in wire/records.py). Contacts sit in distinct
+/16s so the diversity limits do not thin them out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
+import pytest
 from kademlia.node import Node as KNode
 from kademlia.routing import RoutingTable
 
@@ -22,8 +28,16 @@ from globalnet.dht.routing import ClosestRoutingTable
 from globalnet.dht.storage import SignedStorage
 from globalnet.dht.values import node_record_value
 from globalnet.identity import Identity
+from globalnet.wire.records import set_required_id_work_for_simulation
 
 TOP = 2**160
+
+
+@pytest.fixture(autouse=True)
+def _chosen_ids() -> Iterator[None]:
+    saved = set_required_id_work_for_simulation(0)
+    yield
+    set_required_id_work_for_simulation(saved)
 
 
 def _id(n: int) -> bytes:
@@ -31,7 +45,7 @@ def _id(n: int) -> bytes:
 
 
 def _node(n: int, port: int = 9000) -> KNode:
-    return KNode(_id(n), "10.0.0.1", port + n % 50000)
+    return KNode(_id(n), f"10.{n % 250}.{n // 250 % 250}.1", port + n % 50000)
 
 
 def _crowded_low(table: RoutingTable) -> None:
@@ -58,7 +72,7 @@ def test_neighbours_are_the_k_closest_by_xor() -> None:
     owner = KNode(rng.randbytes(20))
     table = ClosestRoutingTable(None, 20, owner)
     for i in range(400):
-        table.add_contact(KNode(rng.randbytes(20), "10.0.0.1", 1000 + i))
+        table.add_contact(KNode(rng.randbytes(20), f"10.{i % 250}.{i // 250}.1", 1000 + i))
     contacts = [n for b in table.buckets for n in b.nodes.values()]
     for _ in range(20):
         target = KNode(rng.randbytes(20))

@@ -24,6 +24,7 @@ from globalnet.identity import (
     IdentityFileError,
     OnionKeys,
     load_or_create_identity,
+    solved_seed,
     verify_signature,
 )
 from globalnet.wire.records import node_id_of
@@ -79,7 +80,7 @@ def test_reload_gives_the_same_identity(tmp_path: Path) -> None:
 
 
 def test_loads_a_key_written_by_another_tool(tmp_path: Path) -> None:
-    key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    key = Ed25519PrivateKey.from_private_bytes(solved_seed(bytes(range(32))))  # a key whose id carries the work
     path = tmp_path / "id.pem"
     _write(path, _pem(key))
     identity = load_or_create_identity(path)

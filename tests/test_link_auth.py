@@ -13,7 +13,7 @@ import nacl.signing
 import pytest
 
 from globalnet.errors import ErrorKind, GnetError, ProtocolError
-from globalnet.identity import Identity, OnionKeys, verify_signature
+from globalnet.identity import Identity, OnionKeys, solved_seed, verify_signature
 from globalnet.link.auth import (
     AuthState,
     ControlChannel,
@@ -38,7 +38,7 @@ from globalnet.wire.records import NodeRecord
 
 def make_identity(seed: int) -> Identity:
     return Identity(
-        nacl.signing.SigningKey(bytes([seed]) * 32),
+        nacl.signing.SigningKey(solved_seed(bytes([seed]) * 32)),
         OnionKeys(nacl.public.PrivateKey(bytes([seed + 50]) * 32), created=time.time()),
     )
 

@@ -22,6 +22,7 @@ from globalnet.identity import (
     RECORD_LIFETIME,
     Identity,
     OnionKeys,
+    solved_seed,
     verify_node_record,
     verify_signature,
 )
@@ -43,7 +44,7 @@ WEEK = 7 * 24 * 3600
 
 
 def fixed_identity(seed: int = 1) -> Identity:
-    signing = nacl.signing.SigningKey(bytes([seed]) * 32)
+    signing = nacl.signing.SigningKey(solved_seed(bytes([seed]) * 32))
     onion = nacl.public.PrivateKey(bytes([seed + 100]) * 32)
     return Identity(signing, OnionKeys(onion, created=NOW))
 

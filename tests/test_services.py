@@ -18,9 +18,18 @@ import pytest
 
 from globalnet.dht.storage import SignedStorage
 from globalnet.dht.values import validate_value
-from globalnet.errors import GnetError, ProtocolError
-from globalnet.service.address import decode_address, encode_address, service_onion_key, service_onion_public
-from globalnet.service.descriptor import PERIOD, Descriptor, current_period, descriptor_key, verify_descriptor
+from globalnet.errors import ErrorKind, GnetError, ProtocolError
+from globalnet.dht.values import BlindedValue
+from globalnet.service.address import decode_address, encode_address, service_id, service_onion_key, service_onion_public
+from globalnet.service.descriptor import (
+    PERIOD,
+    AccessPointEntry,
+    Descriptor,
+    build_descriptor,
+    current_period,
+    descriptor_key,
+    open_descriptor,
+)
 from tests.inproc_nodes import Net, network, pinned, until
 from tests.targets import pattern
 
@@ -50,26 +59,33 @@ def test_the_end_to_end_key_is_derived_from_the_address() -> None:
     assert bytes(nacl.public.PrivateKey(private).public_key) == service_onion_public(bytes(key.verify_key))
 
 
-def _descriptor(key: nacl.signing.SigningKey, seq: int = 1, period: int | None = None, aps: int = 3) -> Descriptor:
+def _descriptor(key: nacl.signing.SigningKey, seq: int = 1, period: int | None = None, aps: int = 3, clients: list[bytes] | None = None) -> BlindedValue:
     period = current_period() if period is None else period
-    d = Descriptor(bytes(key.verify_key), period, seq, int(time.time()) + 3600, tuple(bytes([i]) * 20 for i in range(aps)))
-    return Descriptor(d.service_key, d.period, d.seq, d.expires, d.access_points, key.sign(d.signed_part()).signature)
+    entries = tuple(AccessPointEntry(bytes([i]) * 20, bytes([i + 100]) * 20, bytes([i + 200]) * 32) for i in range(aps))
+    desc = Descriptor(period, seq, int(time.time()) + 3600, entries, bytes(32), 0, clients is not None)
+    return build_descriptor(bytes(key), bytes(key.verify_key), desc, clients)
 
 
 def test_descriptor_signing_and_validation() -> None:
     key = nacl.signing.SigningKey.generate()
-    desc = _descriptor(key)
-    assert verify_descriptor(desc.key, desc.encode()) == desc
-    assert validate_value(desc.key, desc.encode()).seq == 1  # what DHT nodes run on a store
-    forged = desc.encode()[:-1] + bytes([desc.encode()[-1] ^ 1])
+    public = bytes(key.verify_key)
+    value = _descriptor(key)
+    assert value.key == descriptor_key(public, value.period)  # a client finds it from the address alone
+    desc = open_descriptor(public, value.key, value.encode(), None)
+    assert [a.node_id for a in desc.access_points] == [bytes([i]) * 20 for i in range(3)]
+    assert validate_value(value.key, value.encode()).seq == 1  # what DHT nodes run on a store
+    forged = value.encode()[:-1] + bytes([value.encode()[-1] ^ 1])
     with pytest.raises(ProtocolError):
-        verify_descriptor(desc.key, forged)
-    other = nacl.signing.SigningKey.generate()  # same content, signed by someone else
-    imposter = Descriptor(desc.service_key, desc.period, 9, desc.expires, desc.access_points, other.sign(desc.signed_part()).signature)
-    with pytest.raises(ProtocolError, match="signature"):
-        validate_value(desc.key, imposter.encode())
+        validate_value(value.key, forged)
+    other = _descriptor(nacl.signing.SigningKey.generate())  # a genuine descriptor of another service
     with pytest.raises(ProtocolError, match="another key"):
-        verify_descriptor(descriptor_key(desc.service_key, desc.period + 1), desc.encode())
+        validate_value(value.key, other.encode())
+    with pytest.raises(ProtocolError, match="another key"):
+        validate_value(descriptor_key(public, value.period + 1), value.encode())
+    tampered = bytearray(value.encode())
+    tampered[60] ^= 1  # inside the ciphertext: the signature no longer holds
+    with pytest.raises(ProtocolError):
+        validate_value(value.key, bytes(tampered))
 
 
 def test_descriptor_keys_change_with_the_period_and_a_lower_seq_does_not_replace() -> None:
@@ -83,11 +99,17 @@ def test_descriptor_keys_change_with_the_period_and_a_lower_seq_does_not_replace
     assert not store.put(older.key, older.encode())
 
 
-def test_a_descriptor_carries_no_address() -> None:
-    desc = _descriptor(nacl.signing.SigningKey.generate())
-    assert b"127.0.0.1" not in desc.encode()
+def test_a_descriptor_carries_no_address_key_or_access_point() -> None:
+    key = nacl.signing.SigningKey.generate()
+    public = bytes(key.verify_key)
+    value = _descriptor(key).encode()
+    secrets = [public, encode_address(public).encode(), service_id(public)]
+    secrets += [bytes([i]) * 20 for i in range(3)] + [bytes([i + 100]) * 20 for i in range(3)]
+    for secret in secrets:
+        assert secret[:8] not in value
 
 
+# -- through the network ------------------------------------------------------------
 # -- through the network ------------------------------------------------------------
 async def _service_network(net: Net, web: int, relays: int = 10):  # type: ignore[no-untyped-def]
     seed = await net.start("seed")
@@ -193,7 +215,7 @@ async def _service_session(tmp_path: Path, web: int) -> None:
         victim = next(n for n in net.nodes if n.identity.node_id == victim_id)
         await net.stop(victim)
         assert await until(lambda: service.publish_count > published and victim_id not in service.intros, 60)
-        assert victim_id not in service.published.access_points  # type: ignore[union-attr]
+        assert victim_id not in service.published.access_point_ids  # type: ignore[union-attr]
         n, _ = await _fetch(port, 50_000)
         assert n == 50_000
 
@@ -218,7 +240,8 @@ async def test_unknown_service_and_bad_address_fail_clearly(tmp_path: Path) -> N
         client = await net.start("client", "-no-listen", "-connect", pinned(seed))
         assert await until(lambda: len(client.peers.relays()) >= 4, 30)
         unknown = encode_address(bytes(nacl.signing.SigningKey.generate().verify_key))
-        with pytest.raises(GnetError, match="unknown service"):
+        with pytest.raises(GnetError, match="unknown service") as info:
             await client.open_service(unknown, None, "tunnel")
+        assert info.value.kind is ErrorKind.SERVICE_UNKNOWN and info.value.kind.socks_reply == 0xF0
         with pytest.raises(GnetError, match="checksum"):
             await client.open_service(unknown[:3] + ("a" if unknown[3] != "a" else "b") + unknown[4:], None, "tunnel")

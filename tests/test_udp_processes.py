@@ -12,7 +12,7 @@ import pytest
 from dnslib import QTYPE, RR, A, DNSRecord
 from dnslib.server import DNSServer
 
-from globalnet.localnet import LocalNet, free_port
+from globalnet.localnet import LocalNet, free_port, hosted_address
 from globalnet.wire.datagram import MAX_DATAGRAM
 from globalnet.wire.socks_udp import decode_udp_request, encode_udp_datagram
 from tests.targets import UdpEchoServer
@@ -67,7 +67,7 @@ class Net:
         # (a hidden service keeps its access points off its own circuits: it needs a few more relays)
         self.extra = [self.local.relay(f"r{i}", "-connect", r1.pinned) for i in range(5, 10)]
         self.service = self.local.client("svc", "-connect", r1.pinned, "-service", f"dns=udp:127.0.0.1:{self.dns.port}")
-        self.address = str(self.service.wait_for("hidden service")["address"])
+        self.address = hosted_address(self.service, "dns")
         self.specs["service"] = self.address
         self.ports["service"] = free_port(socket.SOCK_DGRAM)
         self.proxy = free_port()

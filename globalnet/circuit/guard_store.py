@@ -15,23 +15,13 @@ from pathlib import Path
 
 import structlog
 
+from ..storage.atomic import write_atomic
 from ..wire.records import NodeRecord, short_id
 from .guards import ENTRY, MIDDLE, GuardChange, GuardSet, dump_layers, load_layers
 
 log = structlog.get_logger("globalnet.guards")
 
 FILE_NAME = "guards.json"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 class GuardStore:
@@ -61,7 +51,7 @@ class GuardStore:
         if self.path is None:
             return
         try:
-            _write_atomic(self.path, dump_layers(self.entry, self.middle))
+            write_atomic(self.path, dump_layers(self.entry, self.middle))
         except OSError as exc:
             log.warning("cannot save the guards", file=str(self.path), reason=exc.strerror)
 

@@ -138,7 +138,8 @@ class PathResolver:
         exits, none of which allows the target."""
         if time.time() - self.peers.last_new < SETTLED_AFTER:
             return  # still learning relays: one of the next may allow it
-        exits = [r for r in relays if r.is_exit and r.node_id not in exclude]
+        # every known exit, whatever this path pins (a guard may be an exit): the verdict is about the target
+        exits = [r for r in relays if r.is_exit and r.node_id != self.peers.own_id]
         if not exits or any(exit_check(r) for r in exits):
             return
         try:

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from ..endpoint.session import RequestFrameReceived, EndReceived, FrameSession
+from ..endpoint.session import EndReceived, FrameSession, RequestFrameReceived
 from ..errors import ErrorKind, GnetError, ProtocolError
 from ..wire.dhtframes import (
     DhtData,

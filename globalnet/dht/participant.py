@@ -7,6 +7,10 @@ common value (we return the valid value with the highest sequence number, and
 keep crawling past peers that answered with invalid values); values lived as
 long as they were republished (we drop them at their own expiry and
 republish only what has not expired).
+
+Lookups and the node searches of `publish` run over LOOKUP_PATHS (3)
+node-disjoint paths (lookup.py, S/Kademlia): a liar on one path cannot hide
+a value the others reach, and the newest valid value wins.
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from kademlia.crawling import NodeSpiderCrawl, RPCFindResponse, ValueSpiderCrawl
+from kademlia.crawling import NodeSpiderCrawl
 from kademlia.network import Server
 from kademlia.node import Node as KNode
 
 from ..errors import ProtocolError
-from ..link.quic_link import Link
 from ..link.manager import LinkManager
+from ..link.quic_link import Link
 from ..wire.records import NodeRecord
+from .lookup import PATHS as LOOKUP_PATHS
+from .lookup import Contact, DisjointLookup, Query
 from .protocol import GnetKademliaProtocol, LinkTransport, Spawn
 from .storage import SignedStorage
 from .values import ValidValue, validate_value
@@ -38,42 +44,19 @@ LOOKUP_TIMEOUT = 20.0
 REFRESH_INTERVAL = 600.0
 
 
-class SignedValueCrawl(ValueSpiderCrawl):
-    """A value crawl that validates what it finds and keeps the highest sequence."""
-
-    async def _nodes_found(self, responses: dict[bytes, Any]) -> Any:
-        toremove = []
-        found: list[ValidValue] = []
-        for peerid, response in responses.items():
-            response = RPCFindResponse(response)
-            if not response.happened():
-                toremove.append(peerid)
-            elif response.has_value():
-                try:
-                    found.append(validate_value(self.node.id, response.get_value()))
-                except ProtocolError:
-                    toremove.append(peerid)  # a forged or stale value: that peer is no help
-            else:
-                peer = self.nearest.get_node(peerid)
-                self.nearest_without_value.push(peer)
-                self.nearest.push(response.get_node_list())
-        self.nearest.remove(toremove)
-        if found:
-            best = max(found, key=lambda v: v.seq)
-            peer = self.nearest_without_value.popleft()
-            if peer:
-                await self.protocol.call_store(peer, self.node.id, best.value)
-            return best
-        if self.nearest.have_contacted_all():
-            return None
-        return await self.find()
-
-
 class Dht:
-    #: The crawler lookups use (a subclass may count rounds: bench/dht_sim.py).
-    value_crawl: type[SignedValueCrawl] = SignedValueCrawl
+    #: The lookup core (a subclass may count what it asks: bench/dht_sim.py).
+    lookup_core: type[DisjointLookup] = DisjointLookup
 
-    def __init__(self, node_id: bytes, links: LinkManager, spawn: Spawn, rpc_timeout: float = RPC_TIMEOUT) -> None:
+    def __init__(
+        self,
+        node_id: bytes,
+        links: LinkManager,
+        spawn: Spawn,
+        rpc_timeout: float = RPC_TIMEOUT,
+        lookup_paths: int = LOOKUP_PATHS,
+    ) -> None:
+        self.lookup_paths = lookup_paths
         self.storage = SignedStorage()
         self.server = Server(ksize=KSIZE, alpha=ALPHA, node_id=node_id, storage=self.storage)
         self.transport = LinkTransport(links, spawn)
@@ -107,12 +90,52 @@ class Dht:
         return self.contacts()
 
     async def closest(self, key: bytes) -> list[KNode]:
-        node = KNode(key)
-        nearest = self.protocol.router.find_neighbors(node)
-        if not nearest:
-            return []
-        crawl = NodeSpiderCrawl(self.protocol, node, nearest, KSIZE, ALPHA)
-        return list(await asyncio.wait_for(crawl.find(), LOOKUP_TIMEOUT))
+        """The k closest live nodes to `key`, found over disjoint paths."""
+        core = await self._run(key, want_value=False)
+        return [KNode(c.node_id, c.host, c.port) for c in core.closest(KSIZE)]
+
+    def new_lookup(self, key: bytes, want_value: bool) -> DisjointLookup:
+        """The lookup core for `key`, seeded with our k closest contacts (a subclass may watch it)."""
+        seeds = [Contact(n.id, n.ip, n.port) for n in self.protocol.router.find_neighbors(KNode(key))]
+        return self.lookup_core(
+            key, seeds, self.node_id, self.lookup_paths, KSIZE, ALPHA, want_value, self.protocol.router.policy
+        )
+
+    async def _run(self, key: bytes, want_value: bool) -> DisjointLookup:
+        """Drive a lookup core over our RPCs until every path ends (or LOOKUP_TIMEOUT)."""
+        core = self.new_lookup(key, want_value)
+        target = KNode(key)
+        pending: dict[asyncio.Future[tuple[bool, Any]], Query] = {}
+        call = self.protocol.call_find_value if want_value else self.protocol.call_find_node
+        try:
+            async with asyncio.timeout(LOOKUP_TIMEOUT):
+                while True:
+                    for query in core.next_queries():
+                        peer = KNode(query.contact.node_id, query.contact.host, query.contact.port)
+                        pending[asyncio.ensure_future(call(peer, target))] = query
+                    if not pending:
+                        return core
+                    finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for future in finished:
+                        self._feed(core, pending.pop(future), future.result())
+        except TimeoutError:
+            return core  # whatever the paths found so far
+        finally:
+            for future in pending:
+                future.cancel()
+
+    @staticmethod
+    def _feed(core: DisjointLookup, query: Query, answer: tuple[bool, Any]) -> None:
+        ok, data = answer
+        if not ok:
+            core.answer_failed(query)
+        elif isinstance(data, dict):
+            try:
+                core.answer_value(query, validate_value(core.key, data["value"]))
+            except ProtocolError:
+                core.answer_failed(query)  # a forged or stale value: that node is no help
+        else:
+            core.answer_nodes(query, (Contact(bytes(c[0]), c[1], c[2]) for c in data))
 
     async def publish(self, key: bytes, value: bytes, keep: bool = False) -> int:
         """Store on the k closest nodes; returns how many acknowledged (0 = failed)."""
@@ -129,17 +152,9 @@ class Dht:
         return stored
 
     async def lookup(self, key: bytes) -> ValidValue | None:
-        """The valid value with the highest sequence number, or None."""
+        """The valid value with the highest sequence number over all paths (and our storage), or None."""
         local = self.storage.get_valid(key)
-        node = KNode(key)
-        nearest = self.protocol.router.find_neighbors(node)
-        found: ValidValue | None = None
-        if nearest:
-            crawl = self.value_crawl(self.protocol, node, nearest, KSIZE, ALPHA)
-            try:
-                found = await asyncio.wait_for(crawl.find(), LOOKUP_TIMEOUT)
-            except TimeoutError:
-                found = None
+        found = (await self._run(key, want_value=True)).result()
         candidates = [v for v in (local, found) if v is not None]
         return max(candidates, key=lambda v: v.seq) if candidates else None
 

@@ -14,7 +14,6 @@ changes is where its datagrams go and what we believe of them:
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -25,8 +24,9 @@ from kademlia.node import Node as KNode
 from kademlia.protocol import KademliaProtocol
 
 from ..errors import GnetError
-from ..link.quic_link import Link
 from ..link.manager import LinkManager
+from ..link.quic_link import Link
+from ..wire.records import has_id_work
 from .routing import ClosestRoutingTable
 from .storage import SignedStorage
 from .values import KEY_SIZE, MAX_VALUE
@@ -119,6 +119,7 @@ class GnetKademliaProtocol(KademliaProtocol):
         self.spawn = spawn
         self._inflight: dict[bytes, int] = {}
         self.dropped = 0
+        self.refused_contacts = 0  # contacts in answers whose ids carried no proof of work
 
     # -- receiving (from links) ----------------------------------------------
     def receive(self, link: Link, message: bytes) -> None:
@@ -260,6 +261,12 @@ class GnetKademliaProtocol(KademliaProtocol):
         if result[0] and not ok(result[1]):
             self.dropped += 1
             return (False, None)  # a malformed answer counts as no answer
+        if result[0] and isinstance(result[1], list):
+            worked = [c for c in result[1] if has_id_work(c[0])]
+            if len(worked) != len(result[1]):
+                self.refused_contacts += len(result[1]) - len(worked)
+                log.debug("dht answer listed ids without proof of work", dropped=len(result[1]) - len(worked))
+                return (True, worked)  # ids without the puzzle never reach a crawl or the table
         return result
 
 

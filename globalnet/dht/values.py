@@ -4,18 +4,22 @@ A value is `kind u8 | body`. Each kind has a validator that checks the body's
 signature and that it belongs under the key it is stored at; a node refuses
 to store (and a lookup ignores) anything unsigned, forged, oversized,
 expired or of an unknown kind. Node records are kind 1 (key = node id);
-hidden-service descriptors register kind 2.
+hidden-service descriptors are kind 2, a blinded value (see BlindedValue):
+a DHT node checks them against the blinded key alone and learns nothing else.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..crypto.blinding import verify_blinded
 from ..errors import GnetError, ProtocolError
 from ..identity import verify_node_record
+from ..wire.buffer import Reader, blob16, u8, u64
 from ..wire.records import NODE_ID_SIZE, NodeRecord
 
 MAX_VALUE = 4096
@@ -81,3 +85,81 @@ def _validate_node_record(key: bytes, value: bytes, now: float) -> ValidValue:
 
 
 register_validator(ValueKind.NODE_RECORD, _validate_node_record)
+
+
+# -- blinded values: what a DHT node may know of a hidden service's descriptor -------------
+BLINDED_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+MAX_LIFETIME = 2 * 24 * 3600
+_BLINDED_CONTEXT = b"gnet blinded value"
+
+
+def blinded_value_key(kind: int, blinded_key: bytes) -> bytes:
+    """The DHT key of a blinded value: from the blinded key only (it changes every period)."""
+    return hashlib.blake2b(_BLINDED_CONTEXT + bytes([kind]) + blinded_key, digest_size=KEY_SIZE).digest()
+
+
+@dataclass(frozen=True)
+class BlindedValue:
+    """kind u8 | blinded key 32 | period u64 | seq u64 | expires u64 | body blob16 | signature 64.
+
+    The signature (by the blinded private key) covers the context string and
+    everything before it. `body` is ciphertext whose meaning only the kind's
+    owner layer knows; a DHT node sees exactly these fields and nothing else."""
+
+    kind: int
+    blinded_key: bytes
+    period: int
+    seq: int
+    expires: int
+    body: bytes
+    signature: bytes = b""
+
+    def signed_part(self) -> bytes:
+        return u8(self.kind) + self.blinded_key + u64(self.period) + u64(self.seq) + u64(self.expires) + blob16(self.body, MAX_VALUE)
+
+    def signed_message(self) -> bytes:
+        return _BLINDED_CONTEXT + self.signed_part()
+
+    def encode(self) -> bytes:
+        return self.signed_part() + self.signature
+
+    @property
+    def key(self) -> bytes:
+        return blinded_value_key(self.kind, self.blinded_key)
+
+
+def decode_blinded_value(value: bytes) -> BlindedValue:
+    r = Reader(value)
+    kind = r.pull_u8()
+    blinded_key = r.pull_bytes(BLINDED_KEY_SIZE)
+    period, seq, expires = r.pull_u64(), r.pull_u64(), r.pull_u64()
+    body = r.pull_blob16(MAX_VALUE)
+    signature = r.pull_bytes(SIGNATURE_SIZE)
+    r.expect_end()
+    return BlindedValue(kind, blinded_key, period, seq, expires, body, signature)
+
+
+def verify_blinded_value(key: bytes, value: bytes, now: float) -> BlindedValue:
+    """Signature, key, expiry and lifetime against the blinded key only: ProtocolError if not genuine."""
+    blinded = decode_blinded_value(value)
+    if not verify_blinded(blinded.blinded_key, blinded.signed_message(), blinded.signature):
+        raise ProtocolError("signature by the blinded key is invalid")
+    if blinded.key != key:
+        raise ProtocolError("value stored under another key")
+    if blinded.expires <= now:
+        raise ProtocolError("value has expired")
+    if blinded.expires - now > MAX_LIFETIME:
+        raise ProtocolError("value lifetime is too long")
+    return blinded
+
+
+def _validate_blinded(key: bytes, value: bytes, now: float) -> ValidValue:
+    try:
+        blinded = verify_blinded_value(key, value, now)
+    except GnetError as exc:
+        raise ProtocolError(f"blinded value refused: {exc.detail}") from None
+    return ValidValue(key, value, blinded.seq, blinded.expires)
+
+
+register_validator(ValueKind.SERVICE_DESCRIPTOR, _validate_blinded)

@@ -136,6 +136,18 @@ class LinkManager:
         return self.links.get(link.peer_id, link)
 
     async def _dial(self, host: str, port: int, node_id: bytes | None) -> Link:
+        # The timeout's TimeoutError appears only when the `async with` block exits, so it is
+        # caught out here: a dial that runs out of time closes its link and fails as a
+        # GnetError, which is what every caller handles (make testnet found it escaping).
+        started: list[Link] = []
+        try:
+            return await self._dial_within(host, port, node_id, started)
+        except TimeoutError:
+            for link in started:
+                link.close_link(ErrorKind.TIMEOUT, "link set-up timed out")
+            raise GnetError(ErrorKind.TIMEOUT, f"no answer from {host}:{port}") from None
+
+    async def _dial_within(self, host: str, port: int, node_id: bytes | None, started: list[Link]) -> Link:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.settings.dial_timeout):
             literal = ip_literal(host)
@@ -163,11 +175,8 @@ class LinkManager:
             link.owned_transport = True
             self.all_links.add(link)
             link.connect(addr)
-            try:
-                await asyncio.shield(link.ready)
-            except TimeoutError:
-                link.close_link(ErrorKind.TIMEOUT, "link set-up timed out")
-                raise GnetError(ErrorKind.TIMEOUT, f"no answer from {host}:{port}") from None
+            started.append(link)
+            await asyncio.shield(link.ready)
             return link
 
     # -- callbacks from links --------------------------------------------

@@ -424,7 +424,11 @@ class Link(QuicConnectionProtocol):
         if not self.is_ready:
             return
         if self._dht_out is None:
-            self._dht_out = self._quic._open_stream(is_unidirectional=True)
+            try:
+                self._dht_out = self._quic._open_stream(is_unidirectional=True)
+            except Exception:  # qh3 closed the connection; the RPC times out like a lost datagram (make testnet)
+                self._connection_gone()
+                return
         self.send_stream(self._dht_out, prefix(message), False)
 
     def _on_dht_data(self, sid: int, data: bytes, end: bool) -> None:

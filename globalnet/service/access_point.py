@@ -3,13 +3,19 @@
 Theory of operation.
 - A service builds a circuit to us and sends RELAY_CONNECT service `register`;
   we answer OK and stay an endpoint for that circuit. Its first frame is
-  SERVICE_REGISTER: the service key, a timestamp and a signature over
-  (REGISTER_CONTEXT | our node id | key | timestamp), so only the key's holder
-  can register, and a registration cannot be replayed at another access point.
+  SERVICE_REGISTER: a registration key made for us alone (not the service's
+  key: we never learn which service we serve), a timestamp, the hash of the
+  proof a client must show, the PoW seed, and a signature over (REGISTER_CONTEXT
+  | our node id | all that), so only the key's holder can register, and a
+  registration cannot be replayed at another access point.
 - A client builds its own circuit to us and sends RELAY_CONNECT service
-  `renzv` naming the service id (RENZV_CONNECT). We make a random cookie and
-  send RENZV_REQUEST(cookie) down the service's registration circuit, and
-  hold the client's request open (bounded wait).
+  `renzv:<proof>:<nonce>:<effort>` naming the registration id (RENZV_CONNECT).
+  The proof comes from the descriptor's inner layer (for a service with
+  client authorization, only authorized clients have it): without the right
+  proof, or with a replayed or wrong proof of work, we refuse. Otherwise we
+  make a random cookie and send RENZV_REQUEST(cookie | effort) down the
+  service's registration circuit, and hold the client's request open (bounded
+  wait; when the queue is full, the lowest effort is pushed out).
 - The service builds a fresh circuit to us with RELAY_CONNECT service `join`
   carrying the cookie. We answer OK to both (RENZV_CONNECT_OK to the client)
   and splice the two circuits: from then on we XOR and forward, nothing else.
@@ -21,6 +27,8 @@ never learn where the service or the client is (both came through circuits).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import time
 from dataclasses import dataclass, field
@@ -31,11 +39,12 @@ from ..endpoint.session import EndReceived, FrameSession, RequestFrameReceived
 from ..errors import ErrorKind, GnetError, ProtocolError
 from ..identity import verify_signature
 from ..relay.server import RelayHop
-from ..wire.buffer import Reader, u64
+from ..wire.buffer import Reader, u32, u64
 from ..wire.commands import SERVICE_JOIN, SERVICE_REGISTER, SERVICE_RENDEZVOUS, RelayConnect
 from ..wire.framing import FrameType
 from ..wire.records import short_id
 from .address import service_id
+from .pow import NONCE_SIZE, ReplayCache, check_work
 
 log = structlog.get_logger("globalnet.service")
 
@@ -44,32 +53,79 @@ MAX_CLOCK_SKEW = 600
 RENDEZVOUS_WAIT = 8.0  # inside the relay's 10 s RELAY_CONNECT deadline
 MAX_REGISTRATIONS = 1024
 MAX_PENDING = 256
+MAX_PENDING_PER_SERVICE = 64
 
 
-def register_message(ap_id: bytes, service_key: bytes, timestamp: int) -> bytes:
-    return REGISTER_CONTEXT + ap_id + service_key + timestamp.to_bytes(8, "big")
+def proof_hash(proof: bytes) -> bytes:
+    return hashlib.blake2b(b"gnet rendezvous proof" + proof, digest_size=32).digest()
 
 
-def encode_register(service_key: bytes, timestamp: int, signature: bytes) -> bytes:
-    return service_key + u64(timestamp) + signature
+@dataclass(frozen=True)
+class RegisterBody:
+    key: bytes  # the registration key (made for this access point only)
+    timestamp: int
+    proof_hash: bytes
+    pow_seed: bytes
+    signature: bytes = b""
+
+    def signed_message(self, ap_id: bytes) -> bytes:
+        return REGISTER_CONTEXT + ap_id + self.key + u64(self.timestamp) + self.proof_hash + self.pow_seed
+
+    def encode(self) -> bytes:
+        return self.key + u64(self.timestamp) + self.proof_hash + self.pow_seed + self.signature
 
 
-def decode_register(body: bytes) -> tuple[bytes, int, bytes]:
+def decode_register(body: bytes) -> RegisterBody:
     r = Reader(body)
-    key, ts, sig = r.pull_bytes(32), r.pull_u64(), r.pull_bytes(64)
+    reg = RegisterBody(r.pull_bytes(32), r.pull_u64(), r.pull_bytes(32), r.pull_bytes(32), r.pull_bytes(64))
     r.expect_end()
-    return key, ts, sig
+    return reg
+
+
+@dataclass(frozen=True)
+class RendezvousAsk:
+    """What a client's RENZV_CONNECT carries besides the registration id."""
+
+    proof: bytes
+    nonce: bytes
+    effort: int
+
+    def encode(self) -> str:
+        return f"{SERVICE_RENDEZVOUS}:{self.proof.hex()}:{self.nonce.hex()}:{self.effort}"
+
+
+def decode_rendezvous_ask(host: str) -> RendezvousAsk:
+    parts = host.split(":")
+    if len(parts) != 4 or parts[0] != SERVICE_RENDEZVOUS:
+        raise GnetError(ErrorKind.SERVICE_NOT_AUTHORIZED, "rendezvous request without a proof")
+    try:
+        proof, nonce, effort = bytes.fromhex(parts[1]), bytes.fromhex(parts[2]), int(parts[3])
+    except ValueError:
+        raise ProtocolError("malformed rendezvous request") from None
+    if len(proof) != 32 or len(nonce) != NONCE_SIZE or not 0 <= effort < 1 << 32:
+        raise ProtocolError("malformed rendezvous request")
+    return RendezvousAsk(proof, nonce, effort)
+
+
+@dataclass
+class _Waiting:
+    future: asyncio.Future[RelayHop]
+    effort: int
 
 
 @dataclass
 class Registration:
     """Our end of a service's registration circuit."""
 
-    ap: "AccessPoint"
+    ap: AccessPoint
     hop: RelayHop
     session: FrameSession
-    service: bytes = b""  # service id once registered
+    service: bytes = b""  # registration id once registered
     requests: int = 0
+    proof_hash: bytes = b""
+    pow_seed: bytes = b""
+    replays: ReplayCache = field(default_factory=lambda: ReplayCache(8192))
+    waiting: dict[bytes, _Waiting] = field(default_factory=dict)
 
     def feed(self, data: bytes, end: bool) -> None:
         try:
@@ -89,14 +145,15 @@ class Registration:
         self._drop()
 
     def _register(self, body: bytes) -> None:
-        key, ts, sig = decode_register(body)
-        if abs(time.time() - ts) > MAX_CLOCK_SKEW:
+        reg = decode_register(body)
+        if abs(time.time() - reg.timestamp) > MAX_CLOCK_SKEW:
             raise GnetError(ErrorKind.PROTOCOL, "registration timestamp out of range")
-        if not verify_signature(key, register_message(self.ap.node_id, key, ts), sig):
+        if not verify_signature(reg.key, reg.signed_message(self.ap.node_id), reg.signature):
             raise GnetError(ErrorKind.HANDSHAKE_FAILED, "registration signature is invalid")
         if len(self.ap.registrations) >= MAX_REGISTRATIONS:
             raise GnetError(ErrorKind.RESOURCE_LIMIT, "too many services registered here")
-        self.service = service_id(key)
+        self.service = service_id(reg.key)
+        self.proof_hash, self.pow_seed = reg.proof_hash, reg.pow_seed
         old = self.ap.registrations.get(self.service)
         self.ap.registrations[self.service] = self
         if old is not None and old is not self:
@@ -104,9 +161,28 @@ class Registration:
         self.hop.send_wire(self.session.send_frame(FrameType.SERVICE_REGISTERED, b""))
         log.debug("service registered", service=short_id(self.service))
 
-    def ask(self, cookie: bytes) -> None:
+    def admit(self, ask: RendezvousAsk) -> None:
+        """Refuse a request without the descriptor's proof, or with a wrong or replayed proof of work."""
+        if not hmac.compare_digest(proof_hash(ask.proof), self.proof_hash):
+            raise GnetError(ErrorKind.SERVICE_NOT_AUTHORIZED, "wrong rendezvous proof")
+        if not check_work(self.pow_seed, self.service, ask.nonce, ask.effort):
+            raise GnetError(ErrorKind.RESOURCE_LIMIT, "invalid proof of work")
+        if ask.effort and self.replays.seen(ask.nonce):
+            raise GnetError(ErrorKind.RESOURCE_LIMIT, "replayed proof of work")
+
+    def enqueue(self, cookie: bytes, waiting: _Waiting) -> None:
+        """Hold a request; when full, the lowest effort (it or a waiting one) is refused."""
+        if len(self.waiting) >= MAX_PENDING_PER_SERVICE:
+            lowest_cookie = min(self.waiting, key=lambda c: self.waiting[c].effort)
+            lowest = self.waiting[lowest_cookie]
+            if lowest.effort >= waiting.effort:
+                raise GnetError(ErrorKind.RESOURCE_LIMIT, "the service is busy (try with more proof of work)")
+            del self.waiting[lowest_cookie]
+            if not lowest.future.done():
+                lowest.future.set_exception(GnetError(ErrorKind.RESOURCE_LIMIT, "pushed out by a request with more work"))
+        self.waiting[cookie] = waiting
         self.requests += 1
-        self.hop.send_wire(self.session.send_frame(FrameType.RENZV_REQUEST, cookie))
+        self.hop.send_wire(self.session.send_frame(FrameType.RENZV_REQUEST, cookie + u32(waiting.effort)))
 
     def _drop(self) -> None:
         if self.service and self.ap.registrations.get(self.service) is self:
@@ -117,13 +193,13 @@ class Registration:
 class AccessPoint:
     node_id: bytes
     registrations: dict[bytes, Registration] = field(default_factory=dict)
-    pending: dict[bytes, asyncio.Future[RelayHop]] = field(default_factory=dict)
+    pending: dict[bytes, Registration] = field(default_factory=dict)  # cookie -> whose queue holds it
     rendezvous_done: int = 0
 
     async def serve(self, hop: RelayHop, command: RelayConnect) -> None:
         if command.host == SERVICE_REGISTER:
             hop.start_endpoint(lambda session, h: Registration(self, h, session))
-        elif command.host == SERVICE_RENDEZVOUS:
+        elif command.host.split(":")[0] == SERVICE_RENDEZVOUS:
             await self._rendezvous(hop, command)
         elif command.host == SERVICE_JOIN:
             self._join(hop, command)
@@ -136,20 +212,23 @@ class AccessPoint:
         registration = self.registrations.get(command.node_id)
         if registration is None:
             raise GnetError(ErrorKind.HOST_UNREACHABLE, "no such service registered at this access point")
+        ask = decode_rendezvous_ask(command.host)
+        registration.admit(ask)
         if len(self.pending) >= MAX_PENDING:
             raise GnetError(ErrorKind.RESOURCE_LIMIT, "too many rendezvous waiting")
         cookie = os.urandom(20)
-        future: asyncio.Future[RelayHop] = asyncio.get_running_loop().create_future()
-        self.pending[cookie] = future
+        waiting = _Waiting(asyncio.get_running_loop().create_future(), ask.effort)
+        registration.enqueue(cookie, waiting)
+        self.pending[cookie] = registration
         try:
-            registration.ask(cookie)
             try:
                 async with asyncio.timeout(RENDEZVOUS_WAIT):
-                    service_side = await future
+                    service_side = await waiting.future
             except TimeoutError:
                 raise GnetError(ErrorKind.TIMEOUT, "the service did not join the rendezvous") from None
         finally:
             self.pending.pop(cookie, None)
+            registration.waiting.pop(cookie, None)
         if client.closed or service_side.closed:
             service_side.close(ErrorKind.CLOSED, "rendezvous abandoned")
             return
@@ -158,8 +237,10 @@ class AccessPoint:
         self.rendezvous_done += 1
 
     def _join(self, service_side: RelayHop, command: RelayConnect) -> None:
-        future = self.pending.get(command.node_id or b"")
-        if future is None or future.done():
+        cookie = command.node_id or b""
+        registration = self.pending.get(cookie)
+        waiting = registration.waiting.get(cookie) if registration is not None else None
+        if waiting is None or waiting.future.done():
             raise GnetError(ErrorKind.NO_ROUTE, "no client waits with that cookie")
         service_side.accept_bridge_alone()
-        future.set_result(service_side)
+        waiting.future.set_result(service_side)

@@ -14,6 +14,7 @@ import hashlib
 import nacl.bindings
 import nacl.exceptions
 
+from ..crypto.blinding import BlindingError, blind_public_key
 from ..errors import ErrorKind, GnetError
 
 VERSION = 1
@@ -73,6 +74,16 @@ def address_problem(text: str) -> str | None:
     except AddressError as exc:
         return exc.problem
     return None
+
+
+def check_service_key(address: str, service_key: bytes) -> None:
+    """AddressError unless the key is a valid Ed25519 point (its descriptors are found by its
+    blinded key). Apart from decode_address, which checks only the form, because it costs a
+    point multiplication."""
+    try:
+        blind_public_key(service_key, 0)
+    except BlindingError:
+        raise _bad(address, "it does not hold a valid Ed25519 key") from None
 
 
 def service_id(service_key: bytes) -> bytes:

@@ -42,13 +42,14 @@ class Proto(enum.IntEnum):
 #: RELAY_CONNECT service sub-commands (in the host field).
 SERVICE_REGISTER = "register"  # a service's circuit to its access point (frames after OK)
 SERVICE_RENDEZVOUS = "renzv"  # RENZV_CONNECT: a client asks the access point for a service
+# (as `renzv:<proof hex>:<pow nonce hex>:<effort>`, see service/access_point.py)
 SERVICE_JOIN = "join"  # the service answers a rendezvous (node id field = the cookie)
 
 
 def bridges(command: "RelayConnect") -> bool:
     """Does the hop that accepts `command` become a bridge (XOR layer) rather than an endpoint?"""
     return command.proto is Proto.PEER or (
-        command.proto is Proto.SERVICE and command.host in (SERVICE_RENDEZVOUS, SERVICE_JOIN)
+        command.proto is Proto.SERVICE and command.host.split(":")[0] in (SERVICE_RENDEZVOUS, SERVICE_JOIN)
     )
 
 

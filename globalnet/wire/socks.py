@@ -220,6 +220,7 @@ _HTTP_STATUS: dict[int, tuple[int, str]] = {
     Reply.TTL_EXPIRED: (504, "Gateway Timeout"),
     Reply.COMMAND_NOT_SUPPORTED: (501, "Not Implemented"),
     Reply.ADDRESS_TYPE_NOT_SUPPORTED: (400, "Bad Request"),
+    0xF4: (403, "Forbidden"),  # Tor's extended code: a hidden service's client authorization
 }
 
 _REPLY_TEXT: dict[int, str] = {
@@ -455,6 +456,10 @@ class SocksParser:
             return None
         raw = self._take(4 + size + 2)
         addr, port = raw[4 : 4 + size], int.from_bytes(raw[-2:], "big")
+        # nothing listens on port 0, as HTTP CONNECT says too (found by fuzz/fuzz_socks.py);
+        # a UDP ASSOCIATE may say 0: "the port I will send from is not known yet"
+        if port == 0 and cmd == CMD_CONNECT:
+            raise _Rejected(socks_reply(Reply.GENERAL_FAILURE), "CONNECT to port 0")
         if atyp == AddressType.IPV4:
             target = SocksTarget(str(ipaddress.IPv4Address(addr)), port, AddressType.IPV4)
         elif atyp == AddressType.IPV6:

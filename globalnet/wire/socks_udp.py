@@ -60,6 +60,8 @@ def decode_udp_request(datagram: bytes) -> UdpRequest:
         if length == 0:
             raise ProtocolError("empty destination name")
         raw = r.pull_bytes(length)
+        if length > MAX_NAME:  # 254/255 would not fit a DATAGRAM frame (found by fuzz_datagram)
+            raise ProtocolError(f"destination name of {length} bytes (at most {MAX_NAME})")
         try:
             host = raw.decode("ascii")
         except UnicodeDecodeError:

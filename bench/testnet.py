@@ -1,0 +1,389 @@
+"""`make testnet N=200`: N real gclient processes in network namespaces, a workload, churn, a report.
+
+Theory of operation. tests/netns.py's NetnsLab makes one namespace per node
+over several /16 networks (10.1/16 ... 10.K/16), joined by a router that
+delays and drops packets per network (netem, or the user-space TUN router
+where the kernel has no netem). Node roles:
+- seeds: the first few relays; every other node bootstraps from them;
+- relays (a share of them exits, allowed only to the byte server's address);
+- hidden services: hosted on some relays, each forwarding to the byte server;
+- clients: no listener; a -tunnel to the byte server, a SOCKS proxy, a console.
+A byte server in its own /16 sends SIZE deterministic bytes per connection.
+Each client runs bench/testnet_work.py in its namespace (tunnel and SOCKS
+downloads, service sessions, DHT lookups of relay records) for --duration
+seconds while a share of the plain relays is killed (SIGKILL) and restarted.
+The report (bench/results/testnet.json and .txt): circuit and service
+success, TTFB and throughput percentiles, DHT lookup success and latency,
+relay RSS/PSS and CPU, bytes lost or corrupted. Everything it started is
+stopped and every namespace deleted at the end, on Ctrl-C and on SIGTERM.
+
+    python -m bench.testnet --nodes 200 --duration 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from globalnet.localnet import NodeProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.netns import Host, LabUnavailable, NetnsLab, unavailable_reason
+from tests.test_netns import node_id_for
+
+MARKER = ".gnet-testnet"
+PORT, TUNNEL_PORT, SOCKS_PORT, CONSOLE_PORT, SERVE_PORT = 9000, 8000, 1080, 9900, 7000
+_SERVER = """
+import socketserver, sys
+size = int(sys.argv[2])
+data = (bytes(range(256)) * (size // 256 + 1))[:size]
+class H(socketserver.BaseRequestHandler):
+    def handle(self):
+        try:
+            self.request.sendall(data)
+        except OSError:
+            pass
+class S(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 256
+S((sys.argv[1], {port}), H).serve_forever()
+"""
+
+
+class Stop(Exception):
+    """SIGTERM: stop like Ctrl-C."""
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+
+def _proc_mem_cpu(pid: int) -> tuple[float, float, float] | None:
+    """(RSS MiB, PSS MiB, CPU seconds) of a process, None if it is gone."""
+    try:
+        roll = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    kb = {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+) kB", roll, re.MULTILINE)}
+    ticks = os.sysconf("SC_CLK_TCK")
+    return kb.get("Rss", 0) / 1024, kb.get("Pss", 0) / 1024, (int(stat[11]) + int(stat[12])) / ticks
+
+
+class Testnet:
+    def __init__(self, ns: argparse.Namespace) -> None:
+        self.ns = ns
+        self.base = Path(ns.dir)
+        if (self.base / MARKER).exists():
+            shutil.rmtree(self.base)  # a previous testnet's directory: start fresh
+        elif self.base.exists() and any(self.base.iterdir()):
+            raise SystemExit(f"testnet: {self.base} exists and is not a testnet directory; give another --dir")
+        self.base.mkdir(parents=True, exist_ok=True)
+        (self.base / MARKER).write_text("made by bench/testnet.py\n")
+        per_net = {net: (ns.delay, ns.loss) for net in range(1, ns.nets + 2)}
+        self.lab = NetnsLab(delay_ms=ns.delay, loss=ns.loss, per_net=per_net)
+        self.nodes: dict[str, NodeProcess] = {}
+        self.hosts: dict[str, Host] = {}
+        self.roles: dict[str, str] = {}
+        self.kills: list[tuple[float, str]] = []
+        self.workers: list[subprocess.Popen[str]] = []
+        self.rng = random.Random(ns.seed)
+        self.log: list[str] = []
+
+    def say(self, text: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {text}"
+        self.log.append(line)
+        print(line, flush=True)
+
+    # -- building ------------------------------------------------------------
+    def plan(self) -> None:
+        n, ns = self.ns.nodes, self.ns
+        clients = max(1, round(n * ns.clients))
+        relays = n - clients
+        if relays < 6:
+            raise SystemExit("testnet: at least 6 relays are needed (more nodes, or fewer clients)")
+        for i in range(relays):
+            name = f"r{i:03d}"
+            net = 1 + i % ns.nets
+            self.hosts[name] = self.lab.add_host(name, net)
+            role = "seed" if i < ns.seeds else "relay"
+            if role == "relay" and i % max(1, round(1 / ns.exits)) == 0:
+                role = "exit"
+            elif role == "relay" and sum(r == "service" for r in self.roles.values()) < ns.services and i % 7 == 3:
+                role = "service"
+            self.roles[name] = role
+        for i in range(clients):
+            name = f"c{i:03d}"
+            self.hosts[name] = self.lab.add_host(name, 1 + i % ns.nets)
+            self.roles[name] = "client"
+        self.web = self.lab.add_host("web", ns.nets + 1)
+        self.delay_kind = self.lab.add_delay()
+        counts = {r: sum(v == r for v in self.roles.values()) for r in set(self.roles.values())}
+        self.say(f"{len(self.hosts) + 1} namespaces over {ns.nets + 1} /16s, delay by {self.delay_kind}: {counts}")
+
+    def _args(self, name: str) -> list[str]:
+        host, role = self.hosts[name], self.roles[name]
+        seeds = ",".join(self.seed_addrs)
+        if role == "client":
+            return ["-no-listen", "-connect", seeds, "-tunnel", f"{TUNNEL_PORT}>rand>rand>rand>{self.web.address}:{SERVE_PORT}",
+                    "-proxy", f"{SOCKS_PORT}>rand>rand>rand>internet", "-console", f"127.0.0.1:{CONSOLE_PORT}"]  # fmt: skip
+        args = ["-listen", f"{host.address}:{PORT}"]
+        if role != "seed" or self.seed_addrs:
+            args += ["-connect", seeds] if seeds else []
+        if role == "exit":
+            args += ["-exit", "-exit-allow", f"{self.web.address}/32"]
+        if role == "service":
+            args += ["-service", f"site={self.web.address}:{SERVE_PORT}"]
+        return args
+
+    def start_node(self, name: str) -> NodeProcess:
+        node = NodeProcess(name, self._args(name), self.base / name, exec_prefix=self.hosts[name].exec)
+        if not node.node_id:
+            node.node_id = node_id_for(node.data_dir)
+        node.start()
+        self.nodes[name] = node
+        return node
+
+    def start(self) -> None:
+        self.lab.popen(
+            self.web.exec + [sys.executable, "-c", _SERVER.format(port=SERVE_PORT), self.web.address, str(self.ns.size)]
+        )
+        self.seed_addrs: list[str] = []
+        seeds = [n for n, r in self.roles.items() if r == "seed"]
+        for name in seeds:
+            node = self.start_node(name)
+            self.seed_addrs.append(f"{self.hosts[name].address}:{PORT}#{node.node_id}")
+        for name in seeds:
+            self.nodes[name].wait_for("node started", timeout=120)
+        others = [n for n, r in self.roles.items() if r not in ("seed", "client")]
+        began = time.monotonic()
+        for i, name in enumerate(others):
+            self.start_node(name)
+            if i % 20 == 19:
+                self.say(f"started {i + 1 + len(seeds)} relays")
+                time.sleep(1.0)  # spread the start-up CPU
+        for name in others:
+            self.nodes[name].wait_for("linked to peer", timeout=300)
+        self.say(f"{len(others) + len(seeds)} relays up and linked in {time.monotonic() - began:.0f} s")
+        self.services = []
+        for name in [n for n, r in self.roles.items() if r == "service"]:
+            hostname = self.base / name / "services" / "site" / "hostname"
+            deadline = time.monotonic() + 120
+            while not hostname.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            self.services.append(hostname.read_text().strip())
+        # let records reach the DHT and services publish their descriptors
+        time.sleep(self.ns.settle)
+        for name in [n for n, r in self.roles.items() if r == "client"]:
+            self.start_node(name)
+        for name in [n for n, r in self.roles.items() if r == "client"]:
+            self.nodes[name].wait_for("tunnel listening", timeout=300)
+        self.say(f"{len(self.services)} services, clients up")
+
+    # -- running -------------------------------------------------------------
+    def run_workload(self) -> list[dict[str, Any]]:
+        lookups = ",".join(self.nodes[n].node_id for n, r in self.roles.items() if r in ("seed", "relay"))[: 41 * 8 - 1]
+        out_dir = self.base / "work"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files = []
+        for name in [n for n, r in self.roles.items() if r == "client"]:
+            path = out_dir / f"{name}.jsonl"
+            files.append(path)
+            cmd = self.hosts[name].exec + [
+                sys.executable, "-m", "bench.testnet_work", "--tunnel", str(TUNNEL_PORT), "--socks", str(SOCKS_PORT),
+                "--console", str(CONSOLE_PORT), "--web", f"{self.web.address}:{SERVE_PORT}",
+                "--services", ",".join(self.services), "--lookups", lookups, "--size", str(self.ns.size),
+                "--duration", str(self.ns.duration),
+            ]  # fmt: skip
+            with open(path, "w") as out, open(path.with_suffix(".err"), "w") as err:
+                self.workers.append(subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ROOT, text=True))
+        self.churn_until(time.monotonic() + self.ns.duration)
+        for worker in self.workers:
+            try:
+                worker.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        results = []
+        for path in files:
+            for line in path.read_text().splitlines():
+                try:
+                    results.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        return results
+
+    def churn_until(self, deadline: float) -> None:
+        """Kill a plain relay (SIGKILL) every interval; restart it 10 s later."""
+        plain = [n for n, r in self.roles.items() if r == "relay"]
+        share = max(1, round(len(plain) * self.ns.churn)) if self.ns.churn > 0 else 0
+        interval = self.ns.duration / (share + 1) if share else self.ns.duration + 1
+        down: list[tuple[float, str]] = []
+        next_kill = time.monotonic() + interval
+        self.samples: list[tuple[float, float, float]] = []
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if share and now >= next_kill and plain:
+                name = self.rng.choice(plain)
+                plain.remove(name)
+                self.nodes[name].kill()
+                self.kills.append((time.time(), name))
+                down.append((now + 10, name))
+                next_kill = now + interval
+            for when, name in list(down):
+                if now >= when:
+                    self.start_node(name)
+                    down.remove((when, name))
+            time.sleep(1.0)
+        for _, name in down:
+            self.start_node(name)
+
+    def measure_relays(self) -> dict[str, Any]:
+        rss, pss, cpu = [], [], []
+        for name, node in self.nodes.items():
+            if self.roles[name] == "client" or node.proc is None:
+                continue
+            got = _proc_mem_cpu(node.proc.pid)
+            if got:
+                rss.append(got[0])
+                pss.append(got[1])
+                cpu.append(got[2])
+        return {
+            "relays_measured": len(rss),
+            "rss_mib": {"median": _pct(rss, 0.5), "p90": _pct(rss, 0.9), "max": _pct(rss, 1.0)},
+            "pss_mib": {"median": _pct(pss, 0.5), "p90": _pct(pss, 0.9), "total": round(sum(pss), 1)},
+            "cpu_s": {"median": _pct(cpu, 0.5), "p90": _pct(cpu, 0.9), "max": _pct(cpu, 1.0)},
+        }
+
+    def close(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.kill()
+        for node in self.nodes.values():
+            if node.proc is not None and node.proc.poll() is None:
+                node.proc.send_signal(signal.SIGTERM)
+        for node in self.nodes.values():
+            node.stop(timeout=5)
+        self.lab.close()
+
+
+def summarize(results: list[dict[str, Any]], kills: list[tuple[float, str]], window: float) -> dict[str, Any]:
+    def in_churn(r: dict[str, Any]) -> bool:
+        return any(k <= r["at"] <= k + window for k, _ in kills)
+
+    out: dict[str, Any] = {}
+    for op in ("tunnel", "socks", "service", "dht"):
+        rows = [r for r in results if r.get("op") == op]
+        calm = [r for r in rows if not in_churn(r)]
+        entry: dict[str, Any] = {
+            "attempts": len(rows),
+            "success_rate": round(sum(r["ok"] for r in rows) / len(rows), 4) if rows else None,
+            "success_rate_outside_churn": round(sum(r["ok"] for r in calm) / len(calm), 4) if calm else None,
+        }
+        if op == "dht":
+            ms = [r["ms"] for r in rows if r.get("ok")]
+            entry["latency_ms"] = {"p50": _pct(ms, 0.5), "p90": _pct(ms, 0.9), "p99": _pct(ms, 0.99)}
+        else:
+            ttfb = [r["ttfb_ms"] for r in rows if r.get("ok")]
+            mbps = [r["mbps"] for r in rows if r.get("ok") and r.get("mbps")]
+            entry["ttfb_ms"] = {"p50": _pct(ttfb, 0.5), "p90": _pct(ttfb, 0.9), "p99": _pct(ttfb, 0.99)}
+            entry["throughput_mbit_s"] = {"p10": _pct(mbps, 0.1), "p50": _pct(mbps, 0.5), "p90": _pct(mbps, 0.9)}
+            # corrupted: as many bytes as sent (or more) but not the server's; lost: a clean close before the
+            # end (a reset is a failure the application sees, a short clean close would pass for success)
+            entry["corrupted_transfers"] = sum(1 for r in rows if r.get("corrupt"))
+            entry["short_transfers"] = sum(1 for r in rows if r.get("lost"))
+            entry["bytes_lost"] = sum(int(r.get("lost", 0)) for r in rows)
+        out[op] = entry
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nodes", type=int, default=30)
+    p.add_argument("--duration", type=float, default=120.0, help="workload seconds")
+    p.add_argument("--nets", type=int, default=4, help="/16 networks for the nodes")
+    p.add_argument("--delay", type=float, default=20.0, help="one-way delay per packet, ms")
+    p.add_argument("--loss", type=float, default=0.01, help="share of packets dropped")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--exits", type=float, default=0.2, help="share of relays that are exits")
+    p.add_argument("--services", type=int, default=3)
+    p.add_argument("--clients", type=float, default=0.15, help="share of nodes that are clients")
+    p.add_argument("--churn", type=float, default=0.1, help="share of plain relays killed and restarted")
+    p.add_argument("--size", type=int, default=256 * 1024, help="bytes per download")
+    p.add_argument("--settle", type=float, default=20.0, help="seconds between relays up and clients start")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--dir", default="/tmp/gnet-testnet")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "testnet.json"))
+    ns = p.parse_args()
+    reason = unavailable_reason()
+    if reason is not None:
+        print(f"testnet: skipped: network namespaces unavailable: {reason}", file=sys.stderr)
+        return 77
+
+    def on_term(signum: int, frame: object) -> None:
+        raise Stop()
+
+    signal.signal(signal.SIGTERM, on_term)
+    began = time.time()
+    try:
+        net = Testnet(ns)
+    except LabUnavailable as exc:
+        print(f"testnet: skipped: {exc}", file=sys.stderr)
+        return 77
+    try:
+        net.plan()
+        net.start()
+        idle = net.measure_relays()
+        net.say(f"idle relays: {idle}")
+        results = net.run_workload()
+        loaded = net.measure_relays()
+    except (KeyboardInterrupt, Stop):
+        print("testnet: interrupted; stopping everything", file=sys.stderr)
+        net.close()
+        return 130
+    finally:
+        if net.lab._namespaces:
+            net.close()
+    report = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(began)),
+        "nodes": ns.nodes, "duration_s": ns.duration, "nets": ns.nets, "delay_ms": ns.delay, "loss": ns.loss,
+        "delay_kind": net.delay_kind, "download_bytes": ns.size,
+        "roles": {r: sum(v == r for v in net.roles.values()) for r in set(net.roles.values())},
+        "churn": {"killed_and_restarted": len(net.kills), "window_s": 60},
+        "ops": summarize(results, net.kills, 60.0),
+        "relays_idle": idle, "relays_after_workload": loaded,
+        "wall_s": round(time.time() - began, 1),
+        "load": os.getloadavg(),
+    }  # fmt: skip
+    out = Path(ns.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    text = [
+        f"testnet: {ns.nodes} nodes, {ns.duration:g} s, {ns.nets} /16s, {ns.delay:g} ms, {ns.loss:.1%} loss ({net.delay_kind})"
+    ]
+    for op, e in report["ops"].items():
+        text.append(f"  {op:8} {e['attempts']:5} attempts  success {e['success_rate']}  outside churn {e['success_rate_outside_churn']}  "
+                    + (f"latency {e['latency_ms']}" if op == "dht" else f"ttfb {e['ttfb_ms']}  Mbit/s {e['throughput_mbit_s']}  corrupted {e['corrupted_transfers']}  bytes lost {e['bytes_lost']}"))  # fmt: skip
+    text.append(f"  relays idle: {idle}")
+    text.append(f"  relays after: {loaded}")
+    out.with_suffix(".txt").write_text("\n".join(text) + "\n")
+    print("\n".join(text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
