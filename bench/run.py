@@ -15,6 +15,9 @@ How each figure is taken:
   bridge too, relay3 is the exit (AEAD frames + TCP), listed separately.
 - relay RSS: the largest VmRSS of a relay process sampled every 50 ms while
   the 8 connections run.
+- concurrency (1 / 8 / 32 / 128 circuits at once, `--concurrency-mib` MiB in
+  all at each level, one circuit per connection): aggregate MiB/s, relay2's
+  (a bridge's) CPU per MiB, and the largest relay RSS, per level.
 - RTT: one byte to an echo target and back, on one connection, TCP_NODELAY.
 - time to first byte: connect() to the tunnel port until the first byte of a
   target that speaks first; every connection builds its own circuit.
@@ -69,7 +72,13 @@ TARGETS: dict[str, tuple[str, float]] = {
     # hidden services: keep at least the figures measured before the descriptors were encrypted
     "hs_throughput_1conn": (">=", 16.3),
     "hs_first_connect": ("<=", 65.0),
+    # issue 13 (congestion control and speed)
+    "concurrency_1_throughput": (">=", 60.0),
+    "concurrency_8_throughput": (">=", 50.0),
+    "concurrency_128_throughput": (">=", 40.0),
+    "concurrency_128_bridge_cpu": ("<=", 12.0),
 }
+CONCURRENCY = (1, 8, 32, 128)
 
 
 def git_commit() -> str:
@@ -136,6 +145,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         peaks = [sampler.peak[pids[n]] for n in relays]
         metrics["relay_rss"] = metric(peaks, "MiB", what="largest VmRSS of each relay (relay1, relay2, relay3) during the 8-connection load; median = the middle one",
                                       max=round(max(peaks), 2), hwm=[round(rss_mib(pids[n])[1], 2) for n in relays])
+
+        # -- 1 / 8 / 32 / 128 circuits at once ----------------------------------
+        total = args.concurrency_mib
+        print(f"concurrency {'/'.join(map(str, CONCURRENCY))} circuits, {total} MiB in all each ...", flush=True)
+        for n in CONCURRENCY:
+            each = max(64 * 1024, total * MiB // n)
+            with RssSampler([pids[r] for r in relays]) as sampler:
+                before = cpu_seconds(pids["relay2"])
+                took = parallel_download(host, tp["source"], each, n)
+                bridge = (cpu_seconds(pids["relay2"]) - before) * 1000 / (n * each / MiB)
+            metrics[f"concurrency_{n}_throughput"] = metric([n * each / MiB / took], "MiB/s", circuits=n, mib_each=round(each / MiB, 3))
+            metrics[f"concurrency_{n}_bridge_cpu"] = metric([round(bridge, 2)], "ms CPU per MiB relayed", what="relay2, a bridge")
+            metrics[f"concurrency_{n}_rss"] = metric([max(sampler.peak[pids[r]] for r in relays)], "MiB", what="largest relay VmRSS")
+            loads.append(os.getloadavg())
 
         # -- ping-pong ---------------------------------------------------------
         print(f"ping-pong, {args.rounds} rounds x {args.runs} ...", flush=True)
@@ -213,6 +236,7 @@ def main() -> int:
     p.add_argument("--size-mib", type=int, default=100, help="one connection's download")
     p.add_argument("--size8-mib", type=int, default=16, help="each of the 8 connections' download")
     p.add_argument("--rounds", type=int, default=300, help="ping-pong rounds per run")
+    p.add_argument("--concurrency-mib", type=int, default=64, help="MiB downloaded in all at each concurrency level")
     p.add_argument("--connections", type=int, default=15, help="new connections for time to first byte")
     p.add_argument("--hs-size-mib", type=int, default=50, help="one connection's download from a hidden service")
     p.add_argument("--out", type=Path, default=RESULTS)

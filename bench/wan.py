@@ -29,6 +29,7 @@ import ctypes
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.measure import Network, Targets, first_byte, free_ports, metric
+from bench.measure import MiB, Network, Targets, download, first_byte, free_ports, metric, parallel_download
 from globalnet.link.path_mtu import FULL_DATAGRAM
 from globalnet.localnet import ROOT
 
@@ -155,6 +156,8 @@ def run_proxy(args: argparse.Namespace) -> dict[str, Any]:
         net.start()
         ttfb, builds = _measure(net, args.connections)
         loads.append(os.getloadavg())
+        tput = _throughput(args, net, None)
+        loads.append(os.getloadavg())
     finally:
         net.stop()
         targets.stop()
@@ -162,7 +165,7 @@ def run_proxy(args: argparse.Namespace) -> dict[str, Any]:
             proxy.stdin.close()
         proxy.wait(5)
         tmp.cleanup()
-    return _result(args, builds, ttfb, None, started, loads, FULL_DATAGRAM,
+    return _result(args, builds, ttfb, None, started, loads, FULL_DATAGRAM, tput,
                    f"gclient processes on 127.0.0.1, a userspace UDP delay proxy (bench/delay_proxy.py) in front of each relay: "
                    f"one way {args.delay_ms} ms, RTT {2 * args.delay_ms} ms between nodes (the kernel has no netem)")
 
@@ -177,8 +180,30 @@ def _measure(net: Network, connections: int) -> tuple[list[float], list[float]]:
     return ttfb, net.circuit_builds()[seen:]
 
 
+def _throughput(args: argparse.Namespace, net: Network, base: tuple[str, int] | None) -> dict[str, Any]:
+    """1 and 8 downloads at once through the tunnel, and (where the delay applies to
+    TCP too) the same from plain TCP through the same delayed links to the target."""
+    size = args.size_mib * MiB
+    each = max(MiB, size // 8)
+    out: dict[str, Any] = {}
+    runs1 = [args.size_mib / download("127.0.0.1", net.tunnel_ports["source"], size) for _ in range(args.runs)]
+    runs8 = [8 * each / MiB / parallel_download("127.0.0.1", net.tunnel_ports["source"], each, 8) for _ in range(args.runs)]
+    out["wan_throughput_1stream"] = metric(runs1, "MiB/s", size_mib=args.size_mib, path="3 hops, each link delayed")
+    out["wan_throughput_8streams"] = metric(runs8, "MiB/s", mib_each=each / MiB, path="8 circuits at once")
+    if base is not None:
+        b1 = [args.size_mib / download(base[0], base[1], size) for _ in range(args.runs)]
+        b8 = [8 * each / MiB / parallel_download(base[0], base[1], each, 8) for _ in range(args.runs)]
+        for name, runs in (("wan_throughput_1stream", b1), ("wan_throughput_8streams", b8)):
+            m = out[name]
+            m["baseline_tcp"] = {"median": round(statistics.median(runs), 4), "runs": [round(r, 4) for r in runs],
+                                 "what": "plain TCP from the client's namespace to the target (one delayed crossing each way)"}
+            m["ratio"] = round(m["median"] / m["baseline_tcp"]["median"], 4) if m["baseline_tcp"]["median"] else None
+    return out
+
+
 def _result(args: argparse.Namespace, builds: list[float], ttfb: list[float], base: list[float] | None,
-            started: float, loads: list[tuple[float, float, float]], size: int, topology: str) -> dict[str, Any]:
+            started: float, loads: list[tuple[float, float, float]], size: int, tput: dict[str, Any],
+            topology: str) -> dict[str, Any]:
     rtt = 2 * args.delay_ms
     one_rtt = sum(k * rtt for k in (1, 2, 3))
     metrics = {
@@ -189,6 +214,7 @@ def _result(args: argparse.Namespace, builds: list[float], ttfb: list[float], ba
     if base is not None:
         metrics["wan_tcp_ttfb"] = metric(base, "ms", what="plain TCP from the client's namespace to the target: connect + first byte",
                                          expected=rtt + args.delay_ms)
+    metrics.update(tput)
     for m in metrics.values():
         m["link_delay_ms_one_way"] = args.delay_ms
     return {
@@ -222,6 +248,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             size = datagram_size_for((ns.addr["relay1"], 9000))
             ttfb, builds = _measure(net, args.connections)
             base = [first_byte(ns.addr["relay3"], targets.ports["hello"]) * 1000 for _ in range(args.connections)]
+            loads.append(os.getloadavg())
+            tput = _throughput(args, net, (ns.addr["relay3"], targets.ports["source"]))
         loads.append(os.getloadavg())
     finally:
         if net is not None:
@@ -231,7 +259,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ns.remove()
         tmp.cleanup()
     delay = f"netem delay {args.delay_ms} ms on each node's veth (one way {args.delay_ms} ms, RTT {2 * args.delay_ms} ms between nodes)" if ns.netem else "no delay (--no-netem)"
-    return _result(args, builds, ttfb, base, started, loads, size,
+    return _result(args, builds, ttfb, base, started, loads, size, tput,
                    f"client, relay1..3 in network namespaces of their own on one bridge; {delay}")
 
 
@@ -239,6 +267,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description="circuit build and TTFB over 20 ms links, in network namespaces")
     p.add_argument("--delay-ms", type=int, default=DELAY_MS)
     p.add_argument("--connections", type=int, default=10)
+    p.add_argument("--size-mib", type=int, default=32, help="one download's size (8 downloads share it)")
+    p.add_argument("--runs", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--mode", choices=("auto", "netns", "proxy"), default="auto",
                    help="netns: namespaces + netem (root; skip if impossible); proxy: 127.0.0.1 + delay proxy; auto: netns, else proxy")
@@ -260,11 +290,13 @@ def main() -> int:
         result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'metric':26} {'median':>8} {'expected, 1 RTT/hop':>20} {'2 RTT/hop':>10}")
+    print(f"{'metric':26} {'median':>8} {'expected, 1 RTT/hop':>20} {'2 RTT/hop':>10}  unit    TCP      ratio")
     for name, m in result["metrics"].items():
         exp1 = m.get("expected_1rtt_per_hop", m.get("expected", ""))
         exp2 = m.get("expected_2rtt_per_hop", "")
-        print(f"{name:26} {m['median']:8.1f} {exp1!s:>20} {exp2!s:>10}  ms")
+        tcp = m.get("baseline_tcp", {}).get("median", "")
+        ratio = m.get("ratio", "")
+        print(f"{name:26} {m['median']:8.1f} {exp1!s:>20} {exp2!s:>10}  {m['unit']:6}  {tcp!s:8} {ratio!s}")
     print(result["meta"]["topology"] + f"; datagram size {result['meta']['datagram_size']}; load {result['meta']['load_avg_1_5_15']}")
     print(f"written: {args.out}")
     return 0

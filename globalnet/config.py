@@ -86,6 +86,8 @@ MIN_MAX_DATAGRAM_SIZE = 1200
 DEFAULT_IDLE_TIMEOUT = 60.0
 DEFAULT_PROXY_TIMEOUT = 30.0
 DEFAULT_UDP_IDLE_TIMEOUT = 120.0
+#: What a relay may hold for all circuits it carries, MiB (relay/budget.py).
+DEFAULT_RELAY_BUDGET_MIB = 64
 MIN_PROXY_TIMEOUT = 0.5
 MAX_PROXY_TIMEOUT = 600.0
 MAX_AUTH_FIELD = 255  # RFC 1929: ULEN and PLEN are one byte
@@ -130,6 +132,7 @@ class Config:
     metrics: tuple[str, int] | None = None  # -metrics: Prometheus /metrics and the status page
     verify_config: bool = False  # --verify-config: check, print a summary, exit
     udp_idle_timeout: float = DEFAULT_UDP_IDLE_TIMEOUT  # UDP circuits close after this long idle
+    relay_budget_mib: int = DEFAULT_RELAY_BUDGET_MIB  # what relaying may queue in memory, all circuits together
 
 
 # -- command line ----------------------------------------------------------
@@ -246,6 +249,10 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("udp-idle-timeout", None, "SECONDS",
      (f"close a UDP circuit (tunnel, SOCKS association, exit) after this long without "
       f"a datagram (default {DEFAULT_UDP_IDLE_TIMEOUT:g}), e.g. -udp-idle-timeout 60")),
+    ("relay-budget", None, "MiB",
+     (f"memory this node may queue for the circuits it relays, all together "
+      f"(default {DEFAULT_RELAY_BUDGET_MIB}); over 3/4 of it, the circuits holding the most "
+      f"are reset, e.g. -relay-budget 256")),
     ("advertise", None, "IP:PORT",
      ("address put in this node's record (default: the listen address when it is "
      "a specific address), e.g. -advertise 203.0.113.5:9000")),
@@ -323,7 +330,7 @@ _FILE_KEYS = (
     "proxies", "exit", "advertise", "console", "log_json", "log_level",
     "max_datagram_size", "idle_timeout", "services", "proxy_auth", "proxy_timeout",
     "exit_allow", "exit_allow_udp", "metrics",
-    "udp_idle_timeout",
+    "udp_idle_timeout", "relay_budget",
 )  # fmt: skip
 _EXIT_KEYS = ("enabled", "allow", "allow_udp")
 
@@ -723,6 +730,11 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
             pick("udp_idle_timeout", "-udp-idle-timeout", "udp_idle_timeout"),
             lambda v: as_seconds(v, 1.0, 24 * 3600.0),
             DEFAULT_UDP_IDLE_TIMEOUT,
+        ),
+        relay_budget_mib=or_default(
+            pick("relay_budget", "-relay-budget", "relay_budget"),
+            lambda v: as_int(v, 4, 1 << 20),
+            DEFAULT_RELAY_BUDGET_MIB,
         ),
     )
     if config.proxy_auth is not None and not config.proxies:

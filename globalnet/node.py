@@ -35,6 +35,7 @@ from .messaging import MessageService, Messenger
 from .metrics import MetricsSettings, NodeMetrics, start_metrics
 from .peertable import PeerTable
 from .policy.exit_policy import ExitPolicy, record_summary
+from .relay.budget import RelayBudget
 from .relay.server import RelayService
 from .service.access_point import AccessPoint
 from .service.client import open_service_circuit
@@ -90,6 +91,7 @@ class Node:
         self.relay.udp_policy = self.udp_policy = ExitPolicy(bool(exit_udp), exit_udp)
         self.relay.udp_idle_timeout = config.udp_idle_timeout
         self.udp_totals = DatagramCounters()  # this node's own UDP flows (tunnels, SOCKS), ever
+        self.relay.budget = RelayBudget(config.relay_budget_mib << 20)
         self.peers = PeerTable(self.identity.node_id, config.data_dir)
         self.resolver = PathResolver(self.peers, self._lookup_record)
         self.guards = GuardStore(config.data_dir)

@@ -1,5 +1,7 @@
 """Bounded memory under load: a slow reader keeps every relay's buffered bytes
-for its circuit under one window (+ slack), by the end-to-end credit alone.
+for its circuit under the initial window (+ slack), by the end-to-end credit
+and the congestion window alone (its RTT samples show the queue, so the
+window never grows), and every relay's total within its budget.
 
 The target sends as fast as TCP lets it; the application at the client reads
 slowly from a small socket buffer. Each relay hop's queued bytes (QUIC's send
@@ -15,12 +17,14 @@ import socket
 
 from globalnet.endpoint.pump import StreamPump
 from globalnet.endpoint.session import RELAY_SLACK, WINDOW
+from globalnet.relay.budget import RelayBudget
 from globalnet.relay.server import RelayService
 from tests.inproc import InprocNode, open_circuit, start_client, start_relay
 
 TOTAL = 3 * 1024 * 1024
 STALL = 10.0  # seconds without a byte: the transfer stalled
 SMALL_BUFFER = 16 * 1024
+BUDGET = 16 * 1024 * 1024
 
 
 async def _source(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -52,6 +56,9 @@ def _sample(relays: list[InprocNode], peaks: dict[str, int]) -> None:
 
 async def test_slow_reader_keeps_relay_buffers_under_one_window() -> None:
     relays = [await start_relay(), await start_relay(), await start_relay(exit_allow="127.0.0.1/32")]
+    for node in relays:
+        assert isinstance(node.relay, RelayService)
+        node.relay.budget = RelayBudget(BUDGET, asyncio.get_running_loop().time())
     client = start_client()
     server = await asyncio.start_server(_source, "127.0.0.1", 0)
     target_port = server.sockets[0].getsockname()[1]
@@ -113,4 +120,7 @@ async def test_slow_reader_keeps_relay_buffers_under_one_window() -> None:
     limit = WINDOW + RELAY_SLACK
     over = {k: v for k, v in peaks.items() if v > limit}
     assert not over, f"buffered more than one window + slack ({limit}): {over}"
+    for node in relays:
+        assert isinstance(node.relay, RelayService)
+        assert node.relay.budget.peak <= BUDGET and node.relay.budget.shed == 0  # well within: nobody was reset
     print("peak buffered bytes:", peaks)

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from globalnet.crypto import AeadOpener, AeadSealer
+from globalnet.endpoint.congestion import MAX_WINDOW
 from globalnet.endpoint.session import (
     CREDIT_BATCH,
     DATA_OVERHEAD,
@@ -199,12 +200,16 @@ def test_credit_is_returned_once_a_batch_is_consumed() -> None:
 
 
 def test_receiver_rejects_a_peer_that_overruns_the_window() -> None:
+    """The receiver holds at most the protocol's MAX_WINDOW (whatever the sender's cwnd)."""
     _, b = pair()
     raw = AeadSealer(K_AB)
-    full = b"".join(sealed(raw, FrameType.DATA, bytes(MAX_DATA_BODY)) for _ in range(15))
-    last = sealed(raw, FrameType.DATA, bytes(WINDOW - len(full) - DATA_OVERHEAD))
-    assert len(full + last) == WINDOW
-    assert len(b.receive(full + last)) == 16  # exactly a window is allowed
+    n_full = MAX_WINDOW // MAX_DATA_WIRE
+    full = b"".join(sealed(raw, FrameType.DATA, bytes(MAX_DATA_BODY)) for _ in range(n_full))
+    last = sealed(raw, FrameType.DATA, bytes(MAX_WINDOW - len(full) - DATA_OVERHEAD))
+    assert len(full + last) == MAX_WINDOW
+    wire = full + last
+    events = [e for i in range(0, len(wire), 65536) for e in b.receive(wire[i : i + 65536])]
+    assert len(events) == n_full + 1  # exactly the maximum window is allowed
     with pytest.raises(GnetError) as info:
         b.receive(sealed(raw, FrameType.DATA, b""))  # 21 bytes too many
     assert info.value.kind is ErrorKind.RESOURCE_LIMIT
@@ -263,12 +268,12 @@ def test_payload_for_credit_is_the_largest_payload_that_fits(credit: int) -> Non
 @given(st.integers(0, WINDOW))
 def test_sendable_matches_what_send_data_accepts(used: int) -> None:
     a, _ = pair()
-    a.send_credit = WINDOW - used
+    a._inflight = used  # as if `used` wire bytes were in flight
     n = a.sendable()
     assert n == payload_for_credit(WINDOW - used)
     assert len(a.send_data(bytes(n))) <= WINDOW - used
     b, _ = pair()
-    b.send_credit = WINDOW - used
+    b._inflight = used
     with pytest.raises(GnetError):
         b.send_data(bytes(n + 1))
 
@@ -438,9 +443,11 @@ def test_replay_reorder_drop_are_tampering(how: str) -> None:
 
 
 def test_receive_buffer_is_bounded() -> None:
+    """At most the protocol's maximum window (+ slack) pending in one go: one QUIC
+    event after loss recovery may carry a whole window, never more."""
     _, b = pair()
     with pytest.raises(ProtocolError, match="pending"):
-        b.receive(bytes(WINDOW + RELAY_SLACK + 1))
+        b.receive(bytes(MAX_WINDOW + RELAY_SLACK + 1))
 
 
 @FAST

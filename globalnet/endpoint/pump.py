@@ -66,6 +66,7 @@ class StreamPump:
         self._credit.set()
         self._done = asyncio.Event()
         self._draining: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
         self._handlers: dict[type, Callable[[Any], None]] = {
             DataReceived: self._on_data,
             EndReceived: self._on_end,
@@ -83,7 +84,7 @@ class StreamPump:
     def feed(self, data: bytes | bytearray, end: bool) -> None:
         """Stream bytes from the circuit (already unwrapped)."""
         handlers = self._handlers
-        for ev in self.core.receive(data, end):
+        for ev in self.core.receive(data, end, self._loop.time()):
             handlers[type(ev)](ev)
         if self.session.send_credit > 0:
             self._credit.set()
@@ -158,7 +159,12 @@ class StreamPump:
                 if finished is not None:
                     self._on_finished(finished)
                 return
-            self._end.send_wire(core.upload(data))
+            try:
+                wire = core.upload(data, self._loop.time())
+            except GnetError as exc:  # our own misuse: cost this stream, not the task's owner
+                self.fail(exc, tell_circuit=True)
+                return
+            self._end.send_wire(wire)
 
     def _on_finished(self, ev: Finished) -> None:
         self._end.send_wire(b"", end=True)

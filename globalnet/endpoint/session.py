@@ -3,11 +3,13 @@
 Theory of operation. The two ends of a circuit (the client, and the hop that
 reaches the target) exchange AEAD-sealed frames; relays in between only XOR
 bytes and cannot parse them. Flow control lives here, end to end: each side
-may have at most `WINDOW` wire bytes of DATA frames that the other side has
-not yet handed to its application. The receiver returns credit with CREDIT
-frames once its application has taken the bytes. Because the window counts
-wire bytes (length prefix, header and tag included), a relay can enforce it
-without parsing anything: no stream may ever buffer more than a window.
+may have at most its congestion window (`VegasWindow`, endpoint/congestion.py:
+from INITIAL_WINDOW up to the protocol's MAX_WINDOW) of DATA wire bytes that
+the other side has not yet handed to its application. The receiver returns
+credit with CREDIT frames once its application has taken the bytes; those
+frames are also the sender's RTT samples. Because windows count wire bytes
+(length prefix, header and tag included), a relay can enforce MAX_WINDOW
+without parsing anything: no stream may ever buffer more than that.
 
 A clean end of one direction is an END frame (authenticated, so a relay cannot
 forge a clean close); the stream's FIN follows once both directions ended. A
@@ -37,9 +39,11 @@ from ..wire.framing import (
     parse_credit,
     prefix,
 )
+from .congestion import INITIAL_WINDOW, MAX_WINDOW, VegasWindow
 
-#: End-to-end window in wire bytes, a protocol constant (relays enforce it).
-WINDOW = 256 * 1024
+#: Where every circuit's window starts (the old fixed window). The most any
+#: end may have in flight is MAX_WINDOW; relays enforce that.
+WINDOW = INITIAL_WINDOW
 #: Return credit once this much has been consumed (fewer CREDIT frames).
 CREDIT_BATCH = WINDOW // 4
 #: What a relay tolerates above WINDOW in one stream direction: control frames
@@ -110,8 +114,13 @@ class FrameSession:
     def __init__(self, sealer: Sealer, opener: Opener) -> None:
         self._sealer = sealer
         self._opener = opener
-        self._splitter = MessageSplitter(max_pending=WINDOW + RELAY_SLACK)
-        self.send_credit = WINDOW
+        # one QUIC event may carry up to a whole window (after loss recovery, a burst)
+        self._splitter = MessageSplitter(max_pending=MAX_WINDOW + RELAY_SLACK)
+        self.window = VegasWindow()
+        self._inflight = 0  # DATA wire bytes sent, not yet credited
+        self._acked_total = 0
+        self._offered = 0  # wire credit the last sendable() offered, not yet used
+        self._now: float | None = None  # the clock of the bytes being received (for RTT samples)
         self._unconsumed = 0  # wire bytes received, not yet consumed by the app
         self._consumed_uncredited = 0
         self.local_ended = False
@@ -119,23 +128,41 @@ class FrameSession:
         self.bytes_sent = 0
         self.bytes_received = 0
 
+    @property
+    def send_credit(self) -> int:
+        """Wire bytes of DATA that may be sent now: the window less what is in flight."""
+        return max(0, self.window.cwnd - self._inflight)
+
     # -- sending ---------------------------------------------------------
     def sendable(self) -> int:
         """How many application bytes may be sent now."""
-        return 0 if self.local_ended else payload_for_credit(self.send_credit)
+        if self.local_ended:
+            return 0
+        self._offered = self.send_credit  # honoured by send_data even if the window shrinks meanwhile
+        return payload_for_credit(self._offered)
 
-    def send_data(self, data: bytes | memoryview) -> bytes:
-        """Seal `data` into DATA frames; the caller keeps within `sendable()`."""
+    def send_data(self, data: bytes | memoryview, now: float | None = None) -> bytes:
+        """Seal `data` into DATA frames; the caller read at most `sendable()` bytes.
+        `now` (the shell's clock) lets the CREDIT that acknowledges them give an RTT sample.
+
+        The window may have shrunk since the caller asked `sendable()` (a CREDIT
+        that ended a Vegas round arrived while it read from TCP): what that call
+        offered still goes (it fit the window of then, so never more than the
+        protocol's MAX_WINDOW); anything beyond the offer and the window is our
+        own misuse."""
         if self.local_ended:
             raise LocalProtocolError("send after END")
         view = memoryview(data)
         # Check before sealing: a refused send must not use up AEAD nonces.
         frames = -(-len(view) // MAX_DATA_BODY)
-        if len(view) + frames * DATA_OVERHEAD > self.send_credit:
+        wire_size = len(view) + frames * DATA_OVERHEAD
+        if wire_size > max(self.send_credit, self._offered) or wire_size > MAX_WINDOW - self._inflight:
             raise LocalProtocolError("send beyond the credit window")
         plains = [encode_frame(FrameType.DATA, bytes(view[i : i + MAX_DATA_BODY])) for i in range(0, len(view), MAX_DATA_BODY)]
         wire = b"".join(prefix(c) for c in self._sealer.seal_many(plains))
-        self.send_credit -= len(wire)
+        self._inflight += len(wire)
+        self._offered = max(0, self._offered - len(wire))
+        self.window.on_send(len(wire), self._inflight, now)
         self.bytes_sent += len(view)
         return wire
 
@@ -145,7 +172,8 @@ class FrameSession:
         if self.local_ended or LENGTH_PREFIX + FRAME_HEADER + len(body) + AEAD_TAG > self.send_credit:
             return None
         wire = self._seal(FrameType.DATAGRAM, body)
-        self.send_credit -= len(wire)
+        self._inflight += len(wire)
+        self.window.on_send(len(wire), self._inflight, None)
         self.bytes_sent += len(body)
         return wire
 
@@ -176,8 +204,9 @@ class FrameSession:
         return prefix(self._sealer.seal(encode_frame(ftype, body)))
 
     # -- receiving -------------------------------------------------------
-    def receive(self, data: bytes | bytearray | memoryview) -> list[SessionEvent]:
-        """Feed stream bytes; returns events. Raises GnetError (TAMPERED/PROTOCOL)."""
+    def receive(self, data: bytes | bytearray | memoryview, now: float | None = None) -> list[SessionEvent]:
+        """Feed stream bytes (received at `now`); returns events. Raises GnetError (TAMPERED/PROTOCOL)."""
+        self._now = now
         self._splitter.push(data)
         events: list[SessionEvent] = []
         while (message := self._splitter.pop()) is not None:
@@ -197,7 +226,7 @@ class FrameSession:
             raise ProtocolError("DATA after END")
         wire = LENGTH_PREFIX + size
         self._unconsumed += wire
-        if self._unconsumed > WINDOW:
+        if self._unconsumed > MAX_WINDOW:
             raise GnetError(ErrorKind.RESOURCE_LIMIT, "peer overran the credit window")
         self.bytes_received += len(frame.body)
         events.append(DataReceived(frame.body, wire))
@@ -205,15 +234,18 @@ class FrameSession:
     def _on_datagram(self, frame: Frame, size: int, events: list[SessionEvent]) -> None:
         wire = LENGTH_PREFIX + size
         self._unconsumed += wire
-        if self._unconsumed > WINDOW:
+        if self._unconsumed > MAX_WINDOW:
             raise GnetError(ErrorKind.RESOURCE_LIMIT, "peer overran the credit window")
         self.bytes_received += len(frame.body)
         events.append(DatagramReceived(frame.body, wire))
 
     def _on_credit(self, frame: Frame, size: int, events: list[SessionEvent]) -> None:
-        self.send_credit += parse_credit(frame.body)
-        if self.send_credit > WINDOW:
-            raise ProtocolError("credit beyond the window")
+        n = parse_credit(frame.body)
+        self._inflight -= n
+        if self._inflight < 0:
+            raise ProtocolError("credit beyond the window: more than was sent")
+        self._acked_total += n
+        self.window.on_ack(n, self._acked_total, self._now)
 
     def _on_end(self, frame: Frame, size: int, events: list[SessionEvent]) -> None:
         if self.remote_ended:

@@ -57,7 +57,7 @@ class StreamCore:
         self.error: GnetError | None = None
 
     # -- from the circuit ------------------------------------------------
-    def receive(self, data: bytes | bytearray, end: bool) -> list[StreamEvent]:
+    def receive(self, data: bytes | bytearray, end: bool, now: float | None = None) -> list[StreamEvent]:
         """Circuit bytes (already unwrapped) in; events out, in order. The shell
         writes each `DataReceived` to TCP, then calls `credit_after_write()`."""
         if self.done:
@@ -65,10 +65,10 @@ class StreamCore:
         events: list[StreamEvent] = []
         if data:
             try:
-                for ev in self.session.receive(data):
-                    if isinstance(ev, DatagramReceived):  # a stream circuit carries no datagrams: the peer's error
-                        raise GnetError(ErrorKind.PROTOCOL, "DATAGRAM frame on a stream circuit")
-                    events.append(ev)
+                for ev in self.session.receive(data, now):
+                    if type(ev) is DatagramReceived:
+                        raise GnetError(ErrorKind.PROTOCOL, "a DATAGRAM frame on a stream circuit")
+                    events.append(ev)  # type: ignore[arg-type]
             except GnetError as exc:
                 events.append(self.fail(exc, tell_circuit=True))  # type: ignore[arg-type]
                 return events
@@ -102,9 +102,9 @@ class StreamCore:
             return 0
         return min(self.session.sendable(), READ_CHUNK)
 
-    def upload(self, data: bytes) -> bytes:
-        """TCP bytes (at most `read_size()`) -> wire bytes for the circuit."""
-        return self.session.send_data(data)
+    def upload(self, data: bytes, now: float | None = None) -> bytes:
+        """TCP bytes (at most `read_size()`) read at `now` -> wire bytes for the circuit."""
+        return self.session.send_data(data, now)
 
     def upload_end(self) -> tuple[bytes, Finished | None]:
         """TCP reached EOF: the END frame, and `Finished` if the far side ended too."""

@@ -13,14 +13,15 @@ import asyncio
 import ipaddress
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 import structlog
 
+from ..endpoint.congestion import MAX_WINDOW
 from ..endpoint.datagram_flow import DEFAULT_IDLE_TIMEOUT, DatagramCounters
 from ..endpoint.pump import StreamPump
-from ..endpoint.session import RELAY_SLACK, WINDOW, FrameSession
+from ..endpoint.session import RELAY_SLACK, FrameSession
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity
 from ..link.manager import LinkManager
@@ -28,6 +29,7 @@ from ..link.quic_link import HopStream
 from ..policy.exit_policy import ExitPolicy, target_name_problem
 from ..wire.commands import Proto, RelayConnect
 from .bridge import BridgeCore
+from .budget import DEFAULT_BUDGET, PRESSURE_QUEUE, RelayBudget
 from .hop import HopState, RelayHopCore
 from .udp_exit import UdpExit, UdpSockets, check_udp_target
 
@@ -36,8 +38,9 @@ log = structlog.get_logger("globalnet.relay")
 CONNECT_TIMEOUT = 10.0
 #: A hop stream must deliver its whole first handshake message within this.
 SETUP_TIMEOUT = 10.0
-#: A relay resets a stream that queues more than this (one window + control frames).
-MAX_QUEUED = WINDOW + RELAY_SLACK
+#: A relay resets a stream that queues more than this: the protocol's largest
+#: window, and control frames (a well-behaved end never has more in flight).
+MAX_QUEUED = MAX_WINDOW + RELAY_SLACK  # = budget.PER_CIRCUIT
 MAX_HOPS = 8192
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], None]
@@ -81,6 +84,9 @@ class RelayService:
         self.udp_idle_timeout = DEFAULT_IDLE_TIMEOUT
         self.udp_exits: set[UdpExit] = set()
         self.udp_totals = DatagramCounters()  # datagrams this exit carried and dropped, ever
+        #: What this relay may hold for all circuits (-relay-budget); see relay/budget.py.
+        self.budget = RelayBudget(DEFAULT_BUDGET)
+        self._budget_timer: asyncio.TimerHandle | None = None
         links.on_stream = self.accept
 
     def accept(self, stream: HopStream) -> None:
@@ -88,6 +94,36 @@ class RelayService:
             stream.reset(ErrorKind.RESOURCE_LIMIT)
             return
         self.hops.add(RelayHop(self, stream))
+        if self._budget_timer is None:
+            self._arm_budget()
+
+    # -- the memory budget's timer (runs while there are hops) ----------------
+    def _arm_budget(self) -> None:
+        loop = asyncio.get_running_loop()
+        when = max(self.budget.get_timer(), loop.time())
+        self._budget_timer = loop.call_at(when, self._check_budget)
+
+    def _check_budget(self) -> None:
+        self._budget_timer = None
+        held = sum(link.send_buffer_size_total() for link in self.links.all_links)
+        self._shed(held, self.budget.handle_timer(asyncio.get_running_loop().time(), held, self._holdings))
+        if self.hops:
+            self._arm_budget()
+
+    def pressed(self) -> None:
+        """A bridge forwarded onto a backed-up stream: check early now and then."""
+        if self.budget.pressed():
+            held = sum(link.send_buffer_size_total() for link in self.links.all_links)
+            self._shed(held, self.budget.check(held, self._holdings))
+
+    def _shed(self, held: int, victims: Sequence[object]) -> None:
+        for hop in victims:
+            assert isinstance(hop, RelayHop)
+            log.info("circuit reset: relay memory budget", held=held, budget=self.budget.total)
+            hop.close(ErrorKind.RESOURCE_LIMIT, source="relay memory budget")
+
+    def _holdings(self) -> list[tuple[int, RelayHop]]:
+        return [(hop.held(), hop) for hop in self.hops]
 
     def statistics(self) -> dict[str, int]:
         bridges = sum(1 for h in self.hops if h.core.state is HopState.BRIDGE)
@@ -99,6 +135,8 @@ class RelayService:
             "udp_exits": len(self.udp_exits),
             "bytes_relayed": relayed,
             "circuits_served": self.circuits_served,
+            "budget_peak": self.budget.peak,
+            "budget_shed": self.budget.shed,
         }
 
 
@@ -152,13 +190,16 @@ class RelayHop:
         bridge = self.bridge
         if bridge is not None:  # the hot path
             down = self.downstream
+            queued = down.buffered() if down is not None else 0
             try:
-                buf = bridge.toward_exit(data, down.buffered() if down is not None else 0)
+                buf = bridge.toward_exit(data, queued)
             except GnetError as exc:
                 self.close(exc.kind, source=exc.detail or "bridge")
                 return
             assert down is not None
             down.send(buf, end)
+            if queued > PRESSURE_QUEUE:
+                self.relay.pressed()
             if end and down.finished_receiving:
                 self._forget()
             return
@@ -187,12 +228,15 @@ class RelayHop:
         if bridge is None:
             return
         up = self.upstream
+        queued = up.buffered()
         try:
-            buf = bridge.toward_client(data, up.buffered())
+            buf = bridge.toward_client(data, queued)
         except GnetError as exc:
             self.close(exc.kind, source=exc.detail or "bridge")
             return
         up.send(buf, end)
+        if queued > PRESSURE_QUEUE:
+            self.relay.pressed()
         if end and up.finished_receiving:
             self._forget()
 
@@ -213,6 +257,11 @@ class RelayHop:
             self.partner.close(kind, source="rendezvous partner")
         self._cancel_timer()
         self._forget()
+
+    def held(self) -> int:
+        """Bytes queued for this circuit here (both directions), for the relay's budget."""
+        down = self.downstream
+        return self.upstream.buffered() + (down.buffered() if down is not None else 0)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -313,7 +362,7 @@ class RelayHop:
         assert link.peer is not None
         down.handler = _Downstream(self)
         self.downstream = down
-        wire, self.bridge = self.core.accept_bridge(link.peer.encode(), MAX_QUEUED)
+        wire, self.bridge = self.core.accept_bridge(link.peer.encode(), self.relay.budget.per_circuit)
         self.upstream.send(wire)
         self.relay.circuits_served += 1
         pending = self.core.take_pending()
@@ -404,7 +453,7 @@ class RelayHop:
 
     def accept_bridge_alone(self) -> None:
         """RELAY_CONNECT_OK as a bridge with no next hop yet (a rendezvous half)."""
-        wire, self.bridge = self.core.accept_bridge(b"", MAX_QUEUED)
+        wire, self.bridge = self.core.accept_bridge(b"", self.relay.budget.per_circuit)
         self.upstream.send(wire)
         self.relay.circuits_served += 1
 

@@ -1,0 +1,91 @@
+"""A relay's memory budget (sans-IO): a cap per circuit and a total.
+
+Theory of operation. What a relay holds for a circuit is what waits in QUIC
+send buffers toward its next hop or its client. Two rules bound it without
+parsing anything:
+- Per circuit and direction: no well-behaved end has more than the protocol's
+  MAX_WINDOW in flight, so a stream that queues more (plus RELAY_SLACK for
+  control frames) broke the protocol; `BridgeCore` resets it on the spot.
+- Per relay: windows may grow to MAX_WINDOW, so many circuits could together
+  hold far more than a small relay wants to give. Every `interval` seconds
+  (`get_timer()`), the shell reports the relay's total (`handle_timer()`);
+  above `soft` (3/4 of the budget) the circuits holding the most are named,
+  largest first, until what stays is under `low` (1/2 of the budget). The
+  shell resets them: the nearest real mechanism to "stop reading from them"
+  that qh3 offers (its native core grants QUIC stream credit by itself as it
+  hands data out; no API defers that per stream), and what Tor's OOM handler
+  does with circuits over MaxMemInQueues. Well-behaved circuits hold little
+  (their senders back off as queues build), so the ones that hold the most
+  are the ones that do not read.
+The margin between `soft` and the budget absorbs what arrives between two
+checks. A relay whose event loop is busy may run its timer late, so the shell
+also checks after every `PRESSURE_EVERY` chunks it forwards onto a stream that
+already queues more than `PRESSURE_QUEUE` (one comparison per chunk, no more):
+a backed-up relay checks often, an idle or flowing one almost never.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+
+from ..endpoint.congestion import MAX_WINDOW
+from ..endpoint.session import RELAY_SLACK
+
+#: What one circuit may queue in one direction (BridgeCore's cap).
+PER_CIRCUIT = MAX_WINDOW + RELAY_SLACK
+#: A relay's default total, and how often it is checked.
+DEFAULT_BUDGET = 64 * 1024 * 1024
+MIN_BUDGET = 4 * 1024 * 1024
+CHECK_INTERVAL = 0.02
+#: A stream that queues more than this makes its chunks count toward an early check...
+PRESSURE_QUEUE = 32 * 1024
+#: ...one every this many such chunks (relay-wide).
+PRESSURE_EVERY = 64
+
+
+class RelayBudget:
+    """The total a relay may hold for others' circuits, and who pays when it is passed."""
+
+    def __init__(self, total: int = DEFAULT_BUDGET, now: float = 0.0, interval: float = CHECK_INTERVAL) -> None:
+        if total < MIN_BUDGET:
+            raise ValueError(f"a relay budget must be at least {MIN_BUDGET >> 20} MiB")
+        self.total = total
+        self.soft = total * 3 // 4
+        self.low = total // 2
+        self.per_circuit = PER_CIRCUIT
+        self.interval = interval
+        self._next = now + interval
+        self.peak = 0  # the most seen at a check (statistics)
+        self.shed = 0  # circuits reset for the budget
+        self._pressure = 0
+
+    def get_timer(self) -> float:
+        return self._next
+
+    def handle_timer(
+        self, now: float, held: int, holdings: Callable[[], Iterable[tuple[int, Hashable]]]
+    ) -> list[Hashable]:
+        """The periodic check; see `check()`."""
+        self._next = now + self.interval
+        return self.check(held, holdings)
+
+    def pressed(self) -> bool:
+        """A chunk went onto a stream queueing over PRESSURE_QUEUE: True when it is time to `check()`."""
+        self._pressure += 1
+        return self._pressure % PRESSURE_EVERY == 0
+
+    def check(self, held: int, holdings: Callable[[], Iterable[tuple[int, Hashable]]]) -> list[Hashable]:
+        """`held`: bytes the relay holds now. Returns the circuits (keys of
+        `holdings()`, called only when over) to reset, largest holder first."""
+        self.peak = max(self.peak, held)
+        if held <= self.soft:
+            return []
+        victims: list[Hashable] = []
+        excess = held - self.low
+        for amount, key in sorted(holdings(), key=lambda item: item[0], reverse=True):
+            if excess <= 0 or amount <= 0:
+                break
+            victims.append(key)
+            excess -= amount
+        self.shed += len(victims)
+        return victims
