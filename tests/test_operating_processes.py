@@ -240,7 +240,7 @@ def _socks_name(port: int, name: str, target_port: int) -> int:
 
 def test_loopback_only_exit_refuses_names_but_localhost_before_dns(net: Net) -> None:
     _wait_relays(net, 3)
-    for name in ("update.googleapis.com", "clients2.google.com"):  # what a browser asks for in the background
+    for name in ("update.example.org", "clients2.example.com"):  # like the names a browser asks for in the background
         assert _socks_name(net.proxy_port, name, net.web) == 0x02
     assert _socks_name(net.proxy_port, "localhost", net.web) == 0x00
     resolved = net.resolve_log.read_text().split() if net.resolve_log.exists() else []

@@ -149,13 +149,18 @@ def verify_blinded_value(key: bytes, value: bytes, now: float) -> BlindedValue:
     blinded = decode_blinded_value(value)
     if not verify_blinded(blinded.blinded_key, blinded.signed_message(), blinded.signature):
         raise ProtocolError("signature by the blinded key is invalid")
-    if blinded.key != key:
-        raise ProtocolError("value stored under another key")
-    if blinded.expires <= now:
-        raise ProtocolError("value has expired")
-    if blinded.expires - now > MAX_LIFETIME:
-        raise ProtocolError("value lifetime is too long")
+    _check_placement(blinded.key == key, "value stored under another key", blinded.expires, now)
     return blinded
+
+
+def _check_placement(right_key: bool, wrong_key: str, expires: int, now: float) -> None:
+    """What every signed value must show a DHT node besides its signature: its key and a sane lifetime."""
+    if not right_key:
+        raise ProtocolError(wrong_key)
+    if expires <= now:
+        raise ProtocolError("value has expired")
+    if expires - now > MAX_LIFETIME:
+        raise ProtocolError("value lifetime is too long")
 
 
 def _validate_blinded(key: bytes, value: bytes, now: float) -> ValidValue:
@@ -230,12 +235,7 @@ def verify_topic_slot_value(key: bytes, value: bytes, now: float) -> TopicSlotVa
     slot = decode_topic_slot_value(value)
     if not verify_blinded(slot.writer_key, slot.signed_message(), slot.signature):
         raise ProtocolError("signature by the writer key is invalid")
-    if slot.key != key:
-        raise ProtocolError("value stored under another key or slot")
-    if slot.expires <= now:
-        raise ProtocolError("value has expired")
-    if slot.expires - now > MAX_LIFETIME:
-        raise ProtocolError("value lifetime is too long")
+    _check_placement(slot.key == key, "value stored under another key or slot", slot.expires, now)
     return slot
 
 
