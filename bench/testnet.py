@@ -39,27 +39,11 @@ from globalnet.localnet import NodeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.netns import Host, LabUnavailable, NetnsLab, unavailable_reason
+from tests.netns import BYTE_SERVER, Host, LabUnavailable, NetnsLab, unavailable_reason
 from tests.test_netns import node_id_for
 
 MARKER = ".gnet-testnet"
 PORT, TUNNEL_PORT, SOCKS_PORT, CONSOLE_PORT, SERVE_PORT = 9000, 8000, 1080, 9900, 7000
-_SERVER = """
-import socketserver, sys
-size = int(sys.argv[2])
-data = (bytes(range(256)) * (size // 256 + 1))[:size]
-class H(socketserver.BaseRequestHandler):
-    def handle(self):
-        try:
-            self.request.sendall(data)
-        except OSError:
-            pass
-class S(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    request_queue_size = 256
-S((sys.argv[1], {port}), H).serve_forever()
-"""
 
 
 class Stop(Exception):
@@ -163,7 +147,7 @@ class Testnet:
 
     def start(self) -> None:
         self.lab.popen(
-            self.web.exec + [sys.executable, "-c", _SERVER.format(port=SERVE_PORT), self.web.address, str(self.ns.size)]
+            self.web.exec + [sys.executable, "-c", BYTE_SERVER, self.web.address, str(SERVE_PORT), str(self.ns.size)]
         )
         self.seed_addrs: list[str] = []
         seeds = [n for n, r in self.roles.items() if r == "seed"]

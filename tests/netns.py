@@ -247,3 +247,23 @@ if __name__ == "__main__":
         run_delay_router(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else 0.0, nets)
     else:
         sys.exit("usage: python -m tests.netns delay TUN_NAME DELAY_MS [LOSS [NET=DELAY_MS:LOSS ...]]")
+
+
+#: A TCP server (run with `python -c BYTE_SERVER HOST PORT SIZE` inside a host) that sends SIZE
+#: deterministic bytes (bytes(range(256)) repeated) on every connection, then closes.
+BYTE_SERVER = """
+import socketserver, sys
+host, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = (bytes(range(256)) * (size // 256 + 1))[:size]
+class H(socketserver.BaseRequestHandler):
+    def handle(self):
+        try:
+            self.request.sendall(data)
+        except OSError:
+            pass
+class S(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 256
+S((host, port), H).serve_forever()
+"""

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from globalnet.localnet import NodeProcess
-from tests.netns import LabUnavailable, NetnsLab, unavailable_reason
+from tests.netns import BYTE_SERVER, LabUnavailable, NetnsLab, unavailable_reason
 from tests.test_netns import start_node
 
 PORT = 9000
@@ -46,21 +46,7 @@ except OSError as exc:
     print("error", type(exc).__name__, n, round(time.monotonic() - began, 1), flush=True); sys.exit(0)
 print("done", n, h.hexdigest(), round(time.monotonic() - began, 1), flush=True)
 """
-#: Serves SIZE deterministic bytes per connection.
-_SERVER = """
-import socket, socketserver, sys
-data = bytes(range(256)) * ({size} // 256)
-class H(socketserver.BaseRequestHandler):
-    def handle(self):
-        try:
-            self.request.sendall(data)
-        except OSError:
-            pass
-class S(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-S((sys.argv[1], {port}), H).serve_forever()
-"""
+
 EXPECTED = hashlib.sha256(bytes(range(256)) * (SIZE // 256)).hexdigest()
 
 
@@ -98,7 +84,7 @@ def test_transfer_over_lossy_links_is_intact_and_a_cut_link_does_not_hang(lossy_
         kind = lab.add_delay()
     except LabUnavailable as exc:
         pytest.skip(str(exc))
-    lab.popen(web.exec + [sys.executable, "-c", _SERVER.format(size=SIZE, port=SERVE_PORT), web.address])
+    lab.popen(web.exec + [sys.executable, "-c", BYTE_SERVER, web.address, str(SERVE_PORT), str(SIZE)])
     idle = ["-idle-timeout", str(IDLE_TIMEOUT)]
     nodes: dict[str, NodeProcess] = {}
     try:
