@@ -205,11 +205,7 @@ def test_tunnel_to_a_target_no_exit_allows_fails_at_once_with_one_line(net: Net,
     try:
         node.wait_for("ready", timeout=60)
         time.sleep(2.5)  # the peer table has settled
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-            try:
-                assert s.recv(100) == b""
-            except ConnectionResetError:
-                pass  # reset: the circuit was refused
+        _expect_closed_at_once(port)
         line = node.wait_for("tunnel connection failed")
         # the verdict, not a timeout after waiting for relays ("circuit build timed out")
         assert f"no exit allows port {other} (1 exits considered" in str(line["reason"])
@@ -217,6 +213,19 @@ def test_tunnel_to_a_target_no_exit_allows_fails_at_once_with_one_line(net: Net,
         assert len(failures) == 1
     finally:
         node.stop()
+
+
+def _expect_closed_at_once(port: int) -> None:
+    """The tunnel accepts, then closes or resets the connection once the circuit is refused.
+
+    On a loaded machine the reset can arrive before `connect()` returns, so a reset at
+    connect counts as the same verdict (the failure line asserted after says why).
+    """
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            assert s.recv(100) == b""
+    except ConnectionResetError:
+        pass  # reset: the circuit was refused
 
 
 def _wait_relays(net: Net, count: int, timeout: float = 60) -> None:
