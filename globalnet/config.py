@@ -52,6 +52,7 @@ from globalnet.config_values import (
 from globalnet.policy.exit_policy import ExitRule, parse_exit_rule
 from globalnet.service.address import AddressError, decode_address
 from globalnet.service.settings import ServiceConfig
+from globalnet.site.address import decode_site_address, is_site_address
 from globalnet.socks import ProxyAuth
 from globalnet.wire.pathspec import (
     HopAddr,
@@ -127,6 +128,7 @@ class Config:
     gen_client_key: bool = False
     services: tuple[ServiceConfig, ...] = ()
     publish: tuple[tuple[str, Path], ...] = ()  # signed sites: (name, folder)
+    mirror: tuple[bytes, ...] = ()  # site keys this node mirrors (-mirror ADDRESS)
     proxy_auth: ProxyAuth | None = None  # None: any client may use the proxies
     proxy_timeout: float = DEFAULT_PROXY_TIMEOUT  # bound on one SOCKS request's circuit
     metrics: tuple[str, int] | None = None  # -metrics: Prometheus /metrics and the status page
@@ -228,6 +230,11 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
       "files change) and serve it from this node's verified site cache: http://SITE.gnet/ "
       "through this node's -proxy; gclient site sign DIR --name NAME prints the address; "
       "repeatable, e.g. -publish blog=./www")),
+    ("mirror", _MANY, "ADDRESS",
+     ("mirror the signed site ADDRESS (a site's .gnet address): keep a verified copy "
+      "(DATA_DIR/site-cache/) and serve it as a hidden service of its own, one identity per site "
+      "(DATA_DIR/sites/.mirrors/), never by IP; updates arrive by broadcast among the mirrors; "
+      "repeatable")),
     ("proxy-auth", None, "USER:PASS",
      ("only clients giving this username and password may use the proxies (SOCKS5 "
      "RFC 1929 or HTTP Basic); in any case different credentials never share a "
@@ -330,7 +337,7 @@ _FILE_KEYS = (
     "proxies", "exit", "advertise", "console", "log_json", "log_level",
     "max_datagram_size", "idle_timeout", "services", "proxy_auth", "proxy_timeout",
     "exit_allow", "exit_allow_udp", "metrics",
-    "udp_idle_timeout", "relay_budget",
+    "udp_idle_timeout", "relay_budget", "publish", "mirror",
 )  # fmt: skip
 _EXIT_KEYS = ("enabled", "allow", "allow_udp")
 
@@ -530,7 +537,7 @@ def _specs(value: Value | None, kind: str) -> tuple[PathSpec, ...]:
     specs = each(value, parse_path_spec)
     for spec in specs:
         target = spec.target
-        if isinstance(target, TargetService):
+        if isinstance(target, TargetService) and not (kind == "tunnel" and is_site_address(target.address)):
             try:
                 decode_address(target.address)
             except AddressError as exc:  # a typo found now, not on the first connection
@@ -600,6 +607,19 @@ def _publish(value: Value | None) -> tuple[tuple[str, Path], ...]:
             value.fail(f"{folder!r} is not a folder")
         out.append((name, Path(folder).expanduser()))
     return tuple(out)
+
+
+def _mirrors(value: Value | None) -> tuple[bytes, ...]:
+    """`ADDRESS`: a site address to mirror (a typo or a service address is refused at start)."""
+    if value is None:
+        return ()
+    out: list[bytes] = []
+    for item in value.raw if isinstance(value.raw, list) else [value.raw]:
+        try:
+            out.append(decode_site_address(str(item)))
+        except AddressError as exc:
+            value.fail(f"{str(item)[:70]!r}: {exc.problem}")
+    return tuple(dict.fromkeys(out))
 
 
 def _services(value: Value | None) -> tuple[ServiceConfig, ...]:
@@ -720,6 +740,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
         ),
         services=_services(pick("service", "-service", "services")),
         publish=_publish(pick("publish", "-publish", "publish")),
+        mirror=_mirrors(pick("mirror", "-mirror", "mirror")),
         proxy_auth=or_default(pick("proxy_auth", "-proxy-auth", "proxy_auth"), _as_proxy_auth, None),
         proxy_timeout=or_default(
             pick("proxy_timeout", "-proxy-timeout", "proxy_timeout"),
