@@ -195,7 +195,7 @@ class Node:
     # -- running -----------------------------------------------------------
     def _publish_site(self, name: str, folder: Path) -> None:
         """Sign `folder` as site `name`, seed the cache from it and serve it (the publisher is the
-        first mirror); a new seq is announced to the site's other mirrors by broadcast."""
+        first mirror); its seq is announced to the site's other mirrors by broadcast."""
         from .site.manifest import SiteError
         from .site.store import KEY_FILE, sign_folder, site_dir
 
@@ -212,8 +212,7 @@ class Node:
         if mirror is None:
             mirror = self.site_mirrors[m.site_key] = SiteMirror(self, self.site_cache, self.site_browser, m.site_key, seed)
             self.spawn(mirror.run(), f"site {name}")
-        if signed.changed:
-            mirror.announce(m.seq)
+        mirror.announce(m.seq)  # every start: a mirror that missed it catches up, one above it refuses it
 
     def mirror_site(self, site_key: bytes) -> SiteMirror:
         """Mirror the site `site_key` (-mirror, console `mirror`): fetch, verify, serve as a hidden service."""

@@ -179,6 +179,7 @@ class SiteMirror:
         seq = held.seq if held else 0
         if seq > self.core.held_seq:
             log.info("site mirror updated", site=self.label, seq=seq)
+        log.debug("site mirror synced", site=self.label, seq=seq, complete=complete)
         self.broadcast.highest_seq = max(self.broadcast.highest_seq, seq)
         try:
             await self._peers()  # kept fresh so a broadcast is forwarded at once
@@ -227,7 +228,7 @@ class SiteMirror:
             elif isinstance(event, Refused):
                 self.counts["refused"] += 1
                 reason = event.reason
-                log.info("site broadcast refused", site=self.label, reason=event.reason)
+                log.debug("site broadcast refused", site=self.label, reason=event.reason)  # duplicates are normal flooding
         if sends:
             self.node.spawn(self._forward(sends), "site broadcast forward")
         return reason
