@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import nacl.signing
 import pytest
 
 from globalnet.localnet import LocalNet, NodeProcess, free_port, published_site_address
@@ -140,7 +141,7 @@ def test_the_site_loads_from_mirrors_with_the_publisher_stopped_and_bad_bytes_ne
     assert _curl(site.proxy, f"http://{site.address}/")[1] == site.files["index.html"]
     assert _curl(site.proxy, f"http://{site.address}/no/such/page")[0] == 404
     # a site nobody mirrors: a clear error page, never anything unverified
-    nobody = encode_site_address(hashlib.sha256(b"a site nobody mirrors").digest())
+    nobody = encode_site_address(bytes(nacl.signing.SigningKey.generate().verify_key))
     status, page = _curl(site.proxy, f"http://{nobody}/")
     assert status == 502 and b"No verified copy of this site" in page
     # the corrupted mirror served bytes that did not verify: it was caught and avoided, and no

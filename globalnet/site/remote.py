@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 import structlog
 
+from ..crypto.blinding import BlindingError
 from ..errors import GnetError
 from ..service.address import encode_address
 from ..service.descriptor import current_period
@@ -58,7 +59,10 @@ class SiteBrowser:
     # -- mirrors -----------------------------------------------------------------
     async def lookup_records(self, site_key: bytes, period: int) -> dict[bytes, bytes]:
         """DHT key -> mirror service key of every genuine record for `period`."""
-        keys = mirror_record_keys(site_key, period)
+        try:
+            keys = mirror_record_keys(site_key, period)
+        except BlindingError:
+            return {}  # an address whose key is no Ed25519 point: no site can have it
         found = await asyncio.gather(*(self.node.dht_lookup(k) for k in keys), return_exceptions=True)
         records: dict[bytes, bytes] = {}
         for key, value in zip(keys, found, strict=True):

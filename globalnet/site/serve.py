@@ -9,10 +9,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import structlog
+
+from ..errors import GnetError
 from .http import MAX_REQUEST, Lookup, RequestError, answer, error_page, parse_request
 
 READ_TIMEOUT = 30.0
 
+
+log = structlog.get_logger("globalnet.site")
 
 #: awaited with the request's path before it is answered: fetch (and verify) what it needs into the cache
 Prepare = Callable[[str], Awaitable[None]]
@@ -60,8 +65,9 @@ async def serve_http(
                 try:
                     async with asyncio.timeout(PREPARE_TIMEOUT):
                         await prepare(request.path)
-                except TimeoutError:
-                    pass  # whatever is not cached by now is answered as "no verified copy"
+                except (TimeoutError, GnetError) as exc:
+                    # whatever is not cached by now is answered as "no verified copy"
+                    log.info("site not fetched", reason=str(exc) or "timed out")
             writer.write(answer(request, lookup))
         await writer.drain()
     except (TimeoutError, ConnectionError):
