@@ -193,7 +193,7 @@ class Node:
         self._stop.set()
 
     # -- running -----------------------------------------------------------
-    def _publish_site(self, name: str, folder: Path) -> None:
+    def publish_site(self, name: str, folder: Path) -> tuple[int, bool]:
         """Sign `folder` as site `name`, seed the cache from it and serve it (the publisher is the
         first mirror); its seq is announced to the site's other mirrors by broadcast."""
         from .site.manifest import SiteError
@@ -213,6 +213,7 @@ class Node:
             mirror = self.site_mirrors[m.site_key] = SiteMirror(self, self.site_cache, self.site_browser, m.site_key, seed)
             self.spawn(mirror.run(), f"site {name}")
         mirror.announce(m.seq)  # every start: a mirror that missed it catches up, one above it refuses it
+        return m.seq, signed.changed
 
     def mirror_site(self, site_key: bytes) -> SiteMirror:
         """Mirror the site `site_key` (-mirror, console `mirror`): fetch, verify, serve as a hidden service."""
@@ -273,7 +274,7 @@ class Node:
                 for service in self.services:
                     self.spawn(service.run(), f"service {service.name}")
                 for name, folder in cfg.publish:
-                    self._publish_site(name, folder)
+                    self.publish_site(name, folder)
                 for site_key in cfg.mirror:
                     self.mirror_site(site_key)
                 for spec in cfg.proxies:

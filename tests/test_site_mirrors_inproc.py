@@ -11,6 +11,8 @@ import asyncio
 import os
 from pathlib import Path
 
+from globalnet.console.commands import Console
+from globalnet.console.view import NodeConsoleView
 from globalnet.dht.values import ValueKind
 from globalnet.site.address import encode_site_address
 from globalnet.site.cache import site_id
@@ -35,7 +37,9 @@ async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path
         site_key = next(iter(pub.site_mirrors))
         address = encode_site_address(site_key)
         assert await until(lambda: pub.site_mirrors[site_key].counts["records"] > 0, 120)
-        mirror = await net.start("mirror", "-no-listen", "-connect", pinned(seed), "-mirror", address)
+        mirror = await net.start("mirror", "-no-listen", "-connect", pinned(seed))
+        out = await Console(NodeConsoleView(mirror)).execute(f"mirror {address}")  # as -mirror ADDRESS does
+        assert out is not None and "mirroring site-" in out.text, out
         m = mirror.site_mirrors[site_key]
         assert await until(lambda: m.core.held_seq == 1 and not mirror.site_cache.missing(site_key), 180)
         assert await until(lambda: m.counts["records"] > 0, 120)
@@ -60,3 +64,15 @@ async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path
                 assert not any(w in value for w in _windows(secret)), "a mirror record leaks"
         for value in values:
             assert not any(w in value for w in _windows(site_key))
+
+        # an update published from the console reaches the mirror by broadcast, not by its periodic sync
+        (www / "index.html").write_bytes(b"<h1>version 2</h1>")
+        out = await Console(NodeConsoleView(pub)).execute(f"publish blog {www}")
+        assert out is not None and "seq 2 (announced" in out.text, out
+        assert await until(lambda: m.core.held_seq == 2 and not mirror.site_cache.missing(site_key), 120)
+        assert m.counts["broadcasts_in"] >= 1
+        assert mirror.site_cache.read_file(site_key, "index.html") == b"<h1>version 2</h1>"
+        listing = await Console(NodeConsoleView(mirror)).execute("list sites")
+        assert listing is not None and m.address in listing.text
+        bad = await Console(NodeConsoleView(mirror)).execute("mirror nothere.gnet")
+        assert bad is not None and "not a site address" in bad.text
