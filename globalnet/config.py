@@ -89,6 +89,8 @@ DEFAULT_PROXY_TIMEOUT = 30.0
 DEFAULT_UDP_IDLE_TIMEOUT = 120.0
 #: What a relay may hold for all circuits it carries, MiB (relay/budget.py).
 DEFAULT_RELAY_BUDGET_MIB = 64
+#: Disk for verified copies of other people's sites (mirrored and visited), MiB (site/cache.py).
+DEFAULT_SITE_QUOTA_MIB = 2048
 MIN_PROXY_TIMEOUT = 0.5
 MAX_PROXY_TIMEOUT = 600.0
 MAX_AUTH_FIELD = 255  # RFC 1929: ULEN and PLEN are one byte
@@ -135,6 +137,7 @@ class Config:
     verify_config: bool = False  # --verify-config: check, print a summary, exit
     udp_idle_timeout: float = DEFAULT_UDP_IDLE_TIMEOUT  # UDP circuits close after this long idle
     relay_budget_mib: int = DEFAULT_RELAY_BUDGET_MIB  # what relaying may queue in memory, all circuits together
+    site_quota_mib: int = DEFAULT_SITE_QUOTA_MIB  # disk for mirrored and visited sites, all together
 
 
 # -- command line ----------------------------------------------------------
@@ -260,6 +263,10 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
      (f"memory this node may queue for the circuits it relays, all together "
       f"(default {DEFAULT_RELAY_BUDGET_MIB}); over 3/4 of it, the circuits holding the most "
       f"are reset, e.g. -relay-budget 256")),
+    ("site-quota", None, "MiB",
+     (f"disk for the verified copies of sites this node mirrors or visits, all together "
+      f"(default {DEFAULT_SITE_QUOTA_MIB}); a site that does not fit is refused with a clear "
+      f"error and nothing written, e.g. -site-quota 10000")),
     ("advertise", None, "IP:PORT",
      ("address put in this node's record (default: the listen address when it is "
      "a specific address), e.g. -advertise 203.0.113.5:9000")),
@@ -337,7 +344,7 @@ _FILE_KEYS = (
     "proxies", "exit", "advertise", "console", "log_json", "log_level",
     "max_datagram_size", "idle_timeout", "services", "proxy_auth", "proxy_timeout",
     "exit_allow", "exit_allow_udp", "metrics",
-    "udp_idle_timeout", "relay_budget", "publish", "mirror",
+    "udp_idle_timeout", "relay_budget", "publish", "mirror", "site_quota",
 )  # fmt: skip
 _EXIT_KEYS = ("enabled", "allow", "allow_udp")
 
@@ -756,6 +763,11 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
             pick("relay_budget", "-relay-budget", "relay_budget"),
             lambda v: as_int(v, 4, 1 << 20),
             DEFAULT_RELAY_BUDGET_MIB,
+        ),
+        site_quota_mib=or_default(
+            pick("site_quota", "-site-quota", "site_quota"),
+            lambda v: as_int(v, 1, 1 << 24),
+            DEFAULT_SITE_QUOTA_MIB,
         ),
     )
     if config.proxy_auth is not None and not config.proxies:

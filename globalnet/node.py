@@ -108,7 +108,7 @@ class Node:
             self.relay.access_point = AccessPoint(self.identity.node_id)
         self.services = [HostedService(self, sc) for sc in config.services]
         # verified copies of signed sites (the SOCKS proxy answers http://SITE.gnet/ from it)
-        self.site_cache = SiteCache(Path(config.data_dir) / "site-cache")
+        self.site_cache = SiteCache(Path(config.data_dir) / "site-cache", config.site_quota_mib << 20)
         self.site_pool = SessionPool(self)  # service sessions to sites' mirrors
         self.site_browser = SiteBrowser(self, self.site_cache, self.site_pool)
         self.site_mirrors: dict[bytes, SiteMirror] = {}  # the sites this node serves (published or mirrored)

@@ -26,7 +26,7 @@ def _windows(secret: bytes, size: int = 8) -> list[bytes]:
 async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path: Path) -> None:
     www = tmp_path / "www"
     www.mkdir()
-    files = {"index.html": b"<h1>mirrored</h1>", "big.bin": os.urandom(700_000)}
+    files = {"index.html": b"<h1>mirrored</h1>", "big.bin": os.urandom(1_300_000)}
     for path, data in files.items():
         (www / path).write_bytes(data)
     async with asyncio.timeout(400), network(tmp_path) as net:
@@ -43,6 +43,11 @@ async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path
         m = mirror.site_mirrors[site_key]
         assert await until(lambda: m.core.held_seq == 1 and not mirror.site_cache.missing(site_key), 180)
         assert await until(lambda: m.counts["records"] > 0, 120)
+        # a mirror whose disk quota the site does not fit: a clear error, nothing written
+        tiny = await net.start("tiny", "-no-listen", "-connect", pinned(seed), "-site-quota", "1", "-mirror", address)
+        assert await until(lambda: tiny.site_mirrors[site_key].counts["over_quota"] > 0, 120)
+        assert tiny.site_cache.manifest(site_key) is None and not tiny.site_cache.missing(site_key)
+        await net.stop(tiny)
         # the mirror's key and identity for this site: its own folder, 0600
         key_file = tmp_path / "mirror" / "sites" / ".mirrors" / site_id(site_key) / "private.key"
         assert key_file.stat().st_mode & 0o777 == 0o600

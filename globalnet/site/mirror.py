@@ -71,7 +71,7 @@ class SiteMirror:
         self.address = ""
         self._variant: dict[int, int] = {}  # period -> record key variant
         self._wake = asyncio.Event()
-        self.counts = {"records": 0, "syncs": 0, "broadcasts_in": 0, "broadcasts_sent": 0, "refused": 0}
+        self.counts = {"records": 0, "syncs": 0, "broadcasts_in": 0, "broadcasts_sent": 0, "refused": 0, "over_quota": 0}
 
     def announce(self, seq: int) -> None:
         """The publisher signed `seq`: tell the other mirrors (once the record is out)."""
@@ -120,8 +120,10 @@ class SiteMirror:
     # -- the record ----------------------------------------------------------------
     async def _publish_record(self, action: PublishRecord) -> None:
         service = self.service
-        if service is None or service.published is None:
-            self.core.record_failed(time.time())  # the service's descriptor first: a record must lead somewhere
+        has_copy = self.cache.manifest(self.site_key) is not None and not self.cache.missing(self.site_key)
+        if service is None or service.published is None or not has_copy:
+            # the service's descriptor and a whole verified copy first: a record must lead to the site
+            self.core.record_failed(time.time())
             return
         seed = bytes(service.key.signing_key)
         try:
@@ -168,13 +170,17 @@ class SiteMirror:
     async def _sync(self) -> None:
         complete = True
         if self.site_seed is None:  # the publisher's copy is the source: nothing to fetch
+            over_quota = False
             try:
                 await self.browser.sync(self.site_key, {self.address})
             except QuotaError as exc:
-                log.warning("site mirror over its disk quota", site=self.label, reason=exc.detail)
+                over_quota = True  # not retried soon: only the operator can change that
+                self.counts["over_quota"] += 1
+                log.warning("site mirror over its disk quota: raise -site-quota", site=self.label, reason=exc.detail)
             except (GnetError, TimeoutError) as exc:
                 log.debug("site sync incomplete", site=self.label, reason=str(exc))
-            complete = not self.cache.missing(self.site_key) and self.cache.manifest(self.site_key) is not None
+            have = not self.cache.missing(self.site_key) and self.cache.manifest(self.site_key) is not None
+            complete = have or over_quota
         held = self.cache.manifest(self.site_key)
         seq = held.seq if held else 0
         if seq > self.core.held_seq:
