@@ -55,8 +55,15 @@ class MirrorSession:
             circuit = await node.open_service(address, None, "site")
         assert circuit.core.session is not None
         ours, theirs = socket.socketpair()
-        pump_reader, pump_writer = await asyncio.open_connection(sock=theirs)
-        reader, session._writer = await asyncio.open_connection(sock=ours)
+        try:
+            pump_reader, pump_writer = await asyncio.open_connection(sock=theirs)
+            reader, session._writer = await asyncio.open_connection(sock=ours)
+        except BaseException:
+            ours.close()
+            theirs.close()
+            circuit.reset(ErrorKind.CLOSED)
+            node.forget_circuit(circuit)
+            raise
         pump = StreamPump(circuit.core.session, circuit, pump_reader, pump_writer)
         circuit.attach(pump)
 
@@ -123,34 +130,40 @@ class MirrorSession:
 
 
 class SessionPool:
-    """At most one live session per mirror address, opened on demand, shared by fetches and broadcasts."""
+    """At most one live session per mirror address, opened on demand, shared by fetches and broadcasts.
+
+    A session being opened is its own task: a caller that gives up (a fetch that
+    finished with other mirrors) does not cancel a rendezvous another caller waits for."""
 
     def __init__(self, node: SiteNode) -> None:
         self.node = node
         self._sessions: dict[str, MirrorSession] = {}
-        self._opening: dict[str, asyncio.Future[MirrorSession]] = {}
+        self._opening: dict[str, asyncio.Task[MirrorSession]] = {}
 
     async def get(self, address: str) -> MirrorSession:
         live = self._sessions.get(address)
         if live is not None and not live.closed:
             return live
-        waiting = self._opening.get(address)
-        if waiting is not None:
-            return await asyncio.shield(waiting)
-        future: asyncio.Future[MirrorSession] = asyncio.get_running_loop().create_future()
-        self._opening[address] = future
+        task = self._opening.get(address)
+        if task is None:
+            task = asyncio.ensure_future(self._open(address))
+            self._opening[address] = task
+            task.add_done_callback(lambda t: self._opened(address, t))
+        return await asyncio.shield(task)
+
+    async def _open(self, address: str) -> MirrorSession:
         try:
             session = await MirrorSession.open(self.node, address)
-        except (GnetError, TimeoutError, OSError) as exc:
-            error = exc if isinstance(exc, GnetError) else GnetError(ErrorKind.TIMEOUT, f"no session to the mirror ({exc})")
-            future.set_exception(error)
-            future.exception()
-            raise error from None
-        finally:
-            self._opening.pop(address, None)
+        except (TimeoutError, OSError) as exc:
+            raise GnetError(ErrorKind.TIMEOUT, f"no session to the mirror ({exc or 'timed out'})") from None
         self._sessions[address] = session
-        future.set_result(session)
         return session
+
+    def _opened(self, address: str, task: asyncio.Task[MirrorSession]) -> None:
+        if self._opening.get(address) is task:
+            del self._opening[address]
+        if not task.cancelled():
+            task.exception()  # retrieved: the callers that waited got it
 
     def drop(self, address: str, reason: str) -> None:
         session = self._sessions.pop(address, None)
@@ -158,6 +171,8 @@ class SessionPool:
             session.close(reason)
 
     def close(self) -> None:
+        for task in list(self._opening.values()):
+            task.cancel()
         for address in list(self._sessions):
             self.drop(address, "closing")
 
