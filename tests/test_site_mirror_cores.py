@@ -143,11 +143,15 @@ def test_a_publisher_announces_after_its_record_and_gives_up_after_a_while_witho
     assert Announce(3) in core.handle_timer(NOW + 1)
     now = NOW + 1
     for _ in range(ANNOUNCE_TRIES - 1):
-        core.announced(now, reached=0)
+        core.announced(now, everyone=False)
         now += RETRY
         assert Announce(3) in core.handle_timer(now)
-    core.announced(now, reached=0)
+    core.announced(now, everyone=False)
     assert all(not isinstance(a, Announce) for a in core.handle_timer(now + 3600))
+    core.announce(4)
+    assert Announce(4) in core.handle_timer(now + 3601)
+    core.announced(now + 3601, everyone=True)  # every peer took it: no retry
+    assert core.get_timer() is None or all(not isinstance(a, Announce) for a in core.handle_timer(now + 7200))
 
 
 def test_near_a_period_boundary_the_record_is_published_for_both_periods() -> None:

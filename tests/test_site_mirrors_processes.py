@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ class SiteNet:
     mirrors: list[NodeProcess]  # two good mirrors, then the corrupted one
     visitor: NodeProcess
     proxy: int
+    tunnel: int  # -tunnel PORT>SITE: a local HTTP port serving the site
     seq1_manifest: bytes
 
 
@@ -99,10 +101,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteNet]:
             mirror.wait_for("site mirror synced", timeout=400, seq=1, complete=True)
             mirror.wait_for("site mirror record published", timeout=240)
         assert _corrupt(mirrors[2], site_key) == len(files)
-        proxy = free_port()
-        visitor = net.client("visitor", "-connect", seed.pinned, "-proxy", f"{proxy}>rand>rand>rand>internet")
+        proxy, tunnel = free_port(), free_port()
+        visitor = net.client("visitor", "-connect", seed.pinned, "-proxy", f"{proxy}>rand>rand>rand>internet", "-tunnel", f"{tunnel}>{address}")
         visitor.wait_for("socks proxy listening", timeout=60)
-        yield SiteNet(net, base, www, files, address, site_key, seed.pinned, publisher, mirrors, visitor, proxy, seq1_manifest)
+        yield SiteNet(net, base, www, files, address, site_key, seed.pinned, publisher, mirrors, visitor, proxy, tunnel, seq1_manifest)
     finally:
         net.stop_all()
 
@@ -147,6 +149,14 @@ def test_the_site_loads_from_mirrors_with_the_publisher_stopped_and_bad_bytes_ne
     # the corrupted mirror served bytes that did not verify: it was caught and avoided, and no
     # request failed (every file above came back whole, from the other mirrors)
     assert site.visitor.find("mirror avoided for this site", reason="served bytes that do not match the signed manifest")
+
+
+def test_a_tunnel_to_a_site_address_is_a_local_http_port_for_the_site(site: SiteNet) -> None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://127.0.0.1:{site.tunnel}/pages/page03.html", timeout=120) as response:
+        assert response.read() == site.files["pages/page03.html"]
+    with opener.open(f"http://127.0.0.1:{site.tunnel}/style.css", timeout=120) as response:
+        assert response.read() == site.files["style.css"] and response.headers["Content-Type"] == "text/css"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")

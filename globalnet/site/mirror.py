@@ -71,10 +71,13 @@ class SiteMirror:
         self.address = ""
         self._variant: dict[int, int] = {}  # period -> record key variant
         self._wake = asyncio.Event()
+        self._announcing: tuple[int, bytes, set[str]] | None = None  # seq, message, peers not reached yet
+        self._reached: set[str] = set()
         self.counts = {"records": 0, "syncs": 0, "broadcasts_in": 0, "broadcasts_sent": 0, "refused": 0, "over_quota": 0}
 
     def announce(self, seq: int) -> None:
         """The publisher signed `seq`: tell the other mirrors (once the record is out)."""
+        self._reached = set()
         self.core.announce(seq)
         self._wake.set()
 
@@ -202,17 +205,28 @@ class SiteMirror:
         return peers
 
     async def _announce(self, seq: int) -> None:
+        """Send our signed update to every peer mirror; a retry goes to those not reached yet."""
         if self.site_seed is None:
             return
         peers = await self._peers()
         manifest = self.cache.manifest_bytes(self.site_key)
         if manifest is None:
             return
-        message = make_message(self.site_seed, BroadcastKind.UPDATE, update_body(seq, manifest), int(time.time()), os.urandom(16))
-        self.broadcast.highest_seq = min(self.broadcast.highest_seq, seq - 1)
-        reached = await self._send_all(self.broadcast.originate(message, time.time()))
-        log.info("site update announced", site=self.label, seq=seq, mirrors_reached=reached, mirrors=len(peers))
-        self.core.announced(time.time(), reached)
+        if self._announcing is None or self._announcing[0] != seq:
+            message = make_message(self.site_seed, BroadcastKind.UPDATE, update_body(seq, manifest), int(time.time()), os.urandom(16))
+            self.broadcast.highest_seq = min(self.broadcast.highest_seq, seq - 1)
+            self.broadcast.originate(message, time.time())  # remembered: it comes back from the others as a duplicate
+            self._announcing = (seq, message.encode(), set(peers))
+        _, data, unreached = self._announcing
+        unreached |= {p for p in peers if p not in self._reached}
+        targets = sorted(unreached)
+        results = await asyncio.gather(*(self._send(Send(peer, data)) for peer in targets))
+        for peer, ok in zip(targets, results, strict=True):
+            if ok:
+                unreached.discard(peer)
+                self._reached.add(peer)
+        log.info("site update announced", site=self.label, seq=seq, mirrors_reached=len(self._reached), mirrors=len(peers))
+        self.core.announced(time.time(), everyone=bool(peers) and not unreached)
 
     def _on_broadcast(self, data: bytes, label: str) -> str | None:
         """A broadcast from a session (responder.py): None if taken, else why it was refused."""

@@ -12,8 +12,9 @@ fake clock. The shell feeds what happened and runs the actions this returns.
 - A sync runs at start, when an update with a higher seq is heard (at once),
   while the held seq is below the highest heard (every RETRY), and otherwise
   every SYNC_INTERVAL (a visit to the other mirrors in case a broadcast was missed).
-- A publisher announces its new seq (a broadcast) once its record is out, and
-  again after RETRY while no peer mirror was reached.
+- A publisher announces its seq (a broadcast) once its record is out, and again
+  to the peers it did not reach (none known yet, or a session failed) every
+  RETRY, ANNOUNCE_TRIES times at most.
 """
 
 from __future__ import annotations
@@ -115,10 +116,11 @@ class MirrorCore:
         if self.record_expires:
             self._announce_due = 0.0
 
-    def announced(self, now: float, reached: int) -> None:
+    def announced(self, now: float, everyone: bool) -> None:
+        """`everyone`: every peer mirror known took the message; else the shell retries those that did not."""
         self._announce_tries += 1
-        if reached > 0 or self._announce_tries >= ANNOUNCE_TRIES:
-            self._announce, self._announce_due = 0, None  # no peer yet: mirrors find the seq when they sync
+        if everyone or self._announce_tries >= ANNOUNCE_TRIES:
+            self._announce, self._announce_due = 0, None  # the rest find the seq when they sync
         else:
             self._announce_due = now + RETRY
 

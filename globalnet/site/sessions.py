@@ -28,6 +28,7 @@ log = structlog.get_logger("globalnet.site")
 OPEN_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 60.0
 READ_SIZE = 256 * 1024
+OPEN_TRIES = 2
 
 
 class SiteNode(ServiceOpener, Protocol):
@@ -152,12 +153,21 @@ class SessionPool:
         return await asyncio.shield(task)
 
     async def _open(self, address: str) -> MirrorSession:
-        try:
-            session = await MirrorSession.open(self.node, address)
-        except (TimeoutError, OSError) as exc:
-            raise GnetError(ErrorKind.TIMEOUT, f"no session to the mirror ({exc or 'timed out'})") from None
-        self._sessions[address] = session
-        return session
+        """Two tries: a rendezvous fails now and then for reasons of the moment (an access
+        point's circuit, a join that loses a race), and a browser should not see that."""
+        for attempt in range(OPEN_TRIES):
+            try:
+                session = await MirrorSession.open(self.node, address)
+            except (GnetError, TimeoutError, OSError) as exc:
+                if attempt + 1 >= OPEN_TRIES:
+                    if isinstance(exc, GnetError):
+                        raise
+                    raise GnetError(ErrorKind.TIMEOUT, f"no session to the mirror ({exc or 'timed out'})") from None
+                log.debug("session to a mirror failed, trying again", reason=str(exc))
+                continue
+            self._sessions[address] = session
+            return session
+        raise AssertionError("unreachable")
 
     def _opened(self, address: str, task: asyncio.Task[MirrorSession]) -> None:
         if self._opening.get(address) is task:
