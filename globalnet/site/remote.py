@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 
 import structlog
 
@@ -96,13 +97,13 @@ class SiteBrowser:
             log.info("mirror avoided for this site", reason=reason)
         self.pool.drop(mirror, reason)
 
-    def _usable(self, site_key: bytes, mirrors: Iterable[str], own: set[str]) -> list[str]:
+    def _usable(self, site_key: bytes, mirrors: Iterable[str], own: AbstractSet[str]) -> list[str]:
         now = time.monotonic()
         avoided = self._avoid.get(site_key, {})
         return [m for m in mirrors if m not in own and avoided.get(m, 0.0) <= now]
 
     # -- manifest ----------------------------------------------------------------
-    async def refresh_manifest(self, site_key: bytes, own: set[str] = frozenset()) -> Manifest | None:  # type: ignore[assignment]
+    async def refresh_manifest(self, site_key: bytes, own: AbstractSet[str] = frozenset()) -> Manifest | None:
         """Ask a few mirrors for the manifest; keep the highest verified seq above the held one."""
         held = self.cache.manifest(site_key)
         mirrors = self._usable(site_key, await self.find_mirrors(site_key), own)
@@ -192,7 +193,7 @@ class SiteBrowser:
         async with self._locks.setdefault(site_key, asyncio.Lock()):
             await self._refresh_quietly(site_key)
 
-    async def sync(self, site_key: bytes, own: set[str]) -> Manifest | None:
+    async def sync(self, site_key: bytes, own: AbstractSet[str]) -> Manifest | None:
         """A mirror's work: the newest manifest from the other mirrors, then every file it lists."""
         manifest = await self.refresh_manifest(site_key, own)
         if manifest is None:
@@ -203,7 +204,7 @@ class SiteBrowser:
                 await self.fetch_file(site_key, entry, own)
         return manifest
 
-    async def fetch_file(self, site_key: bytes, entry: FileEntry, own: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    async def fetch_file(self, site_key: bytes, entry: FileEntry, own: AbstractSet[str] = frozenset()) -> None:
         """Every chunk of `entry` from up to FETCH_MIRRORS mirrors in parallel, verified, into the cache."""
         mirrors = self._usable(site_key, await self.find_mirrors(site_key), own)[:FETCH_MIRRORS]
         if not mirrors:
