@@ -21,6 +21,7 @@ from .circuit.builder import ClientCircuit, HopTarget, build_circuit
 from .circuit.guard_store import GuardStore
 from .circuit.resolve import NoExitError, PathResolver, network_of_target
 from .config import Config
+from .config_values import ConfigError
 from .crypto import BACKEND_NAME
 from .dht.agent import DhtAgent, DhtClient
 from .dht.participant import Dht
@@ -194,8 +195,10 @@ class Node:
         try:
             signed = sign_folder(Path(self.config.data_dir), name, folder)
             self.site_cache.seed_from_folder(signed.manifest.site_key, signed.manifest.encode(), folder)
-        except (SiteError, OSError) as exc:
-            raise GnetError(ErrorKind.INTERNAL, f"-publish {name}: {exc}") from None
+        except SiteError as exc:
+            raise ConfigError(f"-publish {name}: {exc.detail}") from None
+        except OSError as exc:
+            raise ConfigError(f"-publish {name}: {exc}") from None  # a setting found unusable at start
         m = signed.manifest
         log.info("site published", name=name, seq=m.seq, files=len(m.files), bytes=m.total_size)
         log.debug("site address", name=name, address=signed.address)

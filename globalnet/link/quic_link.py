@@ -357,7 +357,7 @@ class Link(QuicConnectionProtocol):
             self.close_link(exc.kind, exc.detail or exc.kind.describe)
         except Exception:  # a bug of ours must cost this link at most, never the node
             log.exception("link event handling failed", link=self.label())
-            self.close_link(ErrorKind.INTERNAL, "internal error")
+            self.close_link(ErrorKind.LOCAL_PROTOCOL, "internal error")
 
     def _on_stream_event(self, event: events.StreamDataReceived) -> None:
         sid = event.stream_id
@@ -389,7 +389,7 @@ class Link(QuicConnectionProtocol):
             self.control = ControlChannel(identity, record, dialler=False)
             sid = self._quic.get_next_available_stream_id()
             if sid != CONTROL_STREAM_ID:
-                raise GnetError(ErrorKind.INTERNAL, "control stream id out of sync")
+                raise GnetError(ErrorKind.LOCAL_PROTOCOL, "control stream id out of sync")
             self._send_control(self.control.start())
 
     def address_text(self) -> str:
