@@ -22,7 +22,7 @@ from globalnet.config import load_config
 from globalnet.identity import Identity
 from globalnet.node import Node
 from globalnet.socks import IsolationKey, SocksProxy
-from globalnet.wire.socks import Credentials
+from globalnet.wire.socks_messages import Credentials
 from tests.targets import EchoServer, serve
 
 
