@@ -44,7 +44,8 @@ from .service.client_auth import load_client_key
 from .service.host import HostedService
 from .site.cache import SiteCache
 from .wire.commands import Proto, RelayConnect
-from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, TargetTcp, format_host_port
+from .wire.host_port import format_host_port
+from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, TargetTcp
 from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
 
 log = structlog.get_logger("globalnet.node")

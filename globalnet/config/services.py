@@ -8,7 +8,8 @@ from pathlib import Path
 from globalnet.config_values import MAX_LIST_ITEMS, Value
 from globalnet.policy.exit_policy import ExitRule, parse_exit_rule
 from globalnet.service.settings import ServiceConfig
-from globalnet.wire.pathspec import PathSpecError, parse_hop_addr
+from globalnet.wire.host_port import PathSpecError
+from globalnet.wire.pathspec import parse_hop_addr
 
 _SERVICE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
