@@ -16,7 +16,8 @@ from globalnet.circuit.builder import ClientCircuit, HopTarget, build_circuit
 from globalnet.endpoint.pump import StreamPump
 from globalnet.identity import Identity
 from globalnet.link.manager import LinkManager, LinkSettings
-from globalnet.policy.exit_policy import ExitPolicy, parse_exit_rule
+from globalnet.policy.exit_policy import ExitPolicy
+from globalnet.policy.exit_rule import parse_exit_rule
 from globalnet.relay.server import RelayService
 from globalnet.wire.commands import Proto, RelayConnect
 

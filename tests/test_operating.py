@@ -18,7 +18,8 @@ from globalnet.identity import Identity
 from globalnet.logs import setup_logging
 from globalnet.metrics.history import BandwidthHistory
 from globalnet.peertable import PeerTable
-from globalnet.policy.exit_policy import ExitPolicy, parse_exit_rule
+from globalnet.policy.exit_policy import ExitPolicy
+from globalnet.policy.exit_rule import parse_exit_rule
 from globalnet.service.address import AddressError, decode_address, encode_address
 from globalnet.wire.commands import Proto, RelayConnect
 from globalnet.wire.pathspec import HopRandom

@@ -10,7 +10,8 @@ from globalnet.circuit.paths import choose_relays, network_of
 from globalnet.circuit.resolve import exit_allows
 from globalnet.errors import GnetError
 from globalnet.identity import Identity
-from globalnet.policy.exit_policy import ExitPolicy, parse_exit_rule
+from globalnet.policy.exit_policy import ExitPolicy
+from globalnet.policy.exit_rule import parse_exit_rule
 from globalnet.wire.commands import Proto, RelayConnect
 from globalnet.wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from globalnet.config.file import EXIT_KEYS, FILE_KEYS, unknown_key
 from globalnet.config_values import ConfigError, Value, as_bool, each
-from globalnet.policy.exit_policy import ExitRule, parse_exit_rule
+from globalnet.policy.exit_rule import ExitRule, parse_exit_rule
 
 
 @dataclass(frozen=True)

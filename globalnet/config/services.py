@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from globalnet.config_values import MAX_LIST_ITEMS, Value
-from globalnet.policy.exit_policy import ExitRule, parse_exit_rule
+from globalnet.policy.exit_rule import ExitRule, parse_exit_rule
 from globalnet.service.settings import ServiceConfig
 from globalnet.wire.host_port import PathSpecError
 from globalnet.wire.pathspec import parse_hop_addr

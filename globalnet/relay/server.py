@@ -26,7 +26,8 @@ from ..errors import ErrorKind, GnetError
 from ..identity import Identity
 from ..link.manager import LinkManager
 from ..link.quic_link import HopStream
-from ..policy.exit_policy import ExitPolicy, target_name_problem
+from ..policy.exit_policy import ExitPolicy
+from ..policy.target_name import target_name_problem
 from ..wire.commands import Proto, RelayConnect
 from .bridge import BridgeCore
 from .budget import DEFAULT_BUDGET, PRESSURE_QUEUE, RelayBudget
