@@ -6,7 +6,7 @@ weighted as one (a /16 that holds fifty relays is chosen as often as one that
 holds one: an adversary who rents many addresses in one network gains no
 share of the circuits by it), and the last
 hop of a path to a TCP target is an exit whose announced policy allows that
-target. The peer table is handed in by node.py, so this module knows no DHT.
+target. The peer table is handed in by the node, so this module knows no DHT.
 """
 
 from __future__ import annotations

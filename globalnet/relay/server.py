@@ -64,7 +64,7 @@ class AccessPointRole(Protocol):
 #: UDP circuits an exit carries at once (each holds two sockets).
 MAX_UDP_EXITS = 512
 
-#: Makes the endpoint for a RELAY_CONNECT proto other than tcp/peer (node.py registers them).
+#: Makes the endpoint for a RELAY_CONNECT proto other than tcp/peer (the node registers them).
 EndpointFactory = Callable[[FrameSession, "RelayHop"], Endpoint]
 
 
@@ -487,7 +487,7 @@ def _is_ip_literal(host: str) -> bool:
 
 
 _ProtoHandler = Callable[[RelayHop, RelayConnect], Coroutine[Any, Any, StreamPump | None]]
-#: What a hop does with each RELAY_CONNECT proto; endpoints registered by node.py
+#: What a hop does with each RELAY_CONNECT proto; endpoints registered by the node
 #: (`RelayService.endpoints`) come next, anything else is refused.
 _PROTO_HANDLERS: dict[Proto, _ProtoHandler] = {
     Proto.PEER: RelayHop._serve_peer,

@@ -1,5 +1,10 @@
 """One running node: wires identity, links, relay, tunnels together.
 
+The package: this module (the `Node` that wires the parts and runs them) and
+``upkeep.py`` (links to bootstrap peers and random relays, peer exchange, key rotation,
+guard probes). Opening circuits is ``circuit/guarded_open.py``, the DHT membership
+``dht/membership.py``; the node hands them their parts and callbacks.
+
 Every task the node starts lives in one TaskGroup and is wrapped so that an
 unexpected exception is logged with its traceback and does not take the node
 down; shutdown cancels them all and closes every link with a reason.
@@ -15,38 +20,41 @@ from typing import Any
 
 import structlog
 
-from . import __version__
-from .bootstrap import BootstrapTracker, Progress, relays_needed
-from .circuit.builder import ClientCircuit, HopTarget, build_circuit
-from .circuit.guard_store import GuardStore
-from .circuit.resolve import NoExitError, PathResolver, network_of_target
-from .config import Config
-from .config_values import ConfigError
-from .crypto import BACKEND_NAME
-from .dht.agent import DhtAgent, DhtClient
-from .dht.participant import Dht
-from .dht.values import ValidValue, node_record_value, record_from_value
-from .endpoint.datagram_flow import DatagramCounters
-from .endpoint.session import FrameSession
-from .errors import ErrorKind, GnetError
-from .identity import Identity, load_or_create_identity
-from .link.manager import LinkManager, LinkSettings
-from .link.quic_link import Link
-from .messaging import MessageService, Messenger
-from .metrics import MetricsSettings, NodeMetrics, start_metrics
-from .peertable import PeerTable
-from .policy.exit_policy import ExitPolicy, record_summary
-from .relay.budget import RelayBudget
-from .relay.server import RelayService
-from .service.access_point import AccessPoint
-from .service.client import open_service_circuit
-from .service.client_auth import load_client_key
-from .service.host import HostedService
-from .site.cache import SiteCache
-from .wire.commands import Proto, RelayConnect
-from .wire.host_port import format_host_port
-from .wire.pathspec import Hop, HopAddr, HopId, HopRandom, TargetTcp
-from .wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord, short_id
+from .. import __version__
+from ..bootstrap import BootstrapTracker, Progress, relays_needed
+from ..circuit.builder import ClientCircuit
+from ..circuit.guard_store import GuardStore
+from ..circuit.guarded_open import GuardedCircuitOpener
+from ..circuit.resolve import PathResolver
+from ..config import Config
+from ..config_values import ConfigError
+from ..crypto import BACKEND_NAME
+from ..dht.agent import DhtAgent, DhtClient
+from ..dht.membership import DhtMembership
+from ..dht.participant import Dht
+from ..dht.values import ValidValue, record_from_value
+from ..endpoint.datagram_flow import DatagramCounters
+from ..endpoint.session import FrameSession
+from ..errors import GnetError
+from ..identity import Identity, load_or_create_identity
+from ..link.manager import LinkManager, LinkSettings
+from ..link.quic_link import Link
+from ..messaging import MessageService, Messenger
+from ..metrics import MetricsSettings, NodeMetrics, start_metrics
+from ..peertable import PeerTable
+from ..policy.exit_policy import ExitPolicy, record_summary
+from ..relay.budget import RelayBudget
+from ..relay.server import RelayService
+from ..service.access_point import AccessPoint
+from ..service.client import open_service_circuit
+from ..service.client_auth import load_client_key
+from ..service.host import HostedService
+from ..site.cache import SiteCache
+from ..wire.commands import Proto, RelayConnect
+from ..wire.host_port import format_host_port
+from ..wire.pathspec import Hop, HopId, HopRandom, TargetTcp
+from ..wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord
+from .upkeep import PEERS_SAMPLE, NetworkUpkeep
 
 log = structlog.get_logger("globalnet.node")
 
@@ -62,20 +70,7 @@ def _udp_statistics(own: DatagramCounters, exited: DatagramCounters) -> dict[str
     }
 
 
-def _pin(record: NodeRecord) -> HopAddr:
-    host, port = record.addresses[0]
-    return HopAddr(host, port, record.node_id)
 
-CONNECT_RETRY = (1.0, 60.0)  # first and largest back-off between bootstrap attempts
-UPKEEP_INTERVAL = 30.0
-#: Records sent in one PEERS message.
-PEERS_SAMPLE = 16
-#: A relay keeps at least this many links up (to random known relays), so
-#: PEERS keep flowing and the node stays part of the network.
-MIN_LINKS = 4
-DHT_REFRESH = 300.0
-#: Tries for a circuit with `rand` hops before the error reaches the user.
-CIRCUIT_ATTEMPTS = 5
 
 
 class Node:
@@ -97,11 +92,23 @@ class Node:
         self.peers = PeerTable(self.identity.node_id, config.data_dir)
         self.resolver = PathResolver(self.peers, self._lookup_record)
         self.guards = GuardStore(config.data_dir)
+        self.upkeep = NetworkUpkeep(
+            self.identity, self.links, self.peers, self.guards,
+            relaying=bool(config.listen), refresh_guards=self._refresh_guards,
+        )  # fmt: skip
+        self.opener = GuardedCircuitOpener(
+            self.links, self.peers, self.guards, self.resolver,
+            never_through=self._access_points, refresh_guards=self._refresh_guards, on_built=self._circuit_built,
+        )  # fmt: skip
         # every relay takes part in the DHT; a client-only node uses it through circuits
         self.dht: Dht | None = Dht(self.identity.node_id, self.links, self.spawn) if config.listen else None
+        self.dht_membership: DhtMembership | None = None
         if self.dht is not None:
             dht = self.dht
             self.relay.endpoints[Proto.DHT] = lambda session, hop: DhtAgent(dht, session, hop, self.spawn)
+            self.dht_membership = DhtMembership(
+                dht, self.peers, self.links.own_record, lambda: self._progress(self.bootstrap.dht_joined())
+            )
         self.dht_client = DhtClient(self._open_dht_circuit)
         if config.listen:
             self.relay.access_point = AccessPoint(self.identity.node_id)
@@ -190,8 +197,8 @@ class Node:
     # -- running -----------------------------------------------------------
     def _publish_site(self, name: str, folder: Path) -> None:
         """Sign `folder` as site `name` and seed the cache from it (the publisher is the first mirror)."""
-        from .site.manifest import SiteError
-        from .site.store import sign_folder
+        from ..site.manifest import SiteError
+        from ..site.store import sign_folder
 
         try:
             signed = sign_folder(Path(self.config.data_dir), name, folder)
@@ -205,10 +212,10 @@ class Node:
         log.debug("site address", name=name, address=signed.address)
 
     async def run(self) -> None:
-        from .console.server import start_console
-        from .socks import SocksProxy
-        from .tunnel import Tunnel
-        from .udp_tunnel import UdpTunnel
+        from ..console.server import start_console
+        from ..socks import SocksProxy
+        from ..tunnel import Tunnel
+        from ..udp_tunnel import UdpTunnel
 
         cfg = self.config
         try:
@@ -224,7 +231,7 @@ class Node:
                 if cfg.console is not None:
                     self.console = await start_console(self, *cfg.console)
                 if cfg.metrics is not None:
-                    from .node_metrics import NodeMetricsSource
+                    from ..node_metrics import NodeMetricsSource
 
                     settings = MetricsSettings(*cfg.metrics)
                     self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
@@ -244,7 +251,7 @@ class Node:
                 if kept:
                     log.info("guards loaded", guards=kept, file=str(self.guards.path))
                 for peer in cfg.connect:
-                    self.spawn(self._keep_connected(peer), "bootstrap")
+                    self.spawn(self.upkeep.keep_connected(peer), "bootstrap")
                 self._progress(self.bootstrap.relays_learned(len(self.peers.relays())))
                 if not cfg.connect and not loaded and self.bootstrap.relays_needed > 0:
                     log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
@@ -261,9 +268,9 @@ class Node:
                     await proxy.start()
                     self.proxies.append(proxy)
                 self.spawn(self.links.run_keepalive(), "keepalive")
-                self.spawn(self._upkeep(), "upkeep")
-                if self.dht is not None:
-                    self.spawn(self._dht_upkeep(), "dht upkeep")
+                self.spawn(self.upkeep.run(), "upkeep")
+                if self.dht_membership is not None:
+                    self.spawn(self.dht_membership.run(), "dht upkeep")
                 self.ready.set()
                 self._progress(self.bootstrap.start())
                 await self._stop.wait()
@@ -281,84 +288,13 @@ class Node:
                 for task in list(self._tasks):
                     task.cancel()
         finally:
-            self._save_peers()
+            self.upkeep.save_peers()
             self._group = None
             self.links.close()
             await asyncio.sleep(0.05)  # let CLOSE frames leave
 
-    async def _keep_connected(self, peer: HopAddr) -> None:
-        """Link to a bootstrap peer, retrying with back-off; re-link if it drops."""
-        delay = CONNECT_RETRY[0]
-        where = f"{peer.host}:{peer.port}"
-        while True:
-            try:
-                link = await self.links.get_link(peer.host, peer.port, peer.node_id)
-                log.info("linked to peer", peer=short_id(link.peer_id), address=where)
-                delay = CONNECT_RETRY[0]
-                await link.wait_closed()
-                log.info("link to peer lost, reconnecting", peer=short_id(link.peer_id), address=where)
-            except GnetError as exc:
-                log.warning("cannot link to peer", address=where, reason=str(exc), retry_in=f"{delay:.0f}s")
-                if exc.kind is ErrorKind.PIN_MISMATCH:
-                    delay = CONNECT_RETRY[1]
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, CONNECT_RETRY[1])
-
-    async def _upkeep(self) -> None:
-        """Onion key rotation, peer exchange, enough links, the peer table on disk."""
-        first = True
-        while True:
-            await asyncio.sleep(2.0 if first else UPKEEP_INTERVAL)
-            first = False
-            if self.identity.onion.rotate_if_due(time.time()):
-                self.links.refresh_record()
-                log.info("onion key rotated")
-            self.peers.expire()
-            await self.probe_guards()
-            self._refresh_guards()
-            for link in list(self.links.links.values()):
-                link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
-            if self.config.listen:
-                await self._keep_links()
-            if self.peers.changed:
-                self._save_peers()
-
     async def probe_guards(self) -> None:
-        """Dial guards that are down when their back-off says so: a guard is given up only
-        after it stayed unreachable at the link layer (circuit failures never count)."""
-        for record in self.guards.due_for_retry():
-            host, port = record.addresses[0]
-            try:
-                await self.links.get_link(host, port, record.node_id)
-            except GnetError:
-                self.guards.link_failed(record.node_id)
-            else:
-                self.guards.link_ok(record.node_id)
-
-    async def _keep_links(self) -> None:
-        """Link to random known relays until MIN_LINKS links are up."""
-        missing = MIN_LINKS - len(self.links.links)
-        if missing <= 0:
-            return
-        candidates = [r for r in self.peers.relays() if r.node_id not in self.links.links]
-        for record in self.peers.sample(len(candidates))[: missing * 2]:
-            if record.node_id in self.links.links:
-                continue
-            host, port = record.addresses[0]
-            try:
-                await self.links.get_link(host, port, record.node_id)
-                missing -= 1
-            except GnetError as exc:
-                self.peers.failed(record.node_id)
-                log.debug("cannot link to known relay", peer=short_id(record.node_id), reason=str(exc))
-            if missing <= 0:
-                return
-
-    def _save_peers(self) -> None:
-        try:
-            self.peers.save()
-        except OSError as exc:
-            log.warning("cannot save the peer table", file=str(self.peers.path), reason=exc.strerror)
+        await self.upkeep.probe_guards()
 
     # -- peer discovery ------------------------------------------------------
     def _on_link_ready(self, link: Link) -> None:
@@ -376,38 +312,6 @@ class Node:
             self._report_progress()
 
     # -- the DHT -------------------------------------------------------------
-    async def _dht_upkeep(self) -> None:
-        """Join the DHT, publish our record, then keep the routing table and values fresh."""
-        assert self.dht is not None
-        dht = self.dht
-        delay = 1.0
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                contacts = await dht.bootstrap(self.peers.relays())
-                if contacts:
-                    key, value = node_record_value(self.links.own_record())
-                    stored = await dht.publish(key, value, keep=True)
-                    log.debug("dht joined", contacts=contacts, record_stored_on=stored)
-                    self._progress(self.bootstrap.dht_joined())
-                    await self._learn_from_dht()
-                    await dht.refresh()
-            except (GnetError, TimeoutError) as exc:
-                log.debug("dht upkeep failed", reason=str(exc))
-            delay = min(delay * 2, DHT_REFRESH)
-
-    async def _learn_from_dht(self) -> None:
-        """Fetch the records of DHT contacts we do not know yet (relay work, not a private lookup)."""
-        assert self.dht is not None
-        unknown = [n.id for b in self.dht.protocol.router.buckets for n in b.get_nodes() if n.id not in self.peers]
-        for node_id in unknown[:16]:
-            found = await self.dht.lookup(node_id)
-            if found is not None:
-                try:
-                    self.peers.add(record_from_value(found.value))
-                except GnetError:
-                    pass
-
     async def _open_dht_circuit(self) -> tuple[ClientCircuit, FrameSession]:
         # a hosting node never routes through its own access points: on a small network
         # that leaves fewer relays for a DHT circuit (2 hops on the README's 3 relays)
@@ -492,105 +396,22 @@ class Node:
     ) -> ClientCircuit:
         """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`.
 
-        A `rand` first hop is one of our entry guards (circuit/guards.py); with
-        `vanguards` (hidden-service and DHT circuits) a `rand` second hop is
-        one of our second-layer guards.
-
-        A path with `rand` hops is retried with other relays when a relay on
-        it cannot be reached (that relay is marked failed in the peer table);
-        an explicit path is tried once, so its error names the hop the user wrote.
-        `isolation` says who the circuit is for; circuits with different keys
-        must never be shared (today none is: one circuit per connection).
+        Guards, `vanguards` and retries: circuit/guarded_open.py. `isolation` says who the
+        circuit is for; circuits with different keys must never be shared (today none is:
+        one circuit per connection).
         """
-        attempts = CIRCUIT_ATTEMPTS if any(isinstance(h, HopRandom) for h in hops) else 1
-        for attempt in range(attempts):
-            try:
-                circuit = await self._open_circuit_once(
-                    hops, final, purpose, (avoid or set()) | self._access_points(), vanguards
-                )
-                circuit.isolation = isolation
-                return circuit
-            except GnetError as exc:
-                if exc.node_id is not None and exc.node_id not in self.guards.records:
-                    self.peers.failed(exc.node_id)  # a guard is judged by guards.py, not by the peer table
-                retry = exc.kind in (ErrorKind.NO_ROUTE, ErrorKind.TIMEOUT, ErrorKind.LINK_LOST, ErrorKind.HANDSHAKE_FAILED)
-                if attempt + 1 >= attempts or not retry:
-                    raise
-                log.debug("circuit attempt failed, trying other relays", purpose=purpose, reason=str(exc))
-        raise AssertionError("unreachable")
+        circuit = await self.opener.open(hops, final, purpose, avoid, vanguards)
+        circuit.isolation = isolation
+        return circuit
+
+    def _circuit_built(self, circuit: ClientCircuit, seconds: float) -> None:
+        self.metrics.circuit_built(seconds)
+        self.circuits[circuit.id] = circuit
 
     def _access_points(self) -> set[bytes]:
         """The access points of the services we host: none of our circuits passes through
         one as an ordinary hop, so none of them learns our address."""
         return {ap for service in self.services for ap in service.intros}
-
-    async def _open_circuit_once(
-        self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes], vanguards: bool = False
-    ) -> ClientCircuit:
-        targets = await self._resolve_with_guards(hops, final, avoid, vanguards)
-        first = targets[0]
-        try:
-            link = await self.links.get_link(first.host, first.port, first.node_id)
-        except GnetError as exc:
-            if first.node_id is not None:
-                self.guards.link_failed(first.node_id)
-            raise GnetError(exc.kind, f"hop 1 ({first.describe()}): {exc.detail or exc.kind.describe}", first.node_id) from None
-        if first.node_id is not None:
-            self.guards.link_ok(first.node_id)
-        started = time.monotonic()
-        try:
-            circuit = await build_circuit(link, targets[1:], final, purpose)
-        except GnetError:
-            if first.node_id is not None and not link.is_ready:
-                # the guard's link died under the circuit: that is the guard unreachable (a link
-                # failure), unlike a circuit refused or cut further on, which never counts
-                self.guards.link_failed(first.node_id)
-            raise
-        self.metrics.circuit_built(time.monotonic() - started)
-        self.circuits[circuit.id] = circuit
-        return circuit
-
-    async def _resolve_with_guards(
-        self, hops: tuple[Hop, ...], final: RelayConnect, avoid: set[bytes], vanguards: bool
-    ) -> list[HopTarget]:
-        """Pin a `rand` first hop to an entry guard (and, with `vanguards`, a `rand` second hop
-        to a second-layer guard), then resolve the rest. A guard that cannot be the first hop
-        of this path (e.g. it is the only exit for the target) gives way to the next guard."""
-        if not hops or not isinstance(hops[0], HopRandom):
-            return await self.resolver.resolve(hops, final, avoid=avoid)
-        for waited in (False, True):
-            self._refresh_guards()
-            named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
-            entries = [g for g in self.guards.entry_guards() if g.node_id not in avoid | named]
-            fallback: list[HopTarget] | None = None
-            for guard in entries:  # in the guards' order (reachable first, shuffled)
-                try:
-                    path = await self.resolver.resolve(self._guarded_hops(hops, guard, avoid, vanguards), final, avoid=avoid, wait=0.0)
-                except NoExitError:
-                    raise  # no exit allows the target at all: no other guard changes that
-                except GnetError:
-                    continue  # this guard cannot start this path (e.g. it is the only fitting exit)
-                if len({network_of_target(t) for t in path}) == len(path):
-                    return path  # every hop in its own /16
-                fallback = fallback or path  # e.g. the only fitting exit shares this guard's /16: try the next guard
-            if fallback is not None:
-                return fallback
-            if entries:
-                # no guard fits with the relays known now: wait for more, keeping our first guard
-                return await self.resolver.resolve(self._guarded_hops(hops, entries[0], avoid, vanguards), final, avoid=avoid)
-            if waited:
-                break
-            await self.resolver.resolve(hops, final, avoid=avoid)  # knows no relay yet: wait until it does
-        raise GnetError(ErrorKind.NO_ROUTE, "no entry guard could be chosen")
-
-    def _guarded_hops(self, hops: tuple[Hop, ...], guard: NodeRecord, avoid: set[bytes], vanguards: bool) -> tuple[Hop, ...]:
-        pinned: list[Hop] = [_pin(guard), *hops[1:]]
-        if vanguards and len(hops) > 2 and isinstance(hops[1], HopRandom):
-            named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
-            middles = self.guards.middle_guards(exclude=avoid | named | {guard.node_id})
-            if middles:
-                pinned[1] = _pin(middles[0])
-        return tuple(pinned)
 
     async def open_service(
         self, address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None
