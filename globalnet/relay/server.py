@@ -24,8 +24,8 @@ from ..endpoint.pump import StreamPump
 from ..endpoint.session import RELAY_SLACK, FrameSession
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity
+from ..link.hop_stream import HopStream
 from ..link.manager import LinkManager
-from ..link.quic_link import HopStream
 from ..policy.exit_policy import ExitPolicy
 from ..policy.target_name import target_name_problem
 from ..wire.commands import Proto, RelayConnect
