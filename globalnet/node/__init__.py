@@ -212,61 +212,13 @@ class Node:
         log.debug("site address", name=name, address=signed.address)
 
     async def run(self) -> None:
-        from ..console.server import start_console
-        from ..socks import SocksProxy
-        from ..tunnel import Tunnel
-        from ..udp_tunnel import UdpTunnel
-
-        cfg = self.config
+        """Start everything the config asks for, run until stop(), then close it all."""
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
-                if cfg.listen:
-                    try:
-                        await self.links.listen(*cfg.listen)
-                    except OSError as exc:  # name the address: the bare errno does not
-                        where = format_host_port(*cfg.listen)
-                        raise OSError(exc.errno, f"-listen {where} (UDP): {exc.strerror or exc}") from None
-                    self.links.refresh_record()
-                if cfg.console is not None:
-                    self.console = await start_console(self, *cfg.console)
-                if cfg.metrics is not None:
-                    from ..node_metrics import NodeMetricsSource
-
-                    settings = MetricsSettings(*cfg.metrics)
-                    self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
-                log.info(
-                    "node started",
-                    node_id=self.identity.node_id.hex(),
-                    listen=f"{self.links.listen_address[0]}:{self.links.listen_address[1]}" if self.links.listen_address else "no",
-                    exit="on" if self.exit_policy.enabled else "off",
-                    console=self.console.address_text() if self.console else "no",
-                    crypto=BACKEND_NAME,
-                    version=__version__,
-                )
-                loaded = self.peers.load()
-                if loaded:
-                    log.info("peer table loaded", relays=loaded, file=str(self.peers.path))
-                kept = self.guards.load()
-                if kept:
-                    log.info("guards loaded", guards=kept, file=str(self.guards.path))
-                for peer in cfg.connect:
-                    self.spawn(self.upkeep.keep_connected(peer), "bootstrap")
-                self._progress(self.bootstrap.relays_learned(len(self.peers.relays())))
-                if not cfg.connect and not loaded and self.bootstrap.relays_needed > 0:
-                    log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
-                for spec in cfg.tunnels:
-                    tunnel = UdpTunnel(self, spec, cfg.udp_idle_timeout) if spec.udp else Tunnel(self, spec)
-                    await tunnel.start()
-                    self.tunnels.append(tunnel)
-                for service in self.services:
-                    self.spawn(service.run(), f"service {service.name}")
-                for name, folder in cfg.publish:
-                    self._publish_site(name, folder)
-                for spec in cfg.proxies:
-                    proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout, cfg.udp_idle_timeout)
-                    await proxy.start()
-                    self.proxies.append(proxy)
+                await self._start_operator_faces()
+                self._load_state()
+                await self._open_user_faces()
                 self.spawn(self.links.run_keepalive(), "keepalive")
                 self.spawn(self.upkeep.run(), "upkeep")
                 if self.dht_membership is not None:
@@ -275,23 +227,90 @@ class Node:
                 self._progress(self.bootstrap.start())
                 await self._stop.wait()
                 log.info("node stopping")
-                if self.console is not None:
-                    self.console.close()
-                if self.metrics_server is not None:
-                    self.metrics_server.close()
-                self.messenger.close()
-                for tunnel in self.tunnels:
-                    tunnel.close()
-                self.dht_client.close()
-                for proxy in self.proxies:
-                    proxy.close()
-                for task in list(self._tasks):
-                    task.cancel()
+                self._close_faces()
         finally:
             self.upkeep.save_peers()
             self._group = None
             self.links.close()
             await asyncio.sleep(0.05)  # let CLOSE frames leave
+
+    async def _start_operator_faces(self) -> None:
+        """The relay's listener, the console and the metrics page; then say the node started."""
+        from ..console.server import start_console
+
+        cfg = self.config
+        if cfg.listen:
+            try:
+                await self.links.listen(*cfg.listen)
+            except OSError as exc:  # name the address: the bare errno does not
+                where = format_host_port(*cfg.listen)
+                raise OSError(exc.errno, f"-listen {where} (UDP): {exc.strerror or exc}") from None
+            self.links.refresh_record()
+        if cfg.console is not None:
+            self.console = await start_console(self, *cfg.console)
+        if cfg.metrics is not None:
+            from ..node_metrics import NodeMetricsSource
+
+            settings = MetricsSettings(*cfg.metrics)
+            self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
+        log.info(
+            "node started",
+            node_id=self.identity.node_id.hex(),
+            listen=f"{self.links.listen_address[0]}:{self.links.listen_address[1]}" if self.links.listen_address else "no",
+            exit="on" if self.exit_policy.enabled else "off",
+            console=self.console.address_text() if self.console else "no",
+            crypto=BACKEND_NAME,
+            version=__version__,
+        )
+
+    def _load_state(self) -> None:
+        """The peer table and guards from the data dir; links to the bootstrap peers."""
+        cfg = self.config
+        loaded = self.peers.load()
+        if loaded:
+            log.info("peer table loaded", relays=loaded, file=str(self.peers.path))
+        kept = self.guards.load()
+        if kept:
+            log.info("guards loaded", guards=kept, file=str(self.guards.path))
+        for peer in cfg.connect:
+            self.spawn(self.upkeep.keep_connected(peer), "bootstrap")
+        self._progress(self.bootstrap.relays_learned(len(self.peers.relays())))
+        if not cfg.connect and not loaded and self.bootstrap.relays_needed > 0:
+            log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
+
+    async def _open_user_faces(self) -> None:
+        """Tunnels, hosted services, published sites and proxies, in that order."""
+        from ..socks import SocksProxy
+        from ..tunnel import Tunnel
+        from ..udp_tunnel import UdpTunnel
+
+        cfg = self.config
+        for spec in cfg.tunnels:
+            tunnel = UdpTunnel(self, spec, cfg.udp_idle_timeout) if spec.udp else Tunnel(self, spec)
+            await tunnel.start()
+            self.tunnels.append(tunnel)
+        for service in self.services:
+            self.spawn(service.run(), f"service {service.name}")
+        for name, folder in cfg.publish:
+            self._publish_site(name, folder)
+        for spec in cfg.proxies:
+            proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout, cfg.udp_idle_timeout)
+            await proxy.start()
+            self.proxies.append(proxy)
+
+    def _close_faces(self) -> None:
+        if self.console is not None:
+            self.console.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        self.messenger.close()
+        for tunnel in self.tunnels:
+            tunnel.close()
+        self.dht_client.close()
+        for proxy in self.proxies:
+            proxy.close()
+        for task in list(self._tasks):
+            task.cancel()
 
     async def probe_guards(self) -> None:
         await self.upkeep.probe_guards()
