@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from globalnet.localnet import LocalNet, free_port
+from globalnet.localnet import free_port
+from tests.identities import SeededLocalNet
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +34,7 @@ def test_publish_and_browse_through_socks(tmp_path: Path) -> None:
     files["css/big.bin"] = os.urandom(20 * 1024 * 1024)
     for path, data in files.items():
         (www / path).write_bytes(data)
-    net = LocalNet(tmp_path / "net")
+    net = SeededLocalNet(tmp_path / "net")
     port = free_port()
     try:
         node = net.client("pub", "-publish", f"blog={www}", "-proxy", f"{port}>rand>internet")

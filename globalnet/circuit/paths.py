@@ -11,6 +11,7 @@ target. The peer table is handed in by the node, so this module knows no DHT.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 from collections import Counter
@@ -24,7 +25,12 @@ def network_of(record: NodeRecord) -> str:
     """The /16 (IPv4) or /32 (IPv6) a relay is in, for path diversity."""
     if not record.addresses:
         return "?"
-    host = record.addresses[0][0]
+    return _network_of_host(record.addresses[0][0])
+
+
+@functools.lru_cache(maxsize=8192)
+def _network_of_host(host: str) -> str:
+    """Cached: every path choice asks it of every known relay, several times (ipaddress is slow)."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
