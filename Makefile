@@ -29,8 +29,10 @@ test: $(STAMP) test-deps
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
-## Circuit build and time to first byte over 20 ms links (network namespaces + netem, root;
-## a userspace delay proxy on 127.0.0.1 where the kernel has no netem); bench/results/wan.json.
+## Circuit build, time to first byte and 1- and 8-stream throughput over 20 ms links, beside
+## plain TCP through the same router (network namespaces + netem, or the TUN delay router where
+## the kernel has no netem; root). Without namespaces: a userspace UDP delay proxy on 127.0.0.1,
+## labelled FALLBACK, no TCP baseline. bench/results/wan.json.
 bench-wan: $(STAMP)
 	$(BIN)/python -m bench.wan
 
