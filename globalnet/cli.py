@@ -55,48 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if lock is None:
         return 2
     setup_logging(config.log_level, config.log_json)
-    tune_malloc()
     return asyncio.run(_run(config, identity))
-
-
-#: glibc mallopt() parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
-#: Blocks this large or larger get their own mapping, unmapped when freed.
-MMAP_THRESHOLD = 128 * 1024
-#: Free memory at the top of the heap above this goes back to the OS.
-TRIM_THRESHOLD = 256 * 1024
-#: One arena per thread (glibc's default, up to 8 per core) keeps memory each thread freed.
-ARENA_MAX = 2
-
-
-def tune_malloc() -> bool:
-    """Make glibc's malloc give memory back after a burst (a node's own process only).
-
-    Why: a relay's allocations follow its traffic (received datagrams, chunks
-    in flight, qh3's stream buffers). glibc raises its mmap threshold to the
-    largest block ever freed (up to 32 MiB), after which big buffers come from
-    the heap and stay there, and the trim threshold follows (up to 64 MiB):
-    under 8 busy circuits a bridge grew by 25-35 MiB and kept most of it.
-    Fixed thresholds (which also turn the dynamic adjustment off) and two
-    arenas keep RSS close to what is live. MALLOC_* environment variables, if
-    set, win (glibc read them at start); anything but glibc is left alone.
-    Returns whether the settings were applied.
-    """
-    if sys.platform != "linux" or any(key.startswith("MALLOC_") for key in os.environ):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        if not hasattr(libc, "gnu_get_libc_version"):
-            return False  # musl and others: no mallopt of this kind
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return all(
-        mallopt(param, value) == 1
-        for param, value in ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_ARENA_MAX, ARENA_MAX))
-    )
 
 
 async def _run(config: object, identity: object) -> int:

@@ -166,12 +166,3 @@ def test_bandwidth_history_rates_and_bounds() -> None:
         history.feed(float(t), t * 10, t * 10)
     assert all(s.at >= 199 - 10 for s in history.samples)
     assert history.as_json(199.0)[-1] == {"ago": 0.0, "in": 10.0, "out": 10.0}
-
-
-def test_malloc_tuning_leaves_an_operators_malloc_settings_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    """gclient fixes glibc's mmap/trim thresholds for itself (relay RSS after bursts), unless
-    the operator chose MALLOC_* settings: those win."""
-    from globalnet.cli import tune_malloc
-
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert tune_malloc() is False
