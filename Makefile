@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-deps bench bench-wan dht-sim fuzz testnet lint clean
+.PHONY: setup demo test test-deps bench bench-wan bench-table dht-sim fuzz testnet lint clean
 
 $(STAMP): pyproject.toml setup.py cext/gnetcrypto.c
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 ## labelled FALLBACK, no TCP baseline. bench/results/wan.json.
 bench-wan: $(STAMP)
 	$(BIN)/python -m bench.wan
+
+## README's performance tables, rewritten from bench/results/latest.json and wan.json.
+bench-table: $(STAMP)
+	$(BIN)/python -m bench.table --write-readme
 
 ## The DHT at scale by simulation: the real kademlia routing and lookups over an in-memory
 ## network on a virtual clock, N = 250..2,000, 0 % and 20 % churn (a few minutes on 2 cores).
