@@ -17,13 +17,13 @@ from qh3.quic.connection import QuicConnection
 from qh3.tls import SignatureAlgorithm
 
 from globalnet.errors import ErrorKind
-from globalnet.identity import Identity
 from globalnet.link import path_mtu, qh3_fastpath
 from globalnet.link.certs import certificate_pem
+from globalnet.link.hop_stream import HopStream
 from globalnet.link.listener import BatchingQuicServer
 from globalnet.link.manager import LinkManager, LinkSettings
 from globalnet.link.path_mtu import FULL_DATAGRAM, MIN_DATAGRAM, choose_datagram_size, datagram_size_for
-from globalnet.link.quic_link import HopStream
+from tests.identities import next_identity
 from tests.inproc import attach_socket, open_circuit, start_client, start_relay
 from tests.targets import EchoServer, pattern, serve
 
@@ -128,7 +128,7 @@ async def test_listener_uses_the_batched_transport_and_relays_work() -> None:
 
 # -- qh3's fast path: what arrives is what was sent ------------------------------------
 def _pair(size: int = 1452) -> tuple[QuicConnection, QuicConnection, float]:
-    identity = Identity.generate()
+    identity = next_identity()
     cert, key = certificate_pem(identity)
     cc = QuicConfiguration(is_client=True, alpn_protocols=["t"], max_datagram_size=size)
     cc.verify_mode = ssl.CERT_NONE
@@ -203,7 +203,7 @@ class _Recorder:
 async def test_interleaved_streams_arrive_whole_in_fewer_larger_chunks() -> None:
     """Many circuits on one link interleave their frames; the link hands each stream its
     bytes of a burst in one call (link/quic_link.py), in order, the end last."""
-    server_id, client_id = Identity.from_label(b"gather-server"), Identity.from_label(b"gather-client")
+    server_id, client_id = next_identity(), next_identity()
     server = LinkManager(server_id, lambda: server_id.make_record((("127.0.0.1", port),)), LinkSettings(dial_timeout=5))
     _, port = await server.listen("127.0.0.1", 0)
     server.refresh_record()

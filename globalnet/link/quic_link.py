@@ -29,6 +29,7 @@ from ..wire.records import NodeRecord, node_id_of, short_id
 from . import qh3_tuning  # noqa: F401  (raises qh3's stream limit before any connection exists)
 from .auth import ControlChannel, LinkReady, PeerClosed, PeersReceived, PongReceived
 from .certs import identity_key_from_spki
+from .hop_stream import HopStream
 from .liveness import LinkDead, LivenessCore, SendPing
 
 log = structlog.get_logger("globalnet.link")
@@ -39,14 +40,6 @@ ALPN = "gnet/1"
 #: What a stream id carries (`Link._by_kind`): the control stream, the DHT
 #: (unidirectional streams), or a hop stream (every other bidirectional one).
 _CONTROL, _DHT, _HOP = 0, 1, 2
-
-
-class StreamHandler(Protocol):
-    """Who receives a hop stream's bytes (a bridge, a circuit, a relay hop)."""
-
-    def stream_data(self, data: bytes, end: bool) -> None: ...
-
-    def stream_reset(self, kind: ErrorKind) -> None: ...
 
 
 class HasDialTimeout(Protocol):
@@ -71,52 +64,6 @@ class LinkOwner(Protocol):
     def link_ready(self, link: Link) -> None: ...
     def incoming_stream(self, hs: HopStream) -> None: ...
     def link_closed(self, link: Link) -> None: ...
-
-
-class _Unclaimed:
-    """Handler of a stream nobody took: drop it."""
-
-    def stream_data(self, data: bytes, end: bool) -> None:
-        pass
-
-    def stream_reset(self, kind: ErrorKind) -> None:
-        pass
-
-
-class HopStream:
-    """One bidirectional QUIC stream of a link; a circuit uses one per hop."""
-
-    __slots__ = ("bytes_in", "bytes_out", "closed", "finished_receiving", "finished_sending", "handler", "link", "stream_id")
-
-    def __init__(self, link: Link, stream_id: int) -> None:
-        self.link = link
-        self.stream_id = stream_id
-        self.handler: StreamHandler = _Unclaimed()
-        self.finished_sending = False
-        self.finished_receiving = False
-        self.closed = False  # reset: neither direction carries more
-        self.bytes_in = 0
-        self.bytes_out = 0
-
-    def send(self, data: bytes | bytearray | memoryview, end: bool = False) -> None:
-        if self.closed or self.finished_sending:
-            return
-        self.bytes_out += len(data)
-        self.link.send_stream(self.stream_id, data, end)
-        if end:
-            self.finished_sending = True
-            self.link.maybe_forget(self)
-
-    def reset(self, kind: ErrorKind) -> None:
-        """Abort both directions; the peer sees RESET_STREAM with `kind` as code."""
-        if self.closed:
-            return
-        self.closed = True
-        self.link.reset_stream(self.stream_id, int(kind))
-
-    def buffered(self) -> int:
-        """Bytes queued in QUIC for this stream and not yet sent."""
-        return self.link.send_buffer_size(self.stream_id)
 
 
 class Link(QuicConnectionProtocol):
@@ -154,8 +101,7 @@ class Link(QuicConnectionProtocol):
         self._dht_out: int | None = None
         self._dht_in_id: int | None = None
         self._dht_in = MessageSplitter(max_pending=4 * 65537)
-        #: hop-stream bytes of the burst being processed, per stream (datagrams_received)
-        self._gathering: dict[HopStream, list[bytes]] | None = None
+        self._gathering: dict[HopStream, list[bytes]] | None = None  # a burst's bytes per stream
         self._forgotten: set[int] = set()
         self._forgotten_order: deque[int] = deque()
         self._by_kind = (self._on_control_data, self._on_dht_data, self._on_hop_data)
@@ -215,18 +161,12 @@ class Link(QuicConnectionProtocol):
         super().datagram_received(data, addr)
 
     def datagrams_received(self, data: list[bytes], addr: Any) -> None:
-        """A burst of datagrams (qh3's batched transport): hop-stream data is
-        gathered per stream while the burst's events are processed, and each
-        stream gets one `stream_data` call for all of it.
+        """A burst of datagrams: each hop stream gets one `stream_data` call for its bytes of it.
 
-        Why: qh3 merges one stream's consecutive frames into one event, so one
-        busy circuit arrives in ~45 KiB events; with 128 circuits sharing a link
-        the frames interleave and every ~1.4 KiB frame became its own event, with
-        its own XOR call, queue check and QUIC write downstream (bridge CPU per
-        MiB nearly doubled). One write per stream per burst keeps the per-MiB cost
-        flat; with one circuit a stream's list holds one or two chunks and
-        b"".join returns a lone chunk itself (no copy).
-        """
+        Why: qh3 merges a stream's consecutive frames into one event (~45 KiB for one busy
+        circuit), but 128 circuits on a link interleave, and each ~1.4 KiB frame was an event
+        with its own XOR, queue check and onward write (bridge CPU per MiB nearly doubled).
+        A lone chunk is passed on as is (b"".join of one item copies nothing)."""
         now = self._loop_time()
         self.liveness.last_heard = now
         self._quic.receive_many_datagrams(data, addr, now=now)
@@ -393,7 +333,7 @@ class Link(QuicConnectionProtocol):
             self.close_link(exc.kind, exc.detail or exc.kind.describe)
         except Exception:  # a bug of ours must cost this link at most, never the node
             log.exception("link event handling failed", link=self.label())
-            self.close_link(ErrorKind.INTERNAL, "internal error")
+            self.close_link(ErrorKind.LOCAL_PROTOCOL, "internal error")
 
     def _on_stream_event(self, event: events.StreamDataReceived) -> None:
         sid = event.stream_id
@@ -425,7 +365,7 @@ class Link(QuicConnectionProtocol):
             self.control = ControlChannel(identity, record, dialler=False)
             sid = self._quic.get_next_available_stream_id()
             if sid != CONTROL_STREAM_ID:
-                raise GnetError(ErrorKind.INTERNAL, "control stream id out of sync")
+                raise GnetError(ErrorKind.LOCAL_PROTOCOL, "control stream id out of sync")
             self._send_control(self.control.start())
 
     def address_text(self) -> str:

@@ -1,7 +1,7 @@
 """The metrics face: Prometheus `/metrics` and a status page `/` on one local HTTP port.
 
 It reads the node only through :class:`MetricsSource` (source.py), so it
-knows no Node, config or CLI; node.py builds the source and the settings.
+knows no Node, config or CLI; the node builds the source and the settings.
 """
 
 from .history import BandwidthHistory

@@ -3,7 +3,7 @@
 Why per node: tests and the in-process network run several nodes in one
 process; the default global registry would mix them (and refuse duplicate
 names). Gauges are read from the MetricsSource at scrape time; the circuit
-build histogram and the DHT counters are fed by node.py as things happen.
+build histogram and the DHT counters are fed by the node as things happen.
 """
 
 from __future__ import annotations
