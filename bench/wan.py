@@ -158,7 +158,7 @@ def run_proxy(args: argparse.Namespace) -> dict[str, Any]:
         tput,
         "udp-proxy (fallback: no namespaces here)",
         f"FALLBACK, not comparable with the namespace figures: gclient processes on 127.0.0.1, a userspace UDP delay proxy (bench/delay_proxy.py) in front of each relay: "
-        f"one way {args.delay_ms} ms, RTT {2 * args.delay_ms} ms between nodes (the kernel has no netem)",
+        f"one way {args.delay_ms} ms, RTT {2 * args.delay_ms} ms between nodes (no network namespaces with a delay here)",
     )
 
 
@@ -293,7 +293,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         hosts = {node: lab.add_host(node, 1) for node in NODES}
         delay = lab.add_delay() if args.delay_ms > 0 else "none (--delay-ms 0)"
-        router = next((p.pid for p in lab._procs if p.poll() is None), None) if delay.startswith("tun") else None
+        router = lab.delay_router_pid
         prefixes = {node: h.exec for node, h in hosts.items()}
         targets = Targets("0.0.0.0", prefix=prefixes["relay3"])
         relay_hosts = (hosts["relay1"].address, hosts["relay2"].address, hosts["relay3"].address)

@@ -93,6 +93,8 @@ class NetnsLab:
     suffix: str = field(default_factory=lambda: secrets.token_hex(3))
     hosts: dict[str, Host] = field(default_factory=dict)
     delay_kind: str = "none"
+    #: The user-space delay router's process id (None with netem or no delay): benches report its CPU.
+    delay_router_pid: int | None = None
     _namespaces: list[str] = field(default_factory=list)
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -157,6 +159,7 @@ class NetnsLab:
         per_net = [f"{net}={d:g}:{lo:g}" for net, (d, lo) in sorted(self.per_net.items())]
         delayer = [sys.executable, "-m", "tests.netns", "delay", TUN_NAME, str(self.delay_ms), str(self.loss), *per_net]
         proc = self.popen(["ip", "netns", "exec", self.router, *delayer])
+        self.delay_router_pid = proc.pid  # `ip netns exec` execs the router: the same process
         deadline = time.monotonic() + 10
         while _run("ip", "-n", self.router, "link", "show", TUN_NAME, check=False).returncode != 0:
             if proc.poll() is not None or time.monotonic() > deadline:
