@@ -16,7 +16,7 @@ from .endpoint.pump import StreamPump, abort_with_reset
 from .errors import ErrorKind, GnetError
 from .service.node_api import ServiceOpener
 from .site.address import decode_site_address, is_site_address
-from .site.serve import serve_http, site_prepare
+from .site.serve import serve_http, site_lookup, site_prepare
 from .wire.commands import Proto, RelayConnect
 from .wire.pathspec import PathSpec, TargetService, TargetTcp, format_path_spec
 
@@ -64,7 +64,7 @@ class Tunnel:
             if cache is None:
                 abort_with_reset(writer)
                 return
-            await serve_http(reader, writer, cache.lookup(site_key), prepare=site_prepare(self.node, site_key))
+            await serve_http(reader, writer, site_lookup(self.node, cache.lookup(site_key), site_key), prepare=site_prepare(self.node, site_key))
         finally:
             self.active -= 1
 

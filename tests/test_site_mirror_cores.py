@@ -11,6 +11,7 @@ import nacl.signing
 import pytest
 
 from globalnet.errors import ProtocolError
+from globalnet.site.announcements import AnnouncementStore
 from globalnet.site.broadcast import BroadcastKind, make_message, update_body
 from globalnet.site.cache import SiteCache
 from globalnet.site.fetch import FetchFailed, FileDone, FileFetch, Request
@@ -88,7 +89,7 @@ def _cache(tmp_path: Path) -> tuple[SiteCache, bytes]:
 def test_the_responder_serves_the_manifest_and_chunks_and_hands_broadcasts_on(tmp_path: Path) -> None:
     cache, manifest = _cache(tmp_path)
     heard: list[tuple[bytes, str]] = []
-    responder = SiteResponder(cache, SITE_KEY, lambda data, label: heard.append((data, label)) or "refused for the test")
+    responder = SiteResponder(cache, SITE_KEY, lambda data, label: heard.append((data, label)) or "refused for the test", AnnouncementStore())
     assert responder.answer(SiteRequest(RequestType.MANIFEST, b""), "s1") == encode_response(Status.OK, manifest)
     entry = file_entry("big.bin", BIG)
     for index in range(4):
@@ -100,7 +101,7 @@ def test_the_responder_serves_the_manifest_and_chunks_and_hands_broadcasts_on(tm
     assert ResponseDecoder().responses(responder.answer(bad, "s1"))[0].status is Status.BAD_REQUEST
     refused = ResponseDecoder().responses(responder.answer(SiteRequest(RequestType.BROADCAST, b"msg"), "s2"))[0]
     assert (refused.status, refused.body, heard) == (Status.REFUSED, b"refused for the test", [(b"msg", "s2")])
-    other = SiteResponder(SiteCache(tmp_path / "empty"), SITE_KEY, lambda d, lbl: None)
+    other = SiteResponder(SiteCache(tmp_path / "empty"), SITE_KEY, lambda d, lbl: None, AnnouncementStore())
     assert ResponseDecoder().responses(other.answer(SiteRequest(RequestType.MANIFEST, b""), "s"))[0].status is Status.NOT_FOUND
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 from globalnet.console.commands import Console
 from globalnet.console.view import NodeConsoleView
 from globalnet.dht.values import ValueKind
+from globalnet.localnet import free_port
 from globalnet.site.address import encode_site_address
+from globalnet.site.announcements import ANNOUNCEMENTS_PATH
 from globalnet.site.cache import site_id
 from tests.inproc_nodes import network, pinned, until
 
@@ -53,7 +55,8 @@ async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path
         assert key_file.stat().st_mode & 0o777 == 0o600
         assert m.address != pub.site_mirrors[site_key].address
 
-        visitor = await net.start("visitor", "-no-listen", "-connect", pinned(seed))
+        tunnel = free_port()
+        visitor = await net.start("visitor", "-no-listen", "-connect", pinned(seed), "-tunnel", f"{tunnel}>{address}")
         await visitor.site_browser.ensure(site_key, "big.bin")
         assert visitor.site_cache.read_file(site_key, "big.bin") == files["big.bin"]
         await visitor.site_browser.ensure(site_key, "")
@@ -81,3 +84,26 @@ async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path
         assert listing is not None and m.address in listing.text
         bad = await Console(NodeConsoleView(mirror)).execute("mirror nothere.gnet")
         assert bad is not None and "not a site address" in bad.text
+
+        # the owner's signed announcement: from the console, flooded to the mirror, read by a visitor
+        # at the reserved path through -tunnel (served by the visitor's own node, verified there)
+        out = await Console(NodeConsoleView(pub)).execute("announce blog back <soon> & \"maintenance\" done")
+        assert out is not None and "announced" in out.text, out
+        text = b'back <soon> & "maintenance" done'
+        assert await until(lambda: [a.body for a in mirror.site_browser.announcements.latest(site_key)] == [text], 120)
+        refused = await Console(NodeConsoleView(mirror)).execute("announce blog not the owner")
+        assert refused is not None and "no site named" in refused.text, refused
+        listing = await Console(NodeConsoleView(mirror)).execute("list sites")
+        assert listing is not None and "back <soon>" in listing.text, listing.text
+        status, body = await _http_get(tunnel, ANNOUNCEMENTS_PATH)
+        assert status == 200 and text in body, body
+
+
+async def _http_get(port: int, path: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET /{path} HTTP/1.1\r\nHost: site\r\n\r\n".encode())
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 120)
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), body

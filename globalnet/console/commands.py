@@ -70,6 +70,7 @@ class NodeView(Protocol):
     def sites(self) -> list[dict[str, Any]]: ...
     def mirror(self, address: str) -> dict[str, Any]: ...
     def publish(self, name: str, folder: str) -> dict[str, Any]: ...
+    def announce(self, name: str, text: str) -> dict[str, Any]: ...
     def now(self) -> float: ...
 
 
@@ -106,6 +107,8 @@ COMMANDS: tuple[Spec, ...] = (
          "_mirror"),
     Spec(("publish",), ("<NAME>", "<DIR>"), "sign DIR as site NAME again (seq raised if the files changed) and announce it",
          "_publish", rest=True),
+    Spec(("announce",), ("<NAME>", "<TEXT>"), "a signed announcement to site NAME's visitors (flooded to its mirrors; at <SITE.gnet>/.gnet/announcements.txt)",
+         "_announce", rest=True),
     Spec(("send",), ("<nodeid|NAME.gnet>", "<message>"), "send a message through a circuit (builds or reuses one)",
          "_send", rest=True),
     Spec(("ping",), ("<nodeid>",), "round-trip time to a node through a circuit", "_ping"),
@@ -284,8 +287,8 @@ class Console:
         rows = self.view.sites()
         if not rows:
             return Output([], "no sites (-publish NAME=DIR, -mirror ADDRESS or 'mirror ADDRESS')")
-        cells = [[r["site"], str(r["seq"]), r["address"] or "-", str(r["syncs"])] for r in rows]
-        return Output(rows[: fmt.MAX_ROWS], fmt.table(("SITE", "SEQ", "MIRROR ADDRESS", "SYNCS"), cells))
+        cells = [[r["site"], str(r["seq"]), r["address"] or "-", str(r["syncs"]), _one_line(r.get("announcement", ""))] for r in rows]
+        return Output(rows[: fmt.MAX_ROWS], fmt.table(("SITE", "SEQ", "MIRROR ADDRESS", "SYNCS", "LATEST ANNOUNCEMENT"), cells))
 
     async def _mirror(self, args: tuple[str, ...]) -> Output:
         result = self.view.mirror(args[0])
@@ -294,6 +297,10 @@ class Console:
     async def _publish(self, args: tuple[str, ...]) -> Output:
         result = self.view.publish(args[0], args[1])
         return Output(result, f"site {args[0]}: seq {result['seq']} ({'announced to its mirrors' if result['changed'] else 'unchanged'})")
+
+    async def _announce(self, args: tuple[str, ...]) -> Output:
+        result = self.view.announce(args[0], args[1])
+        return Output(result, f"site {result['name']}: announced to its mirrors and visitors")
 
     async def _send(self, args: tuple[str, ...]) -> Output:
         dest = parse_destination(args[0])
@@ -407,3 +414,9 @@ def _datagrams(row: dict[str, Any]) -> str:
     if "datagrams_out" not in row:
         return "-"
     return f"{row['datagrams_out']}/{row['datagrams_in']}/{row['dropped']}"
+
+
+def _one_line(text: str, width: int = 48) -> str:
+    """An announcement in a table cell: one line, cut to `width`, '-' for none."""
+    flat = " ".join(text.split())
+    return "-" if not flat else flat if len(flat) <= width else flat[: width - 1] + "…"

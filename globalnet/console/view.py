@@ -115,6 +115,13 @@ class NodeConsoleView:
         seq, changed = self.node.publish_site(name.lower(), path)
         return {"name": name.lower(), "seq": seq, "changed": changed}
 
+    def announce(self, name: str, text: str) -> dict[str, Any]:
+        try:
+            self.node.announce_site(name.lower(), text)
+        except ValueError as exc:
+            raise ConsoleError(str(exc)) from None
+        return {"name": name.lower(), "announced": text}
+
     def stats(self) -> dict[str, Any]:
         node = self.node
         s = node.statistics()

@@ -235,6 +235,22 @@ class Node:
         mirror.announce(m.seq)  # every start: a mirror that missed it catches up, one above it refuses it
         return m.seq, signed.changed
 
+    def announce_site(self, name: str, text: str) -> None:
+        """A signed announcement for the visitors of site `name`, which this node publishes
+        (console `announce`). SiteError if it does not; ValueError if the text cannot be one."""
+        from ..site.manifest import SiteError
+        from ..site.store import KEY_FILE, site_dir
+
+        key_file = site_dir(Path(self.config.data_dir), name) / KEY_FILE
+        try:
+            seed = site_seed_of(key_file)
+        except OSError:
+            raise SiteError(f"this node has no site named {name!r} (publish it first)") from None
+        mirror = next((m for m in self.site_mirrors.values() if m.site_seed == seed), None)
+        if mirror is None:
+            raise SiteError(f"site {name!r} is not being served by this node (publish it first)")
+        mirror.announce_text(text)
+
     def mirror_site(self, site_key: bytes) -> SiteMirror:
         """Mirror the site `site_key` (-mirror, console `mirror`): fetch, verify, serve as a hidden service."""
         mirror = self.site_mirrors.get(site_key)

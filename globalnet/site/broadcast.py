@@ -124,12 +124,12 @@ def decode_message(data: bytes) -> BroadcastMessage:
         raise ProtocolError("the broadcast's signature does not verify") from None
     if kind is BroadcastKind.UPDATE:
         message.update  # noqa: B018 - raises ProtocolError on a malformed body
-    elif not _is_text(body):
+    elif not is_text(body):
         raise ProtocolError("an announcement is printable UTF-8")
     return message
 
 
-def _is_text(body: bytes) -> bool:
+def is_text(body: bytes) -> bool:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

@@ -39,6 +39,7 @@ FORMAT_VERSION = 1
 CHUNK = 256 * 1024
 MAX_FILES = 10_000
 MAX_PATH = 255
+RESERVED_FOLDER = ".gnet"  # the node serves its own pages there (announcements.ANNOUNCEMENTS_PATH)
 MAX_FILE_SIZE = 1 << 30  # 1 GiB
 MAX_SITE_SIZE = 4 << 30  # 4 GiB
 MAX_MANIFEST = 8 << 20  # with 32 bytes per chunk: ~16,000 chunks = 4 GiB of content fits
@@ -100,6 +101,8 @@ def check_path(path: str) -> None:
     for part in path.split("/"):
         if part in ("", ".", ".."):
             raise SiteError(f"path {path[:60]!r} has an empty, '.' or '..' part")
+    if path.split("/", 1)[0].lower() == RESERVED_FOLDER:
+        raise SiteError(f"path {path[:60]!r} is in the folder {RESERVED_FOLDER}/, reserved for what the node itself serves")
 
 
 def file_entry(path: str, data: bytes) -> FileEntry:

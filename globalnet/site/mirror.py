@@ -32,7 +32,8 @@ from ..errors import GnetError
 from ..service.host import HostedService
 from ..service.node_api import ServiceHostNode
 from ..service.settings import ServiceConfig
-from .broadcast import BroadcastKind, Deliver, Refused, Send, SiteBroadcast, make_message, update_body
+from .announcements import announcement_body
+from .broadcast import BroadcastKind, BroadcastMessage, Deliver, Refused, Send, SiteBroadcast, make_message, update_body
 from .cache import QuotaError, SiteCache, site_id
 from .manifest import SiteError
 from .mirror_core import Announce, MirrorCore, PublishRecord, Sync, VerifyRecord
@@ -66,7 +67,7 @@ class SiteMirror:
         held = cache.manifest(site_key)
         self.core = MirrorCore(time.time(), held.seq if held else 0)
         self.broadcast = SiteBroadcast(site_key, held.seq if held else 0)
-        self.responder = SiteResponder(cache, site_key, self._on_broadcast)
+        self.responder = SiteResponder(cache, site_key, self._on_broadcast, browser.announcements)
         self.service: HostedService | None = None
         self.address = ""
         self._variant: dict[int, int] = {}  # period -> record key variant
@@ -228,6 +229,23 @@ class SiteMirror:
         log.info("site update announced", site=self.label, seq=seq, mirrors_reached=len(self._reached), mirrors=len(peers))
         self.core.announced(time.time(), everyone=bool(peers) and not unreached)
 
+    def announce_text(self, text: str) -> None:
+        """The publisher's signed announcement for visitors: kept here at once, flooded to the mirrors.
+        ValueError if `text` cannot be one (announcements.announcement_body); SiteError if we lack the key."""
+        if self.site_seed is None:
+            raise SiteError("only the site's publisher (who holds its key) can announce")
+        message = make_message(self.site_seed, BroadcastKind.ANNOUNCE, announcement_body(text), int(time.time()), os.urandom(16))
+        self.browser.announcements.add(message)
+        self.node.spawn(self._flood_announcement(message), "site announcement")
+
+    async def _flood_announcement(self, message: BroadcastMessage) -> None:
+        try:
+            await self._peers()  # fresh: a mirror that appeared since the last sync hears it too
+        except GnetError as exc:
+            log.debug("site mirrors not looked up", site=self.label, reason=exc.detail)
+        sent = await self._send_all(self.broadcast.originate(message, time.time()))
+        log.info("site announcement sent", site=self.label, mirrors_reached=sent)
+
     def _on_broadcast(self, data: bytes, label: str) -> str | None:
         """A broadcast from a session (responder.py): None if taken, else why it was refused."""
         events = self.broadcast.receive(data, label, time.time())
@@ -241,8 +259,9 @@ class SiteMirror:
                     log.info("site update heard", site=self.label, seq=seq)
                     if self.core.update_heard(seq, time.time()):
                         self._wake.set()
-                else:
-                    log.info("site announcement", site=self.label, text=event.message.body.decode()[:200])
+                elif self.browser.announcements.add(event.message):
+                    log.info("site announcement heard", site=self.label)
+                    log.debug("site announcement", site=self.label, text=event.message.body.decode()[:200])
             elif isinstance(event, Send):
                 sends.append(event)
             elif isinstance(event, Refused):
@@ -274,7 +293,9 @@ class SiteMirror:
         return True
 
     def statistics(self) -> dict[str, object]:
-        return {"site": self.label, "seq": self.core.held_seq, "address": self.address, **self.counts}
+        latest = self.browser.announcements.latest(self.site_key)
+        announcement = latest[0].body.decode() if latest else ""
+        return {"site": self.label, "seq": self.core.held_seq, "address": self.address, "announcement": announcement, **self.counts}
 
 
 def site_seed_of(key_file: Path) -> bytes:

@@ -13,6 +13,7 @@ bounded; anything else is a protocol error that closes that session only.
 | 1 MANIFEST | empty | the signed manifest (the client verifies it) |
 | 2 CHUNK | file SHA-256 32 \\| chunk index u32 | the chunk (the client checks its SHA-256) |
 | 3 BROADCAST | a broadcast message (broadcast.py) | empty; REFUSED + reason if the mirror drops it |
+| 4 ANNOUNCEMENTS | empty | the latest signed announcements (announcements.py: count u8 \\| blob16 each, <= 8, newest first; the client verifies each) |
 
 Status: 0 OK, 1 NOT_FOUND (the mirror lacks it), 2 REFUSED (reason, UTF-8), 3 BAD_REQUEST.
 """
@@ -24,12 +25,13 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import ProtocolError
+from .announcements import MAX_LIST
 from .broadcast import MAX_MESSAGE
 from .manifest import CHUNK, MAX_MANIFEST
 
 HEADER = struct.Struct(">BI")
 MAX_REQUEST_BODY = MAX_MESSAGE
-MAX_RESPONSE_BODY = max(MAX_MANIFEST, CHUNK)
+MAX_RESPONSE_BODY = max(MAX_MANIFEST, CHUNK, MAX_LIST)
 MAX_REASON = 512
 
 
@@ -37,6 +39,7 @@ class RequestType(enum.IntEnum):
     MANIFEST = 1
     CHUNK = 2
     BROADCAST = 3
+    ANNOUNCEMENTS = 4
 
 
 class Status(enum.IntEnum):

@@ -22,9 +22,11 @@ from collections.abc import Set as AbstractSet
 import structlog
 
 from ..crypto.blinding import BlindingError
-from ..errors import GnetError
+from ..errors import GnetError, ProtocolError
 from ..service.address import encode_address
 from ..service.descriptor import current_period
+from .announcements import ANNOUNCEMENTS_PATH, AnnouncementStore, decode_announcements
+from .broadcast import BroadcastMessage
 from .cache import QuotaError, SiteCache
 from .fetch import FetchFailed, FileDone, FileFetch, MirrorBad, Request
 from .http import candidates
@@ -43,6 +45,7 @@ BAD_FOR = 600.0  # bad bytes or an old manifest: avoided this long for the site
 REST_FOR = 20.0  # unreachable or missing the file: rested this long
 FETCH_MIRRORS = 4  # mirrors a file is fetched from in parallel
 FETCH_TIMEOUT = 300.0
+ANNOUNCEMENTS_TTL = 30.0  # a visitor asks the mirrors for announcements at most this often
 
 
 class SiteBrowser:
@@ -55,6 +58,8 @@ class SiteBrowser:
         self._checked: dict[bytes, float] = {}
         self._locks: dict[bytes, asyncio.Lock] = {}
         self.served: set[bytes] = set()  # sites this node publishes or mirrors: their SiteMirror keeps them fresh
+        self.announcements = AnnouncementStore()  # verified, in memory: what mirrors serve and visitors read
+        self._announcements_at: dict[bytes, float] = {}
         self.counts = {"manifests": 0, "files": 0, "bad_mirrors": 0}
 
     # -- mirrors -----------------------------------------------------------------
@@ -157,6 +162,29 @@ class SiteBrowser:
             self.avoid(site_key, mirror, BAD_FOR, f"served a manifest that does not verify: {exc.detail}")
             return None
 
+    # -- announcements -------------------------------------------------------------
+    async def fetch_announcements(self, site_key: bytes, own: AbstractSet[str] = frozenset()) -> int:
+        """The owner's latest announcements from a few mirrors, each verified; returns how many were new."""
+        self._announcements_at[site_key] = time.monotonic()
+        mirrors = self._usable(site_key, await self.find_mirrors(site_key), own)[:MANIFEST_ASKS]
+        lists = await asyncio.gather(*(self._ask_announcements(site_key, m) for m in mirrors))
+        return sum(self.announcements.add(message) for messages in lists for message in messages)
+
+    async def _ask_announcements(self, site_key: bytes, mirror: str) -> list[BroadcastMessage]:
+        try:
+            session = await self.pool.get(mirror)
+            response = await session.request(encode_request(RequestType.ANNOUNCEMENTS))
+        except GnetError as exc:
+            self.avoid(site_key, mirror, REST_FOR, f"no announcements: {exc.detail}")
+            return []
+        if response.status is not Status.OK:
+            return []  # an older mirror that does not know the request: nothing to hold against it
+        try:
+            return decode_announcements(response.body, site_key)
+        except ProtocolError as exc:
+            self.avoid(site_key, mirror, BAD_FOR, f"served announcements that do not verify: {exc.detail}")
+            return []
+
     # -- files -------------------------------------------------------------------
     async def ensure(self, site_key: bytes, request_path: str) -> None:
         """Before answering an HTTP request: the manifest and the files the request may need are cached
@@ -169,6 +197,10 @@ class SiteBrowser:
                 # a visitor looks for a newer version in the background; what it holds is served now
                 self._checked[site_key] = time.monotonic()
                 self.node.spawn(self._refresh_in_background(site_key), "site manifest refresh")
+            if request_path == ANNOUNCEMENTS_PATH:
+                if time.monotonic() - self._announcements_at.get(site_key, -ANNOUNCEMENTS_TTL) >= ANNOUNCEMENTS_TTL:
+                    await self.fetch_announcements(site_key)
+                return
             if manifest is None:
                 return
             for path in candidates(request_path):
@@ -198,6 +230,7 @@ class SiteBrowser:
         manifest = await self.refresh_manifest(site_key, own)
         if manifest is None:
             return None
+        await self.fetch_announcements(site_key, own)  # those a broadcast did not bring us
         for path in self.cache.missing(site_key):
             entry = manifest.file(path)
             if entry is not None:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import structlog
 
 from ..errors import ProtocolError
+from .announcements import AnnouncementStore
 from .cache import SiteCache
 from .protocol import RequestDecoder, RequestType, SiteRequest, Status, encode_response, refusal
 
@@ -36,8 +37,9 @@ BroadcastHandler = Callable[[bytes, str], "str | None"]
 
 
 class SiteResponder:
-    def __init__(self, cache: SiteCache, site_key: bytes, on_broadcast: BroadcastHandler) -> None:
+    def __init__(self, cache: SiteCache, site_key: bytes, on_broadcast: BroadcastHandler, announcements: AnnouncementStore) -> None:
         self.cache = cache
+        self.announcements = announcements
         self.site_key = site_key
         self.on_broadcast = on_broadcast
         self.server: asyncio.Server | None = None
@@ -94,5 +96,9 @@ class SiteResponder:
                 return refusal(Status.NOT_FOUND, "no such chunk here")
             self.served_chunks += 1
             return encode_response(Status.OK, chunk)
+        if request.type is RequestType.ANNOUNCEMENTS:
+            if request.body:
+                return refusal(Status.BAD_REQUEST, "an announcements request has an empty body")
+            return encode_response(Status.OK, self.announcements.encode(self.site_key))
         reason = self.on_broadcast(request.body, label)
         return encode_response(Status.OK) if reason is None else refusal(Status.REFUSED, reason)

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from ..errors import GnetError
+from .announcements import ANNOUNCEMENTS_PATH, render
 from .http import MAX_REQUEST, Lookup, RequestError, answer, error_page, parse_request
 
 READ_TIMEOUT = 30.0
@@ -34,6 +35,21 @@ def site_prepare(node: object, site_key: bytes) -> Prepare | None:
         await browser.ensure(site_key, path)
 
     return prepare
+
+
+def site_lookup(node: object, lookup: Lookup, site_key: bytes) -> Lookup:
+    """`lookup` (the verified cache) plus the reserved ANNOUNCEMENTS_PATH: the owner's verified
+    announcements the node holds (no manifest can list that path: manifest.check_path)."""
+    browser = getattr(node, "site_browser", None)
+    if browser is None:
+        return lookup
+
+    def find(path: str) -> bytes | None | object:
+        if path == ANNOUNCEMENTS_PATH:
+            return render(browser.announcements.latest(site_key))
+        return lookup(path)
+
+    return find  # type: ignore[return-value]
 
 
 async def serve_http(
