@@ -1,0 +1,103 @@
+"""SiteBrowser against real mirror responders over 127.0.0.1 TCP (the service circuit replaced by a plain
+connection): a mirror serving an old manifest or announcements that do not verify is avoided."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+
+from globalnet.site.announcements import ANNOUNCEMENTS_PATH, AnnouncementStore, announcement_body
+from globalnet.site.broadcast import BroadcastKind, make_message
+from globalnet.site.cache import SiteCache
+from globalnet.site.manifest import file_entry, sign_manifest
+from globalnet.site.remote import BAD_FOR, SiteBrowser
+from globalnet.site.responder import SiteResponder
+from globalnet.site.sessions import MirrorSession, SessionPool
+
+SEED = bytes([9]) * 32
+SITE_KEY = bytes(nacl.signing.SigningKey(SEED).verify_key)
+OTHER_SEED = bytes([10]) * 32
+
+
+class LoopbackPool(SessionPool):
+    """Sessions to mirrors by address, each a TCP connection to that mirror's responder."""
+
+    def __init__(self, ports: dict[str, int]) -> None:
+        super().__init__(None)  # type: ignore[arg-type]
+        self.ports = ports
+        self.readers: list[asyncio.Task[None]] = []
+
+    async def _open(self, address: str) -> MirrorSession:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.ports[address])
+        session = MirrorSession(address)
+        session._writer = writer
+        self.readers.append(asyncio.ensure_future(session._read(reader)))
+        self._sessions[address] = session
+        return session
+
+
+class Node:
+    def spawn(self, coro: Any, name: str) -> None:
+        asyncio.ensure_future(coro)
+
+
+class LyingStore(AnnouncementStore):
+    """A mirror that serves another key's announcements as the site's."""
+
+    def encode(self, site_key: bytes) -> bytes:
+        return super().encode(bytes(nacl.signing.SigningKey(OTHER_SEED).verify_key))
+
+
+def _mirror_cache(root: Path, seq: int) -> SiteCache:
+    cache = SiteCache(root)
+    cache.accept_manifest(SITE_KEY, sign_manifest(SEED, [file_entry("index.html", f"v{seq}".encode())], seq, 1_700_000_000 + seq).encode())
+    return cache
+
+
+def _announcement(seed: bytes, text: str) -> Any:
+    return make_message(seed, BroadcastKind.ANNOUNCE, announcement_body(text), int(time.time()), text.encode())
+
+
+async def test_a_mirror_with_an_old_manifest_or_forged_announcements_is_avoided(tmp_path: Path) -> None:
+    genuine, foreign = AnnouncementStore(), LyingStore()
+    genuine.add(_announcement(SEED, "from the owner"))
+    foreign.add(_announcement(OTHER_SEED, "from someone else"))
+    # "new" serves seq 3 and the owner's announcement; "old" serves seq 2 and another key's announcement
+    mirrors = {
+        "new.gnet": SiteResponder(_mirror_cache(tmp_path / "new", 3), SITE_KEY, lambda d, lbl: None, genuine),
+        "old.gnet": SiteResponder(_mirror_cache(tmp_path / "old", 2), SITE_KEY, lambda d, lbl: None, foreign),
+    }
+    ports = {address: await responder.start() for address, responder in mirrors.items()}
+    pool = LoopbackPool(ports)
+    try:
+        # a visitor that holds seq 3 asks both: the one serving seq 2 is avoided for the site, seq 3 kept
+        visitor = SiteBrowser(Node(), _mirror_cache(tmp_path / "visitor", 3), pool)  # type: ignore[arg-type]
+        visitor._mirrors[SITE_KEY] = (time.monotonic() + 600, sorted(ports))  # as if read from the DHT
+        async with asyncio.timeout(60):
+            held = await visitor.refresh_manifest(SITE_KEY)
+        assert held is not None and held.seq == 3
+        assert visitor.counts["bad_mirrors"] == 1
+        assert visitor._avoid[SITE_KEY]["old.gnet"] >= time.monotonic() + BAD_FOR - 60
+        assert visitor._usable(SITE_KEY, sorted(ports), set()) == ["new.gnet"]
+
+        # a fresh visitor (no manifest held) asks both for announcements: only the owner's are kept,
+        # and the mirror that passed another key's off as the site's is avoided
+        fresh = SiteBrowser(Node(), SiteCache(tmp_path / "fresh"), pool)  # type: ignore[arg-type]
+        fresh._mirrors[SITE_KEY] = (time.monotonic() + 600, sorted(ports))
+        async with asyncio.timeout(60):
+            await fresh.ensure(SITE_KEY, ANNOUNCEMENTS_PATH)
+        assert [m.body for m in fresh.announcements.latest(SITE_KEY)] == [b"from the owner"]
+        assert "old.gnet" in fresh._avoid[SITE_KEY] and fresh._avoid[SITE_KEY]["old.gnet"] >= time.monotonic() + BAD_FOR - 60
+        manifest = fresh.cache.manifest(SITE_KEY)
+        assert manifest is not None and manifest.seq == 3
+    finally:
+        pool.close()
+        for responder in mirrors.values():
+            responder.close()
+        async with asyncio.timeout(30):  # the responders see the sessions end
+            while any(r.active for r in mirrors.values()) or not all(t.done() for t in pool.readers):
+                await asyncio.sleep(0.02)
