@@ -185,6 +185,11 @@ class SiteMirror:
                 log.debug("site sync incomplete", site=self.label, reason=str(exc))
             have = not self.cache.missing(self.site_key) and self.cache.manifest(self.site_key) is not None
             complete = have or over_quota
+        else:  # the publisher's announcements live in memory: after a restart, the mirrors still hold them
+            try:
+                await self.browser.fetch_announcements(self.site_key, {self.address})
+            except GnetError as exc:
+                log.debug("site announcements not fetched", site=self.label, reason=exc.detail)
         held = self.cache.manifest(self.site_key)
         seq = held.seq if held else 0
         if seq > self.core.held_seq:

@@ -230,11 +230,11 @@ class SiteBrowser:
         manifest = await self.refresh_manifest(site_key, own)
         if manifest is None:
             return None
-        await self.fetch_announcements(site_key, own)  # those a broadcast did not bring us
         for path in self.cache.missing(site_key):
             entry = manifest.file(path)
             if entry is not None:
                 await self.fetch_file(site_key, entry, own)
+        await self.fetch_announcements(site_key, own)  # those a broadcast did not bring us
         return manifest
 
     async def fetch_file(self, site_key: bytes, entry: FileEntry, own: AbstractSet[str] = frozenset()) -> None:
