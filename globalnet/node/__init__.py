@@ -13,8 +13,10 @@ down; shutdown cancels them all and closes every link with a reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
-from collections.abc import Coroutine, Hashable
+from collections.abc import Coroutine, Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -240,19 +242,18 @@ class Node:
 
         cfg = self.config
         if cfg.listen:
-            try:
+            with naming_bind_errors("-listen", *cfg.listen, "(UDP)"):
                 await self.links.listen(*cfg.listen)
-            except OSError as exc:  # name the address: the bare errno does not
-                where = format_host_port(*cfg.listen)
-                raise OSError(exc.errno, f"-listen {where} (UDP): {exc.strerror or exc}") from None
             self.links.refresh_record()
         if cfg.console is not None:
-            self.console = await start_console(self, *cfg.console)
+            with naming_bind_errors("-console", *cfg.console):
+                self.console = await start_console(self, *cfg.console)
         if cfg.metrics is not None:
             from ..node_metrics import NodeMetricsSource
 
             settings = MetricsSettings(*cfg.metrics)
-            self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
+            with naming_bind_errors("-metrics", *cfg.metrics):
+                self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
         log.info(
             "node started",
             node_id=self.identity.node_id.hex(),
@@ -287,7 +288,8 @@ class Node:
         cfg = self.config
         for spec in cfg.tunnels:
             tunnel = UdpTunnel(self, spec, cfg.udp_idle_timeout) if spec.udp else Tunnel(self, spec)
-            await tunnel.start()
+            with naming_bind_errors("-tunnel", spec.listen_host, spec.listen_port, "(UDP)" if spec.udp else ""):
+                await tunnel.start()
             self.tunnels.append(tunnel)
         for service in self.services:
             self.spawn(service.run(), f"service {service.name}")
@@ -295,7 +297,8 @@ class Node:
             self._publish_site(name, folder)
         for spec in cfg.proxies:
             proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout, cfg.udp_idle_timeout)
-            await proxy.start()
+            with naming_bind_errors("-proxy", spec.listen_host, spec.listen_port):
+                await proxy.start()
             self.proxies.append(proxy)
 
     def _close_faces(self) -> None:
@@ -456,3 +459,16 @@ class Node:
             **_udp_statistics(self.udp_totals, self.relay.udp_totals),
             **(self.dht.statistics() if self.dht else {}),
         }
+
+
+@contextlib.contextmanager
+def naming_bind_errors(flag: str, host: str, port: int, note: str = "") -> Iterator[None]:
+    """Re-raise a failed bind naming the flag and address: the bare errno (or asyncio's
+    "error while attempting to bind on address ...") says neither which setting nor why in
+    words an operator reads. The errno is kept, so a PermissionError stays one."""
+    try:
+        yield
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        where = " ".join(part for part in (format_host_port(host, port), note) if part)
+        raise OSError(exc.errno, f"{flag} {where}: {reason}") from None
