@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from globalnet import __version__
 from globalnet.config import Config, ConfigError, load_config
+from globalnet.errors import describe_os_error
 from globalnet.identity import IdentityFileError, load_or_create_identity
 from globalnet.logs import setup_logging
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gclient: identity key: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. a data dir that cannot be created
-        print(f"gclient: identity key {config.identity_file}: {path_problem(exc)}", file=sys.stderr)
+        print(f"gclient: identity key {config.identity_file}: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     if config.print_id:
         print(identity.node_id.hex())
@@ -112,7 +113,7 @@ def _gen_client_key(data_dir: Path) -> int:
         print(f"gclient: client key: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"gclient: client key: {path_problem(exc)}", file=sys.stderr)
+        print(f"gclient: client key: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     print(format_key(public))
     print(
@@ -159,7 +160,7 @@ def lock_data_dir(data_dir: Path) -> object | None:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         handle = open(data_dir / "lock", "a+")  # noqa: SIM115 (held open: the lock lives as long as the node)
     except OSError as exc:  # with --id elsewhere, the data dir is first used here
-        print(f"gclient: data dir {data_dir}: {path_problem(exc)}", file=sys.stderr)
+        print(f"gclient: data dir {data_dir}: {describe_os_error(exc)}", file=sys.stderr)
         return None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -177,18 +178,6 @@ def lock_data_dir(data_dir: Path) -> object | None:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
-
-
-def path_problem(exc: OSError) -> str:
-    """What went wrong with a path, in words and with the path ("[Errno 17]" says nothing)."""
-    if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
-        path = Path(exc.filename)
-        for folder in (path, *path.parents):  # the file that stands where a folder should be
-            if folder.exists() and not folder.is_dir():
-                return f"{folder} exists and is not a directory"
-    if exc.strerror and exc.filename:
-        return f"{exc.strerror}: {exc.filename}"
-    return exc.strerror or str(exc)
 
 
 def entry_point() -> None:

@@ -68,11 +68,15 @@ def test_a_data_dir_that_is_a_file_is_one_line_naming_it(tmp_path: Path) -> None
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
     key = tmp_path / "node.private.key"
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("<h1>hello</h1>")
     assert run_gclient("--id", str(key), "--print-id").returncode == 0  # the key is elsewhere
     for args in (
         ["-data-dir", str(not_a_dir), "-no-listen"],  # the identity key is first to need it
         ["-data-dir", str(not_a_dir), "--id", str(key), "-no-listen"],  # the data dir lock is
         ["-data-dir", str(not_a_dir), "--gen-client-key"],
+        ["site", "sign", str(www), "--data-dir", str(not_a_dir)],
     ):
         out = run_gclient(*args)
         assert out.returncode == 2
