@@ -219,8 +219,11 @@ class Node:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 await self._start_operator_faces()
-                self._load_state()
                 await self._open_user_faces()
+                self._say_started()
+                self._load_state()
+                for service in self.services:
+                    self.spawn(service.run(), f"service {service.name}")
                 self.spawn(self.links.run_keepalive(), "keepalive")
                 self.spawn(self.upkeep.run(), "upkeep")
                 if self.dht_membership is not None:
@@ -237,7 +240,7 @@ class Node:
             await asyncio.sleep(0.05)  # let CLOSE frames leave
 
     async def _start_operator_faces(self) -> None:
-        """The relay's listener, the console and the metrics page; then say the node started."""
+        """The relay's listener, the console and the metrics page."""
         from ..console.server import start_console
 
         cfg = self.config
@@ -254,6 +257,9 @@ class Node:
             settings = MetricsSettings(*cfg.metrics)
             with naming_bind_errors("-metrics", *cfg.metrics):
                 self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
+
+    def _say_started(self) -> None:
+        """One line once every port is bound: a busy port stops the node before any log line."""
         log.info(
             "node started",
             node_id=self.identity.node_id.hex(),
@@ -280,7 +286,8 @@ class Node:
             log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
 
     async def _open_user_faces(self) -> None:
-        """Tunnels, hosted services, published sites and proxies, in that order."""
+        """Tunnels, published sites and proxies, in that order (sites before the proxy that
+        serves them); all bound before the node says it started or links anywhere."""
         from ..socks import SocksProxy
         from ..tunnel import Tunnel
         from ..udp_tunnel import UdpTunnel
@@ -291,8 +298,6 @@ class Node:
             with naming_bind_errors("-tunnel", spec.listen_host, spec.listen_port, "(UDP)" if spec.udp else ""):
                 await tunnel.start()
             self.tunnels.append(tunnel)
-        for service in self.services:
-            self.spawn(service.run(), f"service {service.name}")
         for name, folder in cfg.publish:
             self._publish_site(name, folder)
         for spec in cfg.proxies:
