@@ -16,6 +16,7 @@ from globalnet.config.defaults import (
     DEFAULT_MAX_DATAGRAM_SIZE,
     DEFAULT_PROXY_TIMEOUT,
     DEFAULT_RELAY_BUDGET_MIB,
+    DEFAULT_SITE_QUOTA_MIB,
     DEFAULT_UDP_IDLE_TIMEOUT,
     MIN_MAX_DATAGRAM_SIZE,
 )
@@ -118,6 +119,11 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
       "files change) and serve it from this node's verified site cache: http://SITE.gnet/ "
       "through this node's -proxy; gclient site sign DIR --name NAME prints the address; "
       "repeatable, e.g. -publish blog=./www")),
+    ("mirror", _MANY, "ADDRESS",
+     ("mirror the signed site ADDRESS (a site's .gnet address): keep a verified copy "
+      "(DATA_DIR/site-cache/) and serve it as a hidden service of its own, one identity per site "
+      "(DATA_DIR/sites/.mirrors/), never by IP; updates arrive by broadcast among the mirrors; "
+      "repeatable")),
     ("proxy-auth", None, "USER:PASS",
      ("only clients giving this username and password may use the proxies (SOCKS5 "
      "RFC 1929 or HTTP Basic); in any case different credentials never share a "
@@ -143,6 +149,10 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
      (f"memory this node may queue for the circuits it relays, all together "
       f"(default {DEFAULT_RELAY_BUDGET_MIB}); over 3/4 of it, the circuits holding the most "
       f"are reset, e.g. -relay-budget 256")),
+    ("site-quota", None, "MiB",
+     (f"disk for the verified copies of sites this node mirrors or visits, all together "
+      f"(default {DEFAULT_SITE_QUOTA_MIB}); a site that does not fit is refused with a clear "
+      f"error and nothing written, e.g. -site-quota 10000")),
     ("advertise", None, "IP:PORT",
      ("address put in this node's record (default: the listen address when it is "
      "a specific address), e.g. -advertise 203.0.113.5:9000")),

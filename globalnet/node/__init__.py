@@ -52,10 +52,14 @@ from ..service.client import open_service_circuit
 from ..service.client_auth import load_client_key
 from ..service.host import HostedService
 from ..site.cache import SiteCache
+from ..site.mirror import SiteMirror, site_seed_of
+from ..site.remote import SiteBrowser
+from ..site.sessions import SessionPool
 from ..wire.commands import Proto, RelayConnect
 from ..wire.host_port import format_host_port
 from ..wire.pathspec import Hop, HopId, HopRandom, TargetTcp
 from ..wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord
+from . import memory
 from .upkeep import PEERS_SAMPLE, NetworkUpkeep
 
 log = structlog.get_logger("globalnet.node")
@@ -116,7 +120,10 @@ class Node:
             self.relay.access_point = AccessPoint(self.identity.node_id)
         self.services = [HostedService(self, sc) for sc in config.services]
         # verified copies of signed sites (the SOCKS proxy answers http://SITE.gnet/ from it)
-        self.site_cache = SiteCache(Path(config.data_dir) / "site-cache")
+        self.site_cache = SiteCache(Path(config.data_dir) / "site-cache", config.site_quota_mib << 20)
+        self.site_pool = SessionPool(self)  # service sessions to sites' mirrors
+        self.site_browser = SiteBrowser(self, self.site_cache, self.site_pool)
+        self.site_mirrors: dict[bytes, SiteMirror] = {}  # the sites this node serves (published or mirrored)
         self.service_descriptors: dict[bytes, Any] = {}  # descriptors this node looked up, until they expire
         # our hidden-service client key (gclient --gen-client-key), for services with client authorization
         self.client_auth_key = load_client_key(Path(config.data_dir) / "client_auth")
@@ -136,7 +143,8 @@ class Node:
         self.proxies: list[Any] = []
         self.metrics = NodeMetrics()  # per node: several nodes may share a process
         self.metrics_server: Any = None  # a metrics.MetricsServer with -metrics
-        needed = relays_needed(config.tunnels + config.proxies, len(config.services), bool(config.listen))
+        hosted = len(config.services) + len(config.publish) + len(config.mirror)  # every site is a service too
+        needed = relays_needed(config.tunnels + config.proxies, hosted, bool(config.listen))
         self.bootstrap = BootstrapTracker(
             needed,
             expect_links=needed > 0 or bool(config.connect),
@@ -198,20 +206,44 @@ class Node:
 
     # -- running -----------------------------------------------------------
     def _publish_site(self, name: str, folder: Path) -> None:
-        """Sign `folder` as site `name` and seed the cache from it (the publisher is the first mirror)."""
+        """-publish at start: a folder that cannot be published is a setting found unusable."""
+        try:
+            self.publish_site(name, folder)
+        except GnetError as exc:
+            raise ConfigError(f"-publish {name}: {exc.detail}") from None
+
+    def publish_site(self, name: str, folder: Path) -> tuple[int, bool]:
+        """Sign `folder` as site `name`, seed the cache from it and serve it (the publisher is the
+        first mirror); its seq is announced to the site's other mirrors by broadcast.
+        Returns (seq, whether the files changed); GnetError (SiteError) says why not."""
         from ..site.manifest import SiteError
-        from ..site.store import sign_folder
+        from ..site.store import KEY_FILE, sign_folder, site_dir
 
         try:
             signed = sign_folder(Path(self.config.data_dir), name, folder)
             self.site_cache.seed_from_folder(signed.manifest.site_key, signed.manifest.encode(), folder)
-        except SiteError as exc:
-            raise ConfigError(f"-publish {name}: {exc.detail}") from None
+            seed = site_seed_of(site_dir(Path(self.config.data_dir), name) / KEY_FILE)
+        except SiteError:
+            raise
         except OSError as exc:
-            raise ConfigError(f"-publish {name}: {exc}") from None  # a setting found unusable at start
+            raise SiteError(str(exc)) from None
         m = signed.manifest
         log.info("site published", name=name, seq=m.seq, files=len(m.files), bytes=m.total_size)
         log.debug("site address", name=name, address=signed.address)
+        mirror = self.site_mirrors.get(m.site_key)
+        if mirror is None:
+            mirror = self.site_mirrors[m.site_key] = SiteMirror(self, self.site_cache, self.site_browser, m.site_key, seed)
+            self.spawn(mirror.run(), f"site {name}")
+        mirror.announce(m.seq)  # every start: a mirror that missed it catches up, one above it refuses it
+        return m.seq, signed.changed
+
+    def mirror_site(self, site_key: bytes) -> SiteMirror:
+        """Mirror the site `site_key` (-mirror, console `mirror`): fetch, verify, serve as a hidden service."""
+        mirror = self.site_mirrors.get(site_key)
+        if mirror is None:
+            mirror = self.site_mirrors[site_key] = SiteMirror(self, self.site_cache, self.site_browser, site_key)
+            self.spawn(mirror.run(), "site mirror")
+        return mirror
 
     async def run(self) -> None:
         """Start everything the config asks for, run until stop(), then close it all."""
@@ -226,6 +258,7 @@ class Node:
                     self.spawn(service.run(), f"service {service.name}")
                 self.spawn(self.links.run_keepalive(), "keepalive")
                 self.spawn(self.upkeep.run(), "upkeep")
+                self.spawn(memory.run(self.links.traffic), "memory after bursts")
                 if self.dht_membership is not None:
                     self.spawn(self.dht_membership.run(), "dht upkeep")
                 self.ready.set()
@@ -300,6 +333,8 @@ class Node:
             self.tunnels.append(tunnel)
         for name, folder in cfg.publish:
             self._publish_site(name, folder)
+        for site_key in cfg.mirror:
+            self.mirror_site(site_key)
         for spec in cfg.proxies:
             proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout, cfg.udp_idle_timeout)
             with naming_bind_errors("-proxy", spec.listen_host, spec.listen_port):
@@ -315,6 +350,7 @@ class Node:
         for tunnel in self.tunnels:
             tunnel.close()
         self.dht_client.close()
+        self.site_pool.close()
         for proxy in self.proxies:
             proxy.close()
         for task in list(self._tasks):
@@ -438,7 +474,9 @@ class Node:
     def _access_points(self) -> set[bytes]:
         """The access points of the services we host: none of our circuits passes through
         one as an ordinary hop, so none of them learns our address."""
-        return {ap for service in self.services for ap in service.intros}
+        return {ap for service in self.services for ap in service.intros} | {
+            ap for mirror in self.site_mirrors.values() for ap in mirror.intros
+        }
 
     async def open_service(
         self, address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None
