@@ -13,10 +13,8 @@ down; shutdown cancels them all and closes every link with a reason.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import time
-from collections.abc import Coroutine, Hashable, Iterator
+from collections.abc import Coroutine, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +54,10 @@ from ..site.mirror import SiteMirror, site_seed_of
 from ..site.remote import SiteBrowser
 from ..site.sessions import SessionPool
 from ..wire.commands import Proto, RelayConnect
-from ..wire.host_port import format_host_port
 from ..wire.pathspec import Hop, HopId, HopRandom, TargetTcp
 from ..wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord
 from . import memory
+from .ports import naming_bind_errors
 from .upkeep import PEERS_SAMPLE, NetworkUpkeep
 
 log = structlog.get_logger("globalnet.node")
@@ -502,16 +500,3 @@ class Node:
             **_udp_statistics(self.udp_totals, self.relay.udp_totals),
             **(self.dht.statistics() if self.dht else {}),
         }
-
-
-@contextlib.contextmanager
-def naming_bind_errors(flag: str, host: str, port: int, note: str = "") -> Iterator[None]:
-    """Re-raise a failed bind naming the flag and address: the bare errno (or asyncio's
-    "error while attempting to bind on address ...") says neither which setting nor why in
-    words an operator reads. The errno is kept, so a PermissionError stays one."""
-    try:
-        yield
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        where = " ".join(part for part in (format_host_port(host, port), note) if part)
-        raise OSError(exc.errno, f"{flag} {where}: {reason}") from None
