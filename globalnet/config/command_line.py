@@ -48,6 +48,12 @@ examples:
   # an exit that may reach only 127.0.0.1 (as in local tests), with a debug console
   gclient -listen 127.0.0.1:9001 -exit -exit-allow 127.0.0.1/32 -console 7000
 
+  # local UDP port 5353 through three random relays to a DNS server (an exit must allow UDP 53)
+  gclient -no-listen -connect "peer:9000" -tunnel "udp:5353>rand>rand>rand>9.9.9.9:53"
+
+  # sign a folder as a site and print its address (the one subcommand: gclient site -h)
+  gclient site sign ./www --name blog
+
   # everything from a file, with one setting overridden; or only check the file
   gclient -config configs/relay.toml -log-level debug
   gclient -config configs/relay.toml --verify-config
@@ -64,7 +70,7 @@ class _ArgumentParser(argparse.ArgumentParser):
     """argparse that raises ConfigError instead of printing usage and exiting 2."""
 
     def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{message} (see gclient --help)")
+        raise ConfigError(message)  # main() adds the pointer to --help, on the same line
 
     def _get_option_tuples(self, option_string: str) -> list[Any]:
         # Python 3.11 still matches prefixes of single-dash long options even
@@ -97,7 +103,7 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
      (f"state directory (default ${DATA_DIR_ENV} or {DEFAULT_DATA_DIR}), "
      "e.g. -data-dir /var/lib/globalnet")),
     ("tunnel", _MANY, "SPEC",
-     ("forward a local TCP port through relays; repeatable, e.g. "
+     ("forward a local TCP port (or UDP: udp:PORT>...) through relays; repeatable, e.g. "
      '-tunnel "1000>peer1:9000>rand>example.com:80"')),
     ("proxy", _MANY, "SPEC",
      ("a local SOCKS5 proxy whose target is internet or a service; repeatable, "

@@ -54,10 +54,10 @@ from ..site.mirror import SiteMirror, site_seed_of
 from ..site.remote import SiteBrowser
 from ..site.sessions import SessionPool
 from ..wire.commands import Proto, RelayConnect
-from ..wire.host_port import format_host_port
 from ..wire.pathspec import Hop, HopId, HopRandom, TargetTcp
 from ..wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord
 from . import memory
+from .ports import naming_bind_errors
 from .upkeep import PEERS_SAMPLE, NetworkUpkeep
 
 log = structlog.get_logger("globalnet.node")
@@ -265,8 +265,11 @@ class Node:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 await self._start_operator_faces()
-                self._load_state()
                 await self._open_user_faces()
+                self._say_started()
+                self._load_state()
+                for service in self.services:
+                    self.spawn(service.run(), f"service {service.name}")
                 self.spawn(self.links.run_keepalive(), "keepalive")
                 self.spawn(self.upkeep.run(), "upkeep")
                 self.spawn(memory.run(self.links.traffic), "memory after bursts")
@@ -284,24 +287,26 @@ class Node:
             await asyncio.sleep(0.05)  # let CLOSE frames leave
 
     async def _start_operator_faces(self) -> None:
-        """The relay's listener, the console and the metrics page; then say the node started."""
+        """The relay's listener, the console and the metrics page."""
         from ..console.server import start_console
 
         cfg = self.config
         if cfg.listen:
-            try:
+            with naming_bind_errors("-listen", *cfg.listen, "(UDP)"):
                 await self.links.listen(*cfg.listen)
-            except OSError as exc:  # name the address: the bare errno does not
-                where = format_host_port(*cfg.listen)
-                raise OSError(exc.errno, f"-listen {where} (UDP): {exc.strerror or exc}") from None
             self.links.refresh_record()
         if cfg.console is not None:
-            self.console = await start_console(self, *cfg.console)
+            with naming_bind_errors("-console", *cfg.console):
+                self.console = await start_console(self, *cfg.console)
         if cfg.metrics is not None:
             from ..node_metrics import NodeMetricsSource
 
             settings = MetricsSettings(*cfg.metrics)
-            self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
+            with naming_bind_errors("-metrics", *cfg.metrics):
+                self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
+
+    def _say_started(self) -> None:
+        """One line once every port is bound: a busy port stops the node before any log line."""
         log.info(
             "node started",
             node_id=self.identity.node_id.hex(),
@@ -328,7 +333,8 @@ class Node:
             log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
 
     async def _open_user_faces(self) -> None:
-        """Tunnels, hosted services, published sites and proxies, in that order."""
+        """Tunnels, published sites and proxies, in that order (sites before the proxy that
+        serves them); all bound before the node says it started or links anywhere."""
         from ..socks import SocksProxy
         from ..tunnel import Tunnel
         from ..udp_tunnel import UdpTunnel
@@ -336,17 +342,17 @@ class Node:
         cfg = self.config
         for spec in cfg.tunnels:
             tunnel = UdpTunnel(self, spec, cfg.udp_idle_timeout) if spec.udp else Tunnel(self, spec)
-            await tunnel.start()
+            with naming_bind_errors("-tunnel", spec.listen_host, spec.listen_port, "(UDP)" if spec.udp else ""):
+                await tunnel.start()
             self.tunnels.append(tunnel)
-        for service in self.services:
-            self.spawn(service.run(), f"service {service.name}")
         for name, folder in cfg.publish:
             self._publish_site(name, folder)
         for site_key in cfg.mirror:
             self.mirror_site(site_key)
         for spec in cfg.proxies:
             proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout, cfg.udp_idle_timeout)
-            await proxy.start()
+            with naming_bind_errors("-proxy", spec.listen_host, spec.listen_port):
+                await proxy.start()
             self.proxies.append(proxy)
 
     def _close_faces(self) -> None:
