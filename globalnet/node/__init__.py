@@ -50,7 +50,7 @@ from ..service.client import open_service_circuit
 from ..service.client_auth import load_client_key
 from ..service.host import HostedService
 from ..site.cache import SiteCache
-from ..site.mirror import SiteMirror, site_seed_of
+from ..site.mirror import SiteMirror, published_mirror, site_seed_of
 from ..site.remote import SiteBrowser
 from ..site.sessions import SessionPool
 from ..wire.commands import Proto, RelayConnect
@@ -236,20 +236,9 @@ class Node:
         return m.seq, signed.changed
 
     def announce_site(self, name: str, text: str) -> None:
-        """A signed announcement for the visitors of site `name`, which this node publishes
-        (console `announce`). SiteError if it does not; ValueError if the text cannot be one."""
-        from ..site.manifest import SiteError
-        from ..site.store import KEY_FILE, site_dir
-
-        key_file = site_dir(Path(self.config.data_dir), name) / KEY_FILE
-        try:
-            seed = site_seed_of(key_file)
-        except OSError:
-            raise SiteError(f"this node has no site named {name!r} (publish it first)") from None
-        mirror = next((m for m in self.site_mirrors.values() if m.site_seed == seed), None)
-        if mirror is None:
-            raise SiteError(f"site {name!r} is not being served by this node (publish it first)")
-        mirror.announce_text(text)
+        """A signed announcement for the visitors of site `name`, which this node publishes (console
+        `announce`). SiteError if it does not; ValueError if the text cannot be one."""
+        published_mirror(self.site_mirrors.values(), Path(self.config.data_dir), name).announce_text(text)
 
     def mirror_site(self, site_key: bytes) -> SiteMirror:
         """Mirror the site `site_key` (-mirror, console `mirror`): fetch, verify, serve as a hidden service."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -42,6 +42,7 @@ from .protocol import RequestType, Status, encode_request
 from .remote import SiteBrowser
 from .responder import SiteResponder
 from .sessions import SiteNode
+from .store import KEY_FILE, site_dir
 
 log = structlog.get_logger("globalnet.site")
 
@@ -310,3 +311,15 @@ def site_seed_of(key_file: Path) -> bytes:
         raise SiteError(f"{key_file} is not a site key")
     nacl.signing.SigningKey(seed)
     return seed
+
+
+def published_mirror(mirrors: Iterable[SiteMirror], data_dir: Path, name: str) -> SiteMirror:
+    """The running SiteMirror of site `name` whose key this node holds (sites/NAME/); SiteError if none."""
+    try:
+        seed = site_seed_of(site_dir(data_dir, name) / KEY_FILE)
+    except OSError:
+        raise SiteError(f"this node has no site named {name!r} (publish it first)") from None
+    mirror = next((m for m in mirrors if m.site_seed == seed), None)
+    if mirror is None:
+        raise SiteError(f"site {name!r} is not being served by this node (publish it first)")
+    return mirror
