@@ -49,15 +49,13 @@ from ..service.access_point import AccessPoint
 from ..service.client import open_service_circuit
 from ..service.client_auth import load_client_key
 from ..service.host import HostedService
-from ..site.cache import SiteCache
-from ..site.mirror import SiteMirror, published_mirror, site_seed_of
-from ..site.remote import SiteBrowser
-from ..site.sessions import SessionPool
+from ..site.mirror import SiteMirror
 from ..wire.commands import Proto, RelayConnect
 from ..wire.pathspec import Hop, HopId, HopRandom, TargetTcp
 from ..wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord
 from . import memory
 from .ports import naming_bind_errors
+from .sites import NodeSites
 from .upkeep import PEERS_SAMPLE, NetworkUpkeep
 
 log = structlog.get_logger("globalnet.node")
@@ -117,11 +115,10 @@ class Node:
         if config.listen:
             self.relay.access_point = AccessPoint(self.identity.node_id)
         self.services = [HostedService(self, sc) for sc in config.services]
-        # verified copies of signed sites (the SOCKS proxy answers http://SITE.gnet/ from it)
-        self.site_cache = SiteCache(Path(config.data_dir) / "site-cache", config.site_quota_mib << 20)
-        self.site_pool = SessionPool(self)  # service sessions to sites' mirrors
-        self.site_browser = SiteBrowser(self, self.site_cache, self.site_pool)
-        self.site_mirrors: dict[bytes, SiteMirror] = {}  # the sites this node serves (published or mirrored)
+        self.sites = NodeSites(self, Path(config.data_dir), config.site_quota_mib << 20)
+        # what the faces read (SOCKS and tunnels serve sites from the cache, the console lists mirrors)
+        self.site_cache, self.site_pool, self.site_browser = self.sites.cache, self.sites.pool, self.sites.browser
+        self.site_mirrors = self.sites.mirrors
         self.service_descriptors: dict[bytes, Any] = {}  # descriptors this node looked up, until they expire
         # our hidden-service client key (gclient --gen-client-key), for services with client authorization
         self.client_auth_key = load_client_key(Path(config.data_dir) / "client_auth")
@@ -206,47 +203,19 @@ class Node:
     def _publish_site(self, name: str, folder: Path) -> None:
         """-publish at start: a folder that cannot be published is a setting found unusable."""
         try:
-            self.publish_site(name, folder)
+            self.sites.publish(name, folder)
         except GnetError as exc:
             raise ConfigError(f"-publish {name}: {exc.detail}") from None
 
+    # the console's site commands (console/node_api.py): node/sites.py does the work
     def publish_site(self, name: str, folder: Path) -> tuple[int, bool]:
-        """Sign `folder` as site `name`, seed the cache from it and serve it (the publisher is the
-        first mirror); its seq is announced to the site's other mirrors by broadcast.
-        Returns (seq, whether the files changed); GnetError (SiteError) says why not."""
-        from ..site.manifest import SiteError
-        from ..site.store import KEY_FILE, sign_folder, site_dir
-
-        try:
-            signed = sign_folder(Path(self.config.data_dir), name, folder)
-            self.site_cache.seed_from_folder(signed.manifest.site_key, signed.manifest.encode(), folder)
-            seed = site_seed_of(site_dir(Path(self.config.data_dir), name) / KEY_FILE)
-        except SiteError:
-            raise
-        except OSError as exc:
-            raise SiteError(str(exc)) from None
-        m = signed.manifest
-        log.info("site published", name=name, seq=m.seq, files=len(m.files), bytes=m.total_size)
-        log.debug("site address", name=name, address=signed.address)
-        mirror = self.site_mirrors.get(m.site_key)
-        if mirror is None:
-            mirror = self.site_mirrors[m.site_key] = SiteMirror(self, self.site_cache, self.site_browser, m.site_key, seed)
-            self.spawn(mirror.run(), f"site {name}")
-        mirror.announce(m.seq)  # every start: a mirror that missed it catches up, one above it refuses it
-        return m.seq, signed.changed
+        return self.sites.publish(name, folder)
 
     def announce_site(self, name: str, text: str) -> None:
-        """A signed announcement for the visitors of site `name`, which this node publishes (console
-        `announce`). SiteError if it does not; ValueError if the text cannot be one."""
-        published_mirror(self.site_mirrors.values(), Path(self.config.data_dir), name).announce_text(text)
+        self.sites.announce(name, text)
 
     def mirror_site(self, site_key: bytes) -> SiteMirror:
-        """Mirror the site `site_key` (-mirror, console `mirror`): fetch, verify, serve as a hidden service."""
-        mirror = self.site_mirrors.get(site_key)
-        if mirror is None:
-            mirror = self.site_mirrors[site_key] = SiteMirror(self, self.site_cache, self.site_browser, site_key)
-            self.spawn(mirror.run(), "site mirror")
-        return mirror
+        return self.sites.mirror(site_key)
 
     async def run(self) -> None:
         """Start everything the config asks for, run until stop(), then close it all."""
