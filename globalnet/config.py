@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import functools
 import os
 import re
 import tomllib
@@ -319,6 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind, metavar, help in _OPTIONS:
         _add_option(parser, name, kind, metavar, help)
     return parser
+
+
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """One parser per process: building it costs more than parsing (30 options, formatters).
+
+    parse_args does not change the parser, so load_config can reuse it.
+    """
+    return build_parser()
 
 
 # -- config file -----------------------------------------------------------
@@ -660,7 +670,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
     """
     if env is None:
         env = os.environ
-    ns = build_parser().parse_args(list(argv))
+    ns = _parser().parse_args(list(argv))
 
     path: Path | None = None
     file: dict[str, Any] = {}
