@@ -53,7 +53,6 @@ from globalnet.config_values import (
 from globalnet.policy.exit_policy import ExitRule, parse_exit_rule
 from globalnet.service.address import AddressError, decode_address
 from globalnet.service.settings import ServiceConfig
-from globalnet.socks import ProxyAuth
 from globalnet.wire.pathspec import (
     HopAddr,
     PathSpec,
@@ -66,6 +65,7 @@ from globalnet.wire.pathspec import (
     parse_path_spec,
     parse_peer_list,
 )
+from globalnet.wire.socks import ProxyAuth
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT",

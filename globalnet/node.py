@@ -32,7 +32,7 @@ from .identity import Identity, load_or_create_identity
 from .link.manager import LinkManager, LinkSettings
 from .link.quic_link import Link
 from .messaging import MessageService, Messenger
-from .metrics import MetricsSettings, NodeMetrics, start_metrics
+from .metrics import MetricsSettings, NodeCounters
 from .peertable import PeerTable
 from .policy.exit_policy import ExitPolicy, record_summary
 from .relay.budget import RelayBudget
@@ -123,7 +123,7 @@ class Node:
         self.messenger = Messenger(self)  # console messages from this node
         self.console: Any = None  # a console.server.ConsoleServer with -console
         self.proxies: list[Any] = []
-        self.metrics = NodeMetrics()  # per node: several nodes may share a process
+        self.metrics = NodeCounters()  # per node: several nodes may share a process
         self.metrics_server: Any = None  # a metrics.MetricsServer with -metrics
         needed = relays_needed(config.tunnels + config.proxies, len(config.services), bool(config.listen))
         self.bootstrap = BootstrapTracker(
@@ -201,11 +201,8 @@ class Node:
         log.debug("site address", name=name, address=signed.address)
 
     async def run(self) -> None:
-        from .console.server import start_console
-        from .socks import SocksProxy
-        from .tunnel import Tunnel
-        from .udp_tunnel import UdpTunnel
-
+        # the faces (console, metrics, tunnels, SOCKS) are imported only when configured:
+        # an idle relay never loads them (less memory per node; see tools/node_memory.py)
         cfg = self.config
         try:
             async with asyncio.TaskGroup() as group:
@@ -218,8 +215,11 @@ class Node:
                         raise OSError(exc.errno, f"-listen {where} (UDP): {exc.strerror or exc}") from None
                     self.links.refresh_record()
                 if cfg.console is not None:
+                    from .console.server import start_console
+
                     self.console = await start_console(self, *cfg.console)
                 if cfg.metrics is not None:
+                    from .metrics.server import start_metrics
                     from .node_metrics import NodeMetricsSource
 
                     settings = MetricsSettings(*cfg.metrics)
@@ -244,6 +244,9 @@ class Node:
                 self._progress(self.bootstrap.relays_learned(len(self.peers.relays())))
                 if not cfg.connect and not loaded and self.bootstrap.relays_needed > 0:
                     log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
+                if cfg.tunnels:
+                    from .tunnel import Tunnel
+                    from .udp_tunnel import UdpTunnel
                 for spec in cfg.tunnels:
                     tunnel = UdpTunnel(self, spec, cfg.udp_idle_timeout) if spec.udp else Tunnel(self, spec)
                     await tunnel.start()
@@ -252,6 +255,8 @@ class Node:
                     self.spawn(service.run(), f"service {service.name}")
                 for name, folder in cfg.publish:
                     self._publish_site(name, folder)
+                if cfg.proxies:
+                    from .socks import SocksProxy
                 for spec in cfg.proxies:
                     proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout, cfg.udp_idle_timeout)
                     await proxy.start()

@@ -30,7 +30,7 @@ import hashlib
 import os
 from collections import Counter
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -49,17 +49,9 @@ from .socks_udp import UdpAssociation
 from .udp_tunnel import UdpClientNode
 from .wire.commands import Proto, RelayConnect
 from .wire.pathspec import HopAddr, HopId, PathSpec, TargetService, TargetTcp, format_host_port, format_path_spec
-from .wire.socks import Associate, Connect, Credentials, Reject, Send, SocksParser
+from .wire.socks import Associate, Connect, Credentials, ProxyAuth, Reject, Send, SocksParser
 
 log = structlog.get_logger("globalnet.socks")
-
-
-@dataclass(frozen=True)
-class ProxyAuth:
-    """-proxy-auth USER:PASS: the only credentials the SOCKS proxies accept."""
-
-    username: str
-    password: str = field(repr=False)
 
 
 class SocksNode(UdpClientNode, Protocol):

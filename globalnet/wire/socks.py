@@ -61,6 +61,7 @@ __all__ = [
     "Flavor",
     "LocalProtocolError",
     "Method",
+    "ProxyAuth",
     "Reject",
     "Reply",
     "Send",
@@ -132,6 +133,18 @@ class Credentials:
         user_ok = hmac.compare_digest(self.username, other.username)
         pass_ok = hmac.compare_digest(self.password, other.password)
         return user_ok and pass_ok
+
+
+@dataclass(frozen=True)
+class ProxyAuth:
+    """-proxy-auth USER:PASS: the only credentials the SOCKS proxies accept.
+
+    Here, not in the SOCKS face, so that reading the configuration does not load the face
+    (a relay without -proxy never imports it).
+    """
+
+    username: str
+    password: str = field(repr=False)
 
 
 @dataclass(frozen=True)
