@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-deps bench bench-wan dht-sim fuzz testnet lint clean
+.PHONY: setup demo test test-deps bench bench-wan memory dht-sim fuzz testnet lint clean
 
 $(STAMP): pyproject.toml setup.py cext/gnetcrypto.c
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP) test-deps
 ## processes on 127.0.0.1, beside plain loopback TCP; a table and bench/results/latest.json.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+## Memory of an idle relay (RSS, PSS, anonymous; real processes on 127.0.0.1, ~1 minute) and
+## what it imported that it should not; bench/results/node_memory.json.
+memory: $(STAMP)
+	$(BIN)/python -m bench.node_memory
 
 ## Circuit build and time to first byte over 20 ms links (network namespaces + netem, root;
 ## a userspace delay proxy on 127.0.0.1 where the kernel has no netem); bench/results/wan.json.
