@@ -123,7 +123,7 @@ class LinkManager:
         if task is None:
             task = asyncio.ensure_future(self._dial(host, port, node_id))
             self._dials[key] = task
-            task.add_done_callback(lambda _t: self._dials.pop(key, None))
+            task.add_done_callback(lambda t: self._dial_done(key, t))
         link = await asyncio.shield(task)
         if len(self._by_address) >= MAX_LINKS * 4:
             self._by_address.clear()  # a cache: it only saves a dial
@@ -133,6 +133,13 @@ class LinkManager:
                 ErrorKind.PIN_MISMATCH, f"{host}:{port} is node {link.peer_id.hex()}, not the pinned {node_id.hex()}"
             )
         return self.links.get(link.peer_id, link)
+
+    def _dial_done(self, key: tuple[str, int], task: asyncio.Future[Link]) -> None:
+        """Forget a finished dial, and mark its error seen: every waiter may have been
+        cancelled (shielded), and the error is theirs to see, not the loop's to print."""
+        self._dials.pop(key, None)
+        if not task.cancelled():
+            task.exception()
 
     async def _dial(self, host: str, port: int, node_id: bytes | None) -> Link:
         # The timeout's TimeoutError appears only when the `async with` block exits, so it is

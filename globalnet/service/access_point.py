@@ -194,6 +194,7 @@ class AccessPoint:
     node_id: bytes
     registrations: dict[bytes, Registration] = field(default_factory=dict)
     pending: dict[bytes, Registration] = field(default_factory=dict)  # cookie -> whose queue holds it
+    rendezvous_asks: int = 0  # requests that reached us (the load a flood puts on an access point)
 
     async def serve(self, hop: RelayHop, command: RelayConnect) -> None:
         if command.host == SERVICE_REGISTER:
@@ -208,6 +209,7 @@ class AccessPoint:
     async def _rendezvous(self, client: RelayHop, command: RelayConnect) -> None:
         if command.node_id is None:
             raise GnetError(ErrorKind.PROTOCOL, "RENZV_CONNECT without a service id")
+        self.rendezvous_asks += 1
         registration = self.registrations.get(command.node_id)
         if registration is None:
             raise GnetError(ErrorKind.HOST_UNREACHABLE, "no such service registered at this access point")
@@ -239,6 +241,8 @@ class AccessPoint:
         registration = self.pending.get(cookie)
         waiting = registration.waiting.get(cookie) if registration is not None else None
         if waiting is None or waiting.future.done():
-            raise GnetError(ErrorKind.NO_ROUTE, "no client waits with that cookie")
+            # CLOSED, not NO_ROUTE: the client left (timed out, pushed out by more work);
+            # another path would get the same answer, so the service must not retry it
+            raise GnetError(ErrorKind.CLOSED, "no client waits with that cookie")
         service_side.accept_bridge_alone()
         waiting.future.set_result(service_side)
