@@ -74,6 +74,7 @@ def main() -> int:
             print(f"node_memory: {dead.name} exited; see {base}", file=sys.stderr)
             return 1
         per_relay = [memory_mib(r.proc.pid) for r in relays if r.proc is not None]
+        seed_memory = memory_mib(seed.proc.pid) if seed.proc is not None else {}
     finally:
         net.stop_all()
     median = {key: round(statistics.median(m[key] for m in per_relay), 1) for key in per_relay[0]}
@@ -83,6 +84,7 @@ def main() -> int:
         "command": "python -m bench.node_memory " + " ".join(sys.argv[1:]),
         "median": median,
         "relays": per_relay,
+        "seed": {"links": ns.relays, **seed_memory},  # the seed holds a link to every relay
         "imports": imported_by_a_node(),
     }
     out = Path(ns.out)
@@ -90,6 +92,7 @@ def main() -> int:
     out.write_text(json.dumps(result, indent=2))
     print(f"idle relay (median of {len(per_relay)}): RSS {median['rss']} MiB, PSS {median['pss']} MiB, "
           f"anonymous {median['anon']} MiB, shared libraries {median['shared']} MiB")  # fmt: skip
+    print(f"seed with {ns.relays} links: " + ", ".join(f"{k} {v}" for k, v in seed_memory.items()))
     print("imports: " + ", ".join(result["imports"]))  # type: ignore[arg-type]
     shutil.rmtree(base, ignore_errors=True)
     return 0
