@@ -5,12 +5,11 @@ from __future__ import annotations
 from fuzz.harness import check, guarded, instrumented, main
 
 with instrumented():
+    from globalnet.wire.host_port import PathSpecError, parse_listen
     from globalnet.wire.pathspec import (
-        PathSpecError,
         format_hop_addr,
         format_path_spec,
         parse_hop_addr,
-        parse_listen,
         parse_path_spec,
         parse_peer_list,
     )

@@ -9,7 +9,8 @@ from fuzz.harness import check, guarded, instrumented, main
 
 with instrumented():
     from globalnet.errors import GnetError
-    from globalnet.wire.socks import MAX_BUFFER, MAX_NAME, Connect, Credentials, Reject, SocksParser
+    from globalnet.wire.socks import SocksParser
+    from globalnet.wire.socks_messages import MAX_BUFFER, MAX_NAME, Connect, Credentials, Reject
 
 ALLOWED = (GnetError,)
 _CREDS = Credentials(b"user", b"pass")

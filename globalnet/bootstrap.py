@@ -2,7 +2,7 @@
 
 Why a tracker of its own: "is my node usable yet?" is the first question an
 operator asks, and the answer spans several layers (links, the peer table,
-the DHT, guards, hidden services). This sans-IO class is fed facts by node.py
+the DHT, guards, hidden services). This sans-IO class is fed facts by the node
 (and by whoever adds guards or services: `guards_chosen(n)`,
 `service_published(name)`) and returns the progress lines to log; it never
 reads a clock or logs by itself. Percentages only go up: a link lost later

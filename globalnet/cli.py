@@ -14,11 +14,14 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TypeVar
 
 from globalnet import __version__
 from globalnet.config import Config, ConfigError, load_config
 from globalnet.identity import IdentityFileError, load_or_create_identity
 from globalnet.logs import setup_logging
+
+_E = TypeVar("_E", bound=BaseException)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,8 +76,12 @@ async def _run(config: object, identity: object) -> int:
     loop.add_signal_handler(signal.SIGUSR1, node.dump_state)
     try:
         await node.run()
-    except (OSError, BaseExceptionGroup) as error:  # a port that cannot be bound: one clear line
-        os_error = _first_os_error(error)
+    except (OSError, ConfigError, BaseExceptionGroup) as error:  # a port that cannot be bound: one clear line
+        setting_error = _first_error(error, ConfigError)
+        if setting_error is not None:  # e.g. a -publish folder that cannot be signed
+            print(f"gclient: cannot start: {setting_error}", file=sys.stderr)
+            return 2
+        os_error = _first_error(error, OSError)
         if os_error is None:
             raise
         hint = " (ports below 1024 need root: pick a higher one)" if isinstance(os_error, PermissionError) else ""
@@ -120,12 +127,13 @@ def describe_config(config: Config) -> str:
     return "; ".join(parts)
 
 
-def _first_os_error(error: BaseException) -> OSError | None:
-    if isinstance(error, OSError):
+def _first_error(error: BaseException, kind: type[_E]) -> _E | None:
+    """The first `kind` in `error` or, for a TaskGroup's exception group, inside it."""
+    if isinstance(error, kind):
         return error
     if isinstance(error, BaseExceptionGroup):
         for inner in error.exceptions:
-            found = _first_os_error(inner)
+            found = _first_error(inner, kind)
             if found is not None:
                 return found
     return None

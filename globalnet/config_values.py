@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from globalnet.wire.pathspec import PathSpecError, parse_listen
+from globalnet.wire.host_port import PathSpecError, parse_listen
 
 T = TypeVar("T")
 D = TypeVar("D")

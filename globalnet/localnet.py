@@ -26,6 +26,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from globalnet.config.defaults import IDENTITY_FILE_NAME
+from globalnet.identity import load_or_create_identity
+
 ROOT = Path(__file__).resolve().parent.parent
 #: How a node process is started: the installed package's `gclient`, whatever the checkout.
 GCLIENT_CMD = (sys.executable, "-m", "globalnet")
@@ -160,12 +163,11 @@ class LocalNet:
 
 
 def node_id_of(data_dir: Path) -> str:
-    """Create (if needed) the node's identity key and return its node id."""
-    out = subprocess.run(
-        [*GCLIENT_CMD, "-data-dir", str(data_dir), "--print-id"],
-        capture_output=True, text=True, check=True, cwd=ROOT,
-    )
-    return out.stdout.strip()
+    """Create (if needed) the node's identity key and return its node id.
+
+    In this process, with the function gclient itself uses (the key file 0600, written
+    atomically): a `gclient --print-id` child per node cost a Python start-up each."""
+    return load_or_create_identity(data_dir / IDENTITY_FILE_NAME).node_id.hex()
 
 
 class _QuietServer(http.server.ThreadingHTTPServer):
@@ -303,7 +305,7 @@ def service_address(net: LocalNet) -> str | None:
     return None
 
 
-def main() -> int:
+def _demo_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Run a small GlobalNet on 127.0.0.1 with a tunnel to a local web page.")
     parser.add_argument("--dir", type=Path, default=ROOT / ".demo", help="where the nodes keep their data and logs")
     parser.add_argument("--base-port", type=int, default=9001, help="relays listen on BASE..BASE+5 (UDP; BASE+2 with --service-port 0)")
@@ -316,7 +318,59 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="fetch the page once through the tunnel and exit")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning"),
                         help="the nodes' log level in their log files (default info)")
-    args = parser.parse_args()
+    return parser
+
+
+def _print_tour(net: LocalNet, args: argparse.Namespace, web_port: int, console_port: int, metrics_port: int) -> None:
+    """Fetch the page through the tunnel (and the proxy, the service), then say what runs where."""
+    url = f"http://127.0.0.1:{args.tunnel_port}/"
+    started = time.monotonic()
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=20) as resp:
+        body = resp.read().decode()
+    took = (time.monotonic() - started) * 1000
+    print("\nGlobalNet is running on 127.0.0.1:")
+    for node in net.nodes:
+        role = " (exit: only 127.0.0.1 / localhost; other names refused before DNS)" if "-exit" in node.args else ""
+        where = node.address if node.listen_port else "no listener"
+        print(f"  {node.name:7} {node.node_id}  {where}{role}   log: {node.log_path}")
+    print(f"\nA web page on 127.0.0.1:{web_port} is reachable through relay1 > relay2 > relay3:")
+    print(f"  first fetch through the circuit: {took:.0f} ms, {len(body)} bytes: {body.strip()[:60]}...")
+    if args.proxy_port:
+        started = time.monotonic()
+        proxied = fetch_via_socks(args.proxy_port, "localhost", web_port)
+        took = (time.monotonic() - started) * 1000
+        print(f"  and through the SOCKS5 proxy (a new circuit, 'localhost' resolved by relay3): {took:.0f} ms, {len(proxied)} bytes")
+    address = service_address(net) if args.service_port else None
+    if address:
+        service_node = next(n for n in net.nodes if n.name == "service")
+        service_node.wait_for("service descriptor published", timeout=60)
+        started = time.monotonic()
+        service_url = f"http://127.0.0.1:{args.service_port}/"
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(service_url, timeout=30) as resp:
+            through_service = resp.read()
+        took = (time.monotonic() - started) * 1000
+        print("\nThe same page as a hidden service, hosted by the node 'service' (no listener, no address):")
+        print(f"  {address}")
+        print(f"  first fetch through a rendezvous: {took:.0f} ms, {len(through_service)} bytes")
+    print(f"\nTry it:\n  curl {url}")
+    if address:
+        print(f"  curl http://127.0.0.1:{args.service_port}/            (tunnel to {address[:16]}...gnet)")
+        if args.proxy_port:
+            print(f"  curl --socks5-hostname 127.0.0.1:{args.proxy_port} http://{address}/")
+    if args.proxy_port:
+        print(f"  curl --socks5-hostname 127.0.0.1:{args.proxy_port} http://localhost:{web_port}/")
+        client_node = next(n for n in net.nodes if n.name == "client")
+        site_address = published_site_address(client_node, "demo")
+        print(f"  curl --socks5-hostname 127.0.0.1:{args.proxy_port} http://{site_address}/   (a signed site)")
+        print(f"\nThe SOCKS5 proxy on 127.0.0.1:{args.proxy_port} goes out through relay3, whose exit policy")
+        print("allows only 127.0.0.1: names are resolved there, never here.")
+    print(f"\nThe client's debug console ('help' lists the commands, 'quit' leaves):\n  nc 127.0.0.1 {console_port}")
+    print(f"Its status page (bootstrap, links, circuits, live bandwidth) and Prometheus metrics:\n"
+          f"  http://127.0.0.1:{metrics_port}/   http://127.0.0.1:{metrics_port}/metrics\n")
+
+
+def main() -> int:
+    args = _demo_parser().parse_args()
     base: Path = args.dir
     if base.exists():
         for sub in base.iterdir():
@@ -340,50 +394,7 @@ def main() -> int:
                 args.service_port or None,
                 network=lambda n: _remember(n), log_level=args.log_level,
             )
-            url = f"http://127.0.0.1:{args.tunnel_port}/"
-            started = time.monotonic()
-            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=20) as resp:
-                body = resp.read().decode()
-            took = (time.monotonic() - started) * 1000
-            print("\nGlobalNet is running on 127.0.0.1:")
-            for node in net.nodes:
-                role = " (exit: only 127.0.0.1 / localhost; other names refused before DNS)" if "-exit" in node.args else ""
-                where = node.address if node.listen_port else "no listener"
-                print(f"  {node.name:7} {node.node_id}  {where}{role}   log: {node.log_path}")
-            print(f"\nA web page on 127.0.0.1:{web_port} is reachable through relay1 > relay2 > relay3:")
-            print(f"  first fetch through the circuit: {took:.0f} ms, {len(body)} bytes: {body.strip()[:60]}...")
-            if args.proxy_port:
-                started = time.monotonic()
-                proxied = fetch_via_socks(args.proxy_port, "localhost", web_port)
-                took = (time.monotonic() - started) * 1000
-                print(f"  and through the SOCKS5 proxy (a new circuit, 'localhost' resolved by relay3): {took:.0f} ms, {len(proxied)} bytes")
-            address = service_address(net) if args.service_port else None
-            if address:
-                service_node = next(n for n in net.nodes if n.name == "service")
-                service_node.wait_for("service descriptor published", timeout=60)
-                started = time.monotonic()
-                service_url = f"http://127.0.0.1:{args.service_port}/"
-                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(service_url, timeout=30) as resp:
-                    through_service = resp.read()
-                took = (time.monotonic() - started) * 1000
-                print("\nThe same page as a hidden service, hosted by the node 'service' (no listener, no address):")
-                print(f"  {address}")
-                print(f"  first fetch through a rendezvous: {took:.0f} ms, {len(through_service)} bytes")
-            print(f"\nTry it:\n  curl {url}")
-            if address:
-                print(f"  curl http://127.0.0.1:{args.service_port}/            (tunnel to {address[:16]}...gnet)")
-                if args.proxy_port:
-                    print(f"  curl --socks5-hostname 127.0.0.1:{args.proxy_port} http://{address}/")
-            if args.proxy_port:
-                print(f"  curl --socks5-hostname 127.0.0.1:{args.proxy_port} http://localhost:{web_port}/")
-                client_node = next(n for n in net.nodes if n.name == "client")
-                site_address = published_site_address(client_node, "demo")
-                print(f"  curl --socks5-hostname 127.0.0.1:{args.proxy_port} http://{site_address}/   (a signed site)")
-                print(f"\nThe SOCKS5 proxy on 127.0.0.1:{args.proxy_port} goes out through relay3, whose exit policy")
-                print("allows only 127.0.0.1: names are resolved there, never here.")
-            print(f"\nThe client's debug console ('help' lists the commands, 'quit' leaves):\n  nc 127.0.0.1 {console_port}")
-            print(f"Its status page (bootstrap, links, circuits, live bandwidth) and Prometheus metrics:\n"
-                  f"  http://127.0.0.1:{metrics_port}/   http://127.0.0.1:{metrics_port}/metrics\n")
+            _print_tour(net, args, web_port, console_port, metrics_port)
             if args.check:
                 return 0
             print("Ctrl-C stops the network.")

@@ -48,8 +48,10 @@ from .site.serve import serve_http
 from .socks_udp import UdpAssociation
 from .udp_tunnel import UdpClientNode
 from .wire.commands import Proto, RelayConnect
-from .wire.pathspec import HopAddr, HopId, PathSpec, TargetService, TargetTcp, format_host_port, format_path_spec
-from .wire.socks import Associate, Connect, Credentials, ProxyAuth, Reject, Send, SocksParser
+from .wire.host_port import format_host_port
+from .wire.pathspec import HopAddr, HopId, PathSpec, TargetService, TargetTcp, format_path_spec
+from .wire.socks import SocksParser
+from .wire.socks_messages import Associate, Connect, Credentials, ProxyAuth, Reject, Send
 
 log = structlog.get_logger("globalnet.socks")
 

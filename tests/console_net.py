@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from globalnet.config import load_config
-from globalnet.identity import Identity
 from globalnet.node import Node
+from tests.identities import next_identity
 
 #: A line no command prints: sent after a command, its error marks the end of the reply.
 END_MARK = "zz-end-of-reply"
@@ -24,7 +24,7 @@ class Cluster:
 
     async def start(self, name: str, *args: str) -> Node:
         config = load_config(["-data-dir", str(self.base / name), *args])
-        node = Node(config, Identity.generate())
+        node = Node(config, next_identity())
         task = asyncio.create_task(node.run())
         ready = asyncio.create_task(node.ready.wait())
         await asyncio.wait({task, ready}, timeout=10, return_when=asyncio.FIRST_COMPLETED)

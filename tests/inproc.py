@@ -16,9 +16,11 @@ from globalnet.circuit.builder import ClientCircuit, HopTarget, build_circuit
 from globalnet.endpoint.pump import StreamPump
 from globalnet.identity import Identity
 from globalnet.link.manager import LinkManager, LinkSettings
-from globalnet.policy.exit_policy import ExitPolicy, parse_exit_rule
+from globalnet.policy.exit_policy import ExitPolicy
+from globalnet.policy.exit_rule import parse_exit_rule
 from globalnet.relay.server import RelayService
 from globalnet.wire.commands import Proto, RelayConnect
+from tests.identities import next_identity
 
 
 @dataclass
@@ -45,7 +47,7 @@ class InprocNode:
 
 
 async def start_relay(exit_allow: str | None = None) -> InprocNode:
-    identity = Identity.generate()
+    identity = next_identity()
     node = InprocNode(identity, None, None)  # type: ignore[arg-type]
     node.links = LinkManager(identity, lambda: identity.make_record((("127.0.0.1", node.port),)), LinkSettings(dial_timeout=5))
     _, node.port = await node.links.listen("127.0.0.1", 0)
@@ -58,7 +60,7 @@ async def start_relay(exit_allow: str | None = None) -> InprocNode:
 
 
 def start_client() -> InprocNode:
-    identity = Identity.generate()
+    identity = next_identity()
     return InprocNode(identity, LinkManager(identity, lambda: identity.make_record(())), None)
 
 

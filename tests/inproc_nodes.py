@@ -15,6 +15,7 @@ from pathlib import Path
 from globalnet.config import load_config
 from globalnet.localnet import free_port
 from globalnet.node import Node
+from tests.identities import seed_identity_file
 
 
 class Net:
@@ -25,6 +26,7 @@ class Net:
 
     async def start(self, name: str, *args: str, port: int | None = None) -> Node:
         listen = [] if "-no-listen" in args else ["-listen", f"127.0.0.1:{port or free_port(socket.SOCK_DGRAM)}"]
+        seed_identity_file(self.base / name)  # solved beforehand: no id puzzle at start
         node = Node(load_config([*listen, "-data-dir", str(self.base / name), *args]))
         self.tasks[node] = asyncio.create_task(node.run())
         await asyncio.wait_for(node.ready.wait(), 10)

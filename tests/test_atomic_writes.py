@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from globalnet.identity import Identity, load_or_create_identity
+from globalnet.identity import load_or_create_identity
 from globalnet.localnet import NodeProcess, free_port
 from globalnet.peertable import PeerTable
 from globalnet.storage.atomic import write_atomic
 from globalnet.wire.buffer import blob16
+from tests.identities import fixed_identity
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL, LARGE = 20, 120  # two peer tables the writer alternates between
@@ -92,7 +93,7 @@ def _records_file(path: Path) -> Path:
     """LARGE signed records with proof-of-work ids, made once here (each id costs a puzzle)
     rather than in every writer process."""
     now = time.time()
-    records = [Identity.from_label(b"atomic-writes %d" % i).make_record((("127.0.0.1", 1000 + i),), now=now) for i in range(LARGE)]
+    records = [fixed_identity(i).make_record((("127.0.0.1", 1000 + i),), now=now) for i in range(LARGE)]
     path.write_bytes(b"".join(blob16(r.encode(), 4096) for r in records))
     return path
 

@@ -20,7 +20,7 @@ from globalnet.config import (
     build_parser,
     load_config,
 )
-from globalnet.policy.exit_policy import parse_exit_rule
+from globalnet.policy.exit_rule import parse_exit_rule
 from globalnet.service.address import encode_address
 from globalnet.wire.pathspec import (
     HopAddr,

@@ -25,13 +25,14 @@ from globalnet.identity import Identity, IdentityFileError, load_or_create_ident
 from globalnet.netdiversity import DiversityPolicy
 from globalnet.peertable import PeerTable, bucket_of
 from globalnet.wire.records import ID_WORK_BITS, has_id_work, id_work, required_id_work
+from tests.identities import fixed_identity, next_identity
 from tests.inproc_nodes import network, pinned, until
 
 
 @functools.cache
 def _identities(count: int) -> tuple[Identity, ...]:
-    """Deterministic identities with the real id work (solved once per test run)."""
-    return tuple(Identity.from_label(b"defences-%d" % i) for i in range(count))
+    """Deterministic identities with the real id work (solved beforehand: tests/identities.py)."""
+    return tuple(fixed_identity(i) for i in range(count))
 
 
 def _unworked_identity() -> Identity:
@@ -111,7 +112,7 @@ def test_ipv6_limits_are_per_48_and_per_32() -> None:
 # -- costly ids ------------------------------------------------------------------
 def test_ids_carry_the_work_and_one_without_is_refused_with_the_reason() -> None:
     assert required_id_work() == ID_WORK_BITS == 12
-    good = Identity.generate()
+    good = next_identity()
     assert id_work(good.node_id) >= ID_WORK_BITS
     bad = _unworked_identity()
     data = bad.make_record((("10.1.2.3", 7000),)).encode()

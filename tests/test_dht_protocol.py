@@ -11,6 +11,7 @@ from globalnet.dht.protocol import REQUEST, RESPONSE, GnetKademliaProtocol, Link
 from globalnet.dht.storage import SignedStorage
 from globalnet.dht.values import node_record_value
 from globalnet.identity import Identity
+from tests.identities import next_identity
 
 
 class FakeLink:
@@ -29,7 +30,7 @@ class FakeLinks:
 
 
 def _protocol() -> tuple[GnetKademliaProtocol, FakeLinks, list[str]]:
-    me = Identity.generate()
+    me = next_identity()
     spawned: list[str] = []
     links = FakeLinks()
 
@@ -48,7 +49,7 @@ def _request(name: str, *args: object) -> bytes:
 
 async def test_a_request_whose_claimed_id_is_not_the_links_is_dropped() -> None:
     proto, links, spawned = _protocol()
-    peer, other = Identity.generate(), Identity.generate()
+    peer, other = next_identity(), next_identity()
     sent: list[bytes] = []
     link = FakeLink(peer, sent)
     links.links[peer.node_id] = link
@@ -61,7 +62,7 @@ async def test_a_request_whose_claimed_id_is_not_the_links_is_dropped() -> None:
 
 async def test_malformed_requests_are_dropped() -> None:
     proto, _links, spawned = _protocol()
-    peer = Identity.generate()
+    peer = next_identity()
     link = FakeLink(peer, [])
     for junk in (
         b"",
@@ -79,7 +80,7 @@ async def test_malformed_requests_are_dropped() -> None:
 
 async def test_store_keeps_only_signed_values() -> None:
     proto, _links, _spawned = _protocol()
-    owner = Identity.generate()
+    owner = next_identity()
     key, value = node_record_value(owner.make_record((("127.0.0.1", 1),)))
     assert proto.rpc_store(("127.0.0.1", 9000), owner.node_id, key, value) is True
     assert proto.rpc_store(("127.0.0.1", 9000), owner.node_id, key, value[:-1] + bytes([value[-1] ^ 1])) is False
@@ -88,7 +89,7 @@ async def test_store_keeps_only_signed_values() -> None:
 
 async def test_an_answer_from_a_node_we_did_not_ask_is_ignored() -> None:
     proto, links, _spawned = _protocol()
-    asked, intruder = Identity.generate(), Identity.generate()
+    asked, intruder = next_identity(), next_identity()
     asked_link, intruder_link = FakeLink(asked, []), FakeLink(intruder, [])
     links.links[asked.node_id] = asked_link
     transport = proto.transport
@@ -106,7 +107,7 @@ async def test_an_answer_from_a_node_we_did_not_ask_is_ignored() -> None:
 
 async def test_malformed_answers_count_as_no_answer() -> None:
     proto, links, _spawned = _protocol()
-    peer = Identity.generate()
+    peer = next_identity()
     link = FakeLink(peer, [])
     links.links[peer.node_id] = link
     node = KNode(peer.node_id, "127.0.0.1", 9000)

@@ -27,8 +27,8 @@ from globalnet.dht.protocol import GnetKademliaProtocol, LinkTransport
 from globalnet.dht.routing import ClosestRoutingTable
 from globalnet.dht.storage import SignedStorage
 from globalnet.dht.values import node_record_value
-from globalnet.identity import Identity
 from globalnet.wire.records import set_required_id_work_for_simulation
+from tests.identities import next_identity
 
 TOP = 2**160
 
@@ -88,7 +88,7 @@ class _NoLinks:
 
 
 async def test_values_are_handed_over_once_not_on_every_message() -> None:
-    key, value = node_record_value(Identity.generate().make_record((("10.9.9.9", 9000),)))
+    key, value = node_record_value(next_identity().make_record((("10.9.9.9", 9000),)))
     k = int.from_bytes(key, "big")
     spawned: list[str] = []
 

@@ -11,6 +11,7 @@ from globalnet.dht.storage import SignedStorage
 from globalnet.dht.values import MAX_VALUE, ValueKind, node_record_value, validate_value
 from globalnet.errors import ProtocolError
 from globalnet.identity import Identity
+from tests.identities import next_identity
 
 
 def _record(identity: Identity, seq: int, now: float | None = None):  # type: ignore[no-untyped-def]
@@ -18,7 +19,7 @@ def _record(identity: Identity, seq: int, now: float | None = None):  # type: ig
 
 
 def test_a_signed_record_is_valid_under_its_node_id() -> None:
-    ident = Identity.generate()
+    ident = next_identity()
     key, value = node_record_value(_record(ident, 5))
     valid = validate_value(key, value)
     assert valid.seq == 5 and valid.key == ident.node_id
@@ -37,14 +38,14 @@ def test_a_signed_record_is_valid_under_its_node_id() -> None:
     ids=["forged", "wrong-key", "unknown-kind", "empty", "oversized", "short-key"],
 )
 def test_invalid_values_are_refused(mutate, why) -> None:  # type: ignore[no-untyped-def]
-    key, value = node_record_value(_record(Identity.generate(), 1))
+    key, value = node_record_value(_record(next_identity(), 1))
     bad_key, bad_value = mutate(key, value)
     with pytest.raises(ProtocolError, match=why):
         validate_value(bad_key, bad_value)
 
 
 def test_expired_values_are_refused() -> None:
-    ident = Identity.generate()
+    ident = next_identity()
     old = _record(ident, 1, now=time.time() - 2 * 24 * 3600)
     key, value = node_record_value(old)
     with pytest.raises(ProtocolError, match="expired"):
@@ -52,7 +53,7 @@ def test_expired_values_are_refused() -> None:
 
 
 def test_a_record_resigned_by_another_key_is_refused() -> None:
-    ident, other = Identity.generate(), Identity.generate()
+    ident, other = next_identity(), next_identity()
     record = _record(ident, 1)
     forged = replace(record, signature=other.sign(record.signed_part()))
     key, value = node_record_value(forged)
@@ -61,7 +62,7 @@ def test_a_record_resigned_by_another_key_is_refused() -> None:
 
 
 def test_storage_keeps_the_highest_sequence_and_refuses_replays() -> None:
-    ident = Identity.generate()
+    ident = next_identity()
     store = SignedStorage()
     key, v2 = node_record_value(_record(ident, 2))
     _, v1 = node_record_value(_record(ident, 1))
@@ -75,7 +76,7 @@ def test_storage_keeps_the_highest_sequence_and_refuses_replays() -> None:
 
 
 def test_storage_refuses_forgeries_and_drops_expired_values() -> None:
-    ident = Identity.generate()
+    ident = next_identity()
     store = SignedStorage()
     key, value = node_record_value(_record(ident, 1))
     assert not store.put(key, value[:-1] + bytes([value[-1] ^ 1]))
@@ -89,14 +90,14 @@ def test_storage_refuses_forgeries_and_drops_expired_values() -> None:
 def test_storage_is_bounded() -> None:
     store = SignedStorage(max_values=5)
     for _ in range(8):
-        key, value = node_record_value(_record(Identity.generate(), 1))
+        key, value = node_record_value(_record(next_identity(), 1))
         assert store.put(key, value)
     assert len(store) == 5
 
 
 def test_republish_iterates_only_live_values() -> None:
     store = SignedStorage()
-    key, value = node_record_value(_record(Identity.generate(), 1))
+    key, value = node_record_value(_record(next_identity(), 1))
     store.put(key, value, now=time.time() - 100)
     assert [k for k, _ in store.iter_older_than(50)] == [key]
     assert list(store.iter_older_than(1000)) == []

@@ -8,13 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from globalnet.policy.exit_policy import (
-    ExitDecision,
-    ExitPolicy,
-    ExitRule,
-    parse_exit_rule,
-    target_name_problem,
-)
+from globalnet.policy.exit_policy import ExitDecision, ExitPolicy
+from globalnet.policy.exit_rule import ExitRule, parse_exit_rule
+from globalnet.policy.target_name import target_name_problem
 
 
 def _policy(*rules: str, enabled: bool = True) -> ExitPolicy:

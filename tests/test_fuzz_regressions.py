@@ -6,7 +6,8 @@ import pytest
 
 from globalnet.errors import ProtocolError
 from globalnet.wire.datagram import decode_datagram, encode_datagram
-from globalnet.wire.socks import Connect, Reject, SocksParser
+from globalnet.wire.socks import SocksParser
+from globalnet.wire.socks_messages import Connect, Reject
 from globalnet.wire.socks_udp import decode_udp_request, encode_udp_datagram
 
 

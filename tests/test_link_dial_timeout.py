@@ -13,15 +13,15 @@ import socket
 import pytest
 
 from globalnet.errors import ErrorKind, GnetError
-from globalnet.identity import Identity
 from globalnet.link.manager import LinkManager, LinkSettings
+from tests.identities import next_identity
 
 
 async def test_dial_to_a_silent_port_is_a_timeout_gnet_error() -> None:
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))  # takes the QUIC Initial and never answers
     port = silent.getsockname()[1]
-    identity = Identity.generate()
+    identity = next_identity()
     links = LinkManager(identity, lambda: identity.make_record(()), LinkSettings(dial_timeout=0.5))
     try:
         with pytest.raises(GnetError) as caught:

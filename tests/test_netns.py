@@ -28,6 +28,7 @@ import pytest
 from globalnet.config import load_config
 from globalnet.identity import load_or_create_identity
 from globalnet.localnet import NodeProcess
+from tests.identities import seed_identity_file
 from tests.netns import Host, LabUnavailable, NetnsLab, unavailable_reason
 
 DELAY_MS = 20.0
@@ -62,6 +63,7 @@ def node_id_for(data_dir: Path) -> str:
 
 def start_node(name: str, host: Host, base: Path, args: list[str]) -> NodeProcess:
     node = NodeProcess(name, args, base / name, exec_prefix=host.exec)
+    seed_identity_file(node.data_dir)  # solved beforehand: no id puzzle at start
     node.node_id = node_id_for(node.data_dir)
     node.start()
     return node

@@ -14,15 +14,16 @@ import pytest
 from globalnet.circuit.resolve import NoExitError, PathResolver
 from globalnet.config import ConfigError, load_config
 from globalnet.errors import ErrorKind
-from globalnet.identity import Identity
 from globalnet.logs import setup_logging
 from globalnet.metrics.history import BandwidthHistory
 from globalnet.peertable import PeerTable
-from globalnet.policy.exit_policy import ExitPolicy, parse_exit_rule
+from globalnet.policy.exit_policy import ExitPolicy
+from globalnet.policy.exit_rule import parse_exit_rule
 from globalnet.service.address import AddressError, decode_address, encode_address
 from globalnet.wire.commands import Proto, RelayConnect
 from globalnet.wire.pathspec import HopRandom
 from globalnet.wire.records import FLAG_EXIT, FLAG_RELAY
+from tests.identities import next_identity
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 GOOD = encode_address(bytes(range(32)))
@@ -98,7 +99,7 @@ def test_metrics_and_verify_config_flags() -> None:
 
 
 def _relay(exit_rules: tuple[str, ...] | None, port: int) -> object:
-    identity = Identity.generate()
+    identity = next_identity()
     policy = ExitPolicy(True, tuple(parse_exit_rule(r) for r in exit_rules)) if exit_rules is not None else ExitPolicy(False)
     flags = FLAG_RELAY | (FLAG_EXIT if exit_rules is not None else 0)
     return identity.make_record(((f"127.0.{port % 250}.1", port),), flags, policy.summary())

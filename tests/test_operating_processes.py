@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from globalnet.localnet import GCLIENT_CMD, LocalNet, NodeProcess, fetch_via_socks, free_port, web_server
+from globalnet.localnet import GCLIENT_CMD, NodeProcess, fetch_via_socks, free_port, web_server
 from globalnet.service.address import encode_address
+from tests.identities import SeededLocalNet
 
 NODNS = Path(__file__).parent / "nodns"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -103,7 +104,7 @@ def test_verify_config_checks_and_exits(tmp_path: Path) -> None:
 
 class Net:
     def __init__(self, base: Path, web: int) -> None:
-        self.local = LocalNet(base)
+        self.local = SeededLocalNet(base)
         self.web = web
         self.r1 = self.local.relay("r1")
         self.r2 = self.local.relay("r2", "-connect", self.r1.pinned)

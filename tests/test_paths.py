@@ -9,16 +9,17 @@ import pytest
 from globalnet.circuit.paths import choose_relays, network_of
 from globalnet.circuit.resolve import exit_allows
 from globalnet.errors import GnetError
-from globalnet.identity import Identity
-from globalnet.policy.exit_policy import ExitPolicy, parse_exit_rule
+from globalnet.policy.exit_policy import ExitPolicy
+from globalnet.policy.exit_rule import parse_exit_rule
 from globalnet.wire.commands import Proto, RelayConnect
 from globalnet.wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord
+from tests.identities import next_identity
 
 
 def relay(host: str, exit_policy: ExitPolicy | None = None) -> NodeRecord:
     flags = FLAG_RELAY | (FLAG_EXIT if exit_policy and exit_policy.enabled else 0)
     summary = exit_policy.summary() if exit_policy else "reject *"
-    return Identity.generate().make_record(((host, 9000),), flags, summary)
+    return next_identity().make_record(((host, 9000),), flags, summary)
 
 
 def test_never_twice_and_never_excluded() -> None:

@@ -8,19 +8,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from globalnet.wire.host_port import PathSpecError, parse_listen
 from globalnet.wire.pathspec import (
     MAX_HOPS,
     HopAddr,
     HopId,
     HopRandom,
     PathSpec,
-    PathSpecError,
     TargetInternet,
     TargetService,
     TargetTcp,
     format_path_spec,
     parse_hop_addr,
-    parse_listen,
     parse_path_spec,
     parse_peer_list,
 )

@@ -8,7 +8,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from globalnet.localnet import LocalNet, fetch_via_socks, free_port, hosted_address, web_server
+from globalnet.localnet import fetch_via_socks, free_port, hosted_address, web_server
+from tests.identities import SeededLocalNet
 
 
 def _get(port: int, deadline: float) -> bytes:
@@ -25,7 +26,7 @@ def _get(port: int, deadline: float) -> bytes:
 
 
 def test_the_readme_network_by_hand_hosts_an_authorized_service(tmp_path: Path) -> None:
-    net = LocalNet(tmp_path)
+    net = SeededLocalNet(tmp_path)
     try:
         with web_server() as web:
             r1 = net.relay("r1")

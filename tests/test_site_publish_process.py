@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from globalnet.localnet import LocalNet, free_port
+from globalnet.localnet import free_port
+from tests.identities import SeededLocalNet
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +34,7 @@ def test_publish_and_browse_through_socks(tmp_path: Path) -> None:
     files["css/big.bin"] = os.urandom(20 * 1024 * 1024)
     for path, data in files.items():
         (www / path).write_bytes(data)
-    net = LocalNet(tmp_path / "net")
+    net = SeededLocalNet(tmp_path / "net")
     port = free_port()
     try:
         node = net.client("pub", "-publish", f"blog={www}", "-proxy", f"{port}>rand>internet")
@@ -62,3 +63,18 @@ def test_a_bad_publish_folder_is_a_clear_error_at_start(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode != 0 and "is not a folder" in proc.stderr + proc.stdout
     assert not (tmp_path / "d" / "sites").exists()
+
+
+def test_a_publish_folder_that_cannot_be_signed_is_a_clear_error_at_start(tmp_path: Path) -> None:
+    """The folder exists (config accepts it) but holds a symlink: the node says so and exits 2, no traceback."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_text("hi")
+    (www / "link").symlink_to(www / "index.html")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "gclient.py"), "-data-dir", str(tmp_path / "d"), "-no-listen", "-publish", f"blog={www}"],
+        check=False, capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot start: -publish blog: link: a symlink" in proc.stderr
+    assert "Traceback" not in proc.stderr

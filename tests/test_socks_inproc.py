@@ -19,16 +19,16 @@ import structlog
 
 from globalnet import socks as socks_module
 from globalnet.config import load_config
-from globalnet.identity import Identity
 from globalnet.node import Node
 from globalnet.socks import IsolationKey, SocksProxy
-from globalnet.wire.socks import Credentials
+from globalnet.wire.socks_messages import Credentials
+from tests.identities import next_identity
 from tests.targets import EchoServer, serve
 
 
 async def start_node(base: Path, name: str, *argv: str) -> Node:
     config = load_config(["-data-dir", str(base / name), *argv], env={})
-    node = Node(config, Identity.generate())
+    node = Node(config, next_identity())
     task = asyncio.ensure_future(node.run())
     node._test_task = task  # type: ignore[attr-defined]
     async with asyncio.timeout(10):

@@ -15,11 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from globalnet.errors import ErrorKind
-from globalnet.wire.socks import (
+from globalnet.wire.http_connect import NOT_AN_HTTP_PROXY, PROXY_AUTH_REQUIRED, http_status_for
+from globalnet.wire.socks import SocksParser
+from globalnet.wire.socks_messages import (
     MAX_BUFFER,
     MAX_HTTP_HEAD,
-    NOT_AN_HTTP_PROXY,
-    PROXY_AUTH_REQUIRED,
     SOCKS4_REJECT,
     AddressType,
     Associate,
@@ -30,9 +30,7 @@ from globalnet.wire.socks import (
     LocalProtocolError,
     Reject,
     Send,
-    SocksParser,
     SocksTarget,
-    http_status_for,
     socks_reply,
 )
 

@@ -29,7 +29,8 @@ from pathlib import Path
 import pytest
 import socks as pysocks
 
-from globalnet.localnet import LocalNet, NodeProcess, free_port
+from globalnet.localnet import NodeProcess, free_port
+from tests.identities import SeededLocalNet
 from tests.targets import pattern
 
 BIG = 20 * 1024 * 1024
@@ -82,7 +83,7 @@ class Web:
 class Net:
     def __init__(self, base: Path) -> None:
         self.web = Web()
-        self.local = LocalNet(base)
+        self.local = SeededLocalNet(base)
         self.swallow = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a "relay" that never answers
         self.swallow.bind(("127.0.0.1", 0))
         self.resolved: dict[str, Path] = {}
@@ -371,7 +372,7 @@ async def test_an_exit_for_every_public_address_refuses_reserved_names_unresolve
 
 async def test_a_name_on_a_port_no_rule_allows_is_refused_unresolved(tmp_path: Path) -> None:
     """An exit for port 443 only: a name on port 80 never reaches its resolver."""
-    local = LocalNet(tmp_path)
+    local = SeededLocalNet(tmp_path)
     resolved = tmp_path / "exit.resolved"
     path = os.pathsep.join(p for p in (str(NODNS), os.environ.get("PYTHONPATH", "")) if p)
     try:

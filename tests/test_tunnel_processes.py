@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from globalnet.localnet import GCLIENT_CMD, LocalNet, free_port
+from globalnet.localnet import GCLIENT_CMD, free_port
+from tests.identities import SeededLocalNet
 from tests.targets import EchoServer, SinkServer, SourceServer, pattern
 
 BIG = 50 * 1024 * 1024
@@ -57,7 +58,7 @@ class Targets:
 
 class Net:
     def __init__(self, base: Path, targets: Targets) -> None:
-        self.local = LocalNet(base)
+        self.local = SeededLocalNet(base)
         self.targets = targets
         self.r1 = self.local.relay("r1")
         self.r2 = self.local.relay("r2")
@@ -212,7 +213,7 @@ def test_no_destination_or_payload_in_info_logs(net: Net) -> None:
 
 async def test_killing_the_middle_relay_resets_the_connection(tmp_path: Path) -> None:
     targets = Targets()
-    local = LocalNet(tmp_path)
+    local = SeededLocalNet(tmp_path)
     try:
         r1, r2, r2b = local.relay("r1"), local.relay("r2"), local.relay("r2b")
         r3 = local.relay("r3", "-exit", "-exit-allow", "127.0.0.1/32")
@@ -259,7 +260,7 @@ async def test_killing_the_middle_relay_resets_the_connection(tmp_path: Path) ->
 
 
 def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
-    local = LocalNet(tmp_path)
+    local = SeededLocalNet(tmp_path)
     node = local.relay("solo")
     node.wait_for("node started")
     assert node.stop(signal.SIGINT) == 0

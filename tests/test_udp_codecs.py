@@ -88,7 +88,8 @@ def test_datagram_decoder_never_raises_anything_else(data: bytes) -> None:
 def test_udp_exit_rules_ride_in_the_record_summary() -> None:
     import ipaddress
 
-    from globalnet.policy.exit_policy import ExitPolicy, parse_exit_rule, record_summary, udp_policy_from_summary
+    from globalnet.policy.exit_policy import ExitPolicy, record_summary, udp_policy_from_summary
+    from globalnet.policy.exit_rule import parse_exit_rule
 
     tcp = ExitPolicy(True, [parse_exit_rule("127.0.0.1/32")])
     udp = ExitPolicy(True, [parse_exit_rule("127.0.0.1/32:53")])

@@ -16,11 +16,11 @@ from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.connection import QuicConnection
 from qh3.tls import SignatureAlgorithm
 
-from globalnet.identity import Identity
 from globalnet.link import path_mtu, qh3_fastpath
 from globalnet.link.certs import certificate_pem
 from globalnet.link.listener import BatchingQuicServer
 from globalnet.link.path_mtu import FULL_DATAGRAM, MIN_DATAGRAM, choose_datagram_size, datagram_size_for
+from tests.identities import next_identity
 from tests.inproc import attach_socket, open_circuit, start_client, start_relay
 from tests.targets import EchoServer, pattern, serve
 
@@ -125,7 +125,7 @@ async def test_listener_uses_the_batched_transport_and_relays_work() -> None:
 
 # -- qh3's fast path: what arrives is what was sent ------------------------------------
 def _pair(size: int = 1452) -> tuple[QuicConnection, QuicConnection, float]:
-    identity = Identity.generate()
+    identity = next_identity()
     cert, key = certificate_pem(identity)
     cc = QuicConfiguration(is_client=True, alpn_protocols=["t"], max_datagram_size=size)
     cc.verify_mode = ssl.CERT_NONE

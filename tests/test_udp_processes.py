@@ -13,9 +13,10 @@ import pytest
 from dnslib import QTYPE, RR, A, DNSRecord
 from dnslib.server import DNSServer
 
-from globalnet.localnet import LocalNet, free_port, hosted_address
+from globalnet.localnet import free_port, hosted_address
 from globalnet.wire.datagram import MAX_DATAGRAM
 from globalnet.wire.socks_udp import decode_udp_request, encode_udp_datagram
+from tests.identities import SeededLocalNet
 from tests.targets import UdpEchoServer
 
 SIZES = [1, 64, 512, 1200, 1400, 4096, 8192, MAX_DATAGRAM]
@@ -49,7 +50,7 @@ class Net:
     def __init__(self, base: Path) -> None:
         self.echo = UdpEchoServer()
         self.dns = DnsServer()
-        self.local = LocalNet(base)
+        self.local = SeededLocalNet(base)
         e = self.echo.port
         self.r1 = self.local.relay("r1")
         self.r2 = self.local.relay("r2", "-connect", self.r1.pinned)

@@ -18,7 +18,8 @@ import structlog
 
 from ..errors import ErrorKind, GnetError
 from ..identity import verify_node_record
-from ..link.quic_link import HopStream, Link
+from ..link.hop_stream import HopStream
+from ..link.quic_link import Link
 from ..wire.commands import Proto, RelayConnect, RelayConnectFail
 from ..wire.records import NodeRecord, short_id
 from .core import ClientCircuitCore

@@ -1,7 +1,7 @@
 """What the layers above circuits need from the node to use one: open, forget, spawn.
 
 A typing.Protocol, so a face or the service layer names only what it uses and
-imports nothing above itself; node.Node satisfies it (node.py only wires).
+imports nothing above itself; node.Node satisfies it (node/ only wires).
 """
 
 from __future__ import annotations

@@ -6,11 +6,12 @@ weighted as one (a /16 that holds fifty relays is chosen as often as one that
 holds one: an adversary who rents many addresses in one network gains no
 share of the circuits by it), and the last
 hop of a path to a TCP target is an exit whose announced policy allows that
-target. The peer table is handed in by node.py, so this module knows no DHT.
+target. The peer table is handed in by the node, so this module knows no DHT.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 from collections import Counter
@@ -24,7 +25,12 @@ def network_of(record: NodeRecord) -> str:
     """The /16 (IPv4) or /32 (IPv6) a relay is in, for path diversity."""
     if not record.addresses:
         return "?"
-    host = record.addresses[0][0]
+    return _network_of_host(record.addresses[0][0])
+
+
+@functools.lru_cache(maxsize=8192)
+def _network_of_host(host: str) -> str:
+    """Cached: every path choice asks it of every known relay, several times (ipaddress is slow)."""
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

@@ -26,7 +26,8 @@ import structlog
 from ..endpoint.messages import MAX_TEXT
 from ..errors import GnetError
 from ..logs import LEVELS
-from ..wire.pathspec import MAX_HOPS, Hop, HopId, HopRandom, PathSpecError, parse_hop_addr
+from ..wire.host_port import PathSpecError
+from ..wire.pathspec import MAX_HOPS, Hop, HopId, HopRandom, parse_hop_addr
 from . import text as fmt
 
 log = structlog.get_logger("globalnet.console")

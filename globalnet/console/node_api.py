@@ -2,7 +2,7 @@
 
 They show the node's insides (links, peers, circuits, guards, services), so the
 protocol is wider than a face's usual one; it still names only lower layers and
-sibling faces, never node.py, so the console imports nothing above itself.
+sibling faces, never the node, so the console imports nothing above itself.
 """
 
 from __future__ import annotations

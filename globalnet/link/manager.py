@@ -30,9 +30,10 @@ from ..errors import ErrorKind, GnetError
 from ..identity import Identity
 from ..wire.records import NodeRecord, short_id
 from .certs import certificate_pem
+from .hop_stream import HopStream
 from .listener import listen as listen_udp
 from .path_mtu import datagram_size_for
-from .quic_link import ALPN, HopStream, Link
+from .quic_link import ALPN, Link
 from .udp import size_buffers
 
 log = structlog.get_logger("globalnet.link")

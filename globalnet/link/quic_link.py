@@ -29,6 +29,7 @@ from ..wire.records import NodeRecord, node_id_of, short_id
 from . import qh3_tuning  # noqa: F401  (raises qh3's stream limit before any connection exists)
 from .auth import ControlChannel, LinkReady, PeerClosed, PeersReceived, PongReceived
 from .certs import identity_key_from_spki
+from .hop_stream import HopStream
 from .liveness import LinkDead, LivenessCore, SendPing
 
 log = structlog.get_logger("globalnet.link")
@@ -39,14 +40,6 @@ ALPN = "gnet/1"
 #: What a stream id carries (`Link._by_kind`): the control stream, the DHT
 #: (unidirectional streams), or a hop stream (every other bidirectional one).
 _CONTROL, _DHT, _HOP = 0, 1, 2
-
-
-class StreamHandler(Protocol):
-    """Who receives a hop stream's bytes (a bridge, a circuit, a relay hop)."""
-
-    def stream_data(self, data: bytes, end: bool) -> None: ...
-
-    def stream_reset(self, kind: ErrorKind) -> None: ...
 
 
 class HasDialTimeout(Protocol):
@@ -71,52 +64,6 @@ class LinkOwner(Protocol):
     def link_ready(self, link: Link) -> None: ...
     def incoming_stream(self, hs: HopStream) -> None: ...
     def link_closed(self, link: Link) -> None: ...
-
-
-class _Unclaimed:
-    """Handler of a stream nobody took: drop it."""
-
-    def stream_data(self, data: bytes, end: bool) -> None:
-        pass
-
-    def stream_reset(self, kind: ErrorKind) -> None:
-        pass
-
-
-class HopStream:
-    """One bidirectional QUIC stream of a link; a circuit uses one per hop."""
-
-    __slots__ = ("bytes_in", "bytes_out", "closed", "finished_receiving", "finished_sending", "handler", "link", "stream_id")
-
-    def __init__(self, link: Link, stream_id: int) -> None:
-        self.link = link
-        self.stream_id = stream_id
-        self.handler: StreamHandler = _Unclaimed()
-        self.finished_sending = False
-        self.finished_receiving = False
-        self.closed = False  # reset: neither direction carries more
-        self.bytes_in = 0
-        self.bytes_out = 0
-
-    def send(self, data: bytes | bytearray | memoryview, end: bool = False) -> None:
-        if self.closed or self.finished_sending:
-            return
-        self.bytes_out += len(data)
-        self.link.send_stream(self.stream_id, data, end)
-        if end:
-            self.finished_sending = True
-            self.link.maybe_forget(self)
-
-    def reset(self, kind: ErrorKind) -> None:
-        """Abort both directions; the peer sees RESET_STREAM with `kind` as code."""
-        if self.closed:
-            return
-        self.closed = True
-        self.link.reset_stream(self.stream_id, int(kind))
-
-    def buffered(self) -> int:
-        """Bytes queued in QUIC for this stream and not yet sent."""
-        return self.link.send_buffer_size(self.stream_id)
 
 
 class Link(QuicConnectionProtocol):
@@ -357,7 +304,7 @@ class Link(QuicConnectionProtocol):
             self.close_link(exc.kind, exc.detail or exc.kind.describe)
         except Exception:  # a bug of ours must cost this link at most, never the node
             log.exception("link event handling failed", link=self.label())
-            self.close_link(ErrorKind.INTERNAL, "internal error")
+            self.close_link(ErrorKind.LOCAL_PROTOCOL, "internal error")
 
     def _on_stream_event(self, event: events.StreamDataReceived) -> None:
         sid = event.stream_id
@@ -389,7 +336,7 @@ class Link(QuicConnectionProtocol):
             self.control = ControlChannel(identity, record, dialler=False)
             sid = self._quic.get_next_available_stream_id()
             if sid != CONTROL_STREAM_ID:
-                raise GnetError(ErrorKind.INTERNAL, "control stream id out of sync")
+                raise GnetError(ErrorKind.LOCAL_PROTOCOL, "control stream id out of sync")
             self._send_control(self.control.start())
 
     def address_text(self) -> str:

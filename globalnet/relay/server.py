@@ -24,9 +24,10 @@ from ..endpoint.pump import StreamPump
 from ..endpoint.session import RELAY_SLACK, FrameSession
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity
+from ..link.hop_stream import HopStream
 from ..link.manager import LinkManager
-from ..link.quic_link import HopStream
-from ..policy.exit_policy import ExitPolicy, target_name_problem
+from ..policy.exit_policy import ExitPolicy
+from ..policy.target_name import target_name_problem
 from ..wire.commands import Proto, RelayConnect
 from .bridge import BridgeCore
 from .budget import DEFAULT_BUDGET, PRESSURE_QUEUE, RelayBudget
@@ -63,7 +64,7 @@ class AccessPointRole(Protocol):
 #: UDP circuits an exit carries at once (each holds two sockets).
 MAX_UDP_EXITS = 512
 
-#: Makes the endpoint for a RELAY_CONNECT proto other than tcp/peer (node.py registers them).
+#: Makes the endpoint for a RELAY_CONNECT proto other than tcp/peer (the node registers them).
 EndpointFactory = Callable[[FrameSession, "RelayHop"], Endpoint]
 
 
@@ -486,7 +487,7 @@ def _is_ip_literal(host: str) -> bool:
 
 
 _ProtoHandler = Callable[[RelayHop, RelayConnect], Coroutine[Any, Any, StreamPump | None]]
-#: What a hop does with each RELAY_CONNECT proto; endpoints registered by node.py
+#: What a hop does with each RELAY_CONNECT proto; endpoints registered by the node
 #: (`RelayService.endpoints`) come next, anything else is refused.
 _PROTO_HANDLERS: dict[Proto, _ProtoHandler] = {
     Proto.PEER: RelayHop._serve_peer,

@@ -29,7 +29,8 @@ from ..endpoint.datagram_pump import DatagramPump
 from ..endpoint.session import FrameSession
 from ..errors import ErrorKind, GnetError
 from ..link.udp import size_buffers
-from ..policy.exit_policy import ExitPolicy, target_name_problem
+from ..policy.exit_policy import ExitPolicy
+from ..policy.target_name import target_name_problem
 from ..wire.datagram import Datagram
 
 log = structlog.get_logger("globalnet.relay.udp")

@@ -32,7 +32,8 @@ import structlog
 from ..endpoint.session import EndReceived, FrameSession, RequestFrameReceived
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity, load_or_create_identity
-from ..policy.exit_policy import ExitPolicy, ExitRule
+from ..policy.exit_policy import ExitPolicy
+from ..policy.exit_rule import ExitRule
 from ..relay.server import RelayHop
 from ..relay.udp_exit import UdpExit, UdpSockets
 from ..storage.atomic import write_atomic

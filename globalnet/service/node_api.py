@@ -1,6 +1,6 @@
 """What the service layer and the faces above it need from the node, as typing.Protocols.
 
-Defined here (below the faces) so neither service/ nor a face imports node.py:
+Defined here (below the faces) so neither service/ nor a face imports the node:
 each names only what it uses, and node.Node satisfies all of them.
 """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..policy.exit_policy import ExitRule
+from ..policy.exit_rule import ExitRule
 
 
 @dataclass(frozen=True)

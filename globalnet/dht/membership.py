@@ -1,0 +1,64 @@
+"""A relay's place in the DHT: join through the relays we know, publish our own record,
+keep the routing table and values fresh, and learn the records of contacts we do not
+know yet (relay work, never a private lookup: those go through circuits, `agent.DhtClient`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+
+from ..errors import GnetError
+from ..peertable import PeerTable
+from ..wire.records import NodeRecord
+from .participant import Dht
+from .values import node_record_value, record_from_value
+
+log = structlog.get_logger("globalnet.dht")
+
+#: The longest pause between two rounds of upkeep (the first ones come sooner, doubling).
+DHT_REFRESH = 300.0
+#: Records of unknown contacts fetched per round.
+LEARN_PER_ROUND = 16
+
+
+class DhtMembership:
+    def __init__(
+        self, dht: Dht, peers: PeerTable, own_record: Callable[[], NodeRecord], on_joined: Callable[[], None]
+    ) -> None:
+        self.dht = dht
+        self.peers = peers
+        self._own_record = own_record
+        self._on_joined = on_joined  # bootstrap progress: the DHT is joined
+
+    async def run(self) -> None:
+        """Join the DHT, publish our record, then keep the routing table and values fresh."""
+        dht = self.dht
+        delay = 1.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                contacts = await dht.bootstrap(self.peers.relays())
+                if contacts:
+                    key, value = node_record_value(self._own_record())
+                    stored = await dht.publish(key, value, keep=True)
+                    log.debug("dht joined", contacts=contacts, record_stored_on=stored)
+                    self._on_joined()
+                    await self._learn_from_dht()
+                    await dht.refresh()
+            except (GnetError, TimeoutError) as exc:
+                log.debug("dht upkeep failed", reason=str(exc))
+            delay = min(delay * 2, DHT_REFRESH)
+
+    async def _learn_from_dht(self) -> None:
+        """Fetch the records of DHT contacts we do not know yet."""
+        dht = self.dht
+        unknown = [n.id for b in dht.protocol.router.buckets for n in b.get_nodes() if n.id not in self.peers]
+        for node_id in unknown[:LEARN_PER_ROUND]:
+            found = await dht.lookup(node_id)
+            if found is not None:
+                try:
+                    self.peers.add(record_from_value(found.value))
+                except GnetError:
+                    pass

@@ -1,0 +1,464 @@
+"""One running node: wires identity, links, relay, tunnels together.
+
+The package: this module (the `Node` that wires the parts and runs them) and
+``upkeep.py`` (links to bootstrap peers and random relays, peer exchange, key rotation,
+guard probes). Opening circuits is ``circuit/guarded_open.py``, the DHT membership
+``dht/membership.py``; the node hands them their parts and callbacks.
+
+Every task the node starts lives in one TaskGroup and is wrapped so that an
+unexpected exception is logged with its traceback and does not take the node
+down; shutdown cancels them all and closes every link with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine, Hashable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from .. import __version__
+from ..bootstrap import BootstrapTracker, Progress, relays_needed
+from ..circuit.builder import ClientCircuit
+from ..circuit.guard_store import GuardStore
+from ..circuit.guarded_open import GuardedCircuitOpener
+from ..circuit.resolve import PathResolver
+from ..config import Config
+from ..config_values import ConfigError
+from ..crypto import BACKEND_NAME
+from ..dht.agent import DhtAgent, DhtClient
+from ..dht.membership import DhtMembership
+from ..dht.participant import Dht
+from ..dht.values import ValidValue, record_from_value
+from ..endpoint.datagram_flow import DatagramCounters
+from ..endpoint.session import FrameSession
+from ..errors import GnetError
+from ..identity import Identity, load_or_create_identity
+from ..link.manager import LinkManager, LinkSettings
+from ..link.quic_link import Link
+from ..messaging import MessageService, Messenger
+from ..metrics import MetricsSettings, NodeCounters
+from ..peertable import PeerTable
+from ..policy.exit_policy import ExitPolicy, record_summary
+from ..relay.budget import RelayBudget
+from ..relay.server import RelayService
+from ..service.access_point import AccessPoint
+from ..service.client import open_service_circuit
+from ..service.client_auth import load_client_key
+from ..service.host import HostedService
+from ..site.cache import SiteCache
+from ..wire.commands import Proto, RelayConnect
+from ..wire.host_port import format_host_port
+from ..wire.pathspec import Hop, HopId, HopRandom, TargetTcp
+from ..wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord
+from .upkeep import PEERS_SAMPLE, NetworkUpkeep
+
+log = structlog.get_logger("globalnet.node")
+
+
+def _udp_statistics(own: DatagramCounters, exited: DatagramCounters) -> dict[str, int]:
+    """Datagrams of our own UDP flows and of those we exit, with what was dropped (never queued)."""
+    return {
+        "udp_datagrams_out": own.sent + exited.sent,
+        "udp_datagrams_in": own.received + exited.received,
+        "udp_dropped_window": own.dropped_window + exited.dropped_window,
+        "udp_dropped_oversize": own.dropped_oversize + exited.dropped_oversize,
+        "udp_dropped_other": own.dropped_other + exited.dropped_other,
+    }
+
+
+
+
+
+class Node:
+    def __init__(self, config: Config, identity: Identity | None = None) -> None:
+        self.config = config
+        self.identity = identity or load_or_create_identity(config.identity_file)
+        self.exit_policy = ExitPolicy(config.exit.enabled, config.exit.allow)
+        self.links = LinkManager(
+            self.identity,
+            self._make_record,
+            LinkSettings(idle_timeout=config.idle_timeout, max_datagram_size=config.max_datagram_size),
+        )
+        self.relay = RelayService(self.identity, self.links, self.exit_policy, self.spawn)
+        exit_udp = config.exit.allow_udp if config.exit.enabled else ()
+        self.relay.udp_policy = self.udp_policy = ExitPolicy(bool(exit_udp), exit_udp)
+        self.relay.udp_idle_timeout = config.udp_idle_timeout
+        self.udp_totals = DatagramCounters()  # this node's own UDP flows (tunnels, SOCKS), ever
+        self.relay.budget = RelayBudget(config.relay_budget_mib << 20)
+        self.peers = PeerTable(self.identity.node_id, config.data_dir)
+        self.resolver = PathResolver(self.peers, self._lookup_record)
+        self.guards = GuardStore(config.data_dir)
+        self.upkeep = NetworkUpkeep(
+            self.identity, self.links, self.peers, self.guards,
+            relaying=bool(config.listen), refresh_guards=self._refresh_guards,
+        )  # fmt: skip
+        self.opener = GuardedCircuitOpener(
+            self.links, self.peers, self.guards, self.resolver,
+            never_through=self._access_points, refresh_guards=self._refresh_guards, on_built=self._circuit_built,
+        )  # fmt: skip
+        # every relay takes part in the DHT; a client-only node uses it through circuits
+        self.dht: Dht | None = Dht(self.identity.node_id, self.links, self.spawn) if config.listen else None
+        self.dht_membership: DhtMembership | None = None
+        if self.dht is not None:
+            dht = self.dht
+            self.relay.endpoints[Proto.DHT] = lambda session, hop: DhtAgent(dht, session, hop, self.spawn)
+            self.dht_membership = DhtMembership(
+                dht, self.peers, self.links.own_record, lambda: self._progress(self.bootstrap.dht_joined())
+            )
+        self.dht_client = DhtClient(self._open_dht_circuit)
+        if config.listen:
+            self.relay.access_point = AccessPoint(self.identity.node_id)
+        self.services = [HostedService(self, sc) for sc in config.services]
+        # verified copies of signed sites (the SOCKS proxy answers http://SITE.gnet/ from it)
+        self.site_cache = SiteCache(Path(config.data_dir) / "site-cache")
+        self.service_descriptors: dict[bytes, Any] = {}  # descriptors this node looked up, until they expire
+        # our hidden-service client key (gclient --gen-client-key), for services with client authorization
+        self.client_auth_key = load_client_key(Path(config.data_dir) / "client_auth")
+        self.links.on_link_ready.append(self._on_link_ready)
+        self.links.on_peers = self._on_peers
+        self.circuits: dict[int, ClientCircuit] = {}
+        self.started = time.monotonic()
+        self.ready = asyncio.Event()  # listening and tunnels open
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._group: asyncio.TaskGroup | None = None
+        self.tunnels: list[Any] = []
+        self.messages = MessageService()  # console messages for this node
+        self.relay.endpoints[Proto.MESSAGE] = self.messages.open
+        self.messenger = Messenger(self)  # console messages from this node
+        self.console: Any = None  # a console.server.ConsoleServer with -console
+        self.proxies: list[Any] = []
+        self.metrics = NodeCounters()  # per node: several nodes may share a process
+        self.metrics_server: Any = None  # a metrics.MetricsServer with -metrics
+        needed = relays_needed(config.tunnels + config.proxies, len(config.services), bool(config.listen))
+        self.bootstrap = BootstrapTracker(
+            needed,
+            expect_links=needed > 0 or bool(config.connect),
+            expect_dht=self.dht is not None and (needed > 0 or bool(config.connect)),
+            services=tuple(sc.name for sc in config.services),
+        )
+
+    # -- records -----------------------------------------------------------
+    def _make_record(self) -> NodeRecord:
+        flags = FLAG_RELAY if self.config.listen else 0
+        if self.exit_policy.enabled:
+            flags |= FLAG_EXIT
+        addresses: tuple[tuple[str, int], ...] = ()
+        if self.config.advertise:
+            addresses = (self.config.advertise,)
+        elif self.links.listen_address and self.links.listen_address[0] not in ("0.0.0.0", "::"):
+            addresses = (self.links.listen_address,)
+        return self.identity.make_record(addresses, flags, record_summary(self.exit_policy, self.udp_policy))
+
+    # -- tasks -------------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Start a node-owned task; it ends with the node and cannot crash it."""
+        if self._group is None or self._stop.is_set():
+            coro.close()
+            return
+        task = self._group.create_task(self._guarded(coro, name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task failed", task=name)
+
+    def dump_state(self) -> None:
+        """SIGUSR1: log every link, relay hop and circuit at debug level (for diagnosing a stall)."""
+        for link in self.links.all_links:
+            log.debug("state link", **link.statistics())
+        for hop in list(self.relay.hops):
+            up, down = hop.upstream, hop.downstream
+            log.debug(
+                "state hop",
+                state=hop.core.state.value,
+                up=(up.stream_id, up.bytes_in, up.bytes_out, up.finished_sending, up.finished_receiving, up.closed),
+                down=(down.stream_id, down.bytes_in, down.bytes_out, down.finished_sending, down.finished_receiving, down.closed)
+                if down is not None
+                else None,
+                up_link=up.link.label(),
+                down_link=down.link.label() if down is not None else None,
+            )
+        for circuit in self.circuits.values():
+            log.debug("state circuit", **circuit.statistics(), stream=circuit.stream.stream_id, stream_in=circuit.stream.bytes_in)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- running -----------------------------------------------------------
+    def _publish_site(self, name: str, folder: Path) -> None:
+        """Sign `folder` as site `name` and seed the cache from it (the publisher is the first mirror)."""
+        from ..site.manifest import SiteError
+        from ..site.store import sign_folder
+
+        try:
+            signed = sign_folder(Path(self.config.data_dir), name, folder)
+            self.site_cache.seed_from_folder(signed.manifest.site_key, signed.manifest.encode(), folder)
+        except SiteError as exc:
+            raise ConfigError(f"-publish {name}: {exc.detail}") from None
+        except OSError as exc:
+            raise ConfigError(f"-publish {name}: {exc}") from None  # a setting found unusable at start
+        m = signed.manifest
+        log.info("site published", name=name, seq=m.seq, files=len(m.files), bytes=m.total_size)
+        log.debug("site address", name=name, address=signed.address)
+
+    async def run(self) -> None:
+        """Start everything the config asks for, run until stop(), then close it all."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                await self._start_operator_faces()
+                self._load_state()
+                await self._open_user_faces()
+                self.spawn(self.links.run_keepalive(), "keepalive")
+                self.spawn(self.upkeep.run(), "upkeep")
+                if self.dht_membership is not None:
+                    self.spawn(self.dht_membership.run(), "dht upkeep")
+                self.ready.set()
+                self._progress(self.bootstrap.start())
+                await self._stop.wait()
+                log.info("node stopping")
+                self._close_faces()
+        finally:
+            self.upkeep.save_peers()
+            self._group = None
+            self.links.close()
+            await asyncio.sleep(0.05)  # let CLOSE frames leave
+
+    async def _start_operator_faces(self) -> None:
+        """The relay's listener, the console and the metrics page; then say the node started.
+
+        The faces (console, metrics, tunnels, SOCKS) are imported only when configured: an
+        idle relay never loads them (memory per node; `make memory`, bench/node_memory.py).
+        """
+        cfg = self.config
+        if cfg.listen:
+            try:
+                await self.links.listen(*cfg.listen)
+            except OSError as exc:  # name the address: the bare errno does not
+                where = format_host_port(*cfg.listen)
+                raise OSError(exc.errno, f"-listen {where} (UDP): {exc.strerror or exc}") from None
+            self.links.refresh_record()
+        if cfg.console is not None:
+            from ..console.server import start_console
+
+            self.console = await start_console(self, *cfg.console)
+        if cfg.metrics is not None:
+            from ..metrics.server import start_metrics
+            from ..node_metrics import NodeMetricsSource
+
+            settings = MetricsSettings(*cfg.metrics)
+            self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
+        log.info(
+            "node started",
+            node_id=self.identity.node_id.hex(),
+            listen=f"{self.links.listen_address[0]}:{self.links.listen_address[1]}" if self.links.listen_address else "no",
+            exit="on" if self.exit_policy.enabled else "off",
+            console=self.console.address_text() if self.console else "no",
+            crypto=BACKEND_NAME,
+            version=__version__,
+        )
+
+    def _load_state(self) -> None:
+        """The peer table and guards from the data dir; links to the bootstrap peers."""
+        cfg = self.config
+        loaded = self.peers.load()
+        if loaded:
+            log.info("peer table loaded", relays=loaded, file=str(self.peers.path))
+        kept = self.guards.load()
+        if kept:
+            log.info("guards loaded", guards=kept, file=str(self.guards.path))
+        for peer in cfg.connect:
+            self.spawn(self.upkeep.keep_connected(peer), "bootstrap")
+        self._progress(self.bootstrap.relays_learned(len(self.peers.relays())))
+        if not cfg.connect and not loaded and self.bootstrap.relays_needed > 0:
+            log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
+
+    async def _open_user_faces(self) -> None:
+        """Tunnels, hosted services, published sites and proxies, in that order."""
+        cfg = self.config
+        if cfg.tunnels:
+            from ..tunnel import Tunnel
+            from ..udp_tunnel import UdpTunnel
+        for spec in cfg.tunnels:
+            tunnel = UdpTunnel(self, spec, cfg.udp_idle_timeout) if spec.udp else Tunnel(self, spec)
+            await tunnel.start()
+            self.tunnels.append(tunnel)
+        for service in self.services:
+            self.spawn(service.run(), f"service {service.name}")
+        for name, folder in cfg.publish:
+            self._publish_site(name, folder)
+        if cfg.proxies:
+            from ..socks import SocksProxy
+        for spec in cfg.proxies:
+            proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout, cfg.udp_idle_timeout)
+            await proxy.start()
+            self.proxies.append(proxy)
+
+    def _close_faces(self) -> None:
+        if self.console is not None:
+            self.console.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+        self.messenger.close()
+        for tunnel in self.tunnels:
+            tunnel.close()
+        self.dht_client.close()
+        for proxy in self.proxies:
+            proxy.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def probe_guards(self) -> None:
+        await self.upkeep.probe_guards()
+
+    # -- peer discovery ------------------------------------------------------
+    def _on_link_ready(self, link: Link) -> None:
+        assert link.peer is not None
+        if link.peer.flags & FLAG_RELAY and link.peer.addresses:
+            if self.peers.add(link.peer):
+                self._report_progress()
+            if self.dht is not None:
+                self.dht.add_contact(link.peer)
+        link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
+        self._progress(self.bootstrap.links_up(len(self.links.links)))
+
+    def _on_peers(self, link: Link, records: list[bytes]) -> None:
+        if self.peers.update_many(records):
+            self._report_progress()
+
+    # -- the DHT -------------------------------------------------------------
+    async def _open_dht_circuit(self) -> tuple[ClientCircuit, FrameSession]:
+        # a hosting node never routes through its own access points: on a small network
+        # that leaves fewer relays for a DHT circuit (2 hops on the README's 3 relays)
+        hops = min(3, max(1, len(self.peers.relays()) - len(self._access_points())))
+        circuit = await self.open_circuit(
+            tuple(HopRandom() for _ in range(hops)), RelayConnect(Proto.DHT), "dht", vanguards=True
+        )
+        assert circuit.core.session is not None
+        return circuit, circuit.core.session
+
+    async def dht_lookup(self, key: bytes) -> ValidValue | None:
+        """A lookup for ourselves: through a circuit, never from our own address."""
+        try:
+            found = await self.dht_client.lookup(key)
+        except GnetError:
+            self.metrics.dht_lookup(ok=False)
+            raise
+        self.metrics.dht_lookup(ok=found is not None)
+        return found
+
+    async def dht_publish(self, key: bytes, value: bytes) -> int:
+        return await self.dht_client.publish(key, value)
+
+    async def _lookup_record(self, node_id: bytes) -> NodeRecord | None:
+        try:
+            found = await self.dht_lookup(node_id)
+        except GnetError:
+            return None
+        if found is None:
+            return None
+        try:
+            record = record_from_value(found.value)
+        except GnetError:
+            return None
+        self.peers.add(record)
+        return record
+
+    def _report_progress(self) -> None:
+        known = len(self.peers.relays())
+        if known <= 20 or known % 50 == 0:
+            log.debug("learning relays", known=known)
+        self._progress(self.bootstrap.relays_learned(known))
+
+    # -- bootstrap progress (hooks for guards and services) -------------------
+    def _progress(self, step: Progress | None) -> None:
+        if step is None:
+            return
+        if step.ready:
+            log.info("ready", percent=100, tunnels=len(self.config.tunnels), proxies=len(self.config.proxies),
+                     services=len(self.config.services), relays_known=self.bootstrap.relays_known)
+        else:
+            log.info(step.line(), percent=step.percent, phase=step.phase)
+
+    def service_published(self, name: str) -> None:
+        self._progress(self.bootstrap.service_published(name))
+
+    def guards_chosen(self, count: int) -> None:
+        self._progress(self.bootstrap.guards_chosen(count))
+
+    def _refresh_guards(self) -> None:
+        self.guards.refresh(self.peers.relays())
+        if self.guards.entry.guards:
+            self.guards_chosen(len(self.guards.entry.guards))
+
+    # -- circuits ----------------------------------------------------------
+    def path_to(self, node_id: bytes, via: tuple[Hop, ...] | None = None) -> tuple[Hop, ...]:
+        """The hops of a circuit whose last hop is the node `node_id` itself
+        (console messages, pings): two random relays, then the node, so the node
+        sees a relay and never us. `via` replaces the relays (tests, and the
+        console's `send hop>...>id text`)."""
+        relays: tuple[Hop, ...] = (HopRandom(), HopRandom()) if via is None else via
+        return (*relays, HopId(node_id))
+
+    async def open_circuit(
+        self,
+        hops: tuple[Hop, ...],
+        final: RelayConnect,
+        purpose: str,
+        avoid: set[bytes] | None = None,
+        isolation: Hashable | None = None,
+        vanguards: bool = False,
+    ) -> ClientCircuit:
+        """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`.
+
+        Guards, `vanguards` and retries: circuit/guarded_open.py. `isolation` says who the
+        circuit is for; circuits with different keys must never be shared (today none is:
+        one circuit per connection).
+        """
+        circuit = await self.opener.open(hops, final, purpose, avoid, vanguards)
+        circuit.isolation = isolation
+        return circuit
+
+    def _circuit_built(self, circuit: ClientCircuit, seconds: float) -> None:
+        self.metrics.circuit_built(seconds)
+        self.circuits[circuit.id] = circuit
+
+    def _access_points(self) -> set[bytes]:
+        """The access points of the services we host: none of our circuits passes through
+        one as an ordinary hop, so none of them learns our address."""
+        return {ap for service in self.services for ap in service.intros}
+
+    async def open_service(
+        self, address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None
+    ) -> ClientCircuit:
+        """A circuit to a hidden service (its own target, or `then` if the service allows it)."""
+        circuit = await open_service_circuit(self, address, then, purpose, command)
+        self.circuits[circuit.id] = circuit
+        return circuit
+
+    def forget_circuit(self, circuit: ClientCircuit) -> None:
+        self.circuits.pop(circuit.id, None)
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "node_id": self.identity.node_id.hex(),
+            "uptime": round(time.monotonic() - self.started, 1),
+            "circuits": len(self.circuits),
+            "crypto": BACKEND_NAME,
+            "relays_known": len(self.peers.relays()),
+            "bootstrap": self.bootstrap.status(),
+            **self.links.statistics(),
+            **self.relay.statistics(),
+            **_udp_statistics(self.udp_totals, self.relay.udp_totals),
+            **(self.dht.statistics() if self.dht else {}),
+        }
