@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-deps bench bench-wan memory dht-sim fuzz testnet lint clean
+.PHONY: setup demo test test-deps bench bench-wan bench-table memory dht-sim fuzz testnet lint clean
 
 $(STAMP): pyproject.toml setup.py cext/gnetcrypto.c
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,16 @@ bench: $(STAMP)
 memory: $(STAMP)
 	$(BIN)/python -m bench.node_memory
 
-## Circuit build and time to first byte over 20 ms links (network namespaces + netem, root;
-## a userspace delay proxy on 127.0.0.1 where the kernel has no netem); bench/results/wan.json.
+## Circuit build, time to first byte and 1- and 8-stream throughput over 20 ms links, beside
+## plain TCP through the same router (network namespaces + netem, or the TUN delay router where
+## the kernel has no netem; root). Without namespaces: a userspace UDP delay proxy on 127.0.0.1,
+## labelled FALLBACK, no TCP baseline. bench/results/wan.json.
 bench-wan: $(STAMP)
 	$(BIN)/python -m bench.wan
+
+## README's performance tables, rewritten from bench/results/latest.json and wan.json.
+bench-table: $(STAMP)
+	$(BIN)/python -m bench.table --write-readme
 
 ## The DHT at scale by simulation: the real kademlia routing and lookups over an in-memory
 ## network on a virtual clock, N = 250..2,000, 0 % and 20 % churn (a few minutes on 2 cores).

@@ -24,16 +24,18 @@ Loss: `loss` (a fraction) drops that share of host-to-host packets, and
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
+import math
 import os
 import random
 import secrets
+import select
 import shutil
 import struct
 import subprocess
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +93,8 @@ class NetnsLab:
     suffix: str = field(default_factory=lambda: secrets.token_hex(3))
     hosts: dict[str, Host] = field(default_factory=dict)
     delay_kind: str = "none"
+    #: The user-space delay router's process id (None with netem or no delay): benches report its CPU.
+    delay_router_pid: int | None = None
     _namespaces: list[str] = field(default_factory=list)
     _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -155,12 +159,14 @@ class NetnsLab:
         per_net = [f"{net}={d:g}:{lo:g}" for net, (d, lo) in sorted(self.per_net.items())]
         delayer = [sys.executable, "-m", "tests.netns", "delay", TUN_NAME, str(self.delay_ms), str(self.loss), *per_net]
         proc = self.popen(["ip", "netns", "exec", self.router, *delayer])
+        self.delay_router_pid = proc.pid  # `ip netns exec` execs the router: the same process
         deadline = time.monotonic() + 10
         while _run("ip", "-n", self.router, "link", "show", TUN_NAME, check=False).returncode != 0:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise LabUnavailable("the TUN delay router did not start (no /dev/net/tun?)")
             time.sleep(0.05)
-        _run("ip", "-n", self.router, "link", "set", TUN_NAME, "up")
+        # a deep queue into the TUN: the delayer reads in batches, and a burst must not be dropped before it
+        _run("ip", "-n", self.router, "link", "set", TUN_NAME, "txqueuelen", "10000", "up")
         self._in(self.router, "sysctl", "-qw", f"net.ipv4.conf.{TUN_NAME}.rp_filter=0")
         _run("ip", "-n", self.router, "route", "add", "default", "dev", TUN_NAME, "table", TUN_TABLE)
         for index in range(1, len(self.hosts) + 1):
@@ -194,6 +200,15 @@ class NetnsLab:
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUNSETOFFLOAD = 0x400454D0
+#: TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_USO4 | TUN_F_USO6: hand us TCP and UDP
+#: segmentation-offload packets whole (a virtio_net_hdr in front says how to split them).
+OFFLOADS_TSO_USO = 0x01 | 0x02 | 0x04 | 0x20 | 0x40
+OFFLOADS_TSO = 0x01 | 0x02 | 0x04
+VNET_HDR = 10
+#: Packets read per wake-up at most, so packets due are never held back long by a flood.
+READ_BATCH = 256
 
 
 def run_delay_router(
@@ -203,37 +218,73 @@ def run_delay_router(
 
     A share `loss` of packets is dropped instead; `per_net` overrides (delay_ms,
     loss) for packets whose IPv4 source is in 10.<net>.0.0/16.
+
+    Why no event loop: a timer per packet (asyncio's call_later) cost ~20 us of
+    CPU per packet, so the router, not the path under test, capped a bulk
+    transfer near 20 MiB/s (make bench-wan). A constant delay keeps each
+    (delay, loss) class in arrival order, so one FIFO per class and one poll()
+    timeout for the earliest packet due are enough; every wake-up drains all
+    that is readable (up to READ_BATCH) and all that is due.
+
+    Without loss, the TUN also takes segmentation offload (TSO, and UDP's USO
+    on kernels >= 6.2): a sender's GSO burst (TCP, or QUIC through quinn-udp's
+    UDP GSO) crosses as one read and one write, with the virtio_net_hdr that
+    says how to split it written back unchanged. It costs per packet what
+    the kernel's own forwarding costs, and the burst keeps its timing (netem
+    delays a GSO packet whole too). With loss, every packet is read on its
+    own, so each is dropped on its own.
     """
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
-    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+    offload = not loss and not any(lo for _, lo in (per_net or {}).values())
+    flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if offload else 0)
+    fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), flags))
+    head = 0
+    if offload:
+        head = VNET_HDR
+        for offloads in (OFFLOADS_TSO_USO, OFFLOADS_TSO, 0):  # USO needs Linux 6.2
+            try:
+                fcntl.ioctl(fd, TUNSETOFFLOAD, offloads)
+                break
+            except OSError:
+                continue
     default = (delay_ms / 1000, loss)
     shaping = {net: (d / 1000, lo) for net, (d, lo) in (per_net or {}).items()}
+    queues: dict[float, deque[tuple[float, bytes]]] = {}
     rng = random.Random()
-
-    def write_back(packet: bytes) -> None:
-        try:
-            os.write(fd, packet)
-        except OSError:
-            pass  # a full queue drops the packet, as a router would
-
-    def on_readable() -> None:
-        while True:
-            try:
-                packet = os.read(fd, 65536)
-            except BlockingIOError:
-                return
-            net = packet[13] if len(packet) >= 20 and packet[0] >> 4 == 4 and packet[12] == 10 else -1
-            delay, drop = shaping.get(net, default)
-            if drop and rng.random() < drop:
-                continue
-            loop.call_later(delay, write_back, packet)
-
-    loop = asyncio.new_event_loop()
-    loop.add_reader(fd, on_readable)
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    read, write, clock = os.read, os.write, time.monotonic
     try:
-        loop.run_forever()
+        while True:
+            now = clock()
+            due: float | None = None
+            for queue in queues.values():
+                while queue and queue[0][0] <= now:
+                    try:
+                        write(fd, queue.popleft()[1])
+                    except OSError:
+                        pass  # a full queue drops the packet, as a router would
+                if queue and (due is None or queue[0][0] < due):
+                    due = queue[0][0]
+            timeout = None if due is None else max(0, math.ceil((due - now) * 1000))
+            if not poller.poll(timeout):
+                continue
+            now = clock()
+            for _ in range(READ_BATCH):
+                try:
+                    packet = read(fd, 65536 + VNET_HDR)
+                except BlockingIOError:
+                    break
+                ip = len(packet) >= head + 20 and packet[head] >> 4 == 4 and packet[head + 12] == 10
+                net = packet[head + 13] if ip else -1
+                delay, drop = shaping.get(net, default)
+                if drop and rng.random() < drop:
+                    continue
+                queue = queues.get(delay)
+                if queue is None:
+                    queue = queues[delay] = deque()
+                queue.append((now + delay, packet))
     finally:
-        loop.close()
         os.close(fd)
 
 

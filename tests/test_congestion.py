@@ -56,6 +56,20 @@ def test_the_window_backs_off_when_the_rtt_rises() -> None:
     assert history[-1] - 8 * MiB * 0.120 <= 2 * MiB
 
 
+def test_rtt_noise_that_is_a_share_of_the_rtt_does_not_cap_a_long_path() -> None:
+    """A 120 ms path whose RTT is 20 % above its minimum whatever the window (event loops
+    waiting for a CPU, not a queue): the window still reaches the maximum. With byte
+    thresholds alone, 20 % of a 2.5 MiB window already counted as a 512 KiB queue."""
+    clock, window, acked = FakeClock(), VegasWindow(), [0]
+    window.on_send(CHUNK, CHUNK, clock.now)
+    clock.advance(0.120)  # one clean sample: the minimum
+    acked[0] += CHUNK
+    window.on_ack(CHUNK, acked[0], clock.now)
+    history = [_round(window, clock, 0.144, 200 * MiB, acked) for _ in range(40)]
+    assert window.min_rtt is not None and abs(window.min_rtt - 0.120) < 1e-9
+    assert max(history) == MAX_WINDOW
+
+
 def test_a_short_fast_path_settles_near_the_start_not_at_the_maximum() -> None:
     """Loopback-like: 1 ms RTT, 50 MiB/s (a 50 KiB path): any window mostly queues."""
     clock, window, acked = FakeClock(), VegasWindow(), [0]

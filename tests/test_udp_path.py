@@ -16,9 +16,12 @@ from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.connection import QuicConnection
 from qh3.tls import SignatureAlgorithm
 
+from globalnet.errors import ErrorKind
 from globalnet.link import path_mtu, qh3_fastpath
 from globalnet.link.certs import certificate_pem
+from globalnet.link.hop_stream import HopStream
 from globalnet.link.listener import BatchingQuicServer
+from globalnet.link.manager import LinkManager, LinkSettings
 from globalnet.link.path_mtu import FULL_DATAGRAM, MIN_DATAGRAM, choose_datagram_size, datagram_size_for
 from tests.identities import next_identity
 from tests.inproc import attach_socket, open_circuit, start_client, start_relay
@@ -180,3 +183,57 @@ def test_fast_path_defers_to_qh3_when_a_qlog_is_attached(monkeypatch: pytest.Mon
     client._quic_logger = object()
     assert client.datagrams_to_send(now=1.0) == []
     assert called == ["send"]
+
+
+class _Recorder:
+    """A hop stream's handler that keeps what it was given, call by call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, bool]] = []
+        self.data = bytearray()
+
+    def stream_data(self, data: bytes, end: bool) -> None:
+        self.calls.append((len(data), end))
+        self.data += data
+
+    def stream_reset(self, kind: ErrorKind) -> None:
+        self.calls.append((-1, True))
+
+
+async def test_interleaved_streams_arrive_whole_in_fewer_larger_chunks() -> None:
+    """Many circuits on one link interleave their frames; the link hands each stream its
+    bytes of a burst in one call (link/quic_link.py), in order, the end last."""
+    server_id, client_id = next_identity(), next_identity()
+    server = LinkManager(server_id, lambda: server_id.make_record((("127.0.0.1", port),)), LinkSettings(dial_timeout=5))
+    _, port = await server.listen("127.0.0.1", 0)
+    server.refresh_record()
+    received: dict[int, _Recorder] = {}
+
+    def accept(hs: HopStream) -> None:
+        hs.handler = received.setdefault(hs.stream_id, _Recorder())
+
+    server.on_stream = accept
+    client = LinkManager(client_id, lambda: client_id.make_record(()))
+    try:
+        async with asyncio.timeout(60):
+            link = await client.get_link("127.0.0.1", port, server_id.node_id)
+            streams = [link.open_stream() for _ in range(32)]
+            sent = {hs.stream_id: bytearray() for hs in streams}
+            for round_ in range(64):
+                for hs in streams:
+                    chunk = bytes([(hs.stream_id + round_) % 256]) * 1000
+                    sent[hs.stream_id] += chunk
+                    hs.send(chunk)
+            for hs in streams:
+                hs.send(b"", end=True)
+            while sum(1 for r in received.values() if r.calls and r.calls[-1][1]) < len(streams):
+                await asyncio.sleep(0.01)
+        frames = 64 * len(streams)
+        calls = sum(len(r.calls) for r in received.values())
+        for sid, rec in received.items():
+            assert bytes(rec.data) == bytes(sent[sid])
+            assert [end for _, end in rec.calls].count(True) == 1 and rec.calls[-1][1]
+        assert calls < frames / 2, f"{calls} stream_data calls for {frames} interleaved writes"
+    finally:
+        client.close()
+        server.close()

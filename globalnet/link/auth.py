@@ -39,7 +39,8 @@ from ..wire.control import (
     auth_transcript,
     encode_control,
 )
-from ..wire.records import NodeRecord
+from ..wire.records import NodeRecord, node_id_of
+from .certs import identity_key_from_spki
 
 
 class AuthState(enum.Enum):
@@ -163,3 +164,15 @@ _HANDLERS: dict[tuple[AuthState | None, type], _Handler] = {
     (AuthState.READY, Pong): ControlChannel._on_pong,
     (AuthState.READY, Peers): ControlChannel._on_peers,
 }
+
+
+def listener_key(spki: bytes | None, expected_id: bytes | None, where: str) -> bytes:
+    """The listener's identity key, from the certificate QUIC's handshake gave the dialler,
+    checked against the node id the dialler pinned (if any)."""
+    if spki is None:
+        raise GnetError(ErrorKind.HANDSHAKE_FAILED, "listener sent no certificate")
+    key = identity_key_from_spki(spki)
+    peer_id = node_id_of(key)
+    if expected_id is not None and peer_id != expected_id:
+        raise GnetError(ErrorKind.PIN_MISMATCH, f"{where} is node {peer_id.hex()}, not the pinned {expected_id.hex()}")
+    return key

@@ -54,6 +54,7 @@ from ..wire.commands import Proto, RelayConnect
 from ..wire.host_port import format_host_port
 from ..wire.pathspec import Hop, HopId, HopRandom, TargetTcp
 from ..wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord
+from . import memory
 from .upkeep import PEERS_SAMPLE, NetworkUpkeep
 
 log = structlog.get_logger("globalnet.node")
@@ -221,6 +222,7 @@ class Node:
                 await self._open_user_faces()
                 self.spawn(self.links.run_keepalive(), "keepalive")
                 self.spawn(self.upkeep.run(), "upkeep")
+                self.spawn(memory.run(self.links.traffic), "memory after bursts")
                 if self.dht_membership is not None:
                     self.spawn(self.dht_membership.run(), "dht upkeep")
                 self.ready.set()

@@ -19,9 +19,11 @@ parsing anything:
   are the ones that do not read.
 The margin between `soft` and the budget absorbs what arrives between two
 checks. A relay whose event loop is busy may run its timer late, so the shell
-also checks after every `PRESSURE_EVERY` chunks it forwards onto a stream that
-already queues more than `PRESSURE_QUEUE` (one comparison per chunk, no more):
-a backed-up relay checks often, an idle or flowing one almost never.
+also checks after every `PRESSURE_BYTES` it forwards onto streams that
+already queue more than `PRESSURE_QUEUE` (one addition per chunk, no more):
+a backed-up relay checks often, an idle or flowing one almost never. Bytes,
+not chunks: a link hands a stream one chunk per burst of datagrams, so a
+chunk may be 1.4 KiB or 100 KiB (link/quic_link.py).
 """
 
 from __future__ import annotations
@@ -37,10 +39,10 @@ PER_CIRCUIT = MAX_WINDOW + RELAY_SLACK
 DEFAULT_BUDGET = 64 * 1024 * 1024
 MIN_BUDGET = 4 * 1024 * 1024
 CHECK_INTERVAL = 0.02
-#: A stream that queues more than this makes its chunks count toward an early check...
+#: A stream that queues more than this makes what it is given count toward an early check...
 PRESSURE_QUEUE = 32 * 1024
-#: ...one every this many such chunks (relay-wide).
-PRESSURE_EVERY = 64
+#: ...one every this many such bytes (relay-wide).
+PRESSURE_BYTES = 64 * 1024
 
 
 class RelayBudget:
@@ -69,10 +71,13 @@ class RelayBudget:
         self._next = now + self.interval
         return self.check(held, holdings)
 
-    def pressed(self) -> bool:
-        """A chunk went onto a stream queueing over PRESSURE_QUEUE: True when it is time to `check()`."""
-        self._pressure += 1
-        return self._pressure % PRESSURE_EVERY == 0
+    def pressed(self, size: int) -> bool:
+        """`size` bytes went onto a stream queueing over PRESSURE_QUEUE: True when it is time to `check()`."""
+        self._pressure += size
+        if self._pressure < PRESSURE_BYTES:
+            return False
+        self._pressure = 0
+        return True
 
     def check(self, held: int, holdings: Callable[[], Iterable[tuple[int, Hashable]]]) -> list[Hashable]:
         """`held`: bytes the relay holds now. Returns the circuits (keys of

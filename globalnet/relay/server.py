@@ -111,9 +111,9 @@ class RelayService:
         if self.hops:
             self._arm_budget()
 
-    def pressed(self) -> None:
+    def pressed(self, size: int) -> None:
         """A bridge forwarded onto a backed-up stream: check early now and then."""
-        if self.budget.pressed():
+        if self.budget.pressed(size):
             held = sum(link.send_buffer_size_total() for link in self.links.all_links)
             self._shed(held, self.budget.check(held, self._holdings))
 
@@ -200,7 +200,7 @@ class RelayHop:
             assert down is not None
             down.send(buf, end)
             if queued > PRESSURE_QUEUE:
-                self.relay.pressed()
+                self.relay.pressed(len(buf))
             if end and down.finished_receiving:
                 self._forget()
             return
@@ -237,7 +237,7 @@ class RelayHop:
             return
         up.send(buf, end)
         if queued > PRESSURE_QUEUE:
-            self.relay.pressed()
+            self.relay.pressed(len(buf))
         if end and up.finished_receiving:
             self._forget()
 
