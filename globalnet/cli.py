@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from globalnet import __version__
 from globalnet.config import Config, ConfigError, load_config
+from globalnet.errors import describe_os_error
 from globalnet.identity import IdentityFileError, load_or_create_identity
 from globalnet.logs import setup_logging
 
@@ -30,11 +31,17 @@ def main(argv: list[str] | None = None) -> int:
         from globalnet.site.cli import site_main
 
         return site_main(args[1:])
+    if args and not args[0].startswith("-"):  # e.g. 'gclient sit': not one of the flags' values
+        print(
+            f"gclient: unknown command {args[0]!r}: the one command is 'site' (gclient site -h); "
+            "everything else is a flag (see gclient --help)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         config = load_config(args)
     except ConfigError as exc:
-        print(f"gclient: {exc}", file=sys.stderr)
-        print("gclient: try 'gclient --help'", file=sys.stderr)
+        print(f"gclient: {exc} (see gclient --help)", file=sys.stderr)  # one line: scripts and people read the first
         return 2
     if config.version:
         from globalnet.crypto import BACKEND_NAME
@@ -48,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         return _gen_client_key(config.data_dir)
     try:
         identity = load_or_create_identity(config.identity_file)
-    except (IdentityFileError, OSError) as exc:
+    except IdentityFileError as exc:
         print(f"gclient: identity key: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. a data dir that cannot be created
+        print(f"gclient: identity key {config.identity_file}: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     if config.print_id:
         print(identity.node_id.hex())
@@ -85,7 +95,9 @@ async def _run(config: object, identity: object) -> int:
         if os_error is None:
             raise
         hint = " (ports below 1024 need root: pick a higher one)" if isinstance(os_error, PermissionError) else ""
-        print(f"gclient: cannot start: {os_error}{hint}", file=sys.stderr)
+        # the node names the flag and address in strerror; "[Errno 98]" would add nothing
+        reason = os_error.strerror if os_error.strerror and os_error.filename is None else str(os_error)
+        print(f"gclient: cannot start: {reason}{hint}", file=sys.stderr)
         return 1
     return 0
 
@@ -97,8 +109,11 @@ def _gen_client_key(data_dir: Path) -> int:
 
     try:
         public = generate_client_key(data_dir / "client_auth")
-    except (GnetError, OSError) as exc:
+    except GnetError as exc:
         print(f"gclient: client key: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"gclient: client key: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     print(format_key(public))
     print(
@@ -141,8 +156,12 @@ def _first_error(error: BaseException, kind: type[_E]) -> _E | None:
 
 def lock_data_dir(data_dir: Path) -> object | None:
     """One node per data dir: two would share an identity and fight over its files."""
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    handle = open(data_dir / "lock", "a+")  # noqa: SIM115 (held open: the lock lives as long as the node)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle = open(data_dir / "lock", "a+")  # noqa: SIM115 (held open: the lock lives as long as the node)
+    except OSError as exc:  # with --id elsewhere, the data dir is first used here
+        print(f"gclient: data dir {data_dir}: {describe_os_error(exc)}", file=sys.stderr)
+        return None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -10,6 +10,7 @@ branches on `ErrorKind` rather than on exception classes or message text
 from __future__ import annotations
 
 import enum
+from pathlib import Path
 
 
 class ErrorKind(enum.IntEnum):
@@ -126,3 +127,16 @@ class LocalProtocolError(GnetError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(ErrorKind.LOCAL_PROTOCOL, detail)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """What went wrong with a path, in words and with the path, for a one-line error at start
+    ("[Errno 20] Not a directory: 'x/sites/www'" names neither the culprit nor the fix)."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
+        path = Path(exc.filename)
+        for folder in (path, *path.parents):  # the file that stands where a folder should be
+            if folder.exists() and not folder.is_dir():
+                return f"{folder} exists and is not a directory"
+    if exc.strerror and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    return exc.strerror or str(exc)

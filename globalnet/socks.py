@@ -44,7 +44,7 @@ from .peertable import PeerTable
 from .policy.exit_policy import udp_policy_from_summary
 from .service.address import AddressError
 from .site.address import decode_site_address, is_site_address
-from .site.serve import serve_http
+from .site.serve import serve_http, site_prepare
 from .socks_udp import UdpAssociation
 from .udp_tunnel import UdpClientNode
 from .wire.commands import Proto, RelayConnect
@@ -196,7 +196,7 @@ class SocksProxy:
                 self.counts["site_requests"] += 1
                 writer.write(parser.reply_success())
                 key = decode_site_address(request.target.host.rstrip("."))
-                await serve_http(reader, writer, site_cache.lookup(key), initial=request.early)
+                await serve_http(reader, writer, site_cache.lookup(key), initial=request.early, prepare=site_prepare(self.node, key))
                 return
             try:
                 circuit = await self._open(request)

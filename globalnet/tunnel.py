@@ -15,6 +15,8 @@ import structlog
 from .endpoint.pump import StreamPump, abort_with_reset
 from .errors import ErrorKind, GnetError
 from .service.node_api import ServiceOpener
+from .site.address import decode_site_address, is_site_address
+from .site.serve import serve_http, site_prepare
 from .wire.commands import Proto, RelayConnect
 from .wire.pathspec import PathSpec, TargetService, TargetTcp, format_path_spec
 
@@ -49,7 +51,22 @@ class Tunnel:
         if self.active >= MAX_CONNECTIONS:
             abort_with_reset(writer)
             return
+        if isinstance(self.target, TargetService) and is_site_address(self.target.address):
+            self.node.spawn(self._serve_site(reader, writer, decode_site_address(self.target.address)), "tunnel site")
+            return
         self.node.spawn(self._serve(reader, writer), "tunnel connection")
+
+    async def _serve_site(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, site_key: bytes) -> None:
+        """`-tunnel PORT>SITE.gnet`: a local HTTP port serving the signed site from verified bytes only."""
+        self.active += 1
+        try:
+            cache = getattr(self.node, "site_cache", None)
+            if cache is None:
+                abort_with_reset(writer)
+                return
+            await serve_http(reader, writer, cache.lookup(site_key), prepare=site_prepare(self.node, site_key))
+        finally:
+            self.active -= 1
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.active += 1

@@ -25,6 +25,7 @@ from globalnet.errors import ErrorKind, GnetError, ProtocolError
 from globalnet.identity import verify_node_record
 from globalnet.relay.hop import MAX_PENDING, ConnectRequested, HopState, RelayHopCore
 from globalnet.wire.commands import (
+    SERVICE_JOIN,
     Proto,
     RelayConnect,
     RelayConnectFail,
@@ -32,7 +33,7 @@ from globalnet.wire.commands import (
     prologue_for,
 )
 from globalnet.wire.framing import prefix
-from tests.fakenet import NOW, PAYLOAD, REPLY, TARGET, Client, Hop, build, connect, extend, leaks, make_hops
+from tests.fakenet import MAX_QUEUED, NOW, PAYLOAD, REPLY, TARGET, Client, Hop, build, connect, extend, leaks, make_hops
 
 # -- building ------------------------------------------------------------------
 
@@ -471,3 +472,32 @@ def test_reply_with_a_bad_payload_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError):
         client.receive_reply(prefix(reply))
     assert client.state is CircuitState.FAILED
+
+
+# -- a service's join: the client's bytes may follow the access point's reply at once ----------
+
+
+def _join_reply(command: RelayConnect) -> tuple[Client, bytes, object]:
+    hops = make_hops(1)
+    client = connect(hops)
+    extend(client, hops[0].record, command)
+    ap = hops[0]
+    wire, bridge = ap.core.accept_bridge(ap.record.encode(), MAX_QUEUED)  # the access point's reply, then a bridge
+    return client, wire, bridge
+
+
+def test_a_join_keeps_the_bytes_that_follow_the_access_points_reply_in_the_same_read() -> None:
+    client, wire, bridge = _join_reply(RelayConnect(Proto.SERVICE, SERVICE_JOIN, node_id=b"\x01" * 20))
+    follow = bytes(bridge.toward_client(bytearray(b"the client's handshake"), queued=0))  # type: ignore[attr-defined]
+    reply, error = client.core.receive(wire + follow, False)
+    assert reply is not None and error is None and client.core.state is CircuitState.IDLE
+    more = bytes(bridge.toward_client(bytearray(b", then more"), queued=0))  # type: ignore[attr-defined]
+    assert client.core.receive(more, False) == (None, None)  # before the service's consumer is attached
+    assert client.core.take_early() == (b"the client's handshake, then more", False)
+
+
+def test_bytes_after_an_extend_reply_are_still_a_protocol_error() -> None:
+    client, wire, bridge = _join_reply(RelayConnect(Proto.PEER, node_id=make_hops(2)[1].node_id))
+    follow = bytes(bridge.toward_client(bytearray(b"nobody asked"), queued=0))  # type: ignore[attr-defined]
+    with pytest.raises(GnetError, match="bytes after a bridge's reply"):
+        client.core.receive(wire + follow, False)

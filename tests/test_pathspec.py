@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from globalnet.wire.host_port import PathSpecError, parse_listen
 from globalnet.wire.pathspec import (
     MAX_HOPS,
+    NEVER_LOOKED_UP_TLDS,
     HopAddr,
     HopId,
     HopRandom,
@@ -388,7 +389,7 @@ ports = st.integers(1, 65535)
 node_ids = st.binary(min_size=20, max_size=20)
 names = st.from_regex(
     r"[a-z][a-z0-9-]{0,8}[a-z0-9](\.[a-z][a-z0-9]{0,10}){0,3}", fullmatch=True
-).filter(lambda n: not n.endswith(".gnet"))
+).filter(lambda n: not n.endswith(".gnet") and n.rpartition(".")[2] not in NEVER_LOOKED_UP_TLDS)
 hosts = st.one_of(
     names,
     st.ip_addresses(v=4).map(str),
@@ -424,3 +425,17 @@ def test_generated_specs_round_trip(spec: PathSpec) -> None:
     assert parse_path_spec(text) == spec
     spaced = text.replace(">", " > ")
     assert parse_path_spec(spaced) == spec
+
+
+@pytest.mark.parametrize("text", ["abc.onion:9000", "relay.ONION:9000", "x.invalid:9000#" + "ab" * 20])
+def test_a_relay_under_onion_or_invalid_is_refused_before_any_lookup(text: str) -> None:
+    # a .onion relay name would go to the dialling node's resolver (RFC 7686 forbids it)
+    with pytest.raises(PathSpecError, match="never looked up"):
+        parse_hop_addr(text)
+    with pytest.raises(PathSpecError, match="never looked up"):
+        parse_path_spec(f"1000>{text}>127.0.0.1:80")
+
+
+@pytest.mark.parametrize("text", ["relay.local:9000", "relay.internal:9000", "localhost:9000", "onion.example.org:9000"])
+def test_lan_and_lab_relay_names_stay_allowed(text: str) -> None:
+    assert parse_hop_addr(text).port == 9000

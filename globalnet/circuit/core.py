@@ -31,7 +31,16 @@ from ..crypto import (
 )
 from ..endpoint.session import RELAY_SLACK, WINDOW, FrameSession
 from ..errors import ErrorKind, GnetError, LocalProtocolError
-from ..wire.commands import RelayConnect, RelayConnectFail, RelayConnectOk, bridges, decode_reply, prologue_for
+from ..wire.commands import (
+    SERVICE_JOIN,
+    Proto,
+    RelayConnect,
+    RelayConnectFail,
+    RelayConnectOk,
+    bridges,
+    decode_reply,
+    prologue_for,
+)
 from ..wire.framing import MessageSplitter, prefix
 
 #: What the far end may send before a consumer is attached: one window, and its control frames.
@@ -60,7 +69,8 @@ class ClientCircuitCore:
         self._pending: object | None = None
         self._pending_cmd: RelayConnect | None = None
         self.session: FrameSession | None = None
-        self._early = bytearray()  # OPEN, no consumer yet: unwrapped bytes kept for it
+        self._early = bytearray()  # OPEN (or joined), no consumer yet: unwrapped bytes kept for it
+        self.joined = False  # a service's join circuit: the client's bytes follow the bridge reply
         self.early_end = False
 
     def receive(self, data: bytes | bytearray, end: bool) -> tuple[HopReply | None, GnetError | None]:
@@ -68,7 +78,7 @@ class ClientCircuitCore:
         EXTENDING, or early data (the target spoke first) once OPEN. Returns
         the reply (if whole) and the error that ends the circuit (if any): a
         refusal followed by FIN yields both. Raises GnetError on bad bytes."""
-        if self.state is CircuitState.OPEN:
+        if self.state is CircuitState.OPEN or self.joined:
             self._early += self.unwrap(data)
             self.early_end = self.early_end or end
             if len(self._early) > MAX_EARLY:
@@ -133,12 +143,21 @@ class ClientCircuitCore:
             return HopReply(reply)
         self.hops += 1
         if bridges(command):
-            if self._splitter.pending:
+            joined = command.proto is Proto.SERVICE and command.host.split(":")[0] == SERVICE_JOIN
+            if self._splitter.pending and not joined:
                 raise GnetError(ErrorKind.PROTOCOL, "bytes after a bridge's reply")
             forward, backward = keys.bridge_keys(initiator=True)
             self.forward.append(Keystream(forward))
             self.backward.append(Keystream(backward))
             self.state = CircuitState.IDLE
+            if joined:
+                # a service's join: the client's handshake follows the access point's reply at
+                # once, maybe in the same read; it passed the new bridge layer, so it gets
+                # that layer off too and waits, with what follows, for the service's consumer
+                self.joined = True
+                rest = bytearray(self._splitter.take_rest())
+                xor_layers(self.backward[-1:], rest)
+                self._early += rest
         else:
             self.session = FrameSession(AeadSealer(keys.send_key), AeadOpener(keys.recv_key))
             self.state = CircuitState.OPEN

@@ -43,6 +43,7 @@ from globalnet.config.defaults import (
     DEFAULT_MAX_DATAGRAM_SIZE,
     DEFAULT_PROXY_TIMEOUT,
     DEFAULT_RELAY_BUDGET_MIB,
+    DEFAULT_SITE_QUOTA_MIB,
     DEFAULT_UDP_IDLE_TIMEOUT,
     IDENTITY_FILE_NAME,
     MAX_IDLE_TIMEOUT,
@@ -55,7 +56,7 @@ from globalnet.config.defaults import (
 from globalnet.config.exit import ExitConfig, exit_config
 from globalnet.config.file import read_file
 from globalnet.config.network import advertise_address, as_proxy_auth, connect_peers, path_specs
-from globalnet.config.services import hidden_services, site_folders
+from globalnet.config.services import hidden_services, mirrored_sites, site_folders
 from globalnet.config_values import (
     LOG_LEVELS,
     ConfigError,
@@ -110,12 +111,14 @@ class Config:
     gen_client_key: bool = False
     services: tuple[ServiceConfig, ...] = ()
     publish: tuple[tuple[str, Path], ...] = ()  # signed sites: (name, folder)
+    mirror: tuple[bytes, ...] = ()  # site keys this node mirrors (-mirror ADDRESS)
     proxy_auth: ProxyAuth | None = None  # None: any client may use the proxies
     proxy_timeout: float = DEFAULT_PROXY_TIMEOUT  # bound on one SOCKS request's circuit
     metrics: tuple[str, int] | None = None  # -metrics: Prometheus /metrics and the status page
     verify_config: bool = False  # --verify-config: check, print a summary, exit
     udp_idle_timeout: float = DEFAULT_UDP_IDLE_TIMEOUT  # UDP circuits close after this long idle
     relay_budget_mib: int = DEFAULT_RELAY_BUDGET_MIB  # what relaying may queue in memory, all circuits together
+    site_quota_mib: int = DEFAULT_SITE_QUOTA_MIB  # disk for mirrored and visited sites, all together
 
 
 
@@ -239,6 +242,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
         exit=exit_settings,
         services=hidden_services(src.pick("service", "services")),
         publish=site_folders(src.pick("publish", "publish")),
+        mirror=mirrored_sites(src.pick("mirror", "mirror")),
         console=src.typed("console", "console", local, None),
         metrics=src.typed("metrics", "metrics", local, None),
         log_json=src.typed("log_json", "log_json", as_bool, False),
@@ -261,6 +265,9 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
         ),
         relay_budget_mib=src.typed(
             "relay_budget", "relay_budget", lambda v: as_int(v, 4, 1 << 20), DEFAULT_RELAY_BUDGET_MIB,
+        ),
+        site_quota_mib=src.typed(
+            "site_quota", "site_quota", lambda v: as_int(v, 1, 1 << 24), DEFAULT_SITE_QUOTA_MIB,
         ),
     )  # fmt: skip
     if config.proxy_auth is not None and not config.proxies:

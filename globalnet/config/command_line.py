@@ -16,6 +16,7 @@ from globalnet.config.defaults import (
     DEFAULT_MAX_DATAGRAM_SIZE,
     DEFAULT_PROXY_TIMEOUT,
     DEFAULT_RELAY_BUDGET_MIB,
+    DEFAULT_SITE_QUOTA_MIB,
     DEFAULT_UDP_IDLE_TIMEOUT,
     MIN_MAX_DATAGRAM_SIZE,
 )
@@ -47,6 +48,12 @@ examples:
   # an exit that may reach only 127.0.0.1 (as in local tests), with a debug console
   gclient -listen 127.0.0.1:9001 -exit -exit-allow 127.0.0.1/32 -console 7000
 
+  # local UDP port 5353 through three random relays to a DNS server (an exit must allow UDP 53)
+  gclient -no-listen -connect "peer:9000" -tunnel "udp:5353>rand>rand>rand>9.9.9.9:53"
+
+  # sign a folder as a site and print its address (the one subcommand: gclient site -h)
+  gclient site sign ./www --name blog
+
   # everything from a file, with one setting overridden; or only check the file
   gclient -config configs/relay.toml -log-level debug
   gclient -config configs/relay.toml --verify-config
@@ -63,7 +70,7 @@ class _ArgumentParser(argparse.ArgumentParser):
     """argparse that raises ConfigError instead of printing usage and exiting 2."""
 
     def error(self, message: str) -> NoReturn:
-        raise ConfigError(f"{message} (see gclient --help)")
+        raise ConfigError(message)  # main() adds the pointer to --help, on the same line
 
     def _get_option_tuples(self, option_string: str) -> list[Any]:
         # Python 3.11 still matches prefixes of single-dash long options even
@@ -96,7 +103,7 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
      (f"state directory (default ${DATA_DIR_ENV} or {DEFAULT_DATA_DIR}), "
      "e.g. -data-dir /var/lib/globalnet")),
     ("tunnel", _MANY, "SPEC",
-     ("forward a local TCP port through relays; repeatable, e.g. "
+     ("forward a local TCP port (or UDP: udp:PORT>...) through relays; repeatable, e.g. "
      '-tunnel "1000>peer1:9000>rand>example.com:80"')),
     ("proxy", _MANY, "SPEC",
      ("a local SOCKS5 proxy whose target is internet or a service; repeatable, "
@@ -112,6 +119,11 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
       "files change) and serve it from this node's verified site cache: http://SITE.gnet/ "
       "through this node's -proxy; gclient site sign DIR --name NAME prints the address; "
       "repeatable, e.g. -publish blog=./www")),
+    ("mirror", _MANY, "ADDRESS",
+     ("mirror the signed site ADDRESS (a site's .gnet address): keep a verified copy "
+      "(DATA_DIR/site-cache/) and serve it as a hidden service of its own, one identity per site "
+      "(DATA_DIR/sites/.mirrors/), never by IP; updates arrive by broadcast among the mirrors; "
+      "repeatable")),
     ("proxy-auth", None, "USER:PASS",
      ("only clients giving this username and password may use the proxies (SOCKS5 "
      "RFC 1929 or HTTP Basic); in any case different credentials never share a "
@@ -137,6 +149,10 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
      (f"memory this node may queue for the circuits it relays, all together "
       f"(default {DEFAULT_RELAY_BUDGET_MIB}); over 3/4 of it, the circuits holding the most "
       f"are reset, e.g. -relay-budget 256")),
+    ("site-quota", None, "MiB",
+     (f"disk for the verified copies of sites this node mirrors or visits, all together "
+      f"(default {DEFAULT_SITE_QUOTA_MIB}); a site that does not fit is refused with a clear "
+      f"error and nothing written, e.g. -site-quota 10000")),
     ("advertise", None, "IP:PORT",
      ("address put in this node's record (default: the listen address when it is "
      "a specific address), e.g. -advertise 203.0.113.5:9000")),

@@ -10,6 +10,8 @@ DEFAULT_PROXY_TIMEOUT = 30.0
 DEFAULT_UDP_IDLE_TIMEOUT = 120.0
 #: What a relay may hold for all circuits it carries, MiB (relay/budget.py).
 DEFAULT_RELAY_BUDGET_MIB = 64
+#: Disk for verified copies of other people's sites (mirrored and visited), MiB (site/cache.py).
+DEFAULT_SITE_QUOTA_MIB = 2048
 MIN_PROXY_TIMEOUT = 0.5
 MAX_PROXY_TIMEOUT = 600.0
 MAX_AUTH_FIELD = 255  # RFC 1929: ULEN and PLEN are one byte

@@ -18,7 +18,7 @@ FILE_KEYS = (
     "proxies", "exit", "advertise", "console", "log_json", "log_level",
     "max_datagram_size", "idle_timeout", "services", "proxy_auth", "proxy_timeout",
     "exit_allow", "exit_allow_udp", "metrics",
-    "udp_idle_timeout", "relay_budget",
+    "udp_idle_timeout", "relay_budget", "publish", "mirror", "site_quota",
 )  # fmt: skip
 EXIT_KEYS = ("enabled", "allow", "allow_udp")
 

@@ -19,6 +19,7 @@ from globalnet.config_values import (
     pick_value,
 )
 from globalnet.service.address import AddressError, decode_address
+from globalnet.site.address import is_site_address
 from globalnet.wire.pathspec import (
     HopAddr,
     PathSpec,
@@ -93,7 +94,7 @@ def path_specs(value: Value | None, kind: str) -> tuple[PathSpec, ...]:
     specs = each(value, parse_path_spec)
     for spec in specs:
         target = spec.target
-        if isinstance(target, TargetService):
+        if isinstance(target, TargetService) and not (kind == "tunnel" and is_site_address(target.address)):
             try:
                 decode_address(target.address)
             except AddressError as exc:  # a typo found now, not on the first connection

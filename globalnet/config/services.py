@@ -1,4 +1,4 @@
-"""Hidden services (-service) and signed sites (-publish): names, targets, allow rules."""
+"""Hidden services (-service) and signed sites (-publish, -mirror): names, targets, allow rules."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 
 from globalnet.config_values import MAX_LIST_ITEMS, Value
 from globalnet.policy.exit_rule import ExitRule, parse_exit_rule
+from globalnet.service.address import AddressError
 from globalnet.service.settings import ServiceConfig
+from globalnet.site.address import decode_site_address
 from globalnet.wire.host_port import PathSpecError
 from globalnet.wire.pathspec import parse_hop_addr
 
@@ -30,6 +32,19 @@ def site_folders(value: Value | None) -> tuple[tuple[str, Path], ...]:
             value.fail(f"{folder!r} is not a folder")
         out.append((name, Path(folder).expanduser()))
     return tuple(out)
+
+
+def mirrored_sites(value: Value | None) -> tuple[bytes, ...]:
+    """`ADDRESS`: a site address to mirror (a typo or a service address is refused at start)."""
+    if value is None:
+        return ()
+    out: list[bytes] = []
+    for item in value.raw if isinstance(value.raw, list) else [value.raw]:
+        try:
+            out.append(decode_site_address(str(item)))
+        except AddressError as exc:
+            value.fail(f"{str(item)[:70]!r}: {exc.problem}")
+    return tuple(dict.fromkeys(out))
 
 
 def hidden_services(value: Value | None) -> tuple[ServiceConfig, ...]:

@@ -67,6 +67,9 @@ class NodeView(Protocol):
     async def dht_get(self, key: bytes) -> dict[str, Any] | None: ...
     async def dht_put(self, key: bytes, value: bytes) -> int: ...
     def set_log_level(self, level: str) -> None: ...
+    def sites(self) -> list[dict[str, Any]]: ...
+    def mirror(self, address: str) -> dict[str, Any]: ...
+    def publish(self, name: str, folder: str) -> dict[str, Any]: ...
     def now(self) -> float: ...
 
 
@@ -98,6 +101,11 @@ COMMANDS: tuple[Spec, ...] = (
     Spec(("list", "circuits"), (), "circuits: id, hops, state, age, bytes, what each serves", "_list_circuits"),
     Spec(("list", "services"), (), "hidden services of this node: name, address, access points", "_list_services"),
     Spec(("list", "guards"), (), "entry and second-layer guards: id, age, expiry, status, failed attempts", "_list_guards"),
+    Spec(("list", "sites"), (), "signed sites this node serves (publishes or mirrors): site, seq, mirror address", "_list_sites"),
+    Spec(("mirror",), ("<SITE.gnet>",), "mirror a signed site: fetch and verify it, serve it as a hidden service of its own",
+         "_mirror"),
+    Spec(("publish",), ("<NAME>", "<DIR>"), "sign DIR as site NAME again (seq raised if the files changed) and announce it",
+         "_publish", rest=True),
     Spec(("send",), ("<nodeid|NAME.gnet>", "<message>"), "send a message through a circuit (builds or reuses one)",
          "_send", rest=True),
     Spec(("ping",), ("<nodeid>",), "round-trip time to a node through a circuit", "_ping"),
@@ -271,6 +279,21 @@ class Console:
             return Output([], "no services")
         cells = [[r["name"], r["address"], ",".join(r["access_points"]) or "-"] for r in rows]
         return Output(rows[: fmt.MAX_ROWS], fmt.table(("NAME", "ADDRESS", "ACCESS POINTS"), cells))
+
+    async def _list_sites(self, args: tuple[str, ...]) -> Output:
+        rows = self.view.sites()
+        if not rows:
+            return Output([], "no sites (-publish NAME=DIR, -mirror ADDRESS or 'mirror ADDRESS')")
+        cells = [[r["site"], str(r["seq"]), r["address"] or "-", str(r["syncs"])] for r in rows]
+        return Output(rows[: fmt.MAX_ROWS], fmt.table(("SITE", "SEQ", "MIRROR ADDRESS", "SYNCS"), cells))
+
+    async def _mirror(self, args: tuple[str, ...]) -> Output:
+        result = self.view.mirror(args[0])
+        return Output(result, f"mirroring {result['site']} (fetched, verified and served as a hidden service of its own)")
+
+    async def _publish(self, args: tuple[str, ...]) -> Output:
+        result = self.view.publish(args[0], args[1])
+        return Output(result, f"site {args[0]}: seq {result['seq']} ({'announced to its mirrors' if result['changed'] else 'unchanged'})")
 
     async def _send(self, args: tuple[str, ...]) -> Output:
         dest = parse_destination(args[0])

@@ -8,6 +8,7 @@ sibling faces, never the node, so the console imports nothing above itself.
 from __future__ import annotations
 
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..bootstrap import BootstrapTracker
@@ -22,6 +23,7 @@ from ..peertable import PeerTable
 from ..policy.exit_policy import ExitPolicy
 from ..relay.server import RelayService
 from ..service.host import HostedService
+from ..site.mirror import SiteMirror
 
 
 class HasListen(Protocol):
@@ -63,7 +65,12 @@ class ConsoleNode(Protocol):
     @property
     def started(self) -> float: ...
 
+    @property
+    def site_mirrors(self) -> dict[bytes, SiteMirror]: ...
+
     def statistics(self) -> dict[str, Any]: ...
+    def mirror_site(self, site_key: bytes) -> SiteMirror: ...
+    def publish_site(self, name: str, folder: Path) -> tuple[int, bool]: ...
     def forget_circuit(self, circuit: ClientCircuit) -> None: ...
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None: ...
     async def dht_lookup(self, key: bytes) -> ValidValue | None: ...

@@ -14,12 +14,15 @@ import os
 import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..dht.values import ValueKind, record_from_value, validate_value
 from ..errors import ErrorKind, GnetError
 from ..logs import set_level
+from ..service.address import AddressError
+from ..site.address import decode_site_address
 from ..wire.records import FLAG_EXIT, FLAG_RELAY
 from .commands import ConsoleError, Destination
 
@@ -93,6 +96,24 @@ class NodeConsoleView:
     def services(self) -> list[dict[str, Any]]:
         """Hidden services hosted here: name, address, access points (short ids), sessions."""
         return [service.statistics() for service in self.node.services]
+
+    def sites(self) -> list[dict[str, Any]]:
+        """Signed sites served here (published or mirrored): label, seq, this node's mirror address."""
+        return [mirror.statistics() for mirror in self.node.site_mirrors.values()]
+
+    def mirror(self, address: str) -> dict[str, Any]:
+        try:
+            site_key = decode_site_address(address)
+        except AddressError as exc:
+            raise ConsoleError(f"not a site address: {exc.problem}") from None
+        return self.node.mirror_site(site_key).statistics()
+
+    def publish(self, name: str, folder: str) -> dict[str, Any]:
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            raise ConsoleError(f"{folder!r} is not a folder")
+        seq, changed = self.node.publish_site(name.lower(), path)
+        return {"name": name.lower(), "seq": seq, "changed": changed}
 
     def stats(self) -> dict[str, Any]:
         node = self.node

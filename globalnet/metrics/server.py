@@ -45,10 +45,7 @@ class MetricsServer:
         self.active = 0
 
     async def start(self) -> None:
-        try:
-            self.server = await asyncio.start_server(self._accept, self.settings.host, self.settings.port, limit=MAX_HEAD)
-        except OSError as exc:
-            raise OSError(exc.errno, f"-metrics {self.settings.host}:{self.settings.port}: {exc.strerror or exc}") from None
+        self.server = await asyncio.start_server(self._accept, self.settings.host, self.settings.port, limit=MAX_HEAD)
         sock = self.server.sockets[0].getsockname()
         self.address = (sock[0], sock[1])
         self.metrics.attach(self.source)

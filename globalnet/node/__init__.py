@@ -50,11 +50,14 @@ from ..service.client import open_service_circuit
 from ..service.client_auth import load_client_key
 from ..service.host import HostedService
 from ..site.cache import SiteCache
+from ..site.mirror import SiteMirror, site_seed_of
+from ..site.remote import SiteBrowser
+from ..site.sessions import SessionPool
 from ..wire.commands import Proto, RelayConnect
-from ..wire.host_port import format_host_port
 from ..wire.pathspec import Hop, HopId, HopRandom, TargetTcp
 from ..wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord
 from . import memory
+from .ports import naming_bind_errors
 from .upkeep import PEERS_SAMPLE, NetworkUpkeep
 
 log = structlog.get_logger("globalnet.node")
@@ -115,7 +118,10 @@ class Node:
             self.relay.access_point = AccessPoint(self.identity.node_id)
         self.services = [HostedService(self, sc) for sc in config.services]
         # verified copies of signed sites (the SOCKS proxy answers http://SITE.gnet/ from it)
-        self.site_cache = SiteCache(Path(config.data_dir) / "site-cache")
+        self.site_cache = SiteCache(Path(config.data_dir) / "site-cache", config.site_quota_mib << 20)
+        self.site_pool = SessionPool(self)  # service sessions to sites' mirrors
+        self.site_browser = SiteBrowser(self, self.site_cache, self.site_pool)
+        self.site_mirrors: dict[bytes, SiteMirror] = {}  # the sites this node serves (published or mirrored)
         self.service_descriptors: dict[bytes, Any] = {}  # descriptors this node looked up, until they expire
         # our hidden-service client key (gclient --gen-client-key), for services with client authorization
         self.client_auth_key = load_client_key(Path(config.data_dir) / "client_auth")
@@ -135,7 +141,8 @@ class Node:
         self.proxies: list[Any] = []
         self.metrics = NodeCounters()  # per node: several nodes may share a process
         self.metrics_server: Any = None  # a metrics.MetricsServer with -metrics
-        needed = relays_needed(config.tunnels + config.proxies, len(config.services), bool(config.listen))
+        hosted = len(config.services) + len(config.publish) + len(config.mirror)  # every site is a service too
+        needed = relays_needed(config.tunnels + config.proxies, hosted, bool(config.listen))
         self.bootstrap = BootstrapTracker(
             needed,
             expect_links=needed > 0 or bool(config.connect),
@@ -197,20 +204,44 @@ class Node:
 
     # -- running -----------------------------------------------------------
     def _publish_site(self, name: str, folder: Path) -> None:
-        """Sign `folder` as site `name` and seed the cache from it (the publisher is the first mirror)."""
+        """-publish at start: a folder that cannot be published is a setting found unusable."""
+        try:
+            self.publish_site(name, folder)
+        except GnetError as exc:
+            raise ConfigError(f"-publish {name}: {exc.detail}") from None
+
+    def publish_site(self, name: str, folder: Path) -> tuple[int, bool]:
+        """Sign `folder` as site `name`, seed the cache from it and serve it (the publisher is the
+        first mirror); its seq is announced to the site's other mirrors by broadcast.
+        Returns (seq, whether the files changed); GnetError (SiteError) says why not."""
         from ..site.manifest import SiteError
-        from ..site.store import sign_folder
+        from ..site.store import KEY_FILE, sign_folder, site_dir
 
         try:
             signed = sign_folder(Path(self.config.data_dir), name, folder)
             self.site_cache.seed_from_folder(signed.manifest.site_key, signed.manifest.encode(), folder)
-        except SiteError as exc:
-            raise ConfigError(f"-publish {name}: {exc.detail}") from None
+            seed = site_seed_of(site_dir(Path(self.config.data_dir), name) / KEY_FILE)
+        except SiteError:
+            raise
         except OSError as exc:
-            raise ConfigError(f"-publish {name}: {exc}") from None  # a setting found unusable at start
+            raise SiteError(str(exc)) from None
         m = signed.manifest
         log.info("site published", name=name, seq=m.seq, files=len(m.files), bytes=m.total_size)
         log.debug("site address", name=name, address=signed.address)
+        mirror = self.site_mirrors.get(m.site_key)
+        if mirror is None:
+            mirror = self.site_mirrors[m.site_key] = SiteMirror(self, self.site_cache, self.site_browser, m.site_key, seed)
+            self.spawn(mirror.run(), f"site {name}")
+        mirror.announce(m.seq)  # every start: a mirror that missed it catches up, one above it refuses it
+        return m.seq, signed.changed
+
+    def mirror_site(self, site_key: bytes) -> SiteMirror:
+        """Mirror the site `site_key` (-mirror, console `mirror`): fetch, verify, serve as a hidden service."""
+        mirror = self.site_mirrors.get(site_key)
+        if mirror is None:
+            mirror = self.site_mirrors[site_key] = SiteMirror(self, self.site_cache, self.site_browser, site_key)
+            self.spawn(mirror.run(), "site mirror")
+        return mirror
 
     async def run(self) -> None:
         """Start everything the config asks for, run until stop(), then close it all."""
@@ -218,8 +249,11 @@ class Node:
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 await self._start_operator_faces()
-                self._load_state()
                 await self._open_user_faces()
+                self._say_started()
+                self._load_state()
+                for service in self.services:
+                    self.spawn(service.run(), f"service {service.name}")
                 self.spawn(self.links.run_keepalive(), "keepalive")
                 self.spawn(self.upkeep.run(), "upkeep")
                 self.spawn(memory.run(self.links.traffic), "memory after bursts")
@@ -237,29 +271,31 @@ class Node:
             await asyncio.sleep(0.05)  # let CLOSE frames leave
 
     async def _start_operator_faces(self) -> None:
-        """The relay's listener, the console and the metrics page; then say the node started.
+        """The relay's listener, the console and the metrics page.
 
         The faces (console, metrics, tunnels, SOCKS) are imported only when configured: an
         idle relay never loads them (memory per node; `make memory`, bench/node_memory.py).
         """
         cfg = self.config
         if cfg.listen:
-            try:
+            with naming_bind_errors("-listen", *cfg.listen, "(UDP)"):
                 await self.links.listen(*cfg.listen)
-            except OSError as exc:  # name the address: the bare errno does not
-                where = format_host_port(*cfg.listen)
-                raise OSError(exc.errno, f"-listen {where} (UDP): {exc.strerror or exc}") from None
             self.links.refresh_record()
         if cfg.console is not None:
             from ..console.server import start_console
 
-            self.console = await start_console(self, *cfg.console)
+            with naming_bind_errors("-console", *cfg.console):
+                self.console = await start_console(self, *cfg.console)
         if cfg.metrics is not None:
             from ..metrics.server import start_metrics
             from ..node_metrics import NodeMetricsSource
 
             settings = MetricsSettings(*cfg.metrics)
-            self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
+            with naming_bind_errors("-metrics", *cfg.metrics):
+                self.metrics_server = await start_metrics(settings, NodeMetricsSource(self), self.metrics, self.spawn)
+
+    def _say_started(self) -> None:
+        """One line once every port is bound: a busy port stops the node before any log line."""
         log.info(
             "node started",
             node_id=self.identity.node_id.hex(),
@@ -286,24 +322,27 @@ class Node:
             log.info("no bootstrap peers: give -connect HOST:PORT or a bootstrap list in the config")
 
     async def _open_user_faces(self) -> None:
-        """Tunnels, hosted services, published sites and proxies, in that order."""
+        """Tunnels, published sites and proxies, in that order (sites before the proxy that
+        serves them); all bound before the node says it started or links anywhere."""
         cfg = self.config
         if cfg.tunnels:
             from ..tunnel import Tunnel
             from ..udp_tunnel import UdpTunnel
         for spec in cfg.tunnels:
             tunnel = UdpTunnel(self, spec, cfg.udp_idle_timeout) if spec.udp else Tunnel(self, spec)
-            await tunnel.start()
+            with naming_bind_errors("-tunnel", spec.listen_host, spec.listen_port, "(UDP)" if spec.udp else ""):
+                await tunnel.start()
             self.tunnels.append(tunnel)
-        for service in self.services:
-            self.spawn(service.run(), f"service {service.name}")
         for name, folder in cfg.publish:
             self._publish_site(name, folder)
+        for site_key in cfg.mirror:
+            self.mirror_site(site_key)
         if cfg.proxies:
             from ..socks import SocksProxy
         for spec in cfg.proxies:
             proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout, cfg.udp_idle_timeout)
-            await proxy.start()
+            with naming_bind_errors("-proxy", spec.listen_host, spec.listen_port):
+                await proxy.start()
             self.proxies.append(proxy)
 
     def _close_faces(self) -> None:
@@ -315,6 +354,7 @@ class Node:
         for tunnel in self.tunnels:
             tunnel.close()
         self.dht_client.close()
+        self.site_pool.close()
         for proxy in self.proxies:
             proxy.close()
         for task in list(self._tasks):
@@ -438,7 +478,9 @@ class Node:
     def _access_points(self) -> set[bytes]:
         """The access points of the services we host: none of our circuits passes through
         one as an ordinary hop, so none of them learns our address."""
-        return {ap for service in self.services for ap in service.intros}
+        return {ap for service in self.services for ap in service.intros} | {
+            ap for mirror in self.site_mirrors.values() for ap in mirror.intros
+        }
 
     async def open_service(
         self, address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None

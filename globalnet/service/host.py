@@ -207,11 +207,14 @@ class _Intro:
 
 
 class HostedService:
-    def __init__(self, node: ServiceHostNode, config: ServiceConfig, access_points: int = ACCESS_POINTS) -> None:
+    def __init__(
+        self, node: ServiceHostNode, config: ServiceConfig, access_points: int = ACCESS_POINTS, home: Path | None = None
+    ) -> None:
         self.node = node
         self.config = config
         self.name = config.name
-        self.dir = Path(node.config.data_dir) / "services" / config.name
+        # `home`: where the key lives when it is not an operator's service (a site mirror's identity)
+        self.dir = home if home is not None else Path(node.config.data_dir) / "services" / config.name
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.key: Identity = load_or_create_identity(self.dir / "private.key")
         self.public = self.key.public_key

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import ErrorKind, GnetError
 from ..storage.atomic import write_atomic
 from .http import NO_COPY, Lookup
-from .manifest import Manifest, SiteError, accepts_update, decode_manifest
+from .manifest import CHUNK, Manifest, SiteError, accepts_update, decode_manifest
 
 DEFAULT_QUOTA = 2 << 30  # 2 GiB for every cached site together
 MANIFEST_FILE = "manifest"
@@ -48,6 +48,30 @@ class SiteCache:
         if not path.exists():
             return None
         return decode_manifest(path.read_bytes(), site_key)
+
+    def manifest_bytes(self, site_key: bytes) -> bytes | None:
+        """The held signed manifest as stored (verified when it was accepted), for mirrors to serve."""
+        try:
+            return (self._dir(site_key) / MANIFEST_FILE).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def read_chunk(self, site_key: bytes, file_sha256: bytes, index: int) -> bytes | None:
+        """Chunk `index` of the held file whose SHA-256 is `file_sha256`, as on disk.
+
+        Served to other nodes without hashing it again: every client checks each
+        chunk against the signed manifest anyway, so a damaged disk costs the
+        client one chunk from another mirror, never a bad byte."""
+        manifest = self.manifest(site_key)
+        entry = next((f for f in manifest.files if f.sha256 == file_sha256), None) if manifest else None
+        if entry is None or not 0 <= index < len(entry.chunks):
+            return None
+        try:
+            with open(self._dir(site_key) / "files" / file_sha256.hex(), "rb") as blob:
+                blob.seek(index * CHUNK)
+                return blob.read(min(CHUNK, entry.size - index * CHUNK))
+        except FileNotFoundError:
+            return None
 
     def usage(self, exclude: bytes | None = None) -> int:
         """Bytes the cache holds (the manifests' declared sizes), optionally without one site."""

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import describe_os_error
 from .manifest import SiteError
 from .store import sign_folder
 
@@ -35,7 +36,7 @@ def site_main(argv: list[str]) -> int:
         print(f"gclient site: {exc.detail}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"gclient site: {exc}", file=sys.stderr)
+        print(f"gclient site: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     m = signed.manifest
     state = "signed" if signed.changed else "unchanged"

@@ -57,8 +57,21 @@ class FileFetch:
         self._inflight: dict[tuple[str, int], float] = {}  # (mirror, index) -> deadline
         self._next = 0
         self.done = False
+        self._waiting = False  # the shell may still add mirrors
+
+    def expect_mirrors(self, waiting: bool, now: float) -> list[Event]:
+        """While `waiting`, no mirror left is not a failure yet; when it ends, it may be."""
+        self._waiting = waiting
+        return self._schedule(now)
 
     def start(self, now: float) -> list[Event]:
+        return self._schedule(now)
+
+    def add_mirror(self, mirror: str, now: float) -> list[Event]:
+        """Another mirror became reachable (its session opened later): share the remaining chunks with it."""
+        if mirror in self.bad or mirror in self._mirrors or self.done:
+            return []
+        self._mirrors.append(mirror)
         return self._schedule(now)
 
     def _schedule(self, now: float) -> list[Event]:
@@ -68,6 +81,8 @@ class FileFetch:
             self.done = True
             return [FileDone(b"".join(self._chunks[i] for i in range(len(self.entry.chunks))))]
         alive = [m for m in self._mirrors if m not in self.bad]
+        if not alive and self._waiting:
+            return []  # more mirrors may come (add_mirror); the shell gives up when none will
         if not alive:
             self.done = True
             return [FetchFailed("no mirror served verified bytes")]

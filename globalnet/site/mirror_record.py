@@ -39,6 +39,7 @@ from ..dht.values import (
     TopicSlotValue,
     decode_topic_slot_value,
     topic_slot_key,
+    topic_slot_of,
     verify_topic_slot_value,
 )
 from ..errors import GnetError
@@ -62,15 +63,27 @@ def mirror_record_keys(site_key: bytes, period: int) -> list[bytes]:
     return [topic_slot_key(topic, slot) for slot in range(TOPIC_SLOTS)]
 
 
-def record_seed(mirror_service_seed: bytes) -> bytes:
-    """The mirror's record key for one site, derived from its per-site service seed."""
-    return hashlib.blake2b(_RECORD_SEED_CONTEXT + mirror_service_seed, digest_size=32).digest()
+def record_seed(mirror_service_seed: bytes, variant: int = 0) -> bytes:
+    """The mirror's record key for one site, derived from its per-site service seed.
+
+    `variant` picks another key (hence another slot) when the slot of the
+    first one is taken by another mirror this period: one slot holds one value."""
+    extra = b"" if variant == 0 else variant.to_bytes(2, "big")
+    return hashlib.blake2b(_RECORD_SEED_CONTEXT + mirror_service_seed + extra, digest_size=32).digest()
 
 
-def build_mirror_record(site_key: bytes, period: int, mirror_service_seed: bytes, mirror_service_key: bytes, seq: int, expires: int) -> MirrorRecord:
+def record_slot(site_key: bytes, mirror_service_seed: bytes, period: int, variant: int = 0) -> bytes:
+    """The DHT key a mirror's record would take with `variant` in `period`."""
+    writer = BlindedSigner(record_seed(mirror_service_seed, variant), period).public_key
+    return topic_slot_key(blind_public_key(site_key, period), topic_slot_of(writer))
+
+
+def build_mirror_record(
+    site_key: bytes, period: int, mirror_service_seed: bytes, mirror_service_key: bytes, seq: int, expires: int, variant: int = 0
+) -> MirrorRecord:
     """The DHT (key, value) by which a mirror lists its service for the site in `period`."""
     topic = blind_public_key(site_key, period)
-    signer = BlindedSigner(record_seed(mirror_service_seed), period)
+    signer = BlindedSigner(record_seed(mirror_service_seed, variant), period)
     body = seal_descriptor_body(_LAYER_KIND, site_key, period, bytes([_RECORD_VERSION]) + mirror_service_key)
     unsigned = TopicSlotValue(topic, signer.public_key, seq, expires, body)
     signed = TopicSlotValue(topic, signer.public_key, seq, expires, body, signer.sign(unsigned.signed_message()))

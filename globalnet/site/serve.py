@@ -7,14 +7,45 @@ browser's stream and a lookup into verified content; it only moves bytes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
+import structlog
+
+from ..errors import GnetError
 from .http import MAX_REQUEST, Lookup, RequestError, answer, error_page, parse_request
 
 READ_TIMEOUT = 30.0
 
 
-async def serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lookup: Lookup, timeout: float = READ_TIMEOUT, initial: bytes = b"") -> None:
+log = structlog.get_logger("globalnet.site")
+
+#: awaited with the request's path before it is answered: fetch (and verify) what it needs into the cache
+Prepare = Callable[[str], Awaitable[None]]
+PREPARE_TIMEOUT = 300.0
+
+
+def site_prepare(node: object, site_key: bytes) -> Prepare | None:
+    """What fetches a site's files from its mirrors before the cache answers (None: the local cache only)."""
+    browser = getattr(node, "site_browser", None)
+    if browser is None:
+        return None
+
+    async def prepare(path: str) -> None:
+        await browser.ensure(site_key, path)
+
+    return prepare
+
+
+async def serve_http(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    lookup: Lookup,
+    timeout: float = READ_TIMEOUT,
+    initial: bytes = b"",
+    prepare: Prepare | None = None,
+) -> None:
     head = initial
+    request = None
     try:
         async with asyncio.timeout(timeout):
             while True:
@@ -24,13 +55,21 @@ async def serve_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     writer.write(error_page(exc.status, "Bad request", str(exc)))
                     break
                 if request is not None:
-                    writer.write(answer(request, lookup))
                     break
                 data = await reader.read(MAX_REQUEST)
                 if not data:
                     break
                 head += data
-            await writer.drain()
+        if request is not None:
+            if prepare is not None:
+                try:
+                    async with asyncio.timeout(PREPARE_TIMEOUT):
+                        await prepare(request.path)
+                except (TimeoutError, GnetError) as exc:
+                    # whatever is not cached by now is answered as "no verified copy"
+                    log.info("site not fetched", reason=str(exc) or "timed out")
+            writer.write(answer(request, lookup))
+        await writer.drain()
     except (TimeoutError, ConnectionError):
         pass
     finally:

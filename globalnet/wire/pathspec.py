@@ -50,6 +50,7 @@ from globalnet.wire.host_port import (
 __all__ = [
     "MAX_HOPS",
     "MAX_SPEC_LEN",
+    "NEVER_LOOKED_UP_TLDS",
     "Hop",
     "HopAddr",
     "HopId",
@@ -159,7 +160,19 @@ def parse_hop_addr(text: str) -> HopAddr:
     addr, sep, id_text = text.partition("#")
     node_id = parse_node_id(id_text) if sep else None
     host, port = parse_host_port(addr)
+    tld = host.rpartition(".")[2]
+    if tld in NEVER_LOOKED_UP_TLDS:  # the dialling node's resolver would see it (RFC 7686: never .onion)
+        raise PathSpecError(
+            f"peer address {show(text)}: names under .{tld} are never looked up (RFC 6761/7686); "
+            "give the relay's real host name or IP address"
+        )
     return HopAddr(host, port, node_id)
+
+
+#: Relay names that must never reach a resolver: a .onion name in DNS leaks what the user
+#: meant to reach, and .invalid never resolves. (.local, .internal, .test can name a LAN or
+#: lab relay and stay allowed; exits refuse them as targets, see policy/target_name.py.)
+NEVER_LOOKED_UP_TLDS = frozenset({"onion", "invalid"})
 
 
 def parse_peer_list(text: str) -> list[HopAddr]:
