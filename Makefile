@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-deps bench bench-wan bench-table dht-sim fuzz testnet lint clean
+.PHONY: setup demo test test-deps bench bench-wan bench-table memory dht-sim fuzz testnet lint clean
 
 $(STAMP): pyproject.toml setup.py cext/gnetcrypto.c
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP) test-deps
 ## processes on 127.0.0.1, beside plain loopback TCP; a table and bench/results/latest.json.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+## Memory of an idle relay (RSS, PSS, anonymous; real processes on 127.0.0.1, ~1 minute) and
+## what it imported that it should not; bench/results/node_memory.json.
+memory: $(STAMP)
+	$(BIN)/python -m bench.node_memory
 
 ## Circuit build, time to first byte and 1- and 8-stream throughput over 20 ms links, beside
 ## plain TCP through the same router (network namespaces + netem, or the TUN delay router where

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -45,6 +46,20 @@ def rss_mib(pid: int) -> tuple[float, float]:
             elif line.startswith("VmHWM:"):
                 hwm = int(line.split()[1]) / 1024
     return rss, hwm
+
+
+def memory_mib(pid: int) -> dict[str, float]:
+    """RSS, PSS, anonymous and shared-clean memory of a process in MiB, from /proc/PID/smaps_rollup.
+
+    RSS counts every shared-library page the process touched in full; PSS
+    divides them among the processes sharing them, so on a machine running
+    many nodes a node costs about its PSS (its anonymous memory plus a share
+    of the libraries).
+    """
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        kb = {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+) kB", f.read(), re.MULTILINE)}
+    return {name: round(kb.get(key, 0) / 1024, 1)
+            for name, key in (("rss", "Rss"), ("pss", "Pss"), ("anon", "Anonymous"), ("shared", "Shared_Clean"))}  # fmt: skip
 
 
 class RssSampler:

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.measure import cpu_seconds, memory_mib
 from globalnet.localnet import NodeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,13 +60,11 @@ def _pct(values: list[float], q: float) -> float | None:
 def _proc_mem_cpu(pid: int) -> tuple[float, float, float] | None:
     """(RSS MiB, PSS MiB, CPU seconds) of a process, None if it is gone."""
     try:
-        roll = Path(f"/proc/{pid}/smaps_rollup").read_text()
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        memory = memory_mib(pid)
+        cpu = cpu_seconds(pid)
     except OSError:
         return None
-    kb = {k: int(v) for k, v in re.findall(r"^(\w+):\s+(\d+) kB", roll, re.MULTILINE)}
-    ticks = os.sysconf("SC_CLK_TCK")
-    return kb.get("Rss", 0) / 1024, kb.get("Pss", 0) / 1024, (int(stat[11]) + int(stat[12])) / ticks
+    return memory["rss"], memory["pss"], cpu
 
 
 class Testnet:

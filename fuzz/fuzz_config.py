@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
+import shutil
 import tempfile
 
 from fuzz.harness import check, guarded, instrumented, main
@@ -13,7 +15,9 @@ with instrumented():
     from globalnet.config import ConfigError, load_config
 
 ALLOWED = (ConfigError,)
-_DIR = tempfile.mkdtemp(prefix="gnet-fuzz-config-")
+# a file written per input: on tmpfs when there is one (a disk write per input would be the cost)
+_DIR = tempfile.mkdtemp(prefix="gnet-fuzz-config-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+atexit.register(shutil.rmtree, _DIR, True)
 _FILE = os.path.join(_DIR, "gnet.toml")
 _ENV = {"GNET_DATA_DIR": os.path.join(_DIR, "data")}
 SEEDS = [

@@ -94,6 +94,24 @@ def run_one(
     return result
 
 
+def write_summary(path: Path, results: list[dict[str, object]]) -> None:
+    """The summary file, rewritten after every target so a long run that is stopped keeps what it did.
+
+    Targets not run this time keep their last result (a `--only` run updates its own rows).
+    """
+    previous: list[dict[str, object]] = []
+    try:
+        previous = json.loads(path.read_text()).get("targets", [])
+    except (OSError, ValueError, AttributeError):
+        pass
+    ran = {r["target"] for r in results}
+    merged = [r for r in previous if isinstance(r, dict) and r.get("target") not in ran] + results
+    order = {(f"{n}[{b}]" if b else n): i for i, (n, b) in enumerate(jobs())}
+    merged.sort(key=lambda r: order.get(str(r.get("target")), len(order)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "targets": merged}, indent=2))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=1_000_000, help="inputs per target (default 1,000,000)")
@@ -101,21 +119,18 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=None, help="target names (e.g. fuzz_socks)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "fuzz.json"))
     ns = parser.parse_args()
-    results = []
+    results: list[dict[str, object]] = []
     for name, backend in jobs():
         if ns.only and name not in ns.only:
             continue
         timeout = (ns.max_time or 6 * 3600) + 300
         result = run_one(name, backend, ns.runs, ns.max_time, timeout)
+        result["runs_asked"] = ns.runs
         results.append(result)
+        write_summary(Path(ns.out), results)
         status = "ok" if result["ok"] else "CRASH"
         print(f"{result['target']:32} {result['inputs']:>10} inputs {result['seconds']:>8}s "
               f"{result['exec_per_s']:>7}/s cov {result['coverage']}  {status}", flush=True)  # fmt: skip
-    out = Path(ns.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "targets": results}, indent=2)
-    )
     return 0 if all(r["ok"] for r in results) else 1
 
 

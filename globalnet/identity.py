@@ -18,11 +18,10 @@ from pathlib import Path
 import nacl.exceptions
 import nacl.public
 import nacl.signing
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .errors import ProtocolError
 from .storage.atomic import write_atomic
+from .wire.der import ed25519_pkcs8, ed25519_seed_from_pkcs8, pem, pem_body
 from .wire.records import (
     FLAG_RELAY,
     NodeRecord,
@@ -106,10 +105,7 @@ class Identity:
 
     def private_key_pem(self) -> bytes:
         """PKCS#8 PEM of the identity key (what the TLS certificate is made from)."""
-        key = Ed25519PrivateKey.from_private_bytes(bytes(self.signing_key))
-        return key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        return pem("PRIVATE KEY", ed25519_pkcs8(bytes(self.signing_key)))
 
     def make_record(
         self,
@@ -171,6 +167,28 @@ def verify_node_record(data: bytes, now: float | None = None) -> NodeRecord:
     return record
 
 
+def _seed_from_pem(path: Path, data: bytes) -> bytes:
+    """The Ed25519 seed of a PEM key file: the shape we write, read directly; any other, by `cryptography`.
+
+    The full parser (an OpenSSL key with its public key attached, another
+    label, a key that is not Ed25519) is imported only for such a file.
+    """
+    der = pem_body("PRIVATE KEY", data)
+    seed = ed25519_seed_from_pkcs8(der) if der is not None else None
+    if seed is not None:
+        return seed
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise IdentityFileError(f"{path} is not an Ed25519 PEM private key: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise IdentityFileError(f"{path} holds a key that is not Ed25519")
+    return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+
+
 def load_or_create_identity(path: Path) -> Identity:
     """Load the Ed25519 key at `path`, creating it (mode 0600) if it does not exist."""
     if path.exists():
@@ -179,14 +197,7 @@ def load_or_create_identity(path: Path) -> Identity:
             raise IdentityFileError(
                 f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"
             )
-        try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (ValueError, TypeError) as exc:
-            raise IdentityFileError(f"{path} is not an Ed25519 PEM private key: {exc}") from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise IdentityFileError(f"{path} holds a key that is not Ed25519")
-        raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
-        identity = Identity(nacl.signing.SigningKey(raw))
+        identity = Identity(nacl.signing.SigningKey(_seed_from_pem(path, path.read_bytes())))
         if not has_id_work(identity.node_id):
             raise IdentityFileError(
                 f"{path} holds a key from before proof-of-work ids (its id needs {required_id_work()} leading zero"

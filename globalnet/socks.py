@@ -30,7 +30,7 @@ import hashlib
 import os
 from collections import Counter
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -51,17 +51,9 @@ from .wire.commands import Proto, RelayConnect
 from .wire.host_port import format_host_port
 from .wire.pathspec import HopAddr, HopId, PathSpec, TargetService, TargetTcp, format_path_spec
 from .wire.socks import SocksParser
-from .wire.socks_messages import Associate, Connect, Credentials, Reject, Send
+from .wire.socks_messages import Associate, Connect, Credentials, ProxyAuth, Reject, Send
 
 log = structlog.get_logger("globalnet.socks")
-
-
-@dataclass(frozen=True)
-class ProxyAuth:
-    """-proxy-auth USER:PASS: the only credentials the SOCKS proxies accept."""
-
-    username: str
-    password: str = field(repr=False)
 
 
 class SocksNode(UdpClientNode, Protocol):

@@ -27,6 +27,7 @@ file are relative to the file's directory.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,8 +71,8 @@ from globalnet.config_values import (
     pick_value,
 )
 from globalnet.service.settings import ServiceConfig
-from globalnet.socks import ProxyAuth
 from globalnet.wire.pathspec import HopAddr, PathSpec, format_path_spec
+from globalnet.wire.socks_messages import ProxyAuth
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
@@ -196,6 +197,15 @@ class _Sources:
         return or_default(self.pick(dest, key), convert, default)
 
 
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """One parser per process: building it costs more than parsing (30 options, formatters).
+
+    parse_args does not change the parser, so load_config can reuse it.
+    """
+    return build_parser()
+
+
 def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
     """Parse flags (and the -config file) into a Config; ConfigError on any problem.
 
@@ -203,7 +213,7 @@ def load_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Co
     """
     if env is None:
         env = os.environ
-    ns = build_parser().parse_args(list(argv))
+    ns = _parser().parse_args(list(argv))
     path: Path | None = None
     file: dict[str, Any] = {}
     if ns.config is not None:

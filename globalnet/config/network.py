@@ -20,7 +20,6 @@ from globalnet.config_values import (
 )
 from globalnet.service.address import AddressError, decode_address
 from globalnet.site.address import is_site_address
-from globalnet.socks import ProxyAuth
 from globalnet.wire.pathspec import (
     HopAddr,
     PathSpec,
@@ -31,6 +30,7 @@ from globalnet.wire.pathspec import (
     parse_path_spec,
     parse_peer_list,
 )
+from globalnet.wire.socks_messages import ProxyAuth
 
 
 def as_proxy_auth(value: Value) -> ProxyAuth:

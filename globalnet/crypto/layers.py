@@ -1,4 +1,4 @@
-"""Layer ciphers, pure-Python reference (on the ``cryptography`` package).
+"""Layer ciphers, pure-Python reference (on the ``cryptography`` package, imported on first use).
 
 Theory of operation
 -------------------
@@ -18,16 +18,20 @@ A circuit's bytes pass through one layer per hop (DESIGN.md, Circuits):
   rather than resynchronised.
 
 The C extension ``globalnet._gnetcrypto`` provides the same names with the
-same semantics (same vectors, same errors); ``backend.py`` picks one.
+same semantics (same vectors, same errors); ``backend.py`` picks one. The C
+extension takes DecryptError from here, so this module is always imported;
+``cryptography`` is imported only when a Python cipher is made: a node on the
+C backend never loads it (~10 MiB of memory a process).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import CipherContext
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 __all__ = [
     "AEAD_TAG_LEN",
@@ -92,6 +96,8 @@ class Keystream:
         nonce = bytes(memoryview(nonce))
         if len(nonce) != NONCE_LEN:
             raise ValueError(f"nonce must be {NONCE_LEN} bytes, got {len(nonce)}")
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
         # cryptography's ChaCha20 takes 16 bytes: 4-byte LE block counter + nonce.
         # The encryptor is stateful, so the keystream continues across calls.
         cipher = Cipher(algorithms.ChaCha20(key, bytes(4) + nonce), mode=None)
@@ -146,6 +152,12 @@ def _nonce(n: int) -> bytes:
     return b"\x00\x00\x00\x00" + n.to_bytes(8, "little")
 
 
+def _aead(key: bytes) -> ChaCha20Poly1305:
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    return ChaCha20Poly1305(_check_key(key))
+
+
 class AeadSealer:
     """The sending half of a Noise transport CipherState.
 
@@ -157,7 +169,7 @@ class AeadSealer:
     __slots__ = ("_aead", "_nonce")
 
     def __init__(self, key: bytes) -> None:
-        self._aead = ChaCha20Poly1305(_check_key(key))
+        self._aead = _aead(key)
         self._nonce = 0
 
     def seal(self, plaintext: bytes) -> bytes:
@@ -185,7 +197,7 @@ class AeadOpener:
     __slots__ = ("_aead", "_failed", "_nonce")
 
     def __init__(self, key: bytes) -> None:
-        self._aead = ChaCha20Poly1305(_check_key(key))
+        self._aead = _aead(key)
         self._nonce = 0
         self._failed = False
 
@@ -203,8 +215,12 @@ class AeadOpener:
             raise self._fail("AEAD nonce space exhausted")
         try:
             plaintext = self._aead.decrypt(_nonce(self._nonce), ciphertext, None)
-        except InvalidTag:
-            raise self._fail("AEAD message failed authentication") from None
+        except Exception as exc:
+            from cryptography.exceptions import InvalidTag  # here, not per message: the hot path
+
+            if isinstance(exc, InvalidTag):
+                raise self._fail("AEAD message failed authentication") from None
+            raise
         self._nonce += 1
         return plaintext
 

@@ -53,9 +53,12 @@ import hmac
 import os
 from dataclasses import dataclass, field
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base
+from nacl.bindings import (
+    crypto_aead_chacha20poly1305_ietf_decrypt,
+    crypto_aead_chacha20poly1305_ietf_encrypt,
+    crypto_scalarmult,
+    crypto_scalarmult_base,
+)
 from nacl.exceptions import CryptoError
 
 __all__ = [
@@ -234,16 +237,19 @@ class _SymmetricState:
 
     def encrypt_and_hash(self, plaintext: bytes) -> bytes:
         assert self.k is not None  # NK mixes a key before every payload
-        ciphertext = ChaCha20Poly1305(self.k).encrypt(_nonce(self.n), plaintext, self.h)
+        # libsodium's IETF ChaCha20-Poly1305 is RFC 8439's, the Noise cipher (one library for all of Noise)
+        ciphertext = crypto_aead_chacha20poly1305_ietf_encrypt(bytes(plaintext), self.h, _nonce(self.n), self.k)
         self.n += 1
         self.mix_hash(ciphertext)
         return ciphertext
 
     def decrypt_and_hash(self, ciphertext: bytes) -> bytes:
         assert self.k is not None
+        if len(ciphertext) < TAGLEN:
+            raise HandshakeError("handshake message shorter than its authentication tag")
         try:
-            plaintext = ChaCha20Poly1305(self.k).decrypt(_nonce(self.n), ciphertext, self.h)
-        except InvalidTag as exc:
+            plaintext = crypto_aead_chacha20poly1305_ietf_decrypt(bytes(ciphertext), self.h, _nonce(self.n), self.k)
+        except CryptoError as exc:
             raise HandshakeError("handshake message failed authentication") from exc
         self.n += 1
         self.mix_hash(ciphertext)

@@ -2,55 +2,58 @@
 
 Why per node: tests and the in-process network run several nodes in one
 process; the default global registry would mix them (and refuse duplicate
-names). Gauges are read from the MetricsSource at scrape time; the circuit
-build histogram and the DHT counters are fed by the node as things happen.
+names). Everything is read at scrape time: gauges from the MetricsSource, the
+circuit build histogram and the DHT counters from the node's NodeCounters
+(counters.py, plain numbers: this module is imported only with -metrics).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .counters import NodeCounters
 from .source import MetricsSource
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-BUILD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class NodeMetrics:
-    """The registry; `circuit_built(seconds)` and `dht_lookup(ok)` are called by the node."""
+    """The registry over the node's counters (counters.py) and, once attached, its state."""
 
-    def __init__(self) -> None:
+    def __init__(self, counters: NodeCounters) -> None:
+        self.counters = counters
         self.registry = CollectorRegistry(auto_describe=True)
-        self.build_seconds = Histogram(
-            "gnet_circuit_build_seconds", "Time to build one client circuit (every hop's handshake)",
-            buckets=BUILD_BUCKETS, registry=self.registry,
-        )  # fmt: skip
-        self.dht_lookups = Counter("gnet_dht_lookups", "DHT lookups made for this node", registry=self.registry)
-        self.dht_failures = Counter(
-            "gnet_dht_lookup_failures", "DHT lookups that failed (error or nothing found)", registry=self.registry
-        )
+        self.registry.register(_CounterCollector(counters))
         self._source: MetricsSource | None = None
 
     def attach(self, source: MetricsSource) -> None:
-        """Start reporting the node's state (once; the node calls it when it starts)."""
+        """Start reporting the node's state (once; the metrics server calls it when it starts)."""
         if self._source is None:
             self._source = source
             self.registry.register(_StateCollector(source))
 
-    def circuit_built(self, seconds: float) -> None:
-        self.build_seconds.observe(seconds)
-
-    def dht_lookup(self, ok: bool) -> None:
-        self.dht_lookups.inc()
-        if not ok:
-            self.dht_failures.inc()
-
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _CounterCollector(Collector):
+    def __init__(self, counters: NodeCounters) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        c = self.counters
+        yield HistogramMetricFamily(
+            "gnet_circuit_build_seconds", "Time to build one client circuit (every hop's handshake)",
+            buckets=c.build_histogram(), sum_value=c.build_sum,
+        )  # fmt: skip
+        yield CounterMetricFamily("gnet_dht_lookups", "DHT lookups made for this node", value=c.dht_lookups)
+        yield CounterMetricFamily(
+            "gnet_dht_lookup_failures", "DHT lookups that failed (error or nothing found)", value=c.dht_failures
+        )
 
 
 class _StateCollector(Collector):

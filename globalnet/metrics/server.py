@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from .counters import NodeCounters
 from .history import BandwidthHistory
 from .page import STATUS_PAGE
 from .registry import CONTENT_TYPE, NodeMetrics
@@ -136,7 +137,7 @@ class MetricsServer:
             pass
 
 
-async def start_metrics(settings: MetricsSettings, source: MetricsSource, metrics: NodeMetrics, spawn: Spawn) -> MetricsServer:
-    server = MetricsServer(settings, source, metrics, spawn)
+async def start_metrics(settings: MetricsSettings, source: MetricsSource, counters: NodeCounters, spawn: Spawn) -> MetricsServer:
+    server = MetricsServer(settings, source, NodeMetrics(counters), spawn)
     await server.start()
     return server

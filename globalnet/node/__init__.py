@@ -40,7 +40,7 @@ from ..identity import Identity, load_or_create_identity
 from ..link.manager import LinkManager, LinkSettings
 from ..link.quic_link import Link
 from ..messaging import MessageService, Messenger
-from ..metrics import MetricsSettings, NodeMetrics, start_metrics
+from ..metrics import MetricsSettings, NodeCounters
 from ..peertable import PeerTable
 from ..policy.exit_policy import ExitPolicy, record_summary
 from ..relay.budget import RelayBudget
@@ -136,7 +136,7 @@ class Node:
         self.messenger = Messenger(self)  # console messages from this node
         self.console: Any = None  # a console.server.ConsoleServer with -console
         self.proxies: list[Any] = []
-        self.metrics = NodeMetrics()  # per node: several nodes may share a process
+        self.metrics = NodeCounters()  # per node: several nodes may share a process
         self.metrics_server: Any = None  # a metrics.MetricsServer with -metrics
         hosted = len(config.services) + len(config.publish) + len(config.mirror)  # every site is a service too
         needed = relays_needed(config.tunnels + config.proxies, hosted, bool(config.listen))
@@ -245,18 +245,23 @@ class Node:
             await asyncio.sleep(0.05)  # let CLOSE frames leave
 
     async def _start_operator_faces(self) -> None:
-        """The relay's listener, the console and the metrics page."""
-        from ..console.server import start_console
+        """The relay's listener, the console and the metrics page.
 
+        The faces (console, metrics, tunnels, SOCKS) are imported only when configured: an
+        idle relay never loads them (memory per node; `make memory`, bench/node_memory.py).
+        """
         cfg = self.config
         if cfg.listen:
             with naming_bind_errors("-listen", *cfg.listen, "(UDP)"):
                 await self.links.listen(*cfg.listen)
             self.links.refresh_record()
         if cfg.console is not None:
+            from ..console.server import start_console
+
             with naming_bind_errors("-console", *cfg.console):
                 self.console = await start_console(self, *cfg.console)
         if cfg.metrics is not None:
+            from ..metrics.server import start_metrics
             from ..node_metrics import NodeMetricsSource
 
             settings = MetricsSettings(*cfg.metrics)
@@ -293,11 +298,10 @@ class Node:
     async def _open_user_faces(self) -> None:
         """Tunnels, published sites and proxies, in that order (sites before the proxy that
         serves them); all bound before the node says it started or links anywhere."""
-        from ..socks import SocksProxy
-        from ..tunnel import Tunnel
-        from ..udp_tunnel import UdpTunnel
-
         cfg = self.config
+        if cfg.tunnels:
+            from ..tunnel import Tunnel
+            from ..udp_tunnel import UdpTunnel
         for spec in cfg.tunnels:
             tunnel = UdpTunnel(self, spec, cfg.udp_idle_timeout) if spec.udp else Tunnel(self, spec)
             with naming_bind_errors("-tunnel", spec.listen_host, spec.listen_port, "(UDP)" if spec.udp else ""):
@@ -307,6 +311,8 @@ class Node:
             self._publish_site(name, folder)
         for site_key in cfg.mirror:
             self.mirror_site(site_key)
+        if cfg.proxies:
+            from ..socks import SocksProxy
         for spec in cfg.proxies:
             proxy = SocksProxy(self, spec, cfg.proxy_auth, cfg.proxy_timeout, cfg.udp_idle_timeout)
             with naming_bind_errors("-proxy", spec.listen_host, spec.listen_port):

@@ -77,6 +77,18 @@ class Credentials:
 
 
 @dataclass(frozen=True)
+class ProxyAuth:
+    """-proxy-auth USER:PASS: the only credentials the SOCKS proxies accept.
+
+    Here, not in the SOCKS face, so that reading the configuration does not load the face
+    (a relay without -proxy never imports it).
+    """
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
 class SocksTarget:
     """What the client asked for: an IP literal (normalised) or a name, as given."""
 
