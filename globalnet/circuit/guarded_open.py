@@ -71,7 +71,11 @@ class GuardedCircuitOpener:
             try:
                 return await self._open_once(hops, final, purpose, (avoid or set()) | self._never_through(), vanguards)
             except GnetError as exc:
-                if exc.node_id is not None and exc.node_id not in self.guards.records:
+                if exc.node_id is not None and exc.node_id in self.guards.middle:
+                    # a second-layer guard the path could not reach: the next attempt tries the
+                    # reachable ones first; only a direct probe's verdict can replace it (guards.py)
+                    self.guards.link_failed(exc.node_id)
+                elif exc.node_id is not None and exc.node_id not in self.guards.records:
                     self.peers.failed(exc.node_id)  # a guard is judged by guards.py, not by the peer table
                 if attempt + 1 >= attempts or exc.kind not in _RETRIED:
                     raise
