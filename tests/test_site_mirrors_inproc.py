@@ -45,6 +45,9 @@ async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path
         m = mirror.site_mirrors[site_key]
         assert await until(lambda: m.core.held_seq == 1 and not mirror.site_cache.missing(site_key), 180)
         assert await until(lambda: m.counts["records"] > 0, 120)
+        # the copy came through rendezvous circuits: neither the mirror nor the publisher accepts
+        # links (-no-listen), and neither holds a link to the other
+        assert pub.identity.node_id not in mirror.links.links and mirror.identity.node_id not in pub.links.links
         # a mirror whose disk quota the site does not fit: a clear error, nothing written
         tiny = await net.start("tiny", "-no-listen", "-connect", pinned(seed), "-site-quota", "1", "-mirror", address)
         assert await until(lambda: tiny.site_mirrors[site_key].counts["over_quota"] > 0, 120)
