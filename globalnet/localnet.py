@@ -15,6 +15,7 @@ import contextlib
 import http.server
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -34,11 +35,29 @@ ROOT = Path(__file__).resolve().parent.parent
 GCLIENT_CMD = (sys.executable, "-m", "globalnet")
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+#: Ports handed out below the kernel's ephemeral range: a port taken from that range can be
+#: given to another process's outgoing socket (a node dialling binds port 0) between our check
+#: and the listener's bind, which CI saw ("-listen ...: Address already in use").
+_FIRST_PORT = 20000  # above the demo's and the README's fixed ports (8000-19100)
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A port free for both TCP and UDP on 127.0.0.1 (we use it for one of them)."""
-    for _ in range(50):
+    low = _ephemeral_low()
+    pick = (lambda: random.randrange(_FIRST_PORT, low)) if low - _FIRST_PORT >= 4096 else (lambda: 0)
+    for _ in range(200):
         with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
+            try:
+                s.bind(("127.0.0.1", pick()))
+            except OSError:
+                continue
             port = s.getsockname()[1]
         other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
         try:
