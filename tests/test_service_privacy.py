@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,15 +42,9 @@ async def test_dht_values_reveal_nothing_and_only_authorized_clients_connect(tmp
     clients_dir.mkdir(parents=True)
     (clients_dir / "alice.auth").write_text(format_key(alice_public) + "\n")
 
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.close()
-
-    target = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = target.sockets[0].getsockname()[1]
+    target, port = await _closing_target()
     async with target, asyncio.timeout(300), network(tmp_path) as net:
-        seed = await net.start("seed")
-        for i in range(9):
-            await net.start(f"r{i}", "-connect", pinned(seed))
+        seed = await _seed_and_relays(net, 9)
         svc1 = await net.start("svc1", "-no-listen", "-connect", pinned(seed), "-service", f"web=127.0.0.1:{port}")
         svc2 = await net.start("svc2", "-no-listen", "-connect", pinned(seed), "-service", f"private=127.0.0.1:{port},auth")
         public, private = svc1.services[0], svc2.services[0]
@@ -189,15 +184,9 @@ async def test_a_flood_without_work_does_not_stop_a_client_with_work(tmp_path: P
     from globalnet.wire.commands import Proto, RelayConnect
     from globalnet.wire.pathspec import HopId
 
-    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.close()
-
-    target = await asyncio.start_server(accept, "127.0.0.1", 0)
-    port = target.sockets[0].getsockname()[1]
+    target, port = await _closing_target()
     async with target, asyncio.timeout(300), network(tmp_path) as net:
-        seed = await net.start("seed")
-        for i in range(6):
-            await net.start(f"r{i}", "-connect", pinned(seed))
+        seed = await _seed_and_relays(net, 6)
         svc = await net.start("svc", "-no-listen", "-connect", pinned(seed), "-service", f"web=127.0.0.1:{port}")
         service = svc.services[0]
         service.effort = EffortController(1.0, service.effort.limit, time.monotonic())  # react within a second
@@ -254,3 +243,21 @@ async def test_a_flood_without_work_does_not_stop_a_client_with_work(tmp_path: P
             await asyncio.gather(*floods, return_exceptions=True)
         print(f"flood: {rate:.0f} rendezvous requests/s without work at the access points; suggested effort {service.published.pow_effort}")
         assert rate > 20  # a real flood reached the access points
+
+
+async def _closing_target() -> tuple[asyncio.Server, int]:
+    """A service target on 127.0.0.1 that closes every connection (what it serves is not the point)."""
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    target = await asyncio.start_server(accept, "127.0.0.1", 0)
+    return target, target.sockets[0].getsockname()[1]
+
+
+async def _seed_and_relays(net: Any, count: int) -> Any:
+    """A seed and `count` relays bootstrapped from it; returns the seed."""
+    seed = await net.start("seed")
+    for i in range(count):
+        await net.start(f"r{i}", "-connect", pinned(seed))
+    return seed
