@@ -9,7 +9,7 @@ import pytest
 
 from globalnet.errors import ErrorKind, GnetError
 from globalnet.site.cache import SiteCache, site_id
-from globalnet.site.manifest import SiteError, file_entry, sign_manifest
+from globalnet.site.manifest import CHUNK, SiteError, file_entry, sign_manifest
 
 SEED = bytes([3]) * 32
 FILES = {"index.html": b"<h1>hi</h1>", "img/a.bin": os.urandom(300_000)}
@@ -82,6 +82,7 @@ def test_an_update_drops_stale_files_and_the_quota_holds(tmp_path: Path) -> None
     assert cache.missing(m2.site_key) == ["index.html"]
     assert cache.read_file(m2.site_key, "img/a.bin") == FILES["img/a.bin"]
     big = _manifest(1, {"big.bin": bytes(200_000)}, seed=bytes([5]) * 32)
+    cache.pinned |= {m1.site_key, big.site_key}  # mirrored: the whole declared size must fit at once
     before = _snapshot(tmp_path)
     with pytest.raises(GnetError) as info:
         cache.accept_manifest(big.site_key, big.encode())
@@ -111,3 +112,70 @@ def test_a_publisher_seeds_its_cache_and_answers_http_from_it(tmp_path: Path) ->
     with pytest.raises(SiteError, match="do not match"):
         cache2.seed_from_folder(key, signed.manifest.encode(), www)
     assert answer(HttpRequest("GET", ""), cache2.lookup(key)).startswith(b"HTTP/1.1 502")
+
+
+def test_the_quota_bounds_bytes_on_disk_not_only_declared_sizes(tmp_path: Path) -> None:
+    """Two mirrored sites that each fit alone: the second is refused at once (before, the first's
+    files were not on disk yet, so both were taken and the disk ended at twice the quota)."""
+    cache = SiteCache(tmp_path / "c", quota=500_000)
+    a = _manifest(1, {"a.bin": bytes(300_000)}, seed=bytes([6]) * 32)
+    b = _manifest(1, {"b.bin": bytes(300_000)}, seed=bytes([7]) * 32)
+    cache.pinned |= {a.site_key, b.site_key}
+    cache.accept_manifest(a.site_key, a.encode())
+    with pytest.raises(GnetError) as info:
+        cache.accept_manifest(b.site_key, b.encode())
+    assert info.value.kind is ErrorKind.RESOURCE_LIMIT
+    cache.put_file(a.site_key, "a.bin", bytes(300_000))
+    assert sum(p.stat().st_size for p in (tmp_path / "c").rglob("*") if p.is_file()) <= cache.quota
+
+
+def test_visited_sites_are_evicted_oldest_first_and_served_ones_never(tmp_path: Path) -> None:
+    cache = SiteCache(tmp_path / "c", quota=500_000)
+    sites = [_manifest(1, {"f.bin": bytes([i]) * 200_000}, seed=bytes([10 + i]) * 32) for i in range(3)]
+    for i, m in enumerate(sites):
+        cache.accept_manifest(m.site_key, m.encode())
+        os.utime(tmp_path / "c" / site_id(m.site_key) / "manifest", ns=(i * 10**9, i * 10**9))
+        cache.put_file(m.site_key, "f.bin", bytes([i]) * 200_000)
+        assert cache.usage() <= cache.quota
+    assert cache.manifest(sites[0].site_key) is None  # the oldest visit made room
+    assert cache.read_file(sites[2].site_key, "f.bin") == bytes([2]) * 200_000
+    # a served (pinned) site is never evicted: a visit that does not fit is refused instead
+    cache.pinned |= {sites[1].site_key, sites[2].site_key}
+    big = _manifest(1, {"g.bin": bytes(200_000)}, seed=bytes([20]) * 32)
+    cache.accept_manifest(big.site_key, big.encode())
+    with pytest.raises(GnetError) as info:
+        cache.put_file(big.site_key, "g.bin", bytes(200_000))
+    assert info.value.kind is ErrorKind.RESOURCE_LIMIT
+    assert cache.read_file(sites[1].site_key, "f.bin") == bytes([1]) * 200_000
+    assert cache.usage() <= cache.quota
+
+
+def test_many_visited_manifests_stay_within_the_quota(tmp_path: Path) -> None:
+    """A page that makes the visitor take the manifests of many sites cannot fill the disk with them."""
+    cache = SiteCache(tmp_path / "c", quota=50_000)
+    for i in range(40):
+        files = {f"p{j:04d}.html": b"x" for j in range(60)}
+        m = _manifest(1, files, seed=bytes([30 + i]) * 32)
+        cache.accept_manifest(m.site_key, m.encode())
+    assert sum(p.stat().st_size for p in (tmp_path / "c").rglob("*") if p.is_file()) <= cache.quota
+
+
+def test_a_mirror_parses_its_manifest_once_for_many_chunk_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import globalnet.site.cache as cache_module
+
+    cache = SiteCache(tmp_path / "c")
+    m = _manifest(1)
+    cache.accept_manifest(m.site_key, m.encode())
+    cache.put_file(m.site_key, "img/a.bin", FILES["img/a.bin"])
+    calls = []
+    real = cache_module.decode_manifest
+    monkeypatch.setattr(cache_module, "decode_manifest", lambda *a: calls.append(1) or real(*a))
+    entry = m.file("img/a.bin")
+    assert entry is not None
+    for _ in range(50):
+        assert cache.read_chunk(m.site_key, entry.sha256, 1) == FILES["img/a.bin"][CHUNK : 2 * CHUNK]
+    assert len(calls) <= 1
+    # a manifest changed on disk is parsed (and verified) again
+    m2 = _manifest(2)
+    cache.accept_manifest(m.site_key, m2.encode())
+    assert cache.manifest(m.site_key) == m2

@@ -9,11 +9,24 @@ either). Files are stored by content hash (`files/<sha256 hex>`), never by
 their site path, so no path in a manifest can reach outside the cache.
 Layout: `<data-dir>/site-cache/<site id>/manifest` and `.../files/`.
 Writes are atomic; a refused manifest or file changes nothing on disk.
+
+The quota bounds the bytes on disk (manifests and files), checked before
+every write, not only the sizes manifests declare: a visitor's pages can make
+it take manifests of many sites before any file arrives. Sites this node
+serves (`pinned`: published or mirrored) are never evicted, and a pinned
+site's whole declared size must fit when its manifest is taken (a mirror
+fetches all of it). Sites only visited are evicted, least recently taken
+first, to make room; their manifests are parsed once per change and kept in
+memory (a mirror answers many chunk requests; re-verifying an 8 MiB manifest
+for each would let a client burn the mirror's CPU with 40-byte requests).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+from collections import OrderedDict
 from pathlib import Path
 
 from ..errors import ErrorKind, GnetError
@@ -23,6 +36,7 @@ from .manifest import CHUNK, Manifest, SiteError, accepts_update, decode_manifes
 
 DEFAULT_QUOTA = 2 << 30  # 2 GiB for every cached site together
 MANIFEST_FILE = "manifest"
+MAX_PARSED = 64  # parsed manifests kept in memory (each at most manifest.MAX_MANIFEST on disk)
 
 
 class QuotaError(GnetError):
@@ -39,15 +53,30 @@ class SiteCache:
     def __init__(self, root: Path, quota: int = DEFAULT_QUOTA) -> None:
         self.root = root
         self.quota = quota
+        self.pinned: set[bytes] = set()  # sites this node serves: never evicted, whole size reserved
+        self._parsed: OrderedDict[bytes, tuple[tuple[int, int, int], Manifest]] = OrderedDict()
 
     def _dir(self, site_key: bytes) -> Path:
         return self.root / site_id(site_key)
 
     def manifest(self, site_key: bytes) -> Manifest | None:
+        """The held manifest, verified when it was parsed (again whenever the file changed)."""
         path = self._dir(site_key) / MANIFEST_FILE
-        if not path.exists():
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            self._parsed.pop(site_key, None)
             return None
-        return decode_manifest(path.read_bytes(), site_key)
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        held = self._parsed.get(site_key)
+        if held is not None and held[0] == stamp:
+            self._parsed.move_to_end(site_key)
+            return held[1]
+        manifest = decode_manifest(path.read_bytes(), site_key)
+        self._parsed[site_key] = (stamp, manifest)
+        while len(self._parsed) > MAX_PARSED:
+            self._parsed.popitem(last=False)
+        return manifest
 
     def manifest_bytes(self, site_key: bytes) -> bytes | None:
         """The held signed manifest as stored (verified when it was accepted), for mirrors to serve."""
@@ -74,16 +103,43 @@ class SiteCache:
             return None
 
     def usage(self, exclude: bytes | None = None) -> int:
-        """Bytes the cache holds (the manifests' declared sizes), optionally without one site."""
-        total = 0
+        """Bytes the cache holds or has promised, optionally without one site: on disk (manifests
+        and files), and for a pinned site at least its whole declared size (it will fetch it all)."""
         if not self.root.is_dir():
             return 0
         skip = site_id(exclude) if exclude is not None else None
-        for folder in self.root.iterdir():
-            if folder.name == skip or not (folder / MANIFEST_FILE).is_file():
-                continue
-            total += sum(p.stat().st_size for p in (folder / "files").glob("*")) if (folder / "files").is_dir() else 0
-        return total
+        return sum(self._folder_usage(folder) for folder in self.root.iterdir() if folder.name != skip)
+
+    def _folder_usage(self, folder: Path) -> int:
+        on_disk = _folder_bytes(folder)
+        key = next((k for k in self.pinned if site_id(k) == folder.name), None)
+        manifest = self.manifest(key) if key is not None else None
+        return max(on_disk, manifest.total_size + _size(folder / MANIFEST_FILE)) if manifest else on_disk
+
+    def _make_room(self, site_key: bytes, needed: int, replacing: bool) -> None:
+        """Evict visited (not pinned) sites, least recently taken first, until `needed` more bytes
+        fit; QuotaError (nothing evicted) if even that is not enough. `replacing`: the bytes
+        replace everything the site holds now (a new manifest), else they come on top (a file
+        of a visited site; a pinned site's files are already counted in its declared size)."""
+        if not replacing and site_key in self.pinned:
+            return  # its files were reserved with its manifest (and a mirror's sync stays linear)
+        used = self.usage(exclude=site_key if replacing else None)
+        if used + needed <= self.quota:
+            return
+        keep = {site_id(k) for k in self.pinned} | {site_id(site_key)}
+        evictable = sorted(
+            (f for f in self.root.iterdir() if f.name not in keep and f.is_dir()),
+            key=lambda f: _mtime(f / MANIFEST_FILE),
+        )
+        sizes = [_folder_bytes(f) for f in evictable]
+        if used - sum(sizes) + needed > self.quota:
+            raise QuotaError(f"{needed} more bytes do not fit the site cache quota of {self.quota} bytes")
+        for folder, size in zip(evictable, sizes, strict=True):
+            if used + needed <= self.quota:
+                break
+            shutil.rmtree(folder, ignore_errors=True)
+            used -= size
+        self._parsed.clear()  # evicted sites' manifests are gone
 
     def accept_manifest(self, site_key: bytes, data: bytes) -> Manifest:
         """Verify and store a newer manifest; SiteError / QuotaError say why not (nothing written then)."""
@@ -92,8 +148,11 @@ class SiteCache:
         if not accepts_update(current, offered):
             assert current is not None
             raise SiteError(f"seq {offered.seq} is not above the held seq {current.seq} (no rollback)")
-        if offered.total_size + self.usage(exclude=site_key) > self.quota:
-            raise QuotaError(f"the site needs {offered.total_size} bytes; the site cache quota is {self.quota}")
+        reserve = offered.total_size if site_key in self.pinned else 0  # a visitor fetches file by file
+        try:
+            self._make_room(site_key, len(data) + reserve, replacing=True)
+        except QuotaError:
+            raise QuotaError(f"the site needs {len(data) + reserve} bytes; the site cache quota is {self.quota}") from None
         folder = self._dir(site_key)
         (folder / "files").mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomic(folder / MANIFEST_FILE, data, 0o600)
@@ -111,6 +170,8 @@ class SiteCache:
             raise SiteError("no such file in the held manifest")
         if len(data) != entry.size or hashlib.sha256(data).digest() != entry.sha256:
             raise SiteError(f"{path[:60]}: the bytes do not match the manifest")
+        blob = self._dir(site_key) / "files" / entry.sha256.hex()
+        self._make_room(site_key, len(data) - _size(blob), replacing=False)
         write_atomic(self._dir(site_key) / "files" / entry.sha256.hex(), data, 0o600)
 
     def read_file(self, site_key: bytes, path: str) -> bytes | None:
@@ -139,6 +200,7 @@ class SiteCache:
 
     def seed_from_folder(self, site_key: bytes, manifest_bytes: bytes, folder: Path) -> Manifest:
         """The publisher, as the first mirror: take its own signed manifest and the folder's files (each verified)."""
+        self.pinned.add(site_key)  # the publisher serves it: its copy is never evicted
         current = self.manifest(site_key)
         manifest = decode_manifest(manifest_bytes, site_key)
         if current is None or current.seq < manifest.seq:
@@ -162,3 +224,25 @@ class SiteCache:
             return NO_COPY if data is None else data
 
         return find  # type: ignore[return-value]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def _folder_bytes(folder: Path) -> int:
+    """Bytes of every regular file under a cached site's folder (temporary files of a write too)."""
+    total = 0
+    for parent, _, names in os.walk(folder):
+        total += sum(_size(Path(parent) / name) for name in names)
+    return total

@@ -57,7 +57,8 @@ class SiteBrowser:
         self._avoid: dict[bytes, dict[str, float]] = {}  # site -> mirror -> until (monotonic)
         self._checked: dict[bytes, float] = {}
         self._locks: dict[bytes, asyncio.Lock] = {}
-        self.served: set[bytes] = set()  # sites this node publishes or mirrors: their SiteMirror keeps them fresh
+        # sites this node publishes or mirrors: their SiteMirror keeps them fresh, the cache never evicts them
+        self.served: set[bytes] = cache.pinned
         self.announcements = AnnouncementStore()  # verified, in memory: what mirrors serve and visitors read
         self._announcements_at: dict[bytes, float] = {}
         self.counts = {"manifests": 0, "files": 0, "bad_mirrors": 0}
