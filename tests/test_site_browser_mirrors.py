@@ -44,6 +44,9 @@ class Node:
     def spawn(self, coro: Any, name: str) -> None:
         asyncio.ensure_future(coro)
 
+    async def dht_lookup(self, key: bytes) -> None:
+        return None  # no other mirror listed in the DHT
+
 
 class LyingStore(AnnouncementStore):
     """A mirror that serves another key's announcements as the site's."""
@@ -101,3 +104,46 @@ async def test_a_mirror_with_an_old_manifest_or_forged_announcements_is_avoided(
         async with asyncio.timeout(30):  # the responders see the sessions end
             while any(r.active for r in mirrors.values()) or not all(t.done() for t in pool.readers):
                 await asyncio.sleep(0.02)
+
+
+class ForgingCache(SiteCache):
+    """A mirror that serves a manifest it made up, with a path of its choosing (and no valid signature)."""
+
+    def manifest_bytes(self, site_key: bytes) -> bytes | None:
+        entries = [file_entry("secret/diary.html", b"a"), file_entry("secret/diary2.html", b"b")]
+        forged = sign_manifest(OTHER_SEED, entries, 7, 1_700_000_000)
+        raw = forged.encode().replace(b"secret/diary2.html", b"SECRET/diary.html\x00"[:18])
+        return raw
+
+
+async def test_nothing_a_mirror_sent_and_no_site_path_reaches_an_info_log(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    from globalnet.site.serve import serve_http, site_lookup, site_prepare
+
+    mirror = SiteResponder(ForgingCache(tmp_path / "m"), SITE_KEY, lambda d, lbl: None, AnnouncementStore())
+    pool = LoopbackPool({"forger.gnet": await mirror.start()})
+    visitor = SiteBrowser(Node(), SiteCache(tmp_path / "visitor"), pool)  # type: ignore[arg-type]
+    visitor._mirrors[SITE_KEY] = (time.monotonic() + 600, ["forger.gnet"])
+    try:
+        with capture_logs() as logs:
+            async with asyncio.timeout(60):
+                assert await visitor.refresh_manifest(SITE_KEY) is None
+                # a browser asks for a path: the answer is the error page, the log names no path
+                server = await asyncio.start_server(
+                    lambda r, w: serve_http(r, w, site_lookup(visitor, visitor.cache.lookup(SITE_KEY), SITE_KEY),
+                                            prepare=site_prepare(visitor, SITE_KEY)),
+                    "127.0.0.1", 0)
+                port = server.sockets[0].getsockname()[1]
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(b"GET /private/notes.html HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = await reader.read()
+                writer.close()
+                server.close()
+        assert answer.startswith(b"HTTP/1.1 502")
+        assert visitor.counts["bad_mirrors"] == 1
+        shown = [repr(entry) for entry in logs if entry["log_level"] != "debug"]
+        assert shown and not any(word in line for line in shown for word in ("diary", "SECRET", "notes", "forger"))
+    finally:
+        pool.close()
+        mirror.close()

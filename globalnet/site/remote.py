@@ -96,11 +96,14 @@ class SiteBrowser:
         self._mirrors[site_key] = (now + MIRRORS_TTL, addresses)
         return addresses
 
-    def avoid(self, site_key: bytes, mirror: str, seconds: float, reason: str) -> None:
+    def avoid(self, site_key: bytes, mirror: str, seconds: float, reason: str, detail: str = "") -> None:
+        """`reason` is fixed text (logged at info); `detail` may hold what a mirror sent (paths, text
+        it chose): debug only, so no site path or mirror-chosen text reaches an info log."""
         self._avoid.setdefault(site_key, {})[mirror] = time.monotonic() + seconds
         if seconds >= BAD_FOR:
             self.counts["bad_mirrors"] += 1
             log.info("mirror avoided for this site", reason=reason)
+            log.debug("mirror avoided: detail", reason=reason, detail=detail)
         self.pool.drop(mirror, reason)
 
     def _usable(self, site_key: bytes, mirrors: Iterable[str], own: AbstractSet[str]) -> list[str]:
@@ -152,7 +155,7 @@ class SiteBrowser:
             session = await self.pool.get(mirror)
             response = await session.request(encode_request(RequestType.MANIFEST))
         except GnetError as exc:
-            self.avoid(site_key, mirror, REST_FOR, f"no manifest: {exc.detail}")
+            self.avoid(site_key, mirror, REST_FOR, "no manifest", exc.detail)
             return None
         if response.status is not Status.OK:
             self.avoid(site_key, mirror, REST_FOR, "has no copy yet")
@@ -160,7 +163,7 @@ class SiteBrowser:
         try:
             return decode_manifest(response.body, site_key), response.body
         except SiteError as exc:
-            self.avoid(site_key, mirror, BAD_FOR, f"served a manifest that does not verify: {exc.detail}")
+            self.avoid(site_key, mirror, BAD_FOR, "served a manifest that does not verify", exc.detail)
             return None
 
     # -- announcements -------------------------------------------------------------
@@ -176,14 +179,14 @@ class SiteBrowser:
             session = await self.pool.get(mirror)
             response = await session.request(encode_request(RequestType.ANNOUNCEMENTS))
         except GnetError as exc:
-            self.avoid(site_key, mirror, REST_FOR, f"no announcements: {exc.detail}")
+            self.avoid(site_key, mirror, REST_FOR, "no announcements", exc.detail)
             return []
         if response.status is not Status.OK:
             return []  # an older mirror that does not know the request: nothing to hold against it
         try:
             return decode_announcements(response.body, site_key)
         except ProtocolError as exc:
-            self.avoid(site_key, mirror, BAD_FOR, f"served announcements that do not verify: {exc.detail}")
+            self.avoid(site_key, mirror, BAD_FOR, "served announcements that do not verify", exc.detail)
             return []
 
     # -- files -------------------------------------------------------------------
@@ -210,16 +213,19 @@ class SiteBrowser:
                     try:
                         await self.fetch_file(site_key, entry)
                     except GnetError as exc:
-                        log.info("site file not fetched", reason=exc.detail)
+                        log.info("site file not fetched", kind=exc.kind.name)
+                        log.debug("site file not fetched: detail", detail=exc.detail)
                     return
 
     async def _refresh_quietly(self, site_key: bytes) -> Manifest | None:
         try:
             return await self.refresh_manifest(site_key)
         except (SiteError, QuotaError) as exc:
-            log.info("site manifest refused", reason=exc.detail)
+            log.info("site manifest refused", kind=exc.kind.name)
+            log.debug("site manifest refused: detail", detail=exc.detail)
         except GnetError as exc:
-            log.info("site manifest not fetched", reason=exc.detail)
+            log.info("site manifest not fetched", kind=exc.kind.name)
+            log.debug("site manifest not fetched: detail", detail=exc.detail)
         return None
 
     async def _refresh_in_background(self, site_key: bytes) -> None:

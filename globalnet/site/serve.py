@@ -104,8 +104,10 @@ async def serve_http(
                     async with asyncio.timeout(PREPARE_TIMEOUT):
                         await prepare(request.path)
                 except (TimeoutError, GnetError) as exc:
-                    # whatever is not cached by now is answered as "no verified copy"
-                    log.info("site not fetched", reason=str(exc) or "timed out")
+                    # whatever is not cached by now is answered as "no verified copy"; the
+                    # detail may name a path or repeat what a mirror sent: debug only
+                    log.info("site not fetched", kind=exc.kind.name if isinstance(exc, GnetError) else "TIMEOUT")
+                    log.debug("site not fetched: detail", detail=str(exc) or "timed out")
             writer.write(answer(request, lookup))
         await writer.drain()
     except (TimeoutError, ConnectionError):
