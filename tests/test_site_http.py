@@ -36,7 +36,10 @@ def test_types_and_index() -> None:
 def test_responses() -> None:
     assert response(200, b"hi", "text/plain") == (
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n"
-        b"Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n\r\nhi"
+        b"Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n"
+        b"Content-Security-Policy: default-src 'self' data: blob: 'unsafe-inline' 'unsafe-eval'; form-action 'self'; "
+        b"frame-ancestors 'self'; base-uri 'self'\r\n"
+        b"Cross-Origin-Resource-Policy: same-origin\r\nCross-Origin-Opener-Policy: same-origin\r\n\r\nhi"
     )
     assert response(200, b"hi", "text/plain", head_only=True).endswith(b"\r\n\r\n")
     page = error_page(502, "No verified copy", "<script>")
@@ -56,3 +59,61 @@ def test_answer_serves_only_what_lookup_verified() -> None:
     assert answer(HttpRequest("GET", "nope"), lookup).startswith(b"HTTP/1.1 404")
     gone = answer(HttpRequest("GET", "index.html"), lambda path: NO_COPY)
     assert gone.startswith(b"HTTP/1.1 502") and b"verif" in gone and b"<h1>home" not in gone
+
+
+def _head(fetch_metadata: str) -> bytes:
+    return b"GET /img/a.png HTTP/1.1\r\nHost: x.gnet\r\n" + fetch_metadata.encode() + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    ("metadata", "foreign"),
+    [
+        ("", False),  # curl, or a browser without Fetch Metadata
+        ("Sec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: image\r\n", False),
+        ("Sec-Fetch-Site: none\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\n", False),  # typed in
+        ("Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: document\r\n", False),  # a link
+        ("Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: image\r\n", True),
+        ("sec-fetch-site: Same-Site\r\nsec-fetch-mode: cors\r\nsec-fetch-dest: empty\r\n", True),  # two tunnels on 127.0.0.1
+        ("Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-Dest: iframe\r\n", True),
+    ],
+)
+def test_another_origins_page_cannot_load_or_probe_a_site(metadata: str, foreign: bool) -> None:
+    from globalnet.site.http import answer
+
+    request = parse_request(_head(metadata))
+    assert request is not None and request.foreign is foreign
+    looked_up: list[str] = []
+    reply = answer(request, lambda path: looked_up.append(path) or b"png")
+    if foreign:
+        assert reply.startswith(b"HTTP/1.1 403") and looked_up == [] and b"png" not in reply.split(b"\r\n\r\n", 1)[1]
+    else:
+        assert reply.startswith(b"HTTP/1.1 200") and looked_up == ["img/a.png"]
+
+
+async def test_a_foreign_request_makes_the_node_fetch_nothing() -> None:
+    import asyncio
+
+    from globalnet.site.serve import serve_http
+
+    prepared: list[str] = []
+
+    async def prepare(path: str) -> None:
+        prepared.append(path)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_http(reader, writer, lambda path: b"png", prepare=prepare)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        replies = []
+        for metadata in ("Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: image\r\n", ""):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(_head(metadata))
+            async with asyncio.timeout(30):
+                replies.append(await reader.read())
+            writer.close()
+    finally:
+        server.close()
+    assert replies[0].startswith(b"HTTP/1.1 403") and replies[1].startswith(b"HTTP/1.1 200")
+    assert prepared == ["img/a.png"]  # only the same-origin request made the node look for the file

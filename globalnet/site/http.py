@@ -7,6 +7,21 @@ browser only ever gets: a verified file (GET/HEAD, with its content type),
 other methods, 400 for a malformed request, or 502 with a clear page when no
 verified copy is reachable. Requests are bounded (MAX_REQUEST); one request
 per connection (Connection: close) keeps the state machine trivial.
+
+A signed site is self-contained: every byte a page loads is verified against
+that site's manifest. So each response carries a Content-Security-Policy
+keeping the page's loads to its own origin (a page cannot pull unverified
+bytes from an exit, beacon out, probe the console on 127.0.0.1 with fetch, or
+embed another site), and a request another origin's page makes for a
+subresource (Fetch Metadata: Sec-Fetch-Site not same-origin, and not a
+top-level navigation) gets 403 before the node looks anything up: otherwise
+any page (another site's, or a clear-web page through an exit) could time
+such loads to learn which sites this node has cached, or make it fetch sites.
+Links between sites (navigations) work as usual. Browsers send Fetch Metadata
+only to secure contexts: `-tunnel` ports on 127.0.0.1 get it, while Chromium
+sends none for http://SITE.gnet through SOCKS; there, the CSP on every site's
+pages is what stops one site probing another (a clear-web page is not ours to
+restrict).
 """
 
 from __future__ import annotations
@@ -20,13 +35,14 @@ from dataclasses import dataclass
 MAX_REQUEST = 16 * 1024
 
 _TYPES = {".html": "text/html; charset=utf-8", ".htm": "text/html; charset=utf-8", ".css": "text/css", ".js": "text/javascript", ".json": "application/json", ".txt": "text/plain; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".wasm": "application/wasm"}
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Request Too Large", 502: "Bad Gateway"}
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 413: "Request Too Large", 502: "Bad Gateway"}
 
 
 @dataclass(frozen=True)
 class HttpRequest:
     method: str
     path: str  # site path, '' for the root, without query or fragment, percent-decoded
+    foreign: bool = False  # another origin's page loads it as a subresource (Fetch Metadata): refused
 
 
 class RequestError(ValueError):
@@ -59,7 +75,20 @@ def parse_request(head: bytes) -> HttpRequest | None:
         path = urllib.parse.unquote(target.split("?", 1)[0].split("#", 1)[0], errors="strict")
     except UnicodeDecodeError:
         raise RequestError(400, "the path is not UTF-8") from None
-    return HttpRequest(method, path.lstrip("/"))
+    return HttpRequest(method, path.lstrip("/"), _foreign(head[:end]))
+
+
+def _foreign(head: bytes) -> bool:
+    """Is this another origin's page loading us as a subresource (or in a frame)? Browsers say so
+    in Fetch Metadata headers; a client that sends none (curl, an old browser) is not refused."""
+    fields: dict[str, str] = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        fields[name.strip().lower().decode("latin-1")] = value.strip().lower().decode("latin-1")
+    site = fields.get("sec-fetch-site")
+    if site is None or site in ("same-origin", "none"):
+        return False
+    return not (fields.get("sec-fetch-mode") == "navigate" and fields.get("sec-fetch-dest", "document") == "document")
 
 
 def content_type(path: str) -> str:
@@ -74,6 +103,13 @@ def candidates(path: str) -> list[str]:
     return [path, path + "/index.html"]
 
 
+#: a page loads only its own site's (verified) bytes; inline code is allowed (it is signed too)
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self' data: blob: 'unsafe-inline' 'unsafe-eval'; form-action 'self'; frame-ancestors 'self'; base-uri 'self'"
+)
+FOREIGN = "Another site's page (or a clear-web page) cannot load this signed site's files; open the site itself."
+
+
 def response(status: int, body: bytes, ctype: str, head_only: bool = False) -> bytes:
     lines = [
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
@@ -83,6 +119,9 @@ def response(status: int, body: bytes, ctype: str, head_only: bool = False) -> b
         "Cache-Control: no-cache",
         "X-Content-Type-Options: nosniff",
         "Referrer-Policy: no-referrer",
+        f"Content-Security-Policy: {CONTENT_SECURITY_POLICY}",
+        "Cross-Origin-Resource-Policy: same-origin",
+        "Cross-Origin-Opener-Policy: same-origin",
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head_only else body)
 
@@ -101,6 +140,8 @@ def answer(request: HttpRequest, lookup: Lookup) -> bytes:
     `lookup` returns the verified file, None when the manifest lists no such
     path, or NO_COPY when the site has no verified copy reachable."""
     head_only = request.method == "HEAD"
+    if request.foreign:
+        return error_page(403, "Not from another site", FOREIGN, head_only)
     for path in candidates(request.path):
         found = lookup(path)
         if found is NO_COPY:

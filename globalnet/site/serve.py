@@ -99,7 +99,7 @@ async def serve_http(
                     break
                 head += data
         if request is not None:
-            if prepare is not None:
+            if prepare is not None and not request.foreign:  # refused without a look-up (http.py)
                 try:
                     async with asyncio.timeout(PREPARE_TIMEOUT):
                         await prepare(request.path)
