@@ -147,3 +147,18 @@ async def test_nothing_a_mirror_sent_and_no_site_path_reaches_an_info_log(tmp_pa
     finally:
         pool.close()
         mirror.close()
+
+
+async def test_a_page_asking_for_many_made_up_sites_does_not_grow_the_browser(tmp_path: Path) -> None:
+    """Site addresses are cheap to make up; each one asked for must not leave state behind for ever."""
+    import globalnet.site.remote as remote
+
+    MAX_SITES_TRACKED = getattr(remote, "MAX_SITES_TRACKED", 1024)
+    browser = SiteBrowser(Node(), SiteCache(tmp_path / "visitor"), LoopbackPool({}))  # type: ignore[arg-type]
+    keys = [bytes(nacl.signing.SigningKey(i.to_bytes(32, "big")).verify_key) for i in range(1, MAX_SITES_TRACKED + 60)]
+    async with asyncio.timeout(120):
+        for key in keys:
+            await browser.ensure(key, "index.html")
+    for table in (browser._mirrors, browser._locks, browser._checked):
+        assert len(table) <= MAX_SITES_TRACKED
+    assert keys[-1] in browser._mirrors and keys[0] not in browser._mirrors

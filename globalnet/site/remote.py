@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
@@ -46,6 +47,7 @@ REST_FOR = 20.0  # unreachable or missing the file: rested this long
 FETCH_MIRRORS = 4  # mirrors a file is fetched from in parallel
 FETCH_TIMEOUT = 300.0
 ANNOUNCEMENTS_TTL = 30.0  # a visitor asks the mirrors for announcements at most this often
+MAX_SITES_TRACKED = 1024  # sites whose mirror lists and timers are kept (least recently used forgotten)
 
 
 class SiteBrowser:
@@ -61,6 +63,9 @@ class SiteBrowser:
         self.served: set[bytes] = cache.pinned
         self.announcements = AnnouncementStore()  # verified, in memory: what mirrors serve and visitors read
         self._announcements_at: dict[bytes, float] = {}
+        # every site asked for, least recently used first: a page that asks for thousands of made-up
+        # site addresses must not grow the per-site tables above without bound
+        self._recent: OrderedDict[bytes, None] = OrderedDict()
         self.counts = {"manifests": 0, "files": 0, "bad_mirrors": 0}
 
     # -- mirrors -----------------------------------------------------------------
@@ -81,8 +86,21 @@ class SiteBrowser:
                 log.debug("mirror record ignored", reason=exc.detail)
         return records
 
+    def _touch(self, site_key: bytes) -> None:
+        """`site_key` was just used; forget the per-site state of the least recently used beyond the bound."""
+        self._recent[site_key] = None
+        self._recent.move_to_end(site_key)
+        for old in list(self._recent)[: max(0, len(self._recent) - MAX_SITES_TRACKED)]:
+            lock = self._locks.get(old)
+            if lock is not None and lock.locked():
+                continue  # in use right now: forgotten on a later call
+            del self._recent[old]
+            for table in (self._mirrors, self._avoid, self._checked, self._locks, self._announcements_at):
+                table.pop(old, None)  # type: ignore[attr-defined]
+
     async def find_mirrors(self, site_key: bytes, fresh: bool = False) -> list[str]:
         """The site's mirror addresses (this period's records, else the previous period's)."""
+        self._touch(site_key)
         held = self._mirrors.get(site_key)
         now = time.monotonic()
         if held is not None and not fresh and held[0] > now:
@@ -99,7 +117,11 @@ class SiteBrowser:
     def avoid(self, site_key: bytes, mirror: str, seconds: float, reason: str, detail: str = "") -> None:
         """`reason` is fixed text (logged at info); `detail` may hold what a mirror sent (paths, text
         it chose): debug only, so no site path or mirror-chosen text reaches an info log."""
-        self._avoid.setdefault(site_key, {})[mirror] = time.monotonic() + seconds
+        now = time.monotonic()
+        avoided = self._avoid.setdefault(site_key, {})
+        for expired in [m for m, until in avoided.items() if until <= now]:
+            del avoided[expired]
+        avoided[mirror] = now + seconds
         if seconds >= BAD_FOR:
             self.counts["bad_mirrors"] += 1
             log.info("mirror avoided for this site", reason=reason)
@@ -193,6 +215,7 @@ class SiteBrowser:
     async def ensure(self, site_key: bytes, request_path: str) -> None:
         """Before answering an HTTP request: the manifest and the files the request may need are cached
         (or cannot be had: then the cache says NO_COPY and the browser gets the error page)."""
+        self._touch(site_key)
         async with self._locks.setdefault(site_key, asyncio.Lock()):
             manifest = self.cache.manifest(site_key)
             if manifest is None:
