@@ -4,6 +4,7 @@ connection): a mirror serving an old manifest or announcements that do not verif
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -162,3 +163,26 @@ async def test_a_page_asking_for_many_made_up_sites_does_not_grow_the_browser(tm
     for table in (browser._mirrors, browser._locks, browser._checked):
         assert len(table) <= MAX_SITES_TRACKED
     assert keys[-1] in browser._mirrors and keys[0] not in browser._mirrors
+
+
+async def test_a_client_that_pipelines_requests_and_never_reads_cannot_fill_the_mirrors_memory(tmp_path: Path) -> None:
+    from globalnet.site.manifest import CHUNK
+    from globalnet.site.protocol import chunk_request
+
+    data = os.urandom(8 * CHUNK)
+    cache = SiteCache(tmp_path / "m")
+    manifest = sign_manifest(SEED, [file_entry("big.bin", data)], 1, 1_700_000_000)
+    cache.accept_manifest(SITE_KEY, manifest.encode())
+    cache.put_file(SITE_KEY, "big.bin", data)
+    mirror = SiteResponder(cache, SITE_KEY, lambda d, lbl: None, AnnouncementStore())
+    port = await mirror.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        # 1,600 requests (400 MiB of answers) in one 64 KiB write; this client reads nothing
+        writer.write(b"".join(chunk_request(manifest.files[0].sha256, i % 8) for i in range(1600)))
+        await writer.drain()
+        await asyncio.sleep(1.5)
+        assert mirror.served_chunks < 200  # what the kernel's socket buffers hold, not 1,600
+    finally:
+        writer.close()
+        mirror.close()

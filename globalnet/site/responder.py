@@ -72,8 +72,11 @@ class SiteResponder:
                 if not data:
                     break
                 for request in decoder.requests(data):
+                    # drained after each answer: 64 KiB of pipelined 41-byte chunk requests would
+                    # otherwise queue 400 MiB of answers for a client that does not read them
                     writer.write(self.answer(request, label))
-                await writer.drain()
+                    async with asyncio.timeout(IDLE_TIMEOUT):
+                        await writer.drain()
         except ProtocolError as exc:
             log.debug("site session closed", reason=exc.detail)
         except (TimeoutError, ConnectionError):
