@@ -152,7 +152,7 @@ async def test_nothing_a_mirror_sent_and_no_site_path_reaches_an_info_log(tmp_pa
 
 async def test_a_page_asking_for_many_made_up_sites_does_not_grow_the_browser(tmp_path: Path) -> None:
     """Site addresses are cheap to make up; each one asked for must not leave state behind for ever."""
-    import globalnet.site.remote as remote
+    from globalnet.site import remote
 
     MAX_SITES_TRACKED = getattr(remote, "MAX_SITES_TRACKED", 1024)
     browser = SiteBrowser(Node(), SiteCache(tmp_path / "visitor"), LoopbackPool({}))  # type: ignore[arg-type]
@@ -176,7 +176,7 @@ async def test_a_client_that_pipelines_requests_and_never_reads_cannot_fill_the_
     cache.put_file(SITE_KEY, "big.bin", data)
     mirror = SiteResponder(cache, SITE_KEY, lambda d, lbl: None, AnnouncementStore())
     port = await mirror.start()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         # 1,600 requests (400 MiB of answers) in one 64 KiB write; this client reads nothing
         writer.write(b"".join(chunk_request(manifest.files[0].sha256, i % 8) for i in range(1600)))

@@ -179,3 +179,71 @@ def test_a_mirror_parses_its_manifest_once_for_many_chunk_requests(tmp_path: Pat
     m2 = _manifest(2)
     cache.accept_manifest(m.site_key, m2.encode())
     assert cache.manifest(m.site_key) == m2
+
+
+async def _serve_once(cache: SiteCache, site_key: bytes, path: str, keep: bool = True) -> bytes:
+    """The whole response, or (keep=False) its head and then its body's length (the body is not kept)."""
+    import asyncio
+
+    from globalnet.site.serve import serve_http
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_http(reader, writer, cache.lookup(site_key))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+        writer.write(f"GET /{path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received, length = bytearray(), 0
+        async with asyncio.timeout(60):
+            while data := await reader.read(1 << 16):
+                if keep or b"\r\n\r\n" not in received:
+                    received += data
+                else:
+                    length += len(data)
+        writer.close()
+        if keep:
+            return bytes(received)
+        head, first = bytes(received).split(b"\r\n\r\n", 1)
+        return head + b"\r\n\r\n" + str(length + len(first)).encode()
+    finally:
+        server.close()
+
+
+async def test_a_large_file_is_served_without_holding_it_in_memory(tmp_path: Path) -> None:
+    """A page that asks for a large file many times at once must not make the node read it whole each time."""
+    import tracemalloc
+
+    big = os.urandom(16 << 20)
+    cache = SiteCache(tmp_path / "c")
+    m = _manifest(1, {"index.html": b"hi", "big.bin": big})
+    cache.accept_manifest(m.site_key, m.encode())
+    cache.put_file(m.site_key, "big.bin", big)
+    tracemalloc.start()
+    try:
+        reply = await _serve_once(cache, m.site_key, "big.bin", keep=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    head, length = reply.split(b"\r\n\r\n", 1)
+    assert b"Content-Length: 16777216" in head and length == b"16777216"
+    assert peak < 8 << 20
+    # and the bytes are exact
+    assert (await _serve_once(cache, m.site_key, "big.bin")).split(b"\r\n\r\n", 1)[1] == big
+
+
+async def test_a_large_file_damaged_on_disk_is_cut_short_never_served_wrong(tmp_path: Path) -> None:
+    big = os.urandom(3 << 20)
+    cache = SiteCache(tmp_path / "c")
+    m = _manifest(1, {"big.bin": big})
+    cache.accept_manifest(m.site_key, m.encode())
+    cache.put_file(m.site_key, "big.bin", big)
+    blob = next((tmp_path / "c").rglob("files/*"))
+    damaged = bytearray(big)
+    damaged[2 * CHUNK + 5] ^= 0xFF
+    blob.write_bytes(bytes(damaged))
+    reply = await _serve_once(cache, m.site_key, "big.bin")
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200") and len(body) < len(big)
+    assert big.startswith(body) and body[: 2 * CHUNK + 6] != bytes(damaged[: 2 * CHUNK + 6])
+    assert cache.missing(m.site_key) == ["big.bin"]  # dropped: fetched again next time

@@ -27,15 +27,17 @@ import hashlib
 import os
 import shutil
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ErrorKind, GnetError
 from ..storage.atomic import write_atomic
-from .http import NO_COPY, Lookup
-from .manifest import CHUNK, Manifest, SiteError, accepts_update, decode_manifest
+from .http import NO_COPY, FileBody, Lookup
+from .manifest import CHUNK, FileEntry, Manifest, SiteError, accepts_update, decode_manifest, verify_chunk
 
 DEFAULT_QUOTA = 2 << 30  # 2 GiB for every cached site together
 MANIFEST_FILE = "manifest"
+STREAM_OVER = 4 * CHUNK  # a larger file is served piece by piece (http.FileBody), never read whole
 MAX_PARSED = 64  # parsed manifests kept in memory (each at most manifest.MAX_MANIFEST on disk)
 
 
@@ -190,6 +192,18 @@ class SiteCache:
             return None
         return data
 
+    @staticmethod
+    def _chunks(blob: Path, entry: FileEntry) -> Iterator[bytes]:
+        """The file's pieces, each checked against its signed SHA-256 as read; SiteError (and the
+        damaged copy removed, to be fetched again) at the first piece that does not match."""
+        with open(blob, "rb") as source:
+            for index in range(len(entry.chunks)):
+                data = source.read(CHUNK)
+                if not verify_chunk(entry, index, data):
+                    blob.unlink(missing_ok=True)
+                    raise SiteError("a cached file no longer matches its manifest")
+                yield data
+
     def missing(self, site_key: bytes) -> list[str]:
         """Paths of the held manifest not (or not correctly) on disk: what a mirror still has to fetch."""
         manifest = self.manifest(site_key)
@@ -218,8 +232,12 @@ class SiteCache:
             manifest = self.manifest(site_key)
             if manifest is None:
                 return NO_COPY
-            if manifest.file(path) is None:
+            entry = manifest.file(path)
+            if entry is None:
                 return None
+            if entry.size > STREAM_OVER:
+                blob = self._dir(site_key) / "files" / entry.sha256.hex()
+                return FileBody(entry.size, lambda: self._chunks(blob, entry)) if _size(blob) == entry.size else NO_COPY
             data = self.read_file(site_key, path)
             return NO_COPY if data is None else data
 

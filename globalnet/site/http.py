@@ -29,7 +29,7 @@ from __future__ import annotations
 import html
 import mimetypes
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 MAX_REQUEST = 16 * 1024
@@ -111,10 +111,14 @@ FOREIGN = "Another site's page (or a clear-web page) cannot load this signed sit
 
 
 def response(status: int, body: bytes, ctype: str, head_only: bool = False) -> bytes:
+    return response_head(status, len(body), ctype) + (b"" if head_only else body)
+
+
+def response_head(status: int, length: int, ctype: str) -> bytes:
     lines = [
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
         f"Content-Type: {ctype}",
-        f"Content-Length: {len(body)}",
+        f"Content-Length: {length}",
         "Connection: close",
         "Cache-Control: no-cache",
         "X-Content-Type-Options: nosniff",
@@ -123,7 +127,7 @@ def response(status: int, body: bytes, ctype: str, head_only: bool = False) -> b
         "Cross-Origin-Resource-Policy: same-origin",
         "Cross-Origin-Opener-Policy: same-origin",
     ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head_only else body)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 def error_page(status: int, title: str, detail: str, head_only: bool = False) -> bytes:
@@ -134,21 +138,41 @@ def error_page(status: int, title: str, detail: str, head_only: bool = False) ->
 NO_VERIFIED_COPY = "No mirror of this site served a copy that verifies against its signed manifest. Nothing unverified is shown. Try again later."
 
 
-def answer(request: HttpRequest, lookup: Lookup) -> bytes:
-    """The response to `request` from `lookup(path) -> verified bytes | None | NoCopy`.
+@dataclass(frozen=True)
+class FileBody:
+    """A large verified file, never held in memory whole: its size, and `chunks()` reading it piece
+    by piece, each piece checked against the signed manifest as it is read (a GnetError mid-way
+    means the copy on disk went bad: the shell cuts the connection, the browser sees a truncated
+    response and never a wrong byte)."""
 
-    `lookup` returns the verified file, None when the manifest lists no such
-    path, or NO_COPY when the site has no verified copy reachable."""
+    size: int
+    chunks: Callable[[], Iterator[bytes]]
+
+
+def answer_parts(request: HttpRequest, lookup: Lookup) -> tuple[bytes, FileBody | None]:
+    """The response to `request`: bytes to send, then a FileBody to stream after them (or None).
+
+    `lookup` returns the verified file (bytes, or a FileBody when large), None
+    when the manifest lists no such path, or NO_COPY when the site has no
+    verified copy reachable."""
     head_only = request.method == "HEAD"
     if request.foreign:
-        return error_page(403, "Not from another site", FOREIGN, head_only)
+        return error_page(403, "Not from another site", FOREIGN, head_only), None
     for path in candidates(request.path):
         found = lookup(path)
         if found is NO_COPY:
-            return error_page(502, "No verified copy of this site", NO_VERIFIED_COPY, head_only)
+            return error_page(502, "No verified copy of this site", NO_VERIFIED_COPY, head_only), None
         if isinstance(found, bytes):
-            return response(200, found, content_type(path), head_only)
-    return error_page(404, "Not found", "This site's signed manifest lists no such file.", head_only)
+            return response(200, found, content_type(path), head_only), None
+        if isinstance(found, FileBody):
+            return response_head(200, found.size, content_type(path)), None if head_only else found
+    return error_page(404, "Not found", "This site's signed manifest lists no such file.", head_only), None
+
+
+def answer(request: HttpRequest, lookup: Lookup) -> bytes:
+    """The whole response to `request` in one piece (small answers, tests); serve.py streams instead."""
+    head, body = answer_parts(request, lookup)
+    return head + b"".join(body.chunks()) if body is not None else head
 
 
 class _NoCopy:
@@ -156,4 +180,4 @@ class _NoCopy:
 
 
 NO_COPY = _NoCopy()
-Lookup = Callable[[str], "bytes | None | _NoCopy"]
+Lookup = Callable[[str], "bytes | FileBody | None | _NoCopy"]

@@ -96,7 +96,7 @@ class SiteBrowser:
                 continue  # in use right now: forgotten on a later call
             del self._recent[old]
             for table in (self._mirrors, self._avoid, self._checked, self._locks, self._announcements_at):
-                table.pop(old, None)  # type: ignore[attr-defined]
+                table.pop(old, None)
 
     async def find_mirrors(self, site_key: bytes, fresh: bool = False) -> list[str]:
         """The site's mirror addresses (this period's records, else the previous period's)."""

@@ -14,7 +14,7 @@ import structlog
 
 from ..errors import GnetError
 from .announcements import ANNOUNCEMENTS_PATH, render
-from .http import MAX_REQUEST, Lookup, RequestError, answer, error_page, parse_request
+from .http import MAX_REQUEST, Lookup, RequestError, answer_parts, error_page, parse_request
 
 if TYPE_CHECKING:
     from .cache import SiteCache
@@ -108,8 +108,20 @@ async def serve_http(
                     # detail may name a path or repeat what a mirror sent: debug only
                     log.info("site not fetched", kind=exc.kind.name if isinstance(exc, GnetError) else "TIMEOUT")
                     log.debug("site not fetched: detail", detail=str(exc) or "timed out")
-            writer.write(answer(request, lookup))
-        await writer.drain()
+            head, body = answer_parts(request, lookup)
+            writer.write(head)
+            if body is not None:
+                try:
+                    for chunk in body.chunks():  # one verified piece at a time, never the whole file
+                        writer.write(chunk)
+                        async with asyncio.timeout(timeout):
+                            await writer.drain()
+                except GnetError as exc:
+                    log.info("site file damaged on disk while served: connection cut", kind=exc.kind.name)
+                    writer.transport.abort()  # a truncated response, never a wrong byte
+                    return
+        async with asyncio.timeout(timeout):
+            await writer.drain()
     except (TimeoutError, ConnectionError):
         pass
     finally:
