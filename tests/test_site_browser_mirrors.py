@@ -186,3 +186,34 @@ async def test_a_client_that_pipelines_requests_and_never_reads_cannot_fill_the_
     finally:
         writer.close()
         mirror.close()
+
+
+async def test_a_large_file_is_fetched_without_holding_it_in_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    data = os.urandom(16 << 20)
+    manifest = sign_manifest(SEED, [file_entry("index.html", b"hi"), file_entry("big.bin", data)], 1, 1_700_000_000)
+    cache = SiteCache(tmp_path / "m")
+    cache.accept_manifest(SITE_KEY, manifest.encode())
+    cache.put_file(SITE_KEY, "big.bin", data)
+    mirror = SiteResponder(cache, SITE_KEY, lambda d, lbl: None, AnnouncementStore())
+    pool = LoopbackPool({"m.gnet": await mirror.start()})
+    visitor = SiteBrowser(Node(), SiteCache(tmp_path / "v"), pool)  # type: ignore[arg-type]
+    visitor._mirrors[SITE_KEY] = (time.monotonic() + 600, ["m.gnet"])
+    try:
+        async with asyncio.timeout(120):
+            await visitor.refresh_manifest(SITE_KEY)
+            entry = manifest.file("big.bin")
+            assert entry is not None
+            tracemalloc.start()
+            try:
+                await visitor.fetch_file(SITE_KEY, entry)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+        assert visitor.cache.read_file(SITE_KEY, "big.bin") == data
+        assert peak < 8 << 20
+        assert not list((tmp_path / "v").rglob("*.partial"))
+    finally:
+        pool.close()
+        mirror.close()

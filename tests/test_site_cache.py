@@ -247,3 +247,24 @@ async def test_a_large_file_damaged_on_disk_is_cut_short_never_served_wrong(tmp_
     assert head.startswith(b"HTTP/1.1 200") and len(body) < len(big)
     assert big.startswith(body) and body[: 2 * CHUNK + 6] != bytes(damaged[: 2 * CHUNK + 6])
     assert cache.missing(m.site_key) == ["big.bin"]  # dropped: fetched again next time
+
+
+def test_a_fetch_reserves_the_whole_file_in_the_quota_before_a_byte_arrives(tmp_path: Path) -> None:
+    cache = SiteCache(tmp_path / "c", quota=1 << 20)
+    big = os.urandom(3 << 20)
+    m = _manifest(1, {"big.bin": big})
+    cache.accept_manifest(m.site_key, m.encode())
+    entry = m.file("big.bin")
+    assert entry is not None
+    with pytest.raises(GnetError) as info:
+        cache.partial(m.site_key, entry)
+    assert info.value.kind is ErrorKind.RESOURCE_LIMIT
+    roomy = SiteCache(tmp_path / "d", quota=8 << 20)
+    roomy.accept_manifest(m.site_key, m.encode())
+    partial = roomy.partial(m.site_key, entry)
+    assert roomy.usage() >= len(big)  # reserved at once (a sparse file of the full length)
+    for index in range(len(entry.chunks)):
+        partial.write(index, big[index * CHUNK : (index + 1) * CHUNK] if index != 1 else bytes(CHUNK))
+    with pytest.raises(SiteError, match="do not match"):
+        roomy.put_partial(m.site_key, "big.bin", partial)  # checked whole before it is kept
+    assert roomy.missing(m.site_key) == ["big.bin"] and not list((tmp_path / "d").rglob("*.partial"))

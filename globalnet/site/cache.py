@@ -176,6 +176,26 @@ class SiteCache:
         self._make_room(site_key, len(data) - _size(blob), replacing=False)
         write_atomic(self._dir(site_key) / "files" / entry.sha256.hex(), data, 0o600)
 
+    def partial(self, site_key: bytes, entry: FileEntry) -> PartialFile:
+        """A file of the held manifest to be written piece by piece (a fetch's sink), its whole
+        size reserved on disk at once (a sparse file of that length counts in the quota)."""
+        manifest = self.manifest(site_key)
+        if manifest is None or entry not in manifest.files:
+            raise SiteError("no such file in the held manifest")
+        self._make_room(site_key, entry.size, replacing=False)
+        return PartialFile(self._dir(site_key) / "files", entry)
+
+    def put_partial(self, site_key: bytes, path: str, partial: PartialFile) -> None:
+        """Keep a completely written partial file if its bytes are the signed ones (SiteError if not;
+        the partial file is removed either way)."""
+        try:
+            manifest = self.manifest(site_key)
+            if manifest is None or manifest.file(path) != partial.entry:
+                raise SiteError("the held manifest changed during the fetch")
+            partial.finish()
+        finally:
+            partial.discard()
+
     def read_file(self, site_key: bytes, path: str) -> bytes | None:
         """A verified file of the held manifest, or None if it is not here (or no longer matches)."""
         manifest = self.manifest(site_key)
@@ -264,3 +284,56 @@ def _folder_bytes(folder: Path) -> int:
     for parent, _, names in os.walk(folder):
         total += sum(_size(Path(parent) / name) for name in names)
     return total
+
+
+class PartialFile:
+    """`files/.<sha256>.partial`: verified chunks written at their offsets as they arrive, then
+    checked whole, fsynced and renamed to `files/<sha256>` (a crash leaves only a partial file,
+    which the next manifest taken for the site removes)."""
+
+    def __init__(self, folder: Path, entry: FileEntry) -> None:
+        self.entry = entry
+        self.final = folder / entry.sha256.hex()
+        self.path = folder / f".{entry.sha256.hex()}.{os.urandom(4).hex()}.partial"  # two fetches never share one
+        self._fd = -1
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            os.ftruncate(self._fd, entry.size)
+        except OSError as exc:
+            self.discard()
+            raise QuotaError(f"cannot write to the site cache ({exc.strerror})") from None
+
+    def write(self, index: int, data: bytes) -> None:
+        try:
+            os.pwrite(self._fd, data, index * CHUNK)
+        except OSError as exc:
+            raise QuotaError(f"cannot write to the site cache ({exc.strerror})") from None
+
+    def finish(self) -> None:
+        digest = hashlib.sha256()
+        offset = 0
+        while offset < self.entry.size:
+            piece = os.pread(self._fd, CHUNK, offset)
+            if not piece:
+                break
+            digest.update(piece)
+            offset += len(piece)
+        if offset != self.entry.size or digest.digest() != self.entry.sha256:
+            raise SiteError("the file's bytes do not match the manifest")
+        try:
+            os.fsync(self._fd)
+            os.replace(self.path, self.final)
+            dir_fd = os.open(self.final.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:  # e.g. a new manifest removed the partial file meanwhile
+            raise SiteError(f"the fetched file could not be kept ({exc.strerror})") from None
+
+    def discard(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.path.unlink(missing_ok=True)

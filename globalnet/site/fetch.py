@@ -6,12 +6,15 @@ hands out chunk requests (at most PER_MIRROR in flight per mirror), checks
 every returned chunk against its SHA-256 in the signed manifest, and on a
 mismatch marks the mirror bad for this site and gives the chunk to another
 mirror. The file exists (FileDone) only once every chunk verified; until
-then not a byte of it leaves the core. The shell moves the requests over
+then not a byte of it leaves the core, except to the shell's `sink` (if it
+gives one): each verified chunk goes there at once and is not kept here, so a
+1 GiB file is never held in memory (the shell writes it to a partial file). The shell moves the requests over
 circuits and feeds replies and failures back; `now` drives the timeouts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .manifest import CHUNK, FileEntry, verify_chunk
@@ -30,7 +33,7 @@ class Request:
 
 @dataclass(frozen=True)
 class FileDone:
-    data: bytes
+    data: bytes  # the whole file; b"" when a sink took every chunk
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,11 @@ Event = Request | FileDone | MirrorBad | FetchFailed
 
 
 class FileFetch:
-    def __init__(self, entry: FileEntry, mirrors: list[str], bad: set[str] | None = None) -> None:
+    def __init__(
+        self, entry: FileEntry, mirrors: list[str], bad: set[str] | None = None, sink: Callable[[int, bytes], None] | None = None
+    ) -> None:
         self.entry = entry
+        self._sink = sink
         self.bad: set[str] = set(bad or ())
         self._mirrors = [m for m in dict.fromkeys(mirrors) if m not in self.bad]
         self._chunks: dict[int, bytes] = {}
@@ -79,7 +85,7 @@ class FileFetch:
             return []
         if not self._todo and not self._inflight:
             self.done = True
-            return [FileDone(b"".join(self._chunks[i] for i in range(len(self.entry.chunks))))]
+            return [FileDone(b"".join(self._chunks[i] for i in range(len(self.entry.chunks))) if self._sink is None else b"")]
         alive = [m for m in self._mirrors if m not in self.bad]
         if not alive and self._waiting:
             return []  # more mirrors may come (add_mirror); the shell gives up when none will
@@ -117,6 +123,9 @@ class FileFetch:
         if not verify_chunk(self.entry, index, data):
             return self._fail(mirror, index, f"chunk {index} does not match the manifest", now)
         del self._inflight[(mirror, index)]
+        if self._sink is not None:
+            self._sink(index, data)
+            data = b""  # kept only as "done"
         self._chunks[index] = data
         return self._schedule(now)
 

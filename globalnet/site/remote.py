@@ -272,7 +272,8 @@ class SiteBrowser:
         mirrors = self._usable(site_key, await self.find_mirrors(site_key), own)[:FETCH_MIRRORS]
         if not mirrors:
             raise SiteError("no mirror of the site is reachable")
-        core = FileFetch(entry, [])
+        partial = self.cache.partial(site_key, entry)  # QuotaError here, before a byte is fetched
+        core = FileFetch(entry, [], sink=partial.write)
         results: asyncio.Queue[tuple[str, int, bytes | None, str]] = asyncio.Queue()
         sessions: dict[str, MirrorSession] = {}
         opening: dict[asyncio.Future[MirrorSession], str] = {asyncio.ensure_future(self.pool.get(m)): m for m in mirrors}
@@ -301,7 +302,7 @@ class SiteBrowser:
                         elif isinstance(event, MirrorBad):
                             pass  # judged below, where we know whether bytes or reachability failed
                         elif isinstance(event, FileDone):
-                            self.cache.put_file(site_key, entry.path, event.data)
+                            self.cache.put_partial(site_key, entry.path, partial)
                             self.counts["files"] += 1
                             return
                         elif isinstance(event, FetchFailed):
@@ -310,6 +311,7 @@ class SiteBrowser:
         except TimeoutError:
             raise SiteError("fetching the file timed out") from None
         finally:
+            partial.discard()
             for opener in opening:
                 opener.cancel()
             for worker in list(workers):
