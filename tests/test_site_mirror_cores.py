@@ -19,6 +19,7 @@ from globalnet.site.manifest import CHUNK, file_entry, sign_manifest
 from globalnet.site.mirror_core import (
     ANNOUNCE_TRIES,
     PERIOD,
+    RECORD_GRAIN,
     RECORD_LIFETIME,
     REPUBLISH_BEFORE,
     RETRY,
@@ -109,7 +110,7 @@ def test_the_responder_serves_the_manifest_and_chunks_and_hands_broadcasts_on(tm
 def test_a_mirror_publishes_syncs_and_republishes_before_its_record_expires() -> None:
     core = MirrorCore(NOW)
     actions = core.handle_timer(NOW)
-    assert actions == [PublishRecord((int(NOW // PERIOD),), int(NOW) + RECORD_LIFETIME), Sync()]
+    assert actions == [PublishRecord((int(NOW // PERIOD),), int(NOW) + RECORD_LIFETIME, int(NOW) * 1000), Sync()]
     core.record_published(NOW, int(NOW // PERIOD), int(NOW) + RECORD_LIFETIME)
     core.sync_done(NOW + 1, held_seq=1, complete=True)
     assert core.handle_timer(NOW + 2) == []
@@ -159,7 +160,18 @@ def test_near_a_period_boundary_the_record_is_published_for_both_periods() -> No
     period = int(NOW // PERIOD)
     late = (period + 1) * PERIOD - 100.0
     core = MirrorCore(late)
-    assert core.handle_timer(late)[0] == PublishRecord((period, period + 1), int(late) + RECORD_LIFETIME)
+    coarse = int(late) // RECORD_GRAIN * RECORD_GRAIN
+    assert core.handle_timer(late)[0] == PublishRecord((period, period + 1), coarse + RECORD_LIFETIME, coarse * 1000)
+
+
+def test_records_of_two_sites_published_moments_apart_carry_the_same_times() -> None:
+    """A DHT node holding the records of two sites one node mirrors must not link them by their exact times."""
+    first, second = MirrorCore(NOW + 1.234), MirrorCore(NOW + 377.9)
+    a, b = first.handle_timer(NOW + 1.234)[0], second.handle_timer(NOW + 377.9)[0]
+    assert isinstance(a, PublishRecord) and a == b
+    later = MirrorCore(NOW + 3 * 3600)
+    c = later.handle_timer(NOW + 3 * 3600)[0]
+    assert isinstance(c, PublishRecord) and c.seq > a.seq  # a republish still replaces the older record
 
 
 def test_a_failed_publish_is_retried_and_a_lost_slot_republished_at_once() -> None:

@@ -134,7 +134,7 @@ class SiteMirror:
         try:
             for period in action.periods:
                 variant = await self._free_variant(period, seed)
-                record = build_mirror_record(self.site_key, period, seed, service.public, int(time.time() * 1000), action.expires, variant)
+                record = build_mirror_record(self.site_key, period, seed, service.public, action.seq, action.expires, variant)
                 await self.node.dht_publish(record.dht_key, record.value)
         except (GnetError, TimeoutError) as exc:
             log.debug("mirror record not published", site=self.label, reason=str(exc))

@@ -28,12 +28,16 @@ RETRY = 5.0
 SYNC_INTERVAL = 600.0
 ANNOUNCE_TRIES = 12  # a minute of retries while no peer mirror is reachable
 VERIFY_AFTER = 8.0  # after publishing, read our slot back once: another mirror may have taken it
+#: a record's seq and expiry are rounded down to this: exact ones (ms) would tell a DHT node that two
+#: records written the same millisecond, e.g. the records of two sites one node mirrors, come from one node
+RECORD_GRAIN = 600
 
 
 @dataclass(frozen=True)
 class PublishRecord:
     periods: tuple[int, ...]
     expires: int
+    seq: int  # grows with every publish by one record key (coarse time: RECORD_GRAIN)
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,8 @@ class MirrorCore:
             self._record_due = None  # the shell reports the outcome
             period = int(now // PERIOD)
             periods = (period, period + 1) if (period + 1) * PERIOD - now < RECORD_LIFETIME else (period,)
-            actions.append(PublishRecord(periods, int(now) + RECORD_LIFETIME))
+            coarse = int(now) // RECORD_GRAIN * RECORD_GRAIN
+            actions.append(PublishRecord(periods, coarse + RECORD_LIFETIME, coarse * 1000))
         if self._verify_due is not None and self._verify_due <= now:
             self._verify_due = None
             actions.append(VerifyRecord(self._verify_period))
