@@ -144,3 +144,16 @@ async def test_console_binds_loopback_by_default(tmp_path: Path) -> None:
                                                        local_addr=("127.0.0.2", 0))
         assert b"GlobalNet node" in await reader.readline()
         writer.close()
+
+
+async def test_a_web_page_posting_to_the_console_runs_nothing(tmp_path: Path) -> None:
+    """A page can make the browser POST text to 127.0.0.1:PORT; the body's lines must not run as commands."""
+    async with asyncio.timeout(20), cluster(tmp_path) as c:
+        node = await c.start("n", "-no-listen", "-console", "0")
+        for first in (b"POST / HTTP/1.1\r\n", b"GET /?stats HTTP/1.0\r\n"):
+            nc = await Nc.connect(node)
+            nc.writer.write(first + b"Host: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nstats\n")
+            said = await until_dropped(nc.reader)
+            assert said.endswith(b"does not speak HTTP (a web page may be trying to reach it); closing\n")
+            assert b"node      " not in said  # `stats` never ran
+        await still_fine(node)

@@ -10,7 +10,12 @@ node more than a bound:
 - replies and messages waiting for a client that does not read are capped
   at MAX_OUTPUT, and a reply must drain within WRITE_TIMEOUT: past either,
   the client is dropped;
-- a client silent for IDLE_TIMEOUT is closed.
+- a client silent for IDLE_TIMEOUT is closed;
+- a line that is an HTTP request line or header ends that client before
+  anything runs: a web page (a signed site's, or any page in a browser on this
+  machine) can POST to 127.0.0.1:PORT with a text body, and the browser sends
+  the body's lines after the headers; without this they would run as commands
+  (`publish NAME DIR`, `mirror`, `log level`...). Redis refuses the same way.
 Messages for this node (MessageService) are written to every client.
 
 Who may connect: the console binds 127.0.0.1 unless `-console HOST:PORT`
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -36,6 +42,8 @@ from .view import NodeConsoleView
 log = structlog.get_logger("globalnet.console")
 
 MAX_LINE = 4096
+#: "GET / HTTP/1.1" or "Host: ..." (no console command looks like either)
+_HTTP_LINE = re.compile(r"^[A-Z]+ \S+ HTTP/\d|^(host|origin|user-agent|content-type|content-length):", re.IGNORECASE)
 MAX_CLIENTS = 16
 MAX_OUTPUT = 256 * 1024
 WRITE_TIMEOUT = 10.0
@@ -137,6 +145,11 @@ class ConsoleClient:
             self.write("error: this console reads text lines; closing")
             await self._drain()
             self.drop("binary input")
+            return None
+        if _HTTP_LINE.match(line):
+            self.write("error: this console does not speak HTTP (a web page may be trying to reach it); closing")
+            await self._drain()
+            self.drop("an HTTP request")
             return None
         return line
 
