@@ -117,3 +117,42 @@ async def test_a_foreign_request_makes_the_node_fetch_nothing() -> None:
         server.close()
     assert replies[0].startswith(b"HTTP/1.1 403") and replies[1].startswith(b"HTTP/1.1 200")
     assert prepared == ["img/a.png"]  # only the same-origin request made the node look for the file
+
+
+async def test_a_tunnel_port_answers_only_its_site_address_or_loopback_names() -> None:
+    """DNS rebinding: a clear-web page whose name now resolves to 127.0.0.1 must not read a `-tunnel` port
+    (its owner sees the browser's IP and would learn that this machine reads this site)."""
+    import asyncio
+
+    from globalnet.site.http import host_allowed
+    from globalnet.site.serve import serve_http
+
+    site = "abc.gnet"
+    for host in ("abc.gnet", "ABC.gnet.", "127.0.0.1", "localhost", "::1", None):
+        assert host_allowed(host, site)
+    for host in ("evil.example", "abc.gnet.evil.example", "127.0.0.1.nip.io", "other.gnet"):
+        assert not host_allowed(host, site)
+
+    prepared: list[str] = []
+
+    async def prepare(path: str) -> None:
+        prepared.append(path)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve_http(reader, writer, lambda path: b"secret page", prepare=prepare, address=site)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    replies = []
+    try:
+        for host in (f"rebound.example:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "abc.gnet"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET /index.html HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            async with asyncio.timeout(30):
+                replies.append(await reader.read())
+            writer.close()
+    finally:
+        server.close()
+    assert replies[0].startswith(b"HTTP/1.1 421") and b"secret page" not in replies[0]
+    assert all(reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"secret page") for reply in replies[1:])
+    assert prepared == ["index.html"] * 3  # the rebound request made the node look for nothing

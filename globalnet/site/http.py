@@ -30,12 +30,12 @@ import html
 import mimetypes
 import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MAX_REQUEST = 16 * 1024
 
 _TYPES = {".html": "text/html; charset=utf-8", ".htm": "text/html; charset=utf-8", ".css": "text/css", ".js": "text/javascript", ".json": "application/json", ".txt": "text/plain; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".wasm": "application/wasm"}
-_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 413: "Request Too Large", 502: "Bad Gateway"}
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 421: "Misdirected Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Request Too Large", 502: "Bad Gateway"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class HttpRequest:
     method: str
     path: str  # site path, '' for the root, without query or fragment, percent-decoded
     foreign: bool = False  # another origin's page loads it as a subresource (Fetch Metadata): refused
+    host: str | None = field(default=None, compare=False)  # the Host header without its port, lowercase
 
 
 class RequestError(ValueError):
@@ -75,16 +76,37 @@ def parse_request(head: bytes) -> HttpRequest | None:
         path = urllib.parse.unquote(target.split("?", 1)[0].split("#", 1)[0], errors="strict")
     except UnicodeDecodeError:
         raise RequestError(400, "the path is not UTF-8") from None
-    return HttpRequest(method, path.lstrip("/"), _foreign(head[:end]))
+    fields: dict[str, str] = {}
+    for header in head[:end].split(b"\r\n")[1:]:
+        name, _, value = header.partition(b":")
+        fields[name.strip().lower().decode("latin-1")] = value.strip().lower().decode("latin-1")
+    return HttpRequest(method, path.lstrip("/"), _foreign(fields), _host(fields.get("host")))
 
 
-def _foreign(head: bytes) -> bool:
+def _host(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value.startswith("["):  # [::1]:8088
+        return value[1:].split("]", 1)[0]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def host_allowed(host: str | None, site_address: str) -> bool:
+    """May a request naming `host` be answered with this site? Its own address (SOCKS), or a
+    loopback name (`-tunnel PORT>SITE`), or no Host at all (HTTP/1.0). Any other name is DNS
+    rebinding: a clear-web page whose name now resolves to 127.0.0.1 reading the tunnel, which
+    tells that page's owner, who sees the browser's IP, that this machine reads this site."""
+    if host is None:
+        return True
+    return host.lower().rstrip(".") in (site_address.lower(), "127.0.0.1", "localhost", "::1")
+
+
+MISDIRECTED = "This port serves one signed site, under its own address or 127.0.0.1 only."
+
+
+def _foreign(fields: dict[str, str]) -> bool:
     """Is this another origin's page loading us as a subresource (or in a frame)? Browsers say so
     in Fetch Metadata headers; a client that sends none (curl, an old browser) is not refused."""
-    fields: dict[str, str] = {}
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        fields[name.strip().lower().decode("latin-1")] = value.strip().lower().decode("latin-1")
     site = fields.get("sec-fetch-site")
     if site is None or site in ("same-origin", "none"):
         return False

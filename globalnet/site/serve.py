@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from ..errors import GnetError
+from .address import encode_site_address
 from .announcements import ANNOUNCEMENTS_PATH, render
-from .http import MAX_REQUEST, Lookup, RequestError, answer_parts, error_page, parse_request
+from .http import MAX_REQUEST, MISDIRECTED, Lookup, RequestError, answer_parts, error_page, host_allowed, parse_request
 
 if TYPE_CHECKING:
     from .cache import SiteCache
@@ -45,7 +46,9 @@ async def serve_site(
 ) -> None:
     """Answer one browser request for site `site_key` from verified content only."""
     lookup = site_lookup(front.browser, front.cache.lookup(site_key), site_key)
-    await serve_http(reader, writer, lookup, initial=initial, prepare=site_prepare(front.browser, site_key))
+    await serve_http(
+        reader, writer, lookup, initial=initial, prepare=site_prepare(front.browser, site_key), address=encode_site_address(site_key)
+    )
 
 
 def site_prepare(browser: SiteBrowser | None, site_key: bytes) -> Prepare | None:
@@ -81,7 +84,9 @@ async def serve_http(
     timeout: float = READ_TIMEOUT,
     initial: bytes = b"",
     prepare: Prepare | None = None,
+    address: str | None = None,
 ) -> None:
+    """`address`: the site's; a request naming another host (DNS rebinding) gets 421, nothing looked up."""
     head = initial
     request = None
     try:
@@ -98,6 +103,9 @@ async def serve_http(
                 if not data:
                     break
                 head += data
+        if request is not None and address is not None and not host_allowed(request.host, address):
+            writer.write(error_page(421, "Misdirected request", MISDIRECTED, request.method == "HEAD"))
+            request = None
         if request is not None:
             if prepare is not None and not request.foreign:  # refused without a look-up (http.py)
                 try:
