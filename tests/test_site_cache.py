@@ -117,6 +117,12 @@ def test_a_publisher_seeds_its_cache_and_answers_http_from_it(tmp_path: Path) ->
 def test_the_quota_bounds_bytes_on_disk_not_only_declared_sizes(tmp_path: Path) -> None:
     """Two mirrored sites that each fit alone: the second is refused at once (before, the first's
     files were not on disk yet, so both were taken and the disk ended at twice the quota)."""
+    empty = SiteCache(tmp_path / "never-written", quota=100_000)  # a first site too big for a fresh cache
+    big = _manifest(1, {"a.bin": bytes(300_000)}, seed=bytes([6]) * 32)
+    empty.pinned.add(big.site_key)
+    with pytest.raises(GnetError) as info:
+        empty.accept_manifest(big.site_key, big.encode())
+    assert info.value.kind is ErrorKind.RESOURCE_LIMIT and not (tmp_path / "never-written").exists()
     cache = SiteCache(tmp_path / "c", quota=500_000)
     a = _manifest(1, {"a.bin": bytes(300_000)}, seed=bytes([6]) * 32)
     b = _manifest(1, {"b.bin": bytes(300_000)}, seed=bytes([7]) * 32)

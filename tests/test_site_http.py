@@ -128,7 +128,7 @@ async def test_a_tunnel_port_answers_only_its_site_address_or_loopback_names() -
     from globalnet.site.serve import serve_http
 
     site = "abc.gnet"
-    for host in ("abc.gnet", "ABC.gnet.", "127.0.0.1", "localhost", "::1", None):
+    for host in ("abc.gnet", "ABC.gnet.", "127.0.0.1", "localhost", "::1", "192.168.1.20", None):
         assert host_allowed(host, site)
     for host in ("evil.example", "abc.gnet.evil.example", "127.0.0.1.nip.io", "other.gnet"):
         assert not host_allowed(host, site)

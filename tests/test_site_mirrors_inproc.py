@@ -134,7 +134,7 @@ async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path
 
 async def _http_get(port: int, path: str) -> tuple[int, bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET /{path} HTTP/1.1\r\nHost: site\r\n\r\n".encode())
+    writer.write(f"GET /{path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
     await writer.drain()
     data = await asyncio.wait_for(reader.read(), 120)
     writer.close()

@@ -130,7 +130,7 @@ class SiteCache:
             return
         keep = {site_id(k) for k in self.pinned} | {site_id(site_key)}
         evictable = sorted(
-            (f for f in self.root.iterdir() if f.name not in keep and f.is_dir()),
+            (f for f in (self.root.iterdir() if self.root.is_dir() else ()) if f.name not in keep and f.is_dir()),
             key=lambda f: _mtime(f / MANIFEST_FILE),
         )
         sizes = [_folder_bytes(f) for f in evictable]

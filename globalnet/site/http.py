@@ -27,6 +27,7 @@ restrict).
 from __future__ import annotations
 
 import html
+import ipaddress
 import mimetypes
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -92,13 +93,19 @@ def _host(value: str | None) -> str | None:
 
 
 def host_allowed(host: str | None, site_address: str) -> bool:
-    """May a request naming `host` be answered with this site? Its own address (SOCKS), or a
-    loopback name (`-tunnel PORT>SITE`), or no Host at all (HTTP/1.0). Any other name is DNS
-    rebinding: a clear-web page whose name now resolves to 127.0.0.1 reading the tunnel, which
-    tells that page's owner, who sees the browser's IP, that this machine reads this site."""
+    """May a request naming `host` be answered with this site? Its own address (SOCKS), an IP
+    literal or `localhost` (`-tunnel PORT>SITE`, on 127.0.0.1 or the address it was told to
+    listen on), or no Host at all (HTTP/1.0). Any other name is DNS rebinding: a clear-web
+    page whose name now resolves to 127.0.0.1 reading the tunnel, which tells that page's
+    owner, who sees the browser's IP, that this machine reads this site."""
     if host is None:
         return True
-    return host.lower().rstrip(".") in (site_address.lower(), "127.0.0.1", "localhost", "::1")
+    name = host.lower().rstrip(".")
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name in (site_address.lower(), "localhost")
+    return True
 
 
 MISDIRECTED = "This port serves one signed site, under its own address or 127.0.0.1 only."
