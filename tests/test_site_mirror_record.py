@@ -82,3 +82,21 @@ def test_a_writer_without_the_site_address_cannot_make_a_record_that_opens() -> 
     validate_value(forged.key, forged.encode(), NOW)
     with pytest.raises(SiteError, match="does not open"):
         open_mirror_record(SITE_KEY, PERIOD, forged.key, forged.encode(), NOW)
+
+
+def test_the_owner_list_is_a_dht_value_only_the_site_key_can_write_and_only_its_address_opens() -> None:
+    from globalnet.site.mirror_record import MAX_LISTED, build_owner_list, open_owner_list, owner_list_key
+
+    services = [_mirror(n)[1] for n in range(1, MAX_LISTED + 4)]
+    listed = build_owner_list(bytes([7]) * 32, PERIOD, services, seq=5, expires=NOW + 3600)
+    assert listed.dht_key == owner_list_key(SITE_KEY, PERIOD)
+    assert validate_value(listed.dht_key, listed.value, NOW).seq == 5  # what any DHT node runs
+    assert open_owner_list(SITE_KEY, PERIOD, listed.value, NOW) == services[:MAX_LISTED]
+    for secret in (SITE_KEY, *services):
+        assert secret not in listed.value and secret not in listed.dht_key
+    with pytest.raises(SiteError):
+        open_owner_list(OTHER_SITE_KEY, PERIOD, listed.value, NOW)
+    # another key's list cannot be stored where this site's owner list lives
+    forged = build_owner_list(bytes([8]) * 32, PERIOD, services, seq=2**64 - 1, expires=NOW + 3600)
+    with pytest.raises(ProtocolError):
+        validate_value(owner_list_key(SITE_KEY, PERIOD), forged.value, NOW)

@@ -140,3 +140,48 @@ async def _http_get(port: int, path: str) -> tuple[int, bytes]:
     writer.close()
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split(b" ")[1]), body
+
+
+def _squatter_values(site_key: bytes, period: int, now: float) -> list[tuple[bytes, bytes]]:
+    """Junk records of seq 2^64-1 for every slot under the site's topic: what any DHT node that
+    stored one record (it shows the topic) can write; the DHT keeps them over any real record."""
+    from globalnet.crypto.blinding import BlindedSigner, blind_public_key
+    from globalnet.dht.values import TOPIC_SLOTS, TopicSlotValue, topic_slot_of
+
+    topic = blind_public_key(site_key, period)
+    out: dict[int, tuple[bytes, bytes]] = {}
+    n = 0
+    while len(out) < TOPIC_SLOTS:
+        n += 1
+        signer = BlindedSigner(n.to_bytes(32, "big"), period)
+        slot = topic_slot_of(signer.public_key)
+        if slot in out:
+            continue
+        unsigned = TopicSlotValue(topic, signer.public_key, 2**64 - 1, int(now) + 3 * 3600, os.urandom(64))
+        signed = TopicSlotValue(topic, signer.public_key, 2**64 - 1, int(now) + 3 * 3600, unsigned.body, signer.sign(unsigned.signed_message()))
+        out[slot] = (signed.key, signed.encode())
+    return list(out.values())
+
+
+async def test_a_site_stays_reachable_when_every_mirror_record_slot_is_squatted(tmp_path: Path) -> None:
+    """Whoever saw one mirror record can fill all 16 slots with junk the mirrors cannot outbid; the
+    owner's signed list (which only the site key can write) still leads a visitor to the site."""
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "index.html").write_bytes(b"<h1>still here</h1>")
+    async with asyncio.timeout(400), network(tmp_path) as net:
+        seed = await net.start("seed")
+        for i in range(9):
+            await net.start(f"r{i}", "-connect", pinned(seed))
+        pub = await net.start("pub", "-no-listen", "-connect", pinned(seed), "-publish", f"blog={www}")
+        site_key = next(iter(pub.site_mirrors))
+        assert await until(lambda: pub.site_mirrors[site_key].counts["records"] > 0, 120)
+        squatter = await net.start("squatter", "-no-listen", "-connect", pinned(seed))
+        now = time.time()
+        for period in (current_period(now), current_period(now) - 1):
+            for key, value in _squatter_values(site_key, period, now):
+                await squatter.dht_publish(key, value)
+        visitor = await net.start("visitor", "-no-listen", "-connect", pinned(seed))
+        assert not await visitor.sites.browser.lookup_records(site_key, current_period(now))  # every slot is junk
+        await visitor.sites.browser.ensure(site_key, "")
+        assert visitor.sites.cache.read_file(site_key, "index.html") == b"<h1>still here</h1>"

@@ -36,8 +36,8 @@ from .announcements import announcement_body
 from .broadcast import BroadcastKind, BroadcastMessage, Deliver, Refused, Send, SiteBroadcast, make_message, update_body
 from .cache import QuotaError, SiteCache, site_id
 from .manifest import SiteError
-from .mirror_core import Announce, MirrorCore, PublishRecord, Sync, VerifyRecord
-from .mirror_record import build_mirror_record, record_slot
+from .mirror_core import PERIOD, RECORD_GRAIN, RECORD_LIFETIME, Announce, MirrorCore, PublishRecord, Sync, VerifyRecord
+from .mirror_record import MAX_LISTED, build_mirror_record, build_owner_list, record_slot
 from .protocol import RequestType, Status, encode_request
 from .remote import SiteBrowser
 from .responder import SiteResponder
@@ -75,6 +75,7 @@ class SiteMirror:
         self._wake = asyncio.Event()
         self._announcing: tuple[int, bytes, set[str]] | None = None  # seq, message, peers not reached yet
         self._reached: set[str] = set()
+        self._listed: dict[bytes, float] = {}  # the publisher's: mirror service key -> last seen in a record
         self.counts = {"records": 0, "syncs": 0, "broadcasts_in": 0, "broadcasts_sent": 0, "refused": 0, "over_quota": 0}
 
     def announce(self, seq: int) -> None:
@@ -142,6 +143,7 @@ class SiteMirror:
             return
         self.counts["records"] += 1
         log.info("site mirror record published", site=self.label, periods=len(action.periods))
+        await self._publish_owner_list(action.periods)
         self.core.record_published(time.time(), action.periods[0], action.expires)
 
     async def _free_variant(self, period: int, seed: bytes) -> int:
@@ -171,6 +173,27 @@ class SiteMirror:
         else:
             self.core.slot_kept()
 
+    async def _publish_owner_list(self, periods: Sequence[int]) -> None:
+        """The publisher's signed list of the mirrors it has seen (itself first), under the site's
+        blinded key: only the site key can write there (mirror_record.py, owner list)."""
+        service = self.service
+        if self.site_seed is None or service is None:
+            return
+        now = time.time()
+        try:
+            for period in periods:
+                for key in (await self.browser.lookup_records(self.site_key, period)).values():
+                    self._listed[key] = now
+            for key in [k for k, seen in self._listed.items() if now - seen > PERIOD]:
+                del self._listed[key]
+            others = sorted((k for k in self._listed if k != service.public), key=lambda k: -self._listed[k])
+            coarse = int(now) // RECORD_GRAIN * RECORD_GRAIN
+            for period in periods:
+                listed = build_owner_list(self.site_seed, period, [service.public, *others][:MAX_LISTED], coarse * 1000, coarse + RECORD_LIFETIME)
+                await self.node.dht_publish(listed.dht_key, listed.value)
+        except (GnetError, TimeoutError) as exc:
+            log.debug("owner list not published", site=self.label, reason=str(exc))
+
     # -- syncing ---------------------------------------------------------------------
     async def _sync(self) -> None:
         complete = True
@@ -191,6 +214,8 @@ class SiteMirror:
                 await self.browser.fetch_announcements(self.site_key, {self.address})
             except GnetError as exc:
                 log.debug("site announcements not fetched", site=self.label, reason=exc.detail)
+            if self.core.record_expires:  # the mirrors it saw since: listed where no squatter can hide them
+                await self._publish_owner_list((int(time.time() // PERIOD),))
         held = self.cache.manifest(self.site_key)
         seq = held.seq if held else 0
         if seq > self.core.held_seq:

@@ -26,6 +26,16 @@ kind 3):
 A DHT node validates the writer's signature, the slot and the lifetime and
 learns only the blinded topic, an unlinkable writer key and ciphertext:
 never the site key, a mirror's service address, nor any IP.
+
+Slots can be squatted: a slot keeps the value with the highest seq whoever
+wrote it, and every record shows the topic, so anyone who saw one record can
+fill all TOPIC_SLOTS slots with junk of seq 2^64-1 and the mirrors cannot win
+them back. So the site's owner also publishes an **owner list**: a blinded
+value (dht/values.py kind 2, as a service descriptor) under the site's own
+blinded key, signed by it (only the site key can write it), its body the
+service keys of up to MAX_LISTED mirrors it has seen, sealed to the site
+address like the records. Clients read it beside the slots: squatting the
+slots then hides only the mirrors the owner has not listed yet.
 """
 
 from __future__ import annotations
@@ -33,13 +43,19 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import nacl.signing
+
 from ..crypto.blinding import BlindedSigner, blind_public_key
 from ..dht.values import (
     TOPIC_SLOTS,
+    BlindedValue,
     TopicSlotValue,
+    ValueKind,
+    blinded_value_key,
     decode_topic_slot_value,
     topic_slot_key,
     topic_slot_of,
+    verify_blinded_value,
     verify_topic_slot_value,
 )
 from ..errors import GnetError
@@ -47,6 +63,8 @@ from ..service.descriptor_crypto import LayerError, open_descriptor_body, seal_d
 from .manifest import SiteError
 
 _LAYER_KIND = b"gnet site mirrors"
+_OWNER_LAYER_KIND = b"gnet site owner mirrors"
+MAX_LISTED = 16  # mirrors in the owner list (32 bytes each)
 _RECORD_SEED_CONTEXT = b"gnet site mirror record key"
 _RECORD_VERSION = 1
 
@@ -110,3 +128,35 @@ def open_mirror_record(site_key: bytes, period: int, dht_key: bytes, value: byte
 def writer_of(value: bytes) -> bytes:
     """The (blinded, per-period) writer key of a record, to tell records apart."""
     return decode_topic_slot_value(value).writer_key
+
+
+def owner_list_key(site_key: bytes, period: int) -> bytes:
+    """The DHT key of the site owner's list of mirrors for `period`."""
+    return blinded_value_key(ValueKind.SERVICE_DESCRIPTOR, blind_public_key(site_key, period))
+
+
+def build_owner_list(site_seed: bytes, period: int, mirror_keys: list[bytes], seq: int, expires: int) -> MirrorRecord:
+    """The owner's signed list of (at most MAX_LISTED) mirror service keys for `period`."""
+    signer = BlindedSigner(site_seed, period)
+    site_key = bytes(nacl.signing.SigningKey(site_seed).verify_key)
+    listed = list(dict.fromkeys(mirror_keys))[:MAX_LISTED]
+    body = seal_descriptor_body(_OWNER_LAYER_KIND, site_key, period, bytes([_RECORD_VERSION]) + b"".join(listed))
+    unsigned = BlindedValue(ValueKind.SERVICE_DESCRIPTOR, signer.public_key, period, seq, expires, body)
+    signed = BlindedValue(unsigned.kind, unsigned.blinded_key, period, seq, expires, body, signer.sign(unsigned.signed_message()))
+    return MirrorRecord(signed.key, signed.encode())
+
+
+def open_owner_list(site_key: bytes, period: int, value: bytes, now: float) -> list[bytes]:
+    """The mirror service keys in the owner's list; SiteError if it is not the site owner's for `period`."""
+    try:
+        listed = verify_blinded_value(owner_list_key(site_key, period), value, now)
+    except GnetError as exc:
+        raise SiteError(f"owner list refused: {exc.detail}") from None
+    try:
+        plaintext = open_descriptor_body(_OWNER_LAYER_KIND, site_key, period, listed.body)
+    except LayerError:
+        raise SiteError("owner list does not open with this site's address") from None
+    keys = plaintext[1:]
+    if not plaintext or plaintext[0] != _RECORD_VERSION or len(keys) % 32 or len(keys) > 32 * MAX_LISTED:
+        raise SiteError("owner list of an unknown version or length")
+    return [keys[i : i + 32] for i in range(0, len(keys), 32)]

@@ -32,7 +32,7 @@ from .cache import QuotaError, SiteCache
 from .fetch import FetchFailed, FileDone, FileFetch, MirrorBad, Request
 from .http import candidates
 from .manifest import FileEntry, Manifest, SiteError, decode_manifest
-from .mirror_record import mirror_record_keys, open_mirror_record
+from .mirror_record import mirror_record_keys, open_mirror_record, open_owner_list, owner_list_key
 from .protocol import RequestType, Status, chunk_request, encode_request
 from .sessions import MirrorSession, SessionPool, SiteNode
 
@@ -98,8 +98,23 @@ class SiteBrowser:
             for table in (self._mirrors, self._avoid, self._checked, self._locks, self._announcements_at):
                 table.pop(old, None)
 
+    async def lookup_owner_list(self, site_key: bytes, period: int) -> list[bytes]:
+        """The mirror service keys the site's owner listed for `period` (mirror_record.py: what
+        squatting the record slots cannot hide); [] if there is none or it is not genuine."""
+        try:
+            found = await self.node.dht_lookup(owner_list_key(site_key, period))
+        except (GnetError, BlindingError):
+            return []
+        if found is None:
+            return []
+        try:
+            return open_owner_list(site_key, period, found.value, time.time())
+        except SiteError as exc:
+            log.debug("owner list ignored", reason=exc.detail)
+            return []
+
     async def find_mirrors(self, site_key: bytes, fresh: bool = False) -> list[str]:
-        """The site's mirror addresses (this period's records, else the previous period's)."""
+        """The site's mirror addresses (this period's records and owner list, else the previous period's)."""
         self._touch(site_key)
         held = self._mirrors.get(site_key)
         now = time.monotonic()
@@ -108,7 +123,8 @@ class SiteBrowser:
         period = current_period()
         addresses: list[str] = []
         for p in (period, period - 1):
-            addresses = sorted({encode_address(k) for k in (await self.lookup_records(site_key, p)).values()})
+            records, listed = await asyncio.gather(self.lookup_records(site_key, p), self.lookup_owner_list(site_key, p))
+            addresses = sorted({encode_address(k) for k in [*records.values(), *listed]})
             if addresses:
                 break
         self._mirrors[site_key] = (now + MIRRORS_TTL, addresses)
