@@ -217,3 +217,26 @@ async def test_a_large_file_is_fetched_without_holding_it_in_memory(tmp_path: Pa
     finally:
         pool.close()
         mirror.close()
+
+
+async def test_sessions_to_many_mirrors_are_bounded_and_idle_ones_close() -> None:
+    """Each site may list 16 mirrors a hostile publisher runs and never closes: the pool stays bounded."""
+    from globalnet.site import sessions
+
+    limit = getattr(sessions, "MAX_SESSIONS", 128)
+
+    class CountingPool(SessionPool):
+        async def _open(self, address: str) -> MirrorSession:
+            session = MirrorSession(address)
+            self._sessions[address] = session
+            return session
+
+    pool = CountingPool(None)  # type: ignore[arg-type]
+    opened = [await pool.get(f"m{i}.gnet") for i in range(limit + 100)]
+    live = [s for s in opened if not s.closed]
+    assert len(live) <= limit and len(pool._sessions) <= limit
+    assert opened[-1] in live and opened[0].closed  # the least recently used went first
+    live[0].last_used -= 10_000  # long idle: closed at the next look
+    await pool.get("another.gnet")
+    assert live[0].closed
+    pool.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections import deque
 from collections.abc import Awaitable
 from typing import Any, Protocol
@@ -29,6 +30,8 @@ OPEN_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 60.0
 READ_SIZE = 256 * 1024
 OPEN_TRIES = 2
+MAX_SESSIONS = 128  # live sessions a pool keeps; past it the least recently used idle ones close
+SESSION_IDLE = 300.0  # a session unused this long is closed at the next look at the pool
 
 
 class SiteNode(ServiceOpener, Protocol):
@@ -48,6 +51,11 @@ class MirrorSession:
         self._writer: asyncio.StreamWriter | None = None
         self._pending: deque[asyncio.Future[SiteResponse]] = deque()
         self._decoder = ResponseDecoder()
+        self.last_used = time.monotonic()
+
+    @property
+    def idle(self) -> bool:
+        return not self._pending
 
     @classmethod
     async def open(cls, node: SiteNode, address: str) -> MirrorSession:
@@ -104,6 +112,7 @@ class MirrorSession:
         if self.closed or self._writer is None:
             raise GnetError(ErrorKind.CLOSED, "the session to the mirror is closed")
         future: asyncio.Future[SiteResponse] = asyncio.get_running_loop().create_future()
+        self.last_used = time.monotonic()
         self._pending.append(future)
         self._writer.write(raw)
 
@@ -134,7 +143,12 @@ class SessionPool:
     """At most one live session per mirror address, opened on demand, shared by fetches and broadcasts.
 
     A session being opened is its own task: a caller that gives up (a fetch that
-    finished with other mirrors) does not cancel a rendezvous another caller waits for."""
+    finished with other mirrors) does not cancel a rendezvous another caller waits for.
+
+    Bounded: mirror addresses come from the DHT, and a page can make the node visit
+    any number of sites, each listing 16 mirrors a hostile publisher may run, which
+    need never close a session. So closed sessions are forgotten, idle ones close
+    after SESSION_IDLE, and past MAX_SESSIONS the least recently used idle ones close."""
 
     def __init__(self, node: SiteNode) -> None:
         self.node = node
@@ -145,6 +159,7 @@ class SessionPool:
         live = self._sessions.get(address)
         if live is not None and not live.closed:
             return live
+        self._prune()
         task = self._opening.get(address)
         if task is None:
             task = asyncio.ensure_future(self._open(address))
@@ -168,6 +183,17 @@ class SessionPool:
             self._sessions[address] = session
             return session
         raise AssertionError("unreachable")
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        for address, session in list(self._sessions.items()):
+            if session.closed:
+                del self._sessions[address]
+            elif session.idle and now - session.last_used > SESSION_IDLE:
+                self.drop(address, "idle")
+        idle = sorted((s.last_used, a) for a, s in self._sessions.items() if s.idle)
+        for _, address in idle[: max(0, len(self._sessions) + 1 - MAX_SESSIONS)]:
+            self.drop(address, "too many sessions")
 
     def _opened(self, address: str, task: asyncio.Task[MirrorSession]) -> None:
         if self._opening.get(address) is task:
