@@ -190,8 +190,9 @@ class SocksProxy:
                 await self._associate(parser, request, reader, writer)
                 return
             self.counts["requests"] += 1
-            site_cache = getattr(self.node, "site_cache", None)
-            if site_cache is not None and request.target.is_name and is_site_address(request.target.host):
+            is_site = request.target.is_name and is_site_address(request.target.host)
+            site_cache = getattr(self.node, "site_cache", None) if is_site else None  # made on first use
+            if site_cache is not None:
                 # a signed site: answered here from verified content, never by connecting anywhere
                 self.counts["site_requests"] += 1
                 writer.write(parser.reply_success())

@@ -12,13 +12,13 @@ cost 40-50 % more CPU per MiB.
 
 `BurstTrim` is the decision (fed the node's traffic counter and the time); `run()` is
 the shell: it reads the counter every CHECK_EVERY seconds and calls glibc. On a libc
-without malloc_trim it does nothing.
+without malloc_trim it does nothing. ctypes (~0.3 MiB with libffi) is loaded at the
+first trim, so a relay that never carries a burst never loads it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import sys
 import time
 from collections.abc import Callable
@@ -56,6 +56,8 @@ def malloc_trim() -> Callable[[int], int] | None:
     """glibc's malloc_trim, or None where there is none (musl, macOS)."""
     if sys.platform != "linux":
         return None
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None)
         if not hasattr(libc, "gnu_get_libc_version"):
@@ -68,11 +70,14 @@ def malloc_trim() -> Callable[[int], int] | None:
 
 async def run(traffic: Callable[[], tuple[int, int]]) -> None:
     """Trim after each burst of the node's traffic (stream bytes in + out), until cancelled."""
-    trim = malloc_trim()
-    if trim is None:
+    if sys.platform != "linux":
         return
     core = BurstTrim(time.monotonic(), sum(traffic()))
+    trim: Callable[[int], int] | None = None
     while True:
         await asyncio.sleep(CHECK_EVERY)
         if core.observe(time.monotonic(), sum(traffic())):
+            trim = trim or malloc_trim()
+            if trim is None:
+                return
             trim(0)
