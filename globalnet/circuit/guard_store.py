@@ -13,13 +13,12 @@ import random
 import time
 from pathlib import Path
 
-import structlog
-
+from ..logs import get_logger
 from ..storage.atomic import write_atomic
 from ..wire.records import NodeRecord, short_id
 from .guards import ENTRY, MIDDLE, GuardChange, GuardSet, dump_layers, load_layers
 
-log = structlog.get_logger("globalnet.guards")
+log = get_logger("globalnet.guards")
 
 FILE_NAME = "guards.json"
 

@@ -13,10 +13,9 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import structlog
-
 from ..endpoint.session import EndReceived, FrameSession, RequestFrameReceived
 from ..errors import ErrorKind, GnetError, ProtocolError
+from ..logs import get_logger
 from ..wire.dhtframes import (
     DhtData,
     DhtRetr,
@@ -30,7 +29,7 @@ from ..wire.dhtframes import (
 from ..wire.framing import FrameType
 from .values import ValidValue, validate_value
 
-log = structlog.get_logger("globalnet.dht")
+log = get_logger("globalnet.dht")
 
 MAX_INFLIGHT = 8
 REQUEST_TIMEOUT = 25.0

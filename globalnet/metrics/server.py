@@ -15,15 +15,14 @@ from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Any
 
-import structlog
-
+from ..logs import get_logger
 from .counters import NodeCounters
 from .history import BandwidthHistory
 from .page import STATUS_PAGE
 from .registry import CONTENT_TYPE, NodeMetrics
 from .source import MetricsSettings, MetricsSource
 
-log = structlog.get_logger("globalnet.metrics")
+log = get_logger("globalnet.metrics")
 
 MAX_HEAD = 8192
 HEAD_TIMEOUT = 5.0

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import structlog
+from ..logs import get_logger
 
 if TYPE_CHECKING:
     from ..site.cache import SiteCache
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..site.remote import SiteBrowser
     from ..site.sessions import SessionPool
 
-log = structlog.get_logger("globalnet.node")
+log = get_logger("globalnet.node")
 
 
 class NodeSites:

@@ -9,16 +9,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-import structlog
-
 from ..errors import GnetError
+from ..logs import get_logger
 from .announcements import ANNOUNCEMENTS_PATH, render
 from .http import MAX_REQUEST, Lookup, RequestError, answer, error_page, parse_request
 
 READ_TIMEOUT = 30.0
 
 
-log = structlog.get_logger("globalnet.site")
+log = get_logger("globalnet.site")
 
 #: awaited with the request's path before it is answered: fetch (and verify) what it needs into the cache
 Prepare = Callable[[str], Awaitable[None]]
