@@ -77,7 +77,9 @@ class BatchingQuicServer(QuicServer):
         protocols = self._protocols
         batch: list[bytes] = []
         target: QuicConnectionProtocol | None = None
-        for data in datagrams:
+        datagrams.reverse()  # taken out as they go: a batch's bytes are freed once it is handled
+        while datagrams:
+            data = datagrams.pop()
             if data and not data[0] & 0x80:  # short header: DCID is data[1:cid_end]
                 protocol = protocols.get(data[1:cid_end])
                 if protocol is not None:
