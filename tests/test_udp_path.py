@@ -21,9 +21,9 @@ from globalnet.link import path_mtu, qh3_fastpath
 from globalnet.link.certs import certificate_pem
 from globalnet.link.hop_stream import HopStream
 from globalnet.link.listener import BatchingQuicServer
-from globalnet.link.quic_link import _slices
 from globalnet.link.manager import LinkManager, LinkSettings
 from globalnet.link.path_mtu import FULL_DATAGRAM, MIN_DATAGRAM, choose_datagram_size, datagram_size_for
+from globalnet.link.quic_link import _slices
 from tests.identities import next_identity
 from tests.inproc import attach_socket, open_circuit, start_client, start_relay
 from tests.targets import EchoServer, pattern, serve

@@ -58,10 +58,7 @@ if TYPE_CHECKING:
     from ..endpoint.pump import CircuitEnd
     from ..messaging import InboundCircuit, MessageService, Messenger
     from ..service.host import HostedService
-    from ..site.cache import SiteCache
     from ..site.mirror import SiteMirror
-    from ..site.remote import SiteBrowser
-    from ..site.sessions import SessionPool
 
 log = get_logger("globalnet.node")
 
@@ -125,7 +122,8 @@ class Node:
 
             self.services = [HostedService(self, sc) for sc in config.services]
         self.sites = NodeSites(self, Path(config.data_dir), config.site_quota_mib << 20)
-        self.site_mirrors = self.sites.mirrors  # the console lists them
+        # what the console lists (SOCKS and tunnels serve sites through self.sites: site.serve.SiteFront)
+        self.site_mirrors = self.sites.mirrors
         self.service_descriptors: dict[bytes, Any] = {}  # descriptors this node looked up, until they expire
         # our hidden-service client key (gclient --gen-client-key), for services with client authorization
         self.client_auth_key = load_client_key(Path(config.data_dir) / "client_auth")
@@ -231,19 +229,6 @@ class Node:
 
     def _open_message_circuit(self, session: FrameSession, end: CircuitEnd) -> InboundCircuit:
         return self.messages.open(session, end)
-
-    # what the faces read (SOCKS and tunnels serve sites from the cache): made on first use
-    @property
-    def site_cache(self) -> SiteCache:
-        return self.sites.cache
-
-    @property
-    def site_pool(self) -> SessionPool:
-        return self.sites.pool
-
-    @property
-    def site_browser(self) -> SiteBrowser:
-        return self.sites.browser
 
     # -- running -----------------------------------------------------------
     def _publish_site(self, name: str, folder: Path) -> None:
@@ -375,7 +360,7 @@ class Node:
         for tunnel in self.tunnels:
             tunnel.close()
         self.dht_client.close()
-        self.sites.close()
+        self.sites.close()  # (its sessions to mirrors, if it ever made any)
         for proxy in self.proxies:
             proxy.close()
         for task in list(self._tasks):
