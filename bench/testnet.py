@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import cpu_seconds, memory_mib
+from bench.testnet_idle import sample_idle
 from globalnet.localnet import NodeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,6 +138,7 @@ class Testnet:
 
     def start_node(self, name: str) -> NodeProcess:
         node = NodeProcess(name, self._args(name), self.base / name, exec_prefix=self.hosts[name].exec)
+        node.log_level = self.ns.log_level
         if not node.node_id:
             node.node_id = node_id_for(node.data_dir)
         node.start()
@@ -179,8 +181,9 @@ class Testnet:
             while not hostname.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)
             self.services.append(hostname.read_text().strip())
-        # let records reach the DHT and services publish their descriptors
-        time.sleep(self.ns.settle)
+        # let records reach the DHT and services publish their descriptors; meanwhile, what idle relays cost
+        self.settle_rates = self.measure_idle(self.ns.settle)
+        self.say(f"relays while settling: {self.settle_rates}")
         for name in [n for n, r in self.roles.items() if r == "client"]:
             self.start_node(name)
         for name in [n for n, r in self.roles.items() if r == "client"]:
@@ -244,6 +247,19 @@ class Testnet:
             time.sleep(1.0)
         for _, name in down:
             self.start_node(name)
+
+    def measure_idle(self, window: float) -> dict[str, Any]:
+        """Per-relay CPU %, wake-ups/s, links, RSS over `window` seconds of idling, and the delay router's CPU."""
+        relays = {n: node.proc.pid for n, node in self.nodes.items()
+                  if self.roles[n] != "client" and node.proc is not None and node.proc.poll() is None}  # fmt: skip
+        addresses = {n: self.hosts[n].address for n in relays}
+        router = self.lab.delay_router_pid
+        before = cpu_seconds(router) if router else 0.0
+        idle = sample_idle(relays, addresses, window)
+        if router:
+            idle["router_cpu_percent"] = round(100 * (cpu_seconds(router) - before) / idle["window_s"], 1)
+        idle["load"] = [round(x, 2) for x in os.getloadavg()]
+        return idle
 
     def measure_relays(self) -> dict[str, Any]:
         rss, pss, cpu = [], [], []
@@ -327,6 +343,11 @@ def main() -> int:
     p.add_argument("--size", type=int, default=256 * 1024, help="bytes per download")
     p.add_argument("--link-wait", type=float, default=600.0, help="seconds to wait for relays to link")
     p.add_argument("--settle", type=float, default=20.0, help="seconds between relays up and clients start")
+    p.add_argument("--log-level", default="info", help="the nodes' log level (debug costs CPU at N=200)")
+    p.add_argument("--idle-only", action="store_true",
+                   help="no workload: measure idle relays --idle-wait s after the clients are up, for --idle-window s")
+    p.add_argument("--idle-wait", type=float, default=60.0)
+    p.add_argument("--idle-window", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--dir", default="/tmp/gnet-testnet")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "testnet.json"))
@@ -350,7 +371,13 @@ def main() -> int:
         net.plan()
         net.start()
         idle = net.measure_relays()
-        net.say(f"idle relays: {idle}")
+        idle_rates = net.settle_rates
+        if ns.idle_only:
+            time.sleep(ns.idle_wait)
+            later = net.measure_idle(ns.idle_window)
+            net.say(f"idle relays {ns.idle_wait:g} s later: {later}")
+            Path(ns.out).write_text(json.dumps({"nodes": ns.nodes, "settling": idle_rates, "idle": later}, indent=2))
+            return 0
         results = net.run_workload()
         loaded = net.measure_relays()
     except (KeyboardInterrupt, Stop):
@@ -368,7 +395,7 @@ def main() -> int:
         "churn": {"killed_and_restarted": len(net.kills), "window_s": 60},
         "relays_not_linked_at_start": len(net.unlinked),
         "ops": summarize(results, net.kills, 60.0),
-        "relays_idle": idle, "relays_after_workload": loaded,
+        "relays_idle": idle, "relays_idle_rates": idle_rates, "relays_after_workload": loaded,
         "wall_s": round(time.time() - began, 1),
         "load": os.getloadavg(),
     }  # fmt: skip
