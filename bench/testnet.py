@@ -121,9 +121,12 @@ class Testnet:
 
     def _args(self, name: str) -> list[str]:
         host, role = self.hosts[name], self.roles[name]
-        # one seed each (round robin), as real nodes would not all dial the same few at once
+        # one seed each (round robin), as real nodes would not all dial the same few at once, and
+        # one relay started before it (a network of 200 is not 200 nodes on 3 seeds' links)
         index = list(self.hosts).index(name)
         seeds = self.seed_addrs[index % len(self.seed_addrs)] if self.seed_addrs else ""
+        if seeds and self.relay_addrs and role != "seed":
+            seeds += "," + self.rng.choice(self.relay_addrs)
         if role == "client":
             return ["-no-listen", "-connect", seeds, "-tunnel", f"{TUNNEL_PORT}>rand>rand>rand>{self.web.address}:{SERVE_PORT}",
                     "-proxy", f"{SOCKS_PORT}>rand>rand>rand>internet", "-console", f"127.0.0.1:{CONSOLE_PORT}"]  # fmt: skip
@@ -145,11 +148,36 @@ class Testnet:
         self.nodes[name] = node
         return node
 
+    def start_many(self, names: list[str], what: str, up_event: str) -> None:
+        """Start nodes with at most --start-parallel of them still starting (their Python start-up
+        is ~1 s of CPU each: 200 at once starve a 2-core machine for minutes); progress every 10 s."""
+        pending: list[str] = []
+        started, said = 0, time.monotonic()
+        queue = list(names)
+        limit = time.monotonic() + self.ns.link_wait
+        while queue or pending:
+            pending = [n for n in pending if self.nodes[n].find(up_event) is None and self.nodes[n].proc.poll() is None]  # type: ignore[union-attr]
+            while queue and len(pending) < self.ns.start_parallel:
+                name = queue.pop(0)
+                self.start_node(name)
+                pending.append(name)
+                started += 1
+                if self.roles[name] in ("relay", "exit", "service"):
+                    self.relay_addrs.append(f"{self.hosts[name].address}:{PORT}#{self.nodes[name].node_id}")
+            if time.monotonic() - said >= 10:
+                self.say(f"{what}: {started - len(pending)} of {len(names)} up, {len(pending)} starting")
+                said = time.monotonic()
+            if time.monotonic() > limit:
+                self.say(f"{what}: {len(pending)} still starting after {self.ns.link_wait:g} s; going on")
+                return
+            time.sleep(0.1)
+
     def start(self) -> None:
         self.lab.popen(
             self.web.exec + [sys.executable, "-c", BYTE_SERVER, self.web.address, str(SERVE_PORT), str(self.ns.size)]
         )
         self.seed_addrs: list[str] = []
+        self.relay_addrs: list[str] = []
         seeds = [n for n, r in self.roles.items() if r == "seed"]
         for name in seeds:
             node = self.start_node(name)
@@ -158,18 +186,18 @@ class Testnet:
             self.nodes[name].wait_for("node started", timeout=120)
         others = [n for n, r in self.roles.items() if r not in ("seed", "client")]
         began = time.monotonic()
-        for i, name in enumerate(others):
-            self.start_node(name)
-            if i % 10 == 9:
-                self.say(f"started {i + 1 + len(seeds)} relays")
-                time.sleep(2.0)  # spread the start-up CPU
+        self.start_many(others, "relays", "node started")
         # wait for the relays to link; a few that do not (a starved machine) are counted, not fatal
         deadline = time.monotonic() + self.ns.link_wait
         waiting = set(others)
+        said = time.monotonic()
         while waiting and time.monotonic() < deadline:
             waiting = {n for n in waiting if self.nodes[n].find("linked to peer") is None}
             if len(waiting) <= len(others) // 50:
                 break
+            if time.monotonic() - said >= 10:
+                self.say(f"relays: {len(others) - len(waiting)} of {len(others)} linked")
+                said = time.monotonic()
             time.sleep(2.0)
         self.unlinked = sorted(waiting)
         self.say(f"{len(others) + len(seeds) - len(waiting)} relays up and linked in {time.monotonic() - began:.0f} s"
@@ -180,13 +208,16 @@ class Testnet:
             deadline = time.monotonic() + 120
             while not hostname.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)
-            self.services.append(hostname.read_text().strip())
+            if hostname.exists():
+                self.services.append(hostname.read_text().strip())
+            else:
+                self.say(f"service on {name}: no hostname after 120 s; left out")
         # let records reach the DHT and services publish their descriptors; meanwhile, what idle relays cost
         self.settle_rates = self.measure_idle(self.ns.settle)
         self.say(f"relays while settling: {self.settle_rates}")
-        for name in [n for n, r in self.roles.items() if r == "client"]:
-            self.start_node(name)
-        for name in [n for n, r in self.roles.items() if r == "client"]:
+        clients = [n for n, r in self.roles.items() if r == "client"]
+        self.start_many(clients, "clients", "tunnel listening")
+        for name in clients:
             self.nodes[name].wait_for("tunnel listening", timeout=300)
         self.say(f"{len(self.services)} services, clients up")
 
@@ -335,7 +366,8 @@ def main() -> int:
     p.add_argument("--nets", type=int, default=4, help="/16 networks for the nodes")
     p.add_argument("--delay", type=float, default=20.0, help="one-way delay per packet, ms")
     p.add_argument("--loss", type=float, default=0.01, help="share of packets dropped")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=None, help="bootstrap relays (default: one per 40 nodes, at least 3)")
+    p.add_argument("--start-parallel", type=int, default=4, help="nodes starting at once at most")
     p.add_argument("--exits", type=float, default=0.2, help="share of relays that are exits")
     p.add_argument("--services", type=int, default=3)
     p.add_argument("--clients", type=float, default=0.15, help="share of nodes that are clients")
@@ -352,6 +384,8 @@ def main() -> int:
     p.add_argument("--dir", default="/tmp/gnet-testnet")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "testnet.json"))
     ns = p.parse_args()
+    if ns.seeds is None:
+        ns.seeds = max(3, ns.nodes // 40)
     reason = unavailable_reason()
     if reason is not None:
         print(f"testnet: skipped: network namespaces unavailable: {reason}", file=sys.stderr)
