@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 from unittest import mock
 
 import pytest
 
+from globalnet.dht.membership import DHT_REFRESH, JITTER, next_delay
 from globalnet.errors import ErrorKind
 from globalnet.identity import verify_node_record
 from globalnet.link.liveness import CHECK_EVERY, IDLE_CLOSE, LinkDead, LinkIdle, LivenessCore, LivenessEvent, SendPing
@@ -135,3 +137,18 @@ async def test_an_idle_dialled_link_closes_and_a_kept_one_stays() -> None:
     finally:
         for node in (a, b, c):
             node.close()
+
+
+def test_dht_upkeep_rounds_double_to_the_refresh_period_with_jitter() -> None:
+    """Nodes started together must not run their DHT rounds (lookups to most of the network)
+    at the same moment: every pause is jittered, and the schedule stays bounded."""
+    rng = random.Random(7)
+    delay, pauses = 1.0, []
+    for _ in range(40):
+        delay = next_delay(delay, rng)
+        pauses.append(delay)
+    assert all(p <= DHT_REFRESH * (1 + JITTER) for p in pauses)
+    assert all(p >= DHT_REFRESH * (1 - JITTER) for p in pauses[12:])  # it reaches the period and stays
+    assert pauses[0] <= 2 * (1 + JITTER)  # joining is still quick
+    starts = [next_delay(16.0, random.Random(i)) for i in range(50)]  # 50 nodes in step
+    assert max(starts) - min(starts) > 8.0  # now spread over seconds

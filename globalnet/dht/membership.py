@@ -5,6 +5,7 @@ know yet (relay work, never a private lookup: those go through circuits, `agent.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 
 import structlog
@@ -21,6 +22,16 @@ log = structlog.get_logger("globalnet.dht")
 DHT_REFRESH = 300.0
 #: Records of unknown contacts fetched per round.
 LEARN_PER_ROUND = 16
+#: Each pause is drawn from [1 - JITTER, 1 + JITTER] times the schedule's: nodes started
+#: together (a restart of many, make testnet) would otherwise run every round at the same
+#: moment, a lookup storm that timed links out at N=200.
+JITTER = 0.25
+
+
+def next_delay(delay: float, rng: random.Random | None = None) -> float:
+    """The pause after one of `delay`: double (at most DHT_REFRESH), with jitter."""
+    base = min(delay * 2, DHT_REFRESH)
+    return base * (rng or random).uniform(1 - JITTER, 1 + JITTER)
 
 
 class DhtMembership:
@@ -46,10 +57,10 @@ class DhtMembership:
                     log.debug("dht joined", contacts=contacts, record_stored_on=stored)
                     self._on_joined()
                     await self._learn_from_dht()
-                    await dht.refresh()
+                    await dht.refresh(skip={key})  # our record was just published
             except (GnetError, TimeoutError) as exc:
                 log.debug("dht upkeep failed", reason=str(exc))
-            delay = min(delay * 2, DHT_REFRESH)
+            delay = next_delay(delay)
 
     async def _learn_from_dht(self) -> None:
         """Fetch the records of DHT contacts we do not know yet."""
