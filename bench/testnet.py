@@ -125,8 +125,9 @@ class Testnet:
         # one relay started before it (a network of 200 is not 200 nodes on 3 seeds' links)
         index = list(self.hosts).index(name)
         seeds = self.seed_addrs[index % len(self.seed_addrs)] if self.seed_addrs else ""
-        if seeds and self.relay_addrs and role != "seed":
-            seeds += "," + self.rng.choice(self.relay_addrs)
+        others = [a for a in self.relay_addrs if not a.startswith(f"{host.address}:")]
+        if seeds and others and role != "seed":
+            seeds += "," + self.rng.choice(others)
         if role == "client":
             return ["-no-listen", "-connect", seeds, "-tunnel", f"{TUNNEL_PORT}>rand>rand>rand>{self.web.address}:{SERVE_PORT}",
                     "-proxy", f"{SOCKS_PORT}>rand>rand>rand>internet", "-console", f"127.0.0.1:{CONSOLE_PORT}"]  # fmt: skip
@@ -412,8 +413,12 @@ def main() -> int:
             net.say(f"idle relays {ns.idle_wait:g} s later: {later}")
             Path(ns.out).write_text(json.dumps({"nodes": ns.nodes, "settling": idle_rates, "idle": later}, indent=2))
             return 0
+        router = net.lab.delay_router_pid
+        router_cpu, work_began = (cpu_seconds(router) if router else 0.0), time.monotonic()
         results = net.run_workload()
         loaded = net.measure_relays()
+        if router:  # the TUN router is one process for every packet: it must not be the bottleneck
+            loaded["router_cpu_percent"] = round(100 * (cpu_seconds(router) - router_cpu) / (time.monotonic() - work_began), 1)
     except (KeyboardInterrupt, Stop):
         print("testnet: interrupted; stopping everything", file=sys.stderr)
         net.close()
@@ -443,6 +448,11 @@ def main() -> int:
         text.append(f"  {op:8} {e['attempts']:5} attempts  success {e['success_rate']}  outside churn {e['success_rate_outside_churn']}  "
                     + (f"latency {e['latency_ms']}" if op == "dht" else f"ttfb {e['ttfb_ms']}  Mbit/s {e['throughput_mbit_s']}  corrupted {e['corrupted_transfers']}  bytes lost {e['bytes_lost']}"))  # fmt: skip
     text.append(f"  relays idle: {idle}")
+    r = idle_rates
+    text.append(f"  idle relay (settling, median/p90): CPU {r['cpu_percent']['median']}/{r['cpu_percent']['p90']} %, "
+                f"wake-ups {r['wakeups_per_s']['median']}/{r['wakeups_per_s']['p90']} /s, links {r['links']['median']}/{r['links']['p90']}, "
+                f"RSS {r['rss_mib']['median']} MiB; TUN router {r.get('router_cpu_percent')} % idle, "
+                f"{loaded.get('router_cpu_percent')} % under the workload; wall {report['wall_s']} s")  # fmt: skip
     text.append(f"  relays after: {loaded}")
     out.with_suffix(".txt").write_text("\n".join(text) + "\n")
     print("\n".join(text))
