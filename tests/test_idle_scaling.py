@@ -17,7 +17,7 @@ from unittest import mock
 
 import pytest
 
-from globalnet.dht.membership import DHT_REFRESH, JITTER, next_delay
+from globalnet.dht.membership import DHT_REFRESH, JITTER, JOINED_PAUSE, next_delay
 from globalnet.errors import ErrorKind
 from globalnet.identity import verify_node_record
 from globalnet.link.liveness import CHECK_EVERY, IDLE_CLOSE, LinkDead, LinkIdle, LivenessCore, LivenessEvent, SendPing
@@ -145,10 +145,13 @@ def test_dht_upkeep_rounds_double_to_the_refresh_period_with_jitter() -> None:
     rng = random.Random(7)
     delay, pauses = 1.0, []
     for _ in range(40):
-        delay = next_delay(delay, rng)
+        delay = next_delay(delay, rng=rng)
         pauses.append(delay)
     assert all(p <= DHT_REFRESH * (1 + JITTER) for p in pauses)
     assert all(p >= DHT_REFRESH * (1 - JITTER) for p in pauses[12:])  # it reaches the period and stays
     assert pauses[0] <= 2 * (1 + JITTER)  # joining is still quick
-    starts = [next_delay(16.0, random.Random(i)) for i in range(50)]  # 50 nodes in step
+    starts = [next_delay(16.0, rng=random.Random(i)) for i in range(50)]  # 50 nodes in step
     assert max(starts) - min(starts) > 8.0  # now spread over seconds
+    # a round that joined: the next one JOINED_PAUSE * 2 later at least (jittered), not 2 s
+    assert next_delay(1.0, joined=True, rng=rng) >= 2 * JOINED_PAUSE * (1 - JITTER)
+    assert next_delay(1.0, joined=False, rng=rng) <= 2 * (1 + JITTER)  # not joined: retry soon
