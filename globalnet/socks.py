@@ -44,7 +44,7 @@ from .peertable import PeerTable
 from .policy.exit_policy import udp_policy_from_summary
 from .service.address import AddressError
 from .site.address import decode_site_address, is_site_address
-from .site.serve import serve_http, site_lookup, site_prepare
+from .site.serve import SiteFront, serve_site
 from .socks_udp import UdpAssociation
 from .udp_tunnel import UdpClientNode
 from .wire.commands import Proto, RelayConnect
@@ -64,6 +64,8 @@ class SocksNode(UdpClientNode, Protocol):
     def peers(self) -> PeerTable: ...
     @property
     def links(self) -> LinkManager: ...
+    @property
+    def sites(self) -> SiteFront: ...
 
 #: A client must complete its greeting, auth and request within this.
 HANDSHAKE_TIMEOUT = 10.0
@@ -190,13 +192,12 @@ class SocksProxy:
                 await self._associate(parser, request, reader, writer)
                 return
             self.counts["requests"] += 1
-            site_cache = getattr(self.node, "site_cache", None)
-            if site_cache is not None and request.target.is_name and is_site_address(request.target.host):
+            if request.target.is_name and is_site_address(request.target.host):
                 # a signed site: answered here from verified content, never by connecting anywhere
                 self.counts["site_requests"] += 1
                 writer.write(parser.reply_success())
                 key = decode_site_address(request.target.host.rstrip("."))
-                await serve_http(reader, writer, site_lookup(self.node, site_cache.lookup(key), key), initial=request.early, prepare=site_prepare(self.node, key))
+                await serve_site(reader, writer, self.node.sites, key, initial=request.early)
                 return
             try:
                 circuit = await self._open(request)

@@ -9,6 +9,7 @@ listener keeps accepting, so the next connection tries again.
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 import structlog
 
@@ -16,7 +17,7 @@ from .endpoint.pump import StreamPump, abort_with_reset
 from .errors import ErrorKind, GnetError
 from .service.node_api import ServiceOpener
 from .site.address import decode_site_address, is_site_address
-from .site.serve import serve_http, site_lookup, site_prepare
+from .site.serve import SiteFront, serve_site
 from .wire.commands import Proto, RelayConnect
 from .wire.pathspec import PathSpec, TargetService, TargetTcp, format_path_spec
 
@@ -26,8 +27,15 @@ MAX_CONNECTIONS = 1024
 BUILD_TIMEOUT = 30.0
 
 
+class TunnelNode(ServiceOpener, Protocol):
+    """What a tunnel uses of the node: circuits, hidden services, and its sites (`PORT>SITE.gnet`)."""
+
+    @property
+    def sites(self) -> SiteFront: ...
+
+
 class Tunnel:
-    def __init__(self, node: ServiceOpener, spec: PathSpec) -> None:
+    def __init__(self, node: TunnelNode, spec: PathSpec) -> None:
         if not isinstance(spec.target, (TargetTcp, TargetService)):
             raise GnetError(ErrorKind.NOT_SUPPORTED, "a tunnel's target is host:port or a hidden service")
         self.node = node
@@ -60,11 +68,7 @@ class Tunnel:
         """`-tunnel PORT>SITE.gnet`: a local HTTP port serving the signed site from verified bytes only."""
         self.active += 1
         try:
-            cache = getattr(self.node, "site_cache", None)
-            if cache is None:
-                abort_with_reset(writer)
-                return
-            await serve_http(reader, writer, site_lookup(self.node, cache.lookup(site_key), site_key), prepare=site_prepare(self.node, site_key))
+            await serve_site(reader, writer, self.node.sites, site_key)
         finally:
             self.active -= 1
 

@@ -109,11 +109,8 @@ def test_the_reserved_path_is_served_escaped_and_no_manifest_can_hold_it() -> No
     class Browser:
         announcements = AnnouncementStore()
 
-    class Node:
-        site_browser = Browser()
-
     Browser.announcements.add(_announce("<script>alert(1)</script>", 1_700_000_000))  # type: ignore[arg-type]
-    lookup = site_lookup(Node(), lambda path: b"site file" if path == "a.txt" else None, SITE_KEY)
+    lookup = site_lookup(Browser(), lambda path: b"site file" if path == "a.txt" else None, SITE_KEY)  # type: ignore[arg-type]
     page = answer(HttpRequest("GET", ANNOUNCEMENTS_PATH), lookup)
     head, body = page.split(b"\r\n\r\n", 1)
     assert b"200 OK" in head and b"Content-Type: text/plain; charset=utf-8" in head and b"nosniff" in head

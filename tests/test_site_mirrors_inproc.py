@@ -9,20 +9,51 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 from globalnet.console.commands import Console
 from globalnet.console.view import NodeConsoleView
-from globalnet.dht.values import ValueKind
+from globalnet.dht.values import ValueKind, decode_topic_slot_value
 from globalnet.localnet import free_port
+from globalnet.node import Node
+from globalnet.service.address import encode_address
+from globalnet.service.descriptor import PERIOD, current_period
 from globalnet.site.address import encode_site_address
 from globalnet.site.announcements import ANNOUNCEMENTS_PATH
 from globalnet.site.cache import site_id
+from globalnet.site.manifest import SiteError
+from globalnet.site.mirror_record import open_mirror_record
 from tests.inproc_nodes import network, pinned, until
 
 
 def _windows(secret: bytes, size: int = 8) -> list[bytes]:
     return [secret[i : i + size] for i in range(max(1, len(secret) - size + 1))]
+
+
+def _assert_records_hide_the_mirrors(
+    records: list[tuple[bytes, bytes]], site_key: bytes, nodes: list[Node], addresses: set[str]
+) -> None:
+    """Each record, field by field: the topic, writer key, sealed body and signature hold no
+    window of the site key, a mirror's node id or its IP; seq and expires are times (checked as
+    numbers: a byte search across a field boundary matches 7f000001 in ~1 of 256 records, since
+    the last byte of a random key meets the 00 00 01 of a millisecond timestamp); and the sealed
+    body opens, with the site's address, to a mirror's service key and nothing else."""
+    now = time.time()
+    secrets = [site_key, b"127.0.0.1", bytes([127, 0, 0, 1])] + [n.identity.node_id for n in nodes]
+    for key, value in records:
+        slot = decode_topic_slot_value(value)
+        for field in (slot.topic, slot.writer_key, slot.body, slot.signature):
+            for secret in secrets:
+                assert not any(w in field for w in _windows(secret)), f"a mirror record leaks {secret.hex()}"
+        assert slot.seq <= now * 1000 + 60_000 and now < slot.expires < now + 3 * PERIOD
+        opened = []
+        for period in (current_period(now) - 1, current_period(now), current_period(now) + 1):
+            try:
+                opened.append(open_mirror_record(site_key, period, key, value, now))
+            except SiteError:
+                continue
+        assert len(opened) == 1 and encode_address(opened[0]) in addresses
 
 
 async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path: Path) -> None:
@@ -43,7 +74,7 @@ async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path
         out = await Console(NodeConsoleView(mirror)).execute(f"mirror {address}")  # as -mirror ADDRESS does
         assert out is not None and "mirroring site-" in out.text, out
         m = mirror.site_mirrors[site_key]
-        assert await until(lambda: m.core.held_seq == 1 and not mirror.site_cache.missing(site_key), 180)
+        assert await until(lambda: m.core.held_seq == 1 and not mirror.sites.cache.missing(site_key), 180)
         assert await until(lambda: m.counts["records"] > 0, 120)
         # the copy came through rendezvous circuits: neither the mirror nor the publisher accepts
         # links (-no-listen), and neither holds a link to the other
@@ -51,7 +82,7 @@ async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path
         # a mirror whose disk quota the site does not fit: a clear error, nothing written
         tiny = await net.start("tiny", "-no-listen", "-connect", pinned(seed), "-site-quota", "1", "-mirror", address)
         assert await until(lambda: tiny.site_mirrors[site_key].counts["over_quota"] > 0, 120)
-        assert tiny.site_cache.manifest(site_key) is None and not tiny.site_cache.missing(site_key)
+        assert tiny.sites.cache.manifest(site_key) is None and not tiny.sites.cache.missing(site_key)
         await net.stop(tiny)
         # the mirror's key and identity for this site: its own folder, 0600
         key_file = tmp_path / "mirror" / "sites" / ".mirrors" / site_id(site_key) / "private.key"
@@ -60,29 +91,28 @@ async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path
 
         tunnel = free_port()
         visitor = await net.start("visitor", "-no-listen", "-connect", pinned(seed), "-tunnel", f"{tunnel}>{address}")
-        await visitor.site_browser.ensure(site_key, "big.bin")
-        assert visitor.site_cache.read_file(site_key, "big.bin") == files["big.bin"]
-        await visitor.site_browser.ensure(site_key, "")
-        assert visitor.site_cache.read_file(site_key, "index.html") == files["index.html"]
+        await visitor.sites.browser.ensure(site_key, "big.bin")
+        assert visitor.sites.cache.read_file(site_key, "big.bin") == files["big.bin"]
+        await visitor.sites.browser.ensure(site_key, "")
+        assert visitor.sites.cache.read_file(site_key, "index.html") == files["index.html"]
 
         # what the DHT holds: mirror records (kind 3) name no site key, no mirror node, no address
-        values = [value for node in net.nodes if node.dht is not None for _, value in node.dht.storage]
-        records = [v for v in values if v[0] == ValueKind.TOPIC_SLOT]
+        stored = [(key, value) for node in net.nodes if node.dht is not None for key, value in node.dht.storage]
+        records = [(key, value) for key, value in stored if value[0] == ValueKind.TOPIC_SLOT]
         assert len(records) >= 2
-        secrets = [site_key, pub.identity.node_id, mirror.identity.node_id, b"127.0.0.1", bytes([127, 0, 0, 1])]
-        for value in records:
-            for secret in secrets:
-                assert not any(w in value for w in _windows(secret)), f"a mirror record leaks {secret.hex()} ({len(value)} bytes, kind {value[0]})"
-        for value in values:
+        _assert_records_hide_the_mirrors(
+            records, site_key, [pub, mirror], {m.address, pub.site_mirrors[site_key].address}
+        )
+        for _, value in stored:
             assert not any(w in value for w in _windows(site_key))
 
         # an update published from the console reaches the mirror by broadcast, not by its periodic sync
         (www / "index.html").write_bytes(b"<h1>version 2</h1>")
         out = await Console(NodeConsoleView(pub)).execute(f"publish blog {www}")
         assert out is not None and "seq 2 (announced" in out.text, out
-        assert await until(lambda: m.core.held_seq == 2 and not mirror.site_cache.missing(site_key), 120)
+        assert await until(lambda: m.core.held_seq == 2 and not mirror.sites.cache.missing(site_key), 120)
         assert m.counts["broadcasts_in"] >= 1
-        assert mirror.site_cache.read_file(site_key, "index.html") == b"<h1>version 2</h1>"
+        assert mirror.sites.cache.read_file(site_key, "index.html") == b"<h1>version 2</h1>"
         listing = await Console(NodeConsoleView(mirror)).execute("list sites")
         assert listing is not None and m.address in listing.text
         bad = await Console(NodeConsoleView(mirror)).execute("mirror nothere.gnet")
@@ -90,10 +120,10 @@ async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path
 
         # the owner's signed announcement: from the console, flooded to the mirror, read by a visitor
         # at the reserved path through -tunnel (served by the visitor's own node, verified there)
-        out = await Console(NodeConsoleView(pub)).execute("announce blog back <soon> & \"maintenance\" done")
+        out = await Console(NodeConsoleView(pub)).execute('announce blog back <soon> & "maintenance" done')
         assert out is not None and "announced" in out.text, out
         text = b'back <soon> & "maintenance" done'
-        assert await until(lambda: [a.body for a in mirror.site_browser.announcements.latest(site_key)] == [text], 120)
+        assert await until(lambda: [a.body for a in mirror.sites.browser.announcements.latest(site_key)] == [text], 120)
         refused = await Console(NodeConsoleView(mirror)).execute("announce blog not the owner")
         assert refused is not None and "no site named" in refused.text, refused
         listing = await Console(NodeConsoleView(mirror)).execute("list sites")

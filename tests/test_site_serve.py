@@ -83,8 +83,13 @@ def test_socks_proxy_answers_a_site_address_from_verified_content_only(tmp_path)
     cache.seed_from_folder(signed.manifest.site_key, signed.manifest.encode(), www)
     unknown = encode_site_address(bytes(signed.manifest.site_key[:31]) + bytes([signed.manifest.site_key[31] ^ 1]))
 
-    class _Node:  # what the proxy needs for a site request: spawn and the cache
-        site_cache = cache
+    class _Sites:  # the cache only, no browser: what this node holds is all it serves
+        browser = None
+
+    _Sites.cache = cache  # type: ignore[attr-defined]
+
+    class _Node:  # what the proxy needs for a site request: spawn and its sites
+        sites = _Sites()
         tasks: set[asyncio.Task[None]] = set()  # noqa: RUF012
 
         def spawn(self, coro, name):

@@ -163,15 +163,17 @@ def _check_placement(right_key: bool, wrong_key: str, expires: int, now: float) 
         raise ProtocolError("value lifetime is too long")
 
 
-def _validate_blinded(key: bytes, value: bytes, now: float) -> ValidValue:
-    try:
-        blinded = verify_blinded_value(key, value, now)
-    except GnetError as exc:
-        raise ProtocolError(f"blinded value refused: {exc.detail}") from None
-    return ValidValue(key, value, blinded.seq, blinded.expires)
+def _signed_validator(verify: Callable[[bytes, bytes, float], BlindedValue | TopicSlotValue], what: str) -> Validator:
+    """A validator for a kind of value signed by its own (blinded) key: `verify`, then its seq and expiry."""
 
+    def validate(key: bytes, value: bytes, now: float) -> ValidValue:
+        try:
+            signed = verify(key, value, now)
+        except GnetError as exc:
+            raise ProtocolError(f"{what} refused: {exc.detail}") from None
+        return ValidValue(key, value, signed.seq, signed.expires)
 
-register_validator(ValueKind.SERVICE_DESCRIPTOR, _validate_blinded)
+    return validate
 
 
 # -- topic slots: many writers under one topic, each signing its own value ----------------
@@ -239,12 +241,5 @@ def verify_topic_slot_value(key: bytes, value: bytes, now: float) -> TopicSlotVa
     return slot
 
 
-def _validate_topic_slot(key: bytes, value: bytes, now: float) -> ValidValue:
-    try:
-        slot = verify_topic_slot_value(key, value, now)
-    except GnetError as exc:
-        raise ProtocolError(f"topic slot value refused: {exc.detail}") from None
-    return ValidValue(key, value, slot.seq, slot.expires)
-
-
-register_validator(ValueKind.TOPIC_SLOT, _validate_topic_slot)
+register_validator(ValueKind.SERVICE_DESCRIPTOR, _signed_validator(verify_blinded_value, "blinded value"))
+register_validator(ValueKind.TOPIC_SLOT, _signed_validator(verify_topic_slot_value, "topic slot value"))

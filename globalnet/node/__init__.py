@@ -116,8 +116,7 @@ class Node:
             self.relay.access_point = AccessPoint(self.identity.node_id)
         self.services = [HostedService(self, sc) for sc in config.services]
         self.sites = NodeSites(self, Path(config.data_dir), config.site_quota_mib << 20)
-        # what the faces read (SOCKS and tunnels serve sites from the cache, the console lists mirrors)
-        self.site_cache, self.site_pool, self.site_browser = self.sites.cache, self.sites.pool, self.sites.browser
+        # what the console lists (SOCKS and tunnels serve sites through self.sites: site.serve.SiteFront)
         self.site_mirrors = self.sites.mirrors
         self.service_descriptors: dict[bytes, Any] = {}  # descriptors this node looked up, until they expire
         # our hidden-service client key (gclient --gen-client-key), for services with client authorization
@@ -328,7 +327,7 @@ class Node:
         for tunnel in self.tunnels:
             tunnel.close()
         self.dht_client.close()
-        self.site_pool.close()
+        self.sites.pool.close()
         for proxy in self.proxies:
             proxy.close()
         for task in list(self._tasks):

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
 from ..errors import GnetError
 from .announcements import ANNOUNCEMENTS_PATH, render
 from .http import MAX_REQUEST, Lookup, RequestError, answer, error_page, parse_request
+
+if TYPE_CHECKING:
+    from .cache import SiteCache
+    from .remote import SiteBrowser
 
 READ_TIMEOUT = 30.0
 
@@ -25,9 +30,26 @@ Prepare = Callable[[str], Awaitable[None]]
 PREPARE_TIMEOUT = 300.0
 
 
-def site_prepare(node: object, site_key: bytes) -> Prepare | None:
+class SiteFront(Protocol):
+    """What the SOCKS proxy and `-tunnel PORT>SITE` use of a node's sites (node.sites):
+    the verified cache, and the browser that fills it from mirrors (None: the cache only)."""
+
+    @property
+    def cache(self) -> SiteCache: ...
+    @property
+    def browser(self) -> SiteBrowser | None: ...
+
+
+async def serve_site(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, front: SiteFront, site_key: bytes, initial: bytes = b""
+) -> None:
+    """Answer one browser request for site `site_key` from verified content only."""
+    lookup = site_lookup(front.browser, front.cache.lookup(site_key), site_key)
+    await serve_http(reader, writer, lookup, initial=initial, prepare=site_prepare(front.browser, site_key))
+
+
+def site_prepare(browser: SiteBrowser | None, site_key: bytes) -> Prepare | None:
     """What fetches a site's files from its mirrors before the cache answers (None: the local cache only)."""
-    browser = getattr(node, "site_browser", None)
     if browser is None:
         return None
 
@@ -37,16 +59,16 @@ def site_prepare(node: object, site_key: bytes) -> Prepare | None:
     return prepare
 
 
-def site_lookup(node: object, lookup: Lookup, site_key: bytes) -> Lookup:
+def site_lookup(browser: SiteBrowser | None, lookup: Lookup, site_key: bytes) -> Lookup:
     """`lookup` (the verified cache) plus the reserved ANNOUNCEMENTS_PATH: the owner's verified
     announcements the node holds (no manifest can list that path: manifest.check_path)."""
-    browser = getattr(node, "site_browser", None)
     if browser is None:
         return lookup
+    announcements = browser.announcements
 
     def find(path: str) -> bytes | None | object:
         if path == ANNOUNCEMENTS_PATH:
-            return render(browser.announcements.latest(site_key))
+            return render(announcements.latest(site_key))
         return lookup(path)
 
     return find  # type: ignore[return-value]
