@@ -255,22 +255,28 @@ class Testnet:
         return results
 
     def churn_until(self, deadline: float) -> None:
-        """Kill a plain relay (SIGKILL) every interval; restart it 10 s later."""
+        """Kill plain relays (SIGKILL) in waves, one every ~40 s, and restart each 10 s later.
+
+        Waves, not one kill every duration/(share+1): at N=200 that was a kill every 9 s,
+        and with each kill's --churn-window no operation was left outside churn to judge."""
         plain = [n for n, r in self.roles.items() if r == "relay"]
         share = max(1, round(len(plain) * self.ns.churn)) if self.ns.churn > 0 else 0
-        interval = self.ns.duration / (share + 1) if share else self.ns.duration + 1
+        waves = max(1, int(self.ns.duration // 40)) if share else 0
+        interval = self.ns.duration / (waves + 1) if waves else self.ns.duration + 1
+        per_wave = -(-share // waves) if waves else 0
         down: list[tuple[float, str]] = []
         next_kill = time.monotonic() + interval
         self.samples: list[tuple[float, float, float]] = []
         while time.monotonic() < deadline:
             now = time.monotonic()
             if share and now >= next_kill and plain:
-                name = self.rng.choice(plain)
-                plain.remove(name)
-                self.nodes[name].kill()
-                self.kills.append((time.time(), name))
+                for _ in range(min(per_wave, share - len(self.kills), len(plain))):
+                    name = self.rng.choice(plain)
+                    plain.remove(name)
+                    self.nodes[name].kill()
+                    self.kills.append((time.time(), name))
+                    down.append((now + 10, name))
                 (self.base / "work" / "kills.json").write_text(json.dumps(self.kills))
-                down.append((now + 10, name))
                 next_kill = now + interval
             for when, name in list(down):
                 if now >= when:
