@@ -3,6 +3,10 @@
 
 import sys
 
+import globalnet
+
+globalnet.prepare_node_process()  # before anything imports structlog
+
 from globalnet.cli import main
 
 if __name__ == "__main__":

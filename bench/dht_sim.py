@@ -53,8 +53,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import nacl.signing
+import structlog
 
-from globalnet import logs
 from globalnet.dht.lookup import DisjointLookup, Query
 from globalnet.dht.participant import ALPHA, KSIZE, RPC_TIMEOUT, Dht
 from globalnet.dht.values import node_record_value
@@ -398,15 +398,15 @@ def no_id_work() -> Iterator[None]:
 @contextlib.contextmanager
 def quiet_logs() -> Iterator[None]:
     """Warnings and up only, while thousands of nodes time out on dead peers; restored after."""
-    saved = logs.level()
+    saved = structlog.get_config()
     levels = {name: logging.getLogger(name).level for name in ("kademlia", "rpcudp")}
-    logs.set_level("warning")
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     for name in levels:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logs.set_level(saved)
+        structlog.configure(**saved)
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
 

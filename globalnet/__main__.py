@@ -2,6 +2,10 @@
 
 import sys
 
+import globalnet
+
+globalnet.prepare_node_process()  # before anything imports structlog
+
 from globalnet.cli import main
 
 sys.exit(main())

@@ -24,18 +24,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import structlog
+
 from .circuit.builder import ClientCircuit, next_circuit_id
 from .endpoint.messages import ERR, MSG, PING, MessageInbox, MessageOutbox, Note, escape_text
 from .endpoint.pump import CircuitEnd
 from .endpoint.session import FrameSession
 from .errors import ErrorKind, GnetError
 from .identity import Identity
-from .logs import get_logger
 from .service.node_api import ServiceOpener
 from .wire.commands import Proto, RelayConnect
 from .wire.pathspec import Hop
 
-log = get_logger("globalnet.messages")
+log = structlog.get_logger("globalnet.messages")
 
 
 class MessagingNode(ServiceOpener, Protocol):

@@ -23,9 +23,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from .errors import GnetError
 from .identity import verify_node_record
-from .logs import get_logger
 from .netdiversity import DEFAULT_POLICY, DiversityPolicy, Networks
 from .storage.atomic import write_atomic
 from .wire.buffer import Reader, u16
@@ -34,7 +35,7 @@ from .wire.records import FLAG_RELAY, MAX_RECORD_SIZE, NodeRecord, id_work_refus
 MAX_PEERS = 4096
 #: Seconds a relay that failed is left out of path selection, per failure.
 FAILURE_REST = 60.0
-log = get_logger("globalnet.peers")
+log = structlog.get_logger("globalnet.peers")
 
 FILE_NAME = "peers.dat"
 #: Record encodings remembered as verified (add_bytes).

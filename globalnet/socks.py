@@ -33,12 +33,13 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
+
 from .circuit.builder import ClientCircuit
 from .circuit.resolve import NoExitError
 from .endpoint.pump import StreamPump, abort_with_reset
 from .errors import ErrorKind, GnetError
 from .link.manager import LinkManager
-from .logs import get_logger
 from .peertable import PeerTable
 from .policy.exit_policy import udp_policy_from_summary
 from .service.address import AddressError
@@ -52,7 +53,7 @@ from .wire.pathspec import HopAddr, HopId, PathSpec, TargetService, TargetTcp, f
 from .wire.socks import SocksParser
 from .wire.socks_messages import Associate, Connect, Credentials, ProxyAuth, Reject, Send
 
-log = get_logger("globalnet.socks")
+log = structlog.get_logger("globalnet.socks")
 
 
 class SocksNode(UdpClientNode, Protocol):

@@ -25,16 +25,17 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import structlog
+
 from .errors import ProtocolError
 from .link.udp import size_buffers
-from .logs import get_logger
 from .udp_tunnel import UdpClientNode, UdpFlow
 from .wire.commands import Proto, RelayConnect
 from .wire.datagram import Datagram
 from .wire.pathspec import PathSpec, TargetService
 from .wire.socks_udp import decode_udp_request, encode_udp_datagram
 
-log = get_logger("globalnet.socks")
+log = structlog.get_logger("globalnet.socks")
 
 MAX_FLOWS = 16  # circuits per association: the exit's, and one per hidden service
 SERVICE_SUFFIX = ".gnet"

@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+import structlog
+
 from .endpoint.pump import StreamPump, abort_with_reset
 from .errors import ErrorKind, GnetError
-from .logs import get_logger
 from .service.node_api import ServiceOpener
 from .site.address import decode_site_address, is_site_address
 from .site.serve import SiteFront, serve_site
 from .wire.commands import Proto, RelayConnect
 from .wire.pathspec import PathSpec, TargetService, TargetTcp, format_path_spec
 
-log = get_logger("globalnet.tunnel")
+log = structlog.get_logger("globalnet.tunnel")
 
 MAX_CONNECTIONS = 1024
 BUILD_TIMEOUT = 30.0

@@ -17,17 +17,18 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+import structlog
+
 from .endpoint.datagram_flow import DatagramCounters
 from .endpoint.datagram_pump import DatagramPump
 from .errors import ErrorKind, GnetError
 from .link.udp import size_buffers
-from .logs import get_logger
 from .service.node_api import ServiceOpener
 from .wire.commands import Proto, RelayConnect
 from .wire.datagram import Datagram
 from .wire.pathspec import PathSpec, TargetService, TargetTcp
 
-log = get_logger("globalnet.tunnel")
+log = structlog.get_logger("globalnet.tunnel")
 
 MAX_FLOWS = 256  # local source addresses with a circuit at once, per tunnel
 MAX_EARLY = 32  # datagrams queued per flow while its circuit is built

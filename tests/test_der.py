@@ -127,7 +127,7 @@ def test_long_elements_use_the_long_length_form() -> None:
 def test_a_node_process_loads_no_face_it_was_not_asked_for() -> None:
     """What an idle relay imports (tools/node_memory.py measures what it costs)."""
     code = (
-        "import sys, globalnet\n"
+        "import sys, globalnet; globalnet.prepare_node_process()\n"
         "import globalnet.cli, globalnet.node, globalnet.crypto\n"
         "print(globalnet.crypto.BACKEND_NAME); print(' '.join(sorted(n for n, m in sys.modules.items() if m)))\n"
     )

@@ -7,7 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from globalnet import logs as logs_module
+import structlog
+
 from globalnet.circuit.guards import ENTRY
 from globalnet.errors import ErrorKind, GnetError
 from globalnet.node import Node
@@ -79,7 +80,7 @@ async def test_a_guard_that_drops_circuits_is_not_replaced_by_that(tmp_path: Pat
         hostile = next(r for r in relays if r.identity.node_id == guards[0])
         # the hostile guard keeps its link up but resets every hop stream: every circuit through it dies
         hostile.links.on_stream = lambda stream: stream.reset(ErrorKind.PROTOCOL)  # type: ignore[method-assign]
-        with logs_module.capture() as logs:
+        with structlog.testing.capture_logs() as logs:
             failed = 0
             for _ in range(60):
                 try:
@@ -102,7 +103,7 @@ async def test_a_dead_guard_is_replaced_and_the_log_says_why(tmp_path: Path) -> 
         dead_id = client.guards.entry.guards[0].node_id
         dead = next(r for r in relays if r.identity.node_id == dead_id)
         await net.stop(dead)
-        with logs_module.capture() as logs:
+        with structlog.testing.capture_logs() as logs:
             async def replaced() -> bool:
                 await client.probe_guards()
                 client.guards.refresh(client.peers.relays())

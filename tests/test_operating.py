@@ -139,7 +139,7 @@ async def test_while_still_learning_relays_it_waits_and_keeps_the_reason() -> No
 # -- logs and history -------------------------------------------------------------
 
 
-def test_library_lines_go_through_our_logs_peer_chatter_at_debug() -> None:
+def test_library_lines_go_through_structlog_peer_chatter_at_debug() -> None:
     out = io.StringIO()
     setup_logging("info", False, out)
     try:

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import structlog
 
-from globalnet import logs as logs_module
 from globalnet import socks as socks_module
 from globalnet.config import load_config
 from globalnet.node import Node
@@ -194,7 +194,7 @@ async def test_a_waiting_request_says_why_and_ends_with_0x06(tmp_path: Path, mon
     client.links.settings = dataclasses.replace(client.links.settings, dial_timeout=1.0)
     proxy = client.proxies[0]
     try:
-        with logs_module.capture() as logs:
+        with structlog.testing.capture_logs() as logs:
             async with asyncio.timeout(20):
                 reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
                 writer.write(b"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50")

@@ -14,16 +14,17 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import structlog
+
 from ..errors import ErrorKind, GnetError
 from ..identity import verify_node_record
 from ..link.hop_stream import HopStream
 from ..link.quic_link import Link
-from ..logs import get_logger
 from ..wire.commands import Proto, RelayConnect, RelayConnectFail
 from ..wire.records import NodeRecord, short_id
 from .core import ClientCircuitCore
 
-log = get_logger("globalnet.circuit")
+log = structlog.get_logger("globalnet.circuit")
 
 HOP_TIMEOUT = 10.0
 _ids = itertools.count(1)

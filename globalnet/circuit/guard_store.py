@@ -13,12 +13,13 @@ import random
 import time
 from pathlib import Path
 
-from ..logs import get_logger
+import structlog
+
 from ..storage.atomic import write_atomic
 from ..wire.records import NodeRecord, short_id
 from .guards import ENTRY, MIDDLE, GuardChange, GuardSet, dump_layers, load_layers
 
-log = get_logger("globalnet.guards")
+log = structlog.get_logger("globalnet.guards")
 
 FILE_NAME = "guards.json"
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import structlog
+
 from ..errors import ErrorKind, GnetError
 from ..link.manager import LinkManager
-from ..logs import get_logger
 from ..peertable import PeerTable
 from ..wire.commands import RelayConnect
 from ..wire.pathspec import Hop, HopAddr, HopId, HopRandom
@@ -24,7 +25,7 @@ from .builder import ClientCircuit, HopTarget, build_circuit
 from .guard_store import GuardStore
 from .resolve import NoExitError, PathResolver, network_of_target
 
-log = get_logger("globalnet.circuit")
+log = structlog.get_logger("globalnet.circuit")
 
 #: Tries for a circuit with `rand` hops before the error reaches the user.
 CIRCUIT_ATTEMPTS = 5

@@ -14,8 +14,9 @@ import ipaddress
 import time
 from collections.abc import Awaitable, Callable
 
+import structlog
+
 from ..errors import ErrorKind, GnetError
-from ..logs import get_logger
 from ..peertable import PeerTable
 from ..policy.exit_policy import ExitPolicy, udp_policy_from_summary
 from ..wire.commands import Proto, RelayConnect
@@ -24,7 +25,7 @@ from ..wire.records import NodeRecord, short_id
 from .builder import HopTarget
 from .paths import choose_relays, network_of
 
-log = get_logger("globalnet.circuit")
+log = structlog.get_logger("globalnet.circuit")
 
 RELAY_WAIT = 30.0
 #: The peer table counts as settled (no longer learning) when no relay was new for this long.

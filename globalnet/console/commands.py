@@ -21,14 +21,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
+
 from ..endpoint.messages import MAX_TEXT
 from ..errors import GnetError
-from ..logs import LEVELS, get_logger
+from ..logs import LEVELS
 from ..wire.host_port import PathSpecError
 from ..wire.pathspec import MAX_HOPS, Hop, HopId, HopRandom, parse_hop_addr
 from . import text as fmt
 
-log = get_logger("globalnet.console")
+log = structlog.get_logger("globalnet.console")
 
 #: A DHT value is at most 4 KiB; as hex it would not fit a console line, so a put takes up to this.
 MAX_VALUE_HEX = 4000

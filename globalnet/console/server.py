@@ -26,13 +26,14 @@ import ipaddress
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import structlog
+
 from .. import __version__
-from ..logs import get_logger
 from .commands import Console
 from .node_api import ConsoleNode
 from .view import NodeConsoleView
 
-log = get_logger("globalnet.console")
+log = structlog.get_logger("globalnet.console")
 
 MAX_LINE = 4096
 MAX_CLIENTS = 16

@@ -13,9 +13,10 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import structlog
+
 from ..endpoint.session import EndReceived, FrameSession, RequestFrameReceived
 from ..errors import ErrorKind, GnetError, ProtocolError
-from ..logs import get_logger
 from ..wire.dhtframes import (
     DhtData,
     DhtRetr,
@@ -29,7 +30,7 @@ from ..wire.dhtframes import (
 from ..wire.framing import FrameType
 from .values import ValidValue, validate_value
 
-log = get_logger("globalnet.dht")
+log = structlog.get_logger("globalnet.dht")
 
 MAX_INFLIGHT = 8
 REQUEST_TIMEOUT = 25.0

@@ -8,14 +8,15 @@ import asyncio
 import random
 from collections.abc import Callable
 
+import structlog
+
 from ..errors import GnetError
-from ..logs import get_logger
 from ..peertable import PeerTable
 from ..wire.records import NodeRecord
 from .participant import Dht
 from .values import node_record_value, record_from_value
 
-log = get_logger("globalnet.dht")
+log = structlog.get_logger("globalnet.dht")
 
 #: The longest pause between two rounds of upkeep (the first ones come sooner, doubling).
 DHT_REFRESH = 300.0

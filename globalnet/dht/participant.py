@@ -20,13 +20,13 @@ import os
 from collections.abc import Collection, Iterable
 from typing import Any
 
+import structlog
 from kademlia.crawling import NodeSpiderCrawl
 from kademlia.network import Server
 from kademlia.node import Node as KNode
 
 from ..errors import ProtocolError
 from ..link.manager import LinkManager
-from ..logs import get_logger
 from ..wire.records import NodeRecord
 from .lookup import PATHS as LOOKUP_PATHS
 from .lookup import Contact, DisjointLookup, Query
@@ -34,7 +34,7 @@ from .protocol import GnetKademliaProtocol, LinkTransport, Spawn
 from .storage import SignedStorage
 from .values import ValidValue, validate_value
 
-log = get_logger("globalnet.dht")
+log = structlog.get_logger("globalnet.dht")
 
 KSIZE = 20
 ALPHA = 3

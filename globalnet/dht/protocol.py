@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import structlog
 import umsgpack
 from kademlia.node import Node as KNode
 from kademlia.protocol import KademliaProtocol
@@ -25,13 +26,12 @@ from kademlia.protocol import KademliaProtocol
 from ..errors import GnetError
 from ..link.manager import LinkManager
 from ..link.quic_link import Link
-from ..logs import get_logger
 from ..wire.records import has_id_work
 from .routing import ClosestRoutingTable
 from .storage import SignedStorage
 from .values import KEY_SIZE, MAX_VALUE
 
-log = get_logger("globalnet.dht")
+log = structlog.get_logger("globalnet.dht")
 
 REQUEST, RESPONSE = 0x00, 0x01
 MSG_ID = 20

@@ -24,14 +24,14 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
+import structlog
 from kademlia.node import Node as KNode
 from kademlia.routing import KBucket, RoutingTable
 
-from ..logs import get_logger
 from ..netdiversity import DEFAULT_POLICY, DiversityPolicy
 from ..wire.records import id_work_refusal
 
-log = get_logger("globalnet.dht")
+log = structlog.get_logger("globalnet.dht")
 
 
 class ClosestRoutingTable(RoutingTable):

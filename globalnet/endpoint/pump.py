@@ -15,12 +15,13 @@ import struct
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import structlog
+
 from ..errors import ErrorKind, GnetError
-from ..logs import get_logger
 from .session import DataReceived, EndReceived, FrameSession, MessageReceived, RequestFrameReceived
 from .stream_core import READ_CHUNK, WRITE_LOW_WATER, Failed, Finished, StreamCore
 
-log = get_logger("globalnet.endpoint")
+log = structlog.get_logger("globalnet.endpoint")
 
 __all__ = ["READ_CHUNK", "WRITE_LOW_WATER", "CircuitEnd", "StreamPump", "abort_with_reset"]
 

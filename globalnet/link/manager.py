@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from qh3.asyncio._transport import create_optimized_datagram_transport
 from qh3.asyncio.server import QuicServer
 from qh3.quic.configuration import QuicConfiguration
@@ -27,7 +28,6 @@ from qh3.tls import SignatureAlgorithm
 
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity
-from ..logs import get_logger
 from ..wire.records import NodeRecord, short_id
 from .certs import certificate_pem
 from .hop_stream import HopStream
@@ -37,7 +37,7 @@ from .path_mtu import datagram_size_for
 from .quic_link import ALPN, Link
 from .udp import size_buffers
 
-log = get_logger("globalnet.link")
+log = structlog.get_logger("globalnet.link")
 
 KEEPALIVE_INTERVAL = 15.0
 DIAL_TIMEOUT = 10.0

@@ -17,13 +17,13 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+import structlog
 from qh3.asyncio.protocol import QuicConnectionProtocol
 from qh3.quic import events
 from qh3.quic.connection import QuicConnection
 
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity
-from ..logs import get_logger
 from ..wire.records import NodeRecord, short_id
 from . import qh3_tuning  # noqa: F401  (raises qh3's stream limit before any connection exists)
 from .auth import ControlChannel, LinkReady, PeerClosed, PeersReceived, PongReceived, listener_key
@@ -31,7 +31,7 @@ from .dht_streams import DhtStreams
 from .hop_stream import HopStream
 from .liveness import LinkDead, LinkIdle, LivenessCore, SendPing
 
-log = get_logger("globalnet.link")
+log = structlog.get_logger("globalnet.link")
 
 #: The listener opens the control stream first: server-initiated bidi stream 1.
 CONTROL_STREAM_ID = 1

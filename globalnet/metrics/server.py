@@ -15,14 +15,15 @@ from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Any
 
-from ..logs import get_logger
+import structlog
+
 from .counters import NodeCounters
 from .history import BandwidthHistory
 from .page import STATUS_PAGE
 from .registry import CONTENT_TYPE, NodeMetrics
 from .source import MetricsSettings, MetricsSource
 
-log = get_logger("globalnet.metrics")
+log = structlog.get_logger("globalnet.metrics")
 
 MAX_HEAD = 8192
 HEAD_TIMEOUT = 5.0

@@ -13,11 +13,12 @@ down; shutdown cancels them all and closes every link with a reason.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Coroutine, Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from .. import __version__
 from ..bootstrap import BootstrapTracker, Progress, relays_needed
@@ -38,7 +39,6 @@ from ..errors import GnetError
 from ..identity import Identity, load_or_create_identity
 from ..link.manager import LinkManager, LinkSettings
 from ..link.quic_link import Link
-from ..logs import get_logger
 from ..metrics import MetricsSettings, NodeCounters
 from ..peertable import PeerTable
 from ..policy.exit_policy import ExitPolicy, record_summary
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from ..service.host import HostedService
     from ..site.mirror import SiteMirror
 
-log = get_logger("globalnet.node")
+log = structlog.get_logger("globalnet.node")
 
 
 def _udp_statistics(own: DatagramCounters, exited: DatagramCounters) -> dict[str, int]:
@@ -184,8 +184,7 @@ class Node:
             log.exception("task failed", task=name)
 
     def dump_state(self) -> None:
-        """SIGUSR1: log every link, relay hop and circuit, and the modules loaded, at debug level
-        (for diagnosing a stall, or what a node's memory holds)."""
+        """SIGUSR1: log every link, relay hop and circuit at debug level (for diagnosing a stall)."""
         for link in self.links.all_links:
             log.debug("state link", **link.statistics())
         for hop in list(self.relay.hops):
@@ -202,8 +201,6 @@ class Node:
             )
         for circuit in self.circuits.values():
             log.debug("state circuit", **circuit.statistics(), stream=circuit.stream.stream_id, stream_in=circuit.stream.bytes_in)
-        # what this process loaded (memory per node: an idle relay loads no face, site or service host)
-        log.debug("state modules", count=len(sys.modules), names=" ".join(sorted(n for n, m in sys.modules.items() if m)))
 
     def stop(self) -> None:
         self._stop.set()

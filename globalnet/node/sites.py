@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..logs import get_logger
+import structlog
 
 if TYPE_CHECKING:
     from ..site.cache import SiteCache
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..site.remote import SiteBrowser
     from ..site.sessions import SessionPool
 
-log = get_logger("globalnet.node")
+log = structlog.get_logger("globalnet.node")
 
 
 class NodeSites:

@@ -9,16 +9,17 @@ import random
 import time
 from collections.abc import Callable
 
+import structlog
+
 from ..circuit.guard_store import GuardStore
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity
 from ..link.manager import LinkManager
-from ..logs import get_logger
 from ..peertable import PeerTable
 from ..wire.pathspec import HopAddr
 from ..wire.records import short_id
 
-log = get_logger("globalnet.node")
+log = structlog.get_logger("globalnet.node")
 
 CONNECT_RETRY = (1.0, 60.0)  # first and largest back-off between bootstrap attempts
 UPKEEP_INTERVAL = 30.0

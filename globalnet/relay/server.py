@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
+import structlog
+
 from ..endpoint.congestion import MAX_WINDOW
 from ..endpoint.datagram_flow import DEFAULT_IDLE_TIMEOUT, DatagramCounters
 from ..endpoint.pump import StreamPump
@@ -24,7 +26,6 @@ from ..errors import ErrorKind, GnetError
 from ..identity import Identity
 from ..link.hop_stream import HopStream
 from ..link.manager import LinkManager
-from ..logs import get_logger
 from ..policy.exit_policy import ExitPolicy
 from ..policy.target_name import target_name_problem
 from ..wire.commands import Proto, RelayConnect
@@ -33,7 +34,7 @@ from .budget import DEFAULT_BUDGET, PRESSURE_QUEUE, RelayBudget
 from .hop import HopState, RelayHopCore
 from .udp_exit import UdpExit, UdpSockets, check_udp_target
 
-log = get_logger("globalnet.relay")
+log = structlog.get_logger("globalnet.relay")
 
 CONNECT_TIMEOUT = 10.0
 #: A hop stream must deliver its whole first handshake message within this.

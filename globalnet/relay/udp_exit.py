@@ -22,17 +22,18 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import structlog
+
 from ..endpoint.datagram_flow import DatagramCounters
 from ..endpoint.datagram_pump import DatagramPump
 from ..endpoint.session import FrameSession
 from ..errors import ErrorKind, GnetError
 from ..link.udp import size_buffers
-from ..logs import get_logger
 from ..policy.exit_policy import ExitPolicy
 from ..policy.target_name import target_name_problem
 from ..wire.datagram import Datagram
 
-log = get_logger("globalnet.relay.udp")
+log = structlog.get_logger("globalnet.relay.udp")
 
 MAX_PENDING = 64  # datagrams waiting for a name to resolve
 MAX_NAMES = 64  # cached resolutions per circuit

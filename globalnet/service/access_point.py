@@ -33,10 +33,11 @@ import os
 import time
 from dataclasses import dataclass, field
 
+import structlog
+
 from ..endpoint.session import EndReceived, FrameSession, RequestFrameReceived
 from ..errors import ErrorKind, GnetError, ProtocolError
 from ..identity import verify_signature
-from ..logs import get_logger
 from ..relay.server import RelayHop
 from ..wire.buffer import Reader, u32, u64
 from ..wire.commands import SERVICE_JOIN, SERVICE_REGISTER, SERVICE_RENDEZVOUS, RelayConnect
@@ -45,7 +46,7 @@ from ..wire.records import short_id
 from .address import service_id
 from .pow import NONCE_SIZE, ReplayCache, check_work
 
-log = get_logger("globalnet.service")
+log = structlog.get_logger("globalnet.service")
 
 REGISTER_CONTEXT = b"gnet/1 service register"
 MAX_CLOCK_SKEW = 600

@@ -19,8 +19,9 @@ import random
 import time
 from typing import TYPE_CHECKING
 
+import structlog
+
 from ..errors import ErrorKind, GnetError
-from ..logs import get_logger
 from ..wire.commands import Proto, RelayConnect
 from ..wire.pathspec import HopId, HopRandom, TargetTcp
 from ..wire.records import short_id
@@ -33,7 +34,7 @@ from .pow import solve_work
 if TYPE_CHECKING:
     from ..circuit.builder import ClientCircuit
 
-log = get_logger("globalnet.service")
+log = structlog.get_logger("globalnet.service")
 
 
 class ServiceError(GnetError):

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import nacl.signing
+import structlog
 
 from ..endpoint.session import EndReceived, FrameSession, RequestFrameReceived
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity, load_or_create_identity
-from ..logs import get_logger
 from ..policy.exit_policy import ExitPolicy
 from ..policy.exit_rule import ExitRule
 from ..relay.server import RelayHop
@@ -52,7 +52,7 @@ from .settings import ServiceConfig
 if TYPE_CHECKING:
     from ..circuit.builder import ClientCircuit
 
-log = get_logger("globalnet.service")
+log = structlog.get_logger("globalnet.service")
 
 ACCESS_POINTS = 3
 REGISTER_TIMEOUT = 15.0

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Protocol
 
 import nacl.signing
+import structlog
 
 from ..errors import GnetError
-from ..logs import get_logger
 from ..service.host import HostedService
 from ..service.node_api import ServiceHostNode
 from ..service.settings import ServiceConfig
@@ -44,7 +44,7 @@ from .responder import SiteResponder
 from .sessions import SiteNode
 from .store import KEY_FILE, site_dir
 
-log = get_logger("globalnet.site")
+log = structlog.get_logger("globalnet.site")
 
 MAX_VARIANTS = 64
 

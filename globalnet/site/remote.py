@@ -19,9 +19,10 @@ import time
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 
+import structlog
+
 from ..crypto.blinding import BlindingError
 from ..errors import GnetError, ProtocolError
-from ..logs import get_logger
 from ..service.address import encode_address
 from ..service.descriptor import current_period
 from .announcements import ANNOUNCEMENTS_PATH, AnnouncementStore, decode_announcements
@@ -34,7 +35,7 @@ from .mirror_record import mirror_record_keys, open_mirror_record
 from .protocol import RequestType, Status, chunk_request, encode_request
 from .sessions import MirrorSession, SessionPool, SiteNode
 
-log = get_logger("globalnet.site")
+log = structlog.get_logger("globalnet.site")
 
 MIRRORS_TTL = 60.0  # a list of mirrors is looked up again after this
 MANIFEST_TTL = 60.0  # a visitor asks for a newer manifest at most this often

@@ -19,13 +19,14 @@ import asyncio
 import itertools
 from collections.abc import Callable
 
+import structlog
+
 from ..errors import ProtocolError
-from ..logs import get_logger
 from .announcements import AnnouncementStore
 from .cache import SiteCache
 from .protocol import RequestDecoder, RequestType, SiteRequest, Status, encode_response, refusal
 
-log = get_logger("globalnet.site")
+log = structlog.get_logger("globalnet.site")
 
 MAX_CONNECTIONS = 64
 IDLE_TIMEOUT = 120.0  # a session with no request for this long is closed

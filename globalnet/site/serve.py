@@ -10,8 +10,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
+import structlog
+
 from ..errors import GnetError
-from ..logs import get_logger
 from .announcements import ANNOUNCEMENTS_PATH, render
 from .http import MAX_REQUEST, Lookup, RequestError, answer, error_page, parse_request
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 READ_TIMEOUT = 30.0
 
 
-log = get_logger("globalnet.site")
+log = structlog.get_logger("globalnet.site")
 
 #: awaited with the request's path before it is answered: fetch (and verify) what it needs into the cache
 Prepare = Callable[[str], Awaitable[None]]

@@ -15,14 +15,15 @@ from collections import deque
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
+import structlog
+
 from ..dht.values import ValidValue
 from ..endpoint.pump import StreamPump
 from ..errors import ErrorKind, GnetError, ProtocolError
-from ..logs import get_logger
 from ..service.node_api import ServiceOpener
 from .protocol import ResponseDecoder, SiteResponse
 
-log = get_logger("globalnet.site")
+log = structlog.get_logger("globalnet.site")
 
 OPEN_TIMEOUT = 60.0
 REQUEST_TIMEOUT = 60.0
