@@ -13,6 +13,7 @@ down; shutdown cancels them all and closes every link with a reason.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Coroutine, Hashable
 from pathlib import Path
@@ -184,7 +185,8 @@ class Node:
             log.exception("task failed", task=name)
 
     def dump_state(self) -> None:
-        """SIGUSR1: log every link, relay hop and circuit at debug level (for diagnosing a stall)."""
+        """SIGUSR1: log every link, relay hop and circuit, and the modules loaded, at debug level
+        (for diagnosing a stall, or what a node's memory holds)."""
         for link in self.links.all_links:
             log.debug("state link", **link.statistics())
         for hop in list(self.relay.hops):
@@ -201,6 +203,8 @@ class Node:
             )
         for circuit in self.circuits.values():
             log.debug("state circuit", **circuit.statistics(), stream=circuit.stream.stream_id, stream_in=circuit.stream.bytes_in)
+        # what this process loaded (memory per node: an idle relay loads no face, site or service host)
+        log.debug("state modules", count=len(sys.modules), names=" ".join(sorted(n for n, m in sys.modules.items() if m)))
 
     def stop(self) -> None:
         self._stop.set()
