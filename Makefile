@@ -76,8 +76,12 @@ testnet: $(STAMP)
 ## Programs the SOCKS tests drive (curl, headless Chromium): installed with apt-get
 ## when missing and we are root; never fails the build (the tests that need them skip).
 TEST_PROGRAMS := curl:curl chromium:chromium chromedriver:chromium-driver
-test-deps:
+FUZZ_STAMP := $(VENV)/.fuzz-stamp
+# tried once per set-up (a pip install -e rebuilds the package: ~20 s on every make test)
+$(FUZZ_STAMP): $(STAMP)
 	@$(BIN)/pip install --quiet -e '.[fuzz]' >/dev/null 2>&1 || echo "globalnet: atheris not installed; the fuzz pass uses its mutation fallback"
+	@touch $(FUZZ_STAMP)
+test-deps: $(FUZZ_STAMP)
 	@missing=""; for pair in $(TEST_PROGRAMS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
 	done; \

@@ -212,6 +212,11 @@ class LocalNet:
         return next((n for n in self.nodes if n.proc is not None and n.proc.poll() is not None), None)
 
     def stop_all(self) -> None:
+        """SIGTERM every node first, then wait for each: they shut down side by side (one
+        after another, a node's ~0.5 s of shutting down added up to seconds per network)."""
+        for node in reversed(self.nodes):
+            if node.proc is not None and node.proc.poll() is None:
+                node.proc.send_signal(signal.SIGTERM)
         for node in reversed(self.nodes):
             node.stop()
 
