@@ -22,11 +22,12 @@ demo: $(STAMP)
 
 ## The whole test suite (unit + real processes on 127.0.0.1), on TEST_WORKERS pytest-xdist
 ## workers (most tests wait on networks of processes, so 3 overlap well on 2 cores; the
-## minutes-long testnet test starts first and the others fill in around it; an idle worker
-## takes queued tests from a busy one). TEST_WORKERS=0 runs it in one process.
+## minutes-long testnet test starts first and the others fill in around it). A file's tests
+## stay on one worker, in order: a module's network (a module-scoped fixture) is set up
+## once, and tests that build on the one before still do. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 3
 test: $(STAMP) test-deps
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## Throughput, latency, circuit build, relay CPU and RSS through a 3-hop tunnel of real
 ## processes on 127.0.0.1, beside plain loopback TCP; a table and bench/results/latest.json.
