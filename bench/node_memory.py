@@ -30,9 +30,13 @@ from pathlib import Path
 from bench.measure import memory_mib
 from globalnet.localnet import ROOT, LocalNet
 
-#: Modules an idle relay has no use for: loaded means a face or a dependency came in eagerly.
+#: Modules an idle relay has no use for: loaded means a face or a dependency came in eagerly
+#: (tests/test_idle_relay.py checks a running relay against the same list).
 NOT_FOR_IDLE = ("globalnet.socks", "globalnet.tunnel", "globalnet.udp_tunnel", "globalnet.console.server",
-                "globalnet.metrics.registry", "prometheus_client", "rich")  # fmt: skip
+                "globalnet.metrics.registry", "prometheus_client", "rich",
+                "globalnet.site.cache", "globalnet.site.mirror", "globalnet.site.remote", "globalnet.site.sessions",
+                "globalnet.messaging", "globalnet.service.host", "globalnet.service.client",
+                "tomllib", "difflib", "ctypes", "html")  # fmt: skip
 
 
 def imported_by_a_node() -> list[str]:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import cpu_seconds, memory_mib
+from bench.testnet_idle import sample_idle
 from globalnet.localnet import NodeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,9 +121,13 @@ class Testnet:
 
     def _args(self, name: str) -> list[str]:
         host, role = self.hosts[name], self.roles[name]
-        # one seed each (round robin), as real nodes would not all dial the same few at once
+        # one seed each (round robin), as real nodes would not all dial the same few at once, and
+        # one relay started before it (a network of 200 is not 200 nodes on 3 seeds' links)
         index = list(self.hosts).index(name)
         seeds = self.seed_addrs[index % len(self.seed_addrs)] if self.seed_addrs else ""
+        others = [a for a in self.relay_addrs if not a.startswith(f"{host.address}:")]
+        if seeds and others and role != "seed":
+            seeds += "," + self.rng.choice(others)
         if role == "client":
             return ["-no-listen", "-connect", seeds, "-tunnel", f"{TUNNEL_PORT}>rand>rand>rand>{self.web.address}:{SERVE_PORT}",
                     "-proxy", f"{SOCKS_PORT}>rand>rand>rand>internet", "-console", f"127.0.0.1:{CONSOLE_PORT}"]  # fmt: skip
@@ -137,17 +142,43 @@ class Testnet:
 
     def start_node(self, name: str) -> NodeProcess:
         node = NodeProcess(name, self._args(name), self.base / name, exec_prefix=self.hosts[name].exec)
+        node.log_level = self.ns.log_level
         if not node.node_id:
             node.node_id = node_id_for(node.data_dir)
         node.start()
         self.nodes[name] = node
         return node
 
+    def start_many(self, names: list[str], what: str, up_event: str) -> None:
+        """Start nodes with at most --start-parallel of them still starting (their Python start-up
+        is ~1 s of CPU each: 200 at once starve a 2-core machine for minutes); progress every 10 s."""
+        pending: list[str] = []
+        started, said = 0, time.monotonic()
+        queue = list(names)
+        limit = time.monotonic() + self.ns.link_wait + 2.0 * len(names)
+        while queue or pending:
+            pending = [n for n in pending if self.nodes[n].find(up_event) is None and self.nodes[n].proc.poll() is None]  # type: ignore[union-attr]
+            while queue and len(pending) < self.ns.start_parallel:
+                name = queue.pop(0)
+                self.start_node(name)
+                pending.append(name)
+                started += 1
+                if self.roles[name] in ("relay", "exit", "service"):
+                    self.relay_addrs.append(f"{self.hosts[name].address}:{PORT}#{self.nodes[name].node_id}")
+            if time.monotonic() - said >= 10:
+                self.say(f"{what}: {started - len(pending)} of {len(names)} up, {len(pending)} starting")
+                said = time.monotonic()
+            if time.monotonic() > limit:
+                self.say(f"{what}: {len(pending)} still starting; going on")
+                return
+            time.sleep(0.1)
+
     def start(self) -> None:
         self.lab.popen(
             self.web.exec + [sys.executable, "-c", BYTE_SERVER, self.web.address, str(SERVE_PORT), str(self.ns.size)]
         )
         self.seed_addrs: list[str] = []
+        self.relay_addrs: list[str] = []
         seeds = [n for n, r in self.roles.items() if r == "seed"]
         for name in seeds:
             node = self.start_node(name)
@@ -156,18 +187,18 @@ class Testnet:
             self.nodes[name].wait_for("node started", timeout=120)
         others = [n for n, r in self.roles.items() if r not in ("seed", "client")]
         began = time.monotonic()
-        for i, name in enumerate(others):
-            self.start_node(name)
-            if i % 10 == 9:
-                self.say(f"started {i + 1 + len(seeds)} relays")
-                time.sleep(2.0)  # spread the start-up CPU
+        self.start_many(others, "relays", "node started")
         # wait for the relays to link; a few that do not (a starved machine) are counted, not fatal
         deadline = time.monotonic() + self.ns.link_wait
         waiting = set(others)
+        said = time.monotonic()
         while waiting and time.monotonic() < deadline:
             waiting = {n for n in waiting if self.nodes[n].find("linked to peer") is None}
             if len(waiting) <= len(others) // 50:
                 break
+            if time.monotonic() - said >= 10:
+                self.say(f"relays: {len(others) - len(waiting)} of {len(others)} linked")
+                said = time.monotonic()
             time.sleep(2.0)
         self.unlinked = sorted(waiting)
         self.say(f"{len(others) + len(seeds) - len(waiting)} relays up and linked in {time.monotonic() - began:.0f} s"
@@ -178,12 +209,16 @@ class Testnet:
             deadline = time.monotonic() + 120
             while not hostname.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)
-            self.services.append(hostname.read_text().strip())
-        # let records reach the DHT and services publish their descriptors
-        time.sleep(self.ns.settle)
-        for name in [n for n, r in self.roles.items() if r == "client"]:
-            self.start_node(name)
-        for name in [n for n, r in self.roles.items() if r == "client"]:
+            if hostname.exists():
+                self.services.append(hostname.read_text().strip())
+            else:
+                self.say(f"service on {name}: no hostname after 120 s; left out")
+        # let records reach the DHT and services publish their descriptors; meanwhile, what idle relays cost
+        self.settle_rates = self.measure_idle(self.ns.settle)
+        self.say(f"relays while settling: {self.settle_rates}")
+        clients = [n for n, r in self.roles.items() if r == "client"]
+        self.start_many(clients, "clients", "tunnel listening")
+        for name in clients:
             self.nodes[name].wait_for("tunnel listening", timeout=300)
         self.say(f"{len(self.services)} services, clients up")
 
@@ -220,22 +255,28 @@ class Testnet:
         return results
 
     def churn_until(self, deadline: float) -> None:
-        """Kill a plain relay (SIGKILL) every interval; restart it 10 s later."""
+        """Kill plain relays (SIGKILL) in waves, one every ~40 s, and restart each 10 s later.
+
+        Waves, not one kill every duration/(share+1): at N=200 that was a kill every 9 s,
+        and with each kill's --churn-window no operation was left outside churn to judge."""
         plain = [n for n, r in self.roles.items() if r == "relay"]
         share = max(1, round(len(plain) * self.ns.churn)) if self.ns.churn > 0 else 0
-        interval = self.ns.duration / (share + 1) if share else self.ns.duration + 1
+        waves = max(1, int(self.ns.duration // 40)) if share else 0
+        interval = self.ns.duration / (waves + 1) if waves else self.ns.duration + 1
+        per_wave = -(-share // waves) if waves else 0
         down: list[tuple[float, str]] = []
         next_kill = time.monotonic() + interval
         self.samples: list[tuple[float, float, float]] = []
         while time.monotonic() < deadline:
             now = time.monotonic()
             if share and now >= next_kill and plain:
-                name = self.rng.choice(plain)
-                plain.remove(name)
-                self.nodes[name].kill()
-                self.kills.append((time.time(), name))
+                for _ in range(min(per_wave, share - len(self.kills), len(plain))):
+                    name = self.rng.choice(plain)
+                    plain.remove(name)
+                    self.nodes[name].kill()
+                    self.kills.append((time.time(), name))
+                    down.append((now + 10, name))
                 (self.base / "work" / "kills.json").write_text(json.dumps(self.kills))
-                down.append((now + 10, name))
                 next_kill = now + interval
             for when, name in list(down):
                 if now >= when:
@@ -244,6 +285,19 @@ class Testnet:
             time.sleep(1.0)
         for _, name in down:
             self.start_node(name)
+
+    def measure_idle(self, window: float) -> dict[str, Any]:
+        """Per-relay CPU %, wake-ups/s, links, RSS over `window` seconds of idling, and the delay router's CPU."""
+        relays = {n: node.proc.pid for n, node in self.nodes.items()
+                  if self.roles[n] != "client" and node.proc is not None and node.proc.poll() is None}  # fmt: skip
+        addresses = {n: self.hosts[n].address for n in relays}
+        router = self.lab.delay_router_pid
+        before = cpu_seconds(router) if router else 0.0
+        idle = sample_idle(relays, addresses, window)
+        if router:
+            idle["router_cpu_percent"] = round(100 * (cpu_seconds(router) - before) / idle["window_s"], 1)
+        idle["load"] = [round(x, 2) for x in os.getloadavg()]
+        return idle
 
     def measure_relays(self) -> dict[str, Any]:
         rss, pss, cpu = [], [], []
@@ -284,7 +338,12 @@ class Testnet:
 
 def summarize(results: list[dict[str, Any]], kills: list[tuple[float, str]], window: float) -> dict[str, Any]:
     def in_churn(r: dict[str, Any]) -> bool:
-        return any(k <= r["at"] <= k + window for k, _ in kills)
+        """The operation ran while a killed relay's circuits were failing: it was under way at
+        the kill, or began within `window` s after it (dead links are found within 10 s,
+        link/liveness.py; paths then avoid the relay). At N=200 a kill every ~9 s with a
+        fixed minute after each would have left no operation outside churn to judge."""
+        began, ended = r["at"], r["at"] + r.get("took", 0.0)
+        return any(began <= k + window and ended >= k for k, _ in kills)
 
     out: dict[str, Any] = {}
     for op in ("tunnel", "socks", "service", "dht"):
@@ -319,18 +378,28 @@ def main() -> int:
     p.add_argument("--nets", type=int, default=4, help="/16 networks for the nodes")
     p.add_argument("--delay", type=float, default=20.0, help="one-way delay per packet, ms")
     p.add_argument("--loss", type=float, default=0.01, help="share of packets dropped")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=None, help="bootstrap relays (default: one per 40 nodes, at least 3)")
+    p.add_argument("--start-parallel", type=int, default=4, help="nodes starting at once at most")
     p.add_argument("--exits", type=float, default=0.2, help="share of relays that are exits")
     p.add_argument("--services", type=int, default=3)
     p.add_argument("--clients", type=float, default=0.15, help="share of nodes that are clients")
     p.add_argument("--churn", type=float, default=0.1, help="share of plain relays killed and restarted")
+    p.add_argument("--churn-window", type=float, default=20.0,
+                   help="an operation under way at a kill or begun within this many seconds after it counts as in churn")
     p.add_argument("--size", type=int, default=256 * 1024, help="bytes per download")
     p.add_argument("--link-wait", type=float, default=600.0, help="seconds to wait for relays to link")
     p.add_argument("--settle", type=float, default=20.0, help="seconds between relays up and clients start")
+    p.add_argument("--log-level", default="info", help="the nodes' log level (debug costs CPU at N=200)")
+    p.add_argument("--idle-only", action="store_true",
+                   help="no workload: measure idle relays --idle-wait s after the clients are up, for --idle-window s")
+    p.add_argument("--idle-wait", type=float, default=60.0)
+    p.add_argument("--idle-window", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--dir", default="/tmp/gnet-testnet")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "testnet.json"))
     ns = p.parse_args()
+    if ns.seeds is None:
+        ns.seeds = max(3, ns.nodes // 40)
     reason = unavailable_reason()
     if reason is not None:
         print(f"testnet: skipped: network namespaces unavailable: {reason}", file=sys.stderr)
@@ -350,9 +419,19 @@ def main() -> int:
         net.plan()
         net.start()
         idle = net.measure_relays()
-        net.say(f"idle relays: {idle}")
+        idle_rates = net.settle_rates
+        if ns.idle_only:
+            time.sleep(ns.idle_wait)
+            later = net.measure_idle(ns.idle_window)
+            net.say(f"idle relays {ns.idle_wait:g} s later: {later}")
+            Path(ns.out).write_text(json.dumps({"nodes": ns.nodes, "settling": idle_rates, "idle": later}, indent=2))
+            return 0
+        router = net.lab.delay_router_pid
+        router_cpu, work_began = (cpu_seconds(router) if router else 0.0), time.monotonic()
         results = net.run_workload()
         loaded = net.measure_relays()
+        if router:  # the TUN router is one process for every packet: it must not be the bottleneck
+            loaded["router_cpu_percent"] = round(100 * (cpu_seconds(router) - router_cpu) / (time.monotonic() - work_began), 1)
     except (KeyboardInterrupt, Stop):
         print("testnet: interrupted; stopping everything", file=sys.stderr)
         net.close()
@@ -365,10 +444,10 @@ def main() -> int:
         "nodes": ns.nodes, "duration_s": ns.duration, "nets": ns.nets, "delay_ms": ns.delay, "loss": ns.loss,
         "delay_kind": net.delay_kind, "download_bytes": ns.size,
         "roles": {r: sum(v == r for v in net.roles.values()) for r in set(net.roles.values())},
-        "churn": {"killed_and_restarted": len(net.kills), "window_s": 60},
+        "churn": {"killed_and_restarted": len(net.kills), "window_s": ns.churn_window},
         "relays_not_linked_at_start": len(net.unlinked),
-        "ops": summarize(results, net.kills, 60.0),
-        "relays_idle": idle, "relays_after_workload": loaded,
+        "ops": summarize(results, net.kills, ns.churn_window),
+        "relays_idle": idle, "relays_idle_rates": idle_rates, "relays_after_workload": loaded,
         "wall_s": round(time.time() - began, 1),
         "load": os.getloadavg(),
     }  # fmt: skip
@@ -382,6 +461,11 @@ def main() -> int:
         text.append(f"  {op:8} {e['attempts']:5} attempts  success {e['success_rate']}  outside churn {e['success_rate_outside_churn']}  "
                     + (f"latency {e['latency_ms']}" if op == "dht" else f"ttfb {e['ttfb_ms']}  Mbit/s {e['throughput_mbit_s']}  corrupted {e['corrupted_transfers']}  bytes lost {e['bytes_lost']}"))  # fmt: skip
     text.append(f"  relays idle: {idle}")
+    r = idle_rates
+    text.append(f"  idle relay (settling, median/p90): CPU {r['cpu_percent']['median']}/{r['cpu_percent']['p90']} %, "
+                f"wake-ups {r['wakeups_per_s']['median']}/{r['wakeups_per_s']['p90']} /s, links {r['links']['median']}/{r['links']['p90']}, "
+                f"RSS {r['rss_mib']['median']} MiB; TUN router {r.get('router_cpu_percent')} % idle, "
+                f"{loaded.get('router_cpu_percent')} % under the workload; wall {report['wall_s']} s")  # fmt: skip
     text.append(f"  relays after: {loaded}")
     out.with_suffix(".txt").write_text("\n".join(text) + "\n")
     print("\n".join(text))

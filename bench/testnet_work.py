@@ -126,7 +126,7 @@ def main() -> None:
                 result = op()
             except OSError as exc:
                 result = {"ok": False, "error": type(exc).__name__}
-            result.update(op=what, at=round(started, 2))
+            result.update(op=what, at=round(started, 2), took=round(time.time() - started, 2))
             print(json.dumps(result), flush=True)
             if time.monotonic() >= deadline:
                 break

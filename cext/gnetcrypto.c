@@ -41,6 +41,12 @@
  *   is marked busy so that a second thread using the same object at the same
  *   time gets a RuntimeError instead of racing on the EVP context.
  *
+ * malloc_trim(pad): glibc's malloc_trim, for globalnet/node/memory.py (a node
+ *   hands freed heap back after start-up and after bursts of traffic). Here
+ *   because this is the node's one C module: through ctypes the call would
+ *   load ctypes and libffi, about 0.3 MiB of every node, for one function.
+ *   Only built against glibc (elsewhere the module has no malloc_trim).
+ *
  * Written against the limited C API of Python 3.11 (abi3), heap types,
  * multi-phase module init with per-module state.
  */
@@ -54,6 +60,10 @@
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
+
+#ifdef __GLIBC__ /* defined by the headers above on glibc */
+#include <malloc.h>
+#endif
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -1035,9 +1045,35 @@ static PyType_Spec AeadOpener_spec = {
 /* Module                                                              */
 /* ------------------------------------------------------------------ */
 
+#ifdef __GLIBC__
+PyDoc_STRVAR(malloc_trim_doc,
+"malloc_trim(pad, /) -> int\n"
+"\n"
+"glibc's malloc_trim(pad): return free heap pages to the OS; 1 if memory\n"
+"was released, else 0.");
+
+static PyObject *
+gn_malloc_trim(PyObject *module, PyObject *arg)
+{
+    size_t pad = PyLong_AsSize_t(arg);
+    int released;
+
+    (void)module;
+    if (pad == (size_t)-1 && PyErr_Occurred())
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    released = malloc_trim(pad);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLong(released);
+}
+#endif
+
 static PyMethodDef module_methods[] = {
     {"xor_layers", (PyCFunction)(void (*)(void))gn_xor_layers, METH_FASTCALL,
      xor_layers_doc},
+#ifdef __GLIBC__
+    {"malloc_trim", gn_malloc_trim, METH_O, malloc_trim_doc},
+#endif
     {NULL, NULL, 0, NULL},
 };
 

@@ -38,6 +38,8 @@ FAILURE_REST = 60.0
 log = structlog.get_logger("globalnet.peers")
 
 FILE_NAME = "peers.dat"
+#: Record encodings remembered as verified (add_bytes).
+MAX_VERIFIED = 2 * MAX_PEERS
 MAX_REPLACEMENTS = 512
 
 
@@ -67,6 +69,7 @@ class PeerTable:
         self._peers: dict[bytes, PeerEntry] = {}
         self._replacements: dict[bytes, PeerEntry] = {}  # verified, over a diversity limit
         self.last_refusal = ""  # why the last record was refused, for logs and tests
+        self._verified: dict[bytes, NodeRecord] = {}  # record bytes whose signature checked out
         self.changed = False
         #: time.time() when a node was last new to the table: path choice
         #: waits while the table is still growing, and decides once it is not.
@@ -142,13 +145,24 @@ class PeerTable:
         return True
 
     def add_bytes(self, data: bytes, now: float | None = None) -> NodeRecord | None:
-        """Verify then add; None (and nothing added) if the record is bad (`last_refusal` says why)."""
+        """Verify then add; None (and nothing added) if the record is bad (`last_refusal` says why).
+
+        The same bytes verified before are not verified again, only checked for expiry (the
+        one check that changes with time): peer exchange sends a relay mostly records it
+        has, and their signatures were most of an idle relay's CPU (make testnet)."""
+        seen = self._verified.get(data)
+        if seen is not None and seen.expires > (time.time() if now is None else now):
+            self.add(seen, now)
+            return seen
         try:
             record = verify_node_record(data, now)
         except GnetError as exc:
             self.last_refusal = exc.detail or exc.kind.describe
             log.debug("peer record refused", reason=self.last_refusal)
             return None
+        if len(self._verified) >= MAX_VERIFIED:
+            self._verified.clear()  # a cache: it only saves a verification
+        self._verified[bytes(data)] = record
         self.add(record, now)
         return record
 

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from globalnet.node import memory
-from globalnet.node.memory import BURST, QUIET, BurstTrim
+from globalnet.node.memory import BURST, QUIET, SETTLE, BurstTrim
 
 MiB = 1024 * 1024
 
@@ -36,6 +36,34 @@ def test_a_trickle_never_trims_and_each_new_burst_trims_again() -> None:
         total += BURST
         assert not core.observe(now, total)
         assert core.observe(now + QUIET, total), f"burst {burst} was not followed by a trim"
+
+
+def test_start_up_trims_once_when_settled_and_quiet() -> None:
+    """Start-up leaves freed chunks too: one trim SETTLE seconds after start, never during traffic."""
+    core = BurstTrim(0.0, 0, settle=SETTLE)
+    assert not any(core.observe(float(t), 0) for t in range(1, int(SETTLE)))  # not yet
+    total = 0
+    for t in range(int(SETTLE), int(SETTLE) + 5):  # traffic when it is due: it waits
+        total += 1000
+        assert not core.observe(float(t), total)
+    end = SETTLE + 4
+    assert not core.observe(end + QUIET / 2, total)
+    assert core.observe(end + QUIET, total)  # settled and quiet: the start-up trim
+    assert not any(core.observe(end + QUIET + t, total) for t in range(1, 60))  # once
+    assert not any(BurstTrim(0.0, 0).observe(float(t), 0) for t in range(1, 60))  # none unless asked
+
+
+def test_the_extension_trims_the_heap() -> None:
+    """cext/gnetcrypto.c's malloc_trim, used so that a node never loads ctypes for it."""
+    cext = pytest.importorskip("globalnet._gnetcrypto")
+    if not hasattr(cext, "malloc_trim"):
+        pytest.skip("not glibc")
+    assert memory.malloc_trim() is cext.malloc_trim
+    assert cext.malloc_trim(0) in (0, 1)
+    with pytest.raises(OverflowError):
+        cext.malloc_trim(-1)
+    with pytest.raises(TypeError):
+        cext.malloc_trim("0")
 
 
 def test_the_shell_calls_malloc_trim_after_a_burst(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ import pytest
 from globalnet.config import ConfigError, load_config
 from globalnet.endpoint.congestion import MAX_WINDOW
 from globalnet.endpoint.session import RELAY_SLACK
-from globalnet.relay.budget import CHECK_INTERVAL, DEFAULT_BUDGET, PER_CIRCUIT, RelayBudget
+from globalnet.relay.budget import CALM_INTERVAL, CHECK_INTERVAL, DEFAULT_BUDGET, PER_CIRCUIT, RelayBudget
 from globalnet.relay.server import RelayService
 from tests.fakenet import FakeClock
 from tests.inproc import InprocNode, attach_socket, open_circuit, start_client, start_relay
@@ -39,6 +39,24 @@ def test_budget_names_the_largest_holders_until_under_half() -> None:
     assert victims == ["b", "c", "d", "a"]  # down to 8 MiB only with all but the empty one
     assert budget.shed == 6 and budget.peak == 20 * MiB
     assert budget.get_timer() == pytest.approx(clock.now + CHECK_INTERVAL)
+
+
+def test_a_calm_relay_checks_once_a_second_and_a_loaded_one_every_20_ms() -> None:
+    """Holding at most 1/16 of the budget, the next check is CALM_INTERVAL away (idle relays
+    carrying a few circuits woke 50 times a second for it); above, CHECK_INTERVAL again; a
+    backed-up stream's bytes still ask for a check at once, calm or not."""
+    clock = FakeClock()
+    budget = RelayBudget(16 * MiB, clock.now)
+    assert budget.calm == 1 * MiB
+    budget.handle_timer(clock.advance(CHECK_INTERVAL), 0, list)
+    assert budget.get_timer() == pytest.approx(clock.now + CALM_INTERVAL) and CALM_INTERVAL >= 1.0
+    budget.handle_timer(clock.advance(CALM_INTERVAL), 1 * MiB, list)  # at calm: still calm
+    assert budget.get_timer() == pytest.approx(clock.now + CALM_INTERVAL)
+    budget.handle_timer(clock.advance(CALM_INTERVAL), 1 * MiB + 1, list)
+    assert budget.get_timer() == pytest.approx(clock.now + CHECK_INTERVAL)
+    budget.handle_timer(clock.advance(CHECK_INTERVAL), 0, list)
+    assert budget.get_timer() == pytest.approx(clock.now + CALM_INTERVAL)
+    assert not budget.pressed(32 * 1024) and budget.pressed(32 * 1024)  # PRESSURE_BYTES: check now
 
 
 def test_budget_flag() -> None:

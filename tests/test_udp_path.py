@@ -23,6 +23,7 @@ from globalnet.link.hop_stream import HopStream
 from globalnet.link.listener import BatchingQuicServer
 from globalnet.link.manager import LinkManager, LinkSettings
 from globalnet.link.path_mtu import FULL_DATAGRAM, MIN_DATAGRAM, choose_datagram_size, datagram_size_for
+from globalnet.link.quic_link import _slices
 from tests.identities import next_identity
 from tests.inproc import attach_socket, open_circuit, start_client, start_relay
 from tests.targets import EchoServer, pattern, serve
@@ -96,9 +97,27 @@ async def test_listener_groups_a_burst_by_connection() -> None:
     server._protocols = {a_cid: _FakeProtocol("a", calls), b_cid: _FakeProtocol("b", calls)}  # type: ignore[dict-item]
     unknown = _short(b"C" * config.connection_id_length, 9)
     burst = [_short(a_cid, 1), _short(a_cid, 2), _short(b_cid, 3), unknown, _short(a_cid, 4), _short(a_cid, 5)]
+    sent = list(burst)
     server.datagrams_received(burst, ("127.0.0.1", 5000))
     # order kept; runs of one connection go together; an unknown id is dropped by QuicServer
-    assert calls == [("a", burst[0:2]), ("b", [burst[2]]), ("a", burst[4:6])]
+    assert calls == [("a", sent[0:2]), ("b", [sent[2]]), ("a", sent[4:6])]
+    assert burst == []  # taken out as dispatched: the transport's list holds no datagram any more
+
+
+def test_a_large_burst_is_handled_in_slices_in_order_and_freed_as_it_goes() -> None:
+    small = [bytes([i]) * 1000 for i in range(10)]
+    assert [part is small for part in _slices(small, 10_000)] == [True]  # fits: the list itself, no copy
+    burst = [bytes([i]) * 1000 for i in range(25)] + [b"x" * 5000] + [b"y" * 10]
+    sent = list(burst)
+    seen: list[int] = []
+    parts = []
+    for part in _slices(burst, 4000):
+        seen.append(len(burst))  # what the burst still holds while this slice is handled
+        parts.append(list(part))
+    assert [d for part in parts for d in part] == sent  # every datagram, in order
+    assert all(sum(map(len, p)) <= 4000 or len(p) == 1 for p in parts)  # a larger datagram goes alone
+    assert [len(p) for p in parts] == [4, 4, 4, 4, 4, 4, 1, 1, 1]
+    assert seen == sorted(seen, reverse=True) and seen[-1] == 0 and burst == []
 
 
 async def test_listener_uses_the_batched_transport_and_relays_work() -> None:

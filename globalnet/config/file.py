@@ -1,9 +1,11 @@
-"""The -config TOML file: bounded read, known keys only (with a did-you-mean)."""
+"""The -config TOML file: bounded read, known keys only (with a did-you-mean).
+
+tomllib and difflib are imported when a file is read or a key refused: a node started
+without -config never loads them (memory per node, `make memory`).
+"""
 
 from __future__ import annotations
 
-import difflib
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,12 +26,16 @@ EXIT_KEYS = ("enabled", "allow", "allow_udp")
 
 
 def unknown_key(key: str, known: Sequence[str], where: str) -> ConfigError:
+    import difflib
+
     close = difflib.get_close_matches(key, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return ConfigError(f"{where}: unknown key {key!r}{hint}")
 
 
 def read_file(path: Path) -> dict[str, Any]:
+    import tomllib
+
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_CONFIG_FILE_SIZE + 1)

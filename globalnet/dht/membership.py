@@ -5,6 +5,7 @@ know yet (relay work, never a private lookup: those go through circuits, `agent.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 
 import structlog
@@ -19,8 +20,24 @@ log = structlog.get_logger("globalnet.dht")
 
 #: The longest pause between two rounds of upkeep (the first ones come sooner, doubling).
 DHT_REFRESH = 300.0
-#: Records of unknown contacts fetched per round.
-LEARN_PER_ROUND = 16
+#: Records of unknown contacts fetched per round: each is a full lookup (three paths) for a
+#: record that peer exchange mostly brings anyway; 16 a round made joining cost ~3 % CPU per
+#: node for minutes (make testnet, N=100).
+LEARN_PER_ROUND = 4
+#: After a round that joined, the next comes at least this long after (then doubling): a
+#: joined node's rounds at 1, 3, 7 and 15 s were most of a network start's lookups.
+JOINED_PAUSE = 15.0
+#: Each pause is drawn from [1 - JITTER, 1 + JITTER] times the schedule's: nodes started
+#: together (a restart of many, make testnet) would otherwise run every round at the same
+#: moment, a lookup storm that timed links out at N=200.
+JITTER = 0.25
+
+
+def next_delay(delay: float, joined: bool = False, rng: random.Random | None = None) -> float:
+    """The pause after one of `delay`: double (at most DHT_REFRESH; from JOINED_PAUSE at least
+    after a round that joined), with jitter."""
+    base = min(max(delay, JOINED_PAUSE if joined else 0.0) * 2, DHT_REFRESH)
+    return base * (rng or random).uniform(1 - JITTER, 1 + JITTER)
 
 
 class DhtMembership:
@@ -38,6 +55,7 @@ class DhtMembership:
         delay = 1.0
         while True:
             await asyncio.sleep(delay)
+            joined = False
             try:
                 contacts = await dht.bootstrap(self.peers.relays())
                 if contacts:
@@ -46,10 +64,11 @@ class DhtMembership:
                     log.debug("dht joined", contacts=contacts, record_stored_on=stored)
                     self._on_joined()
                     await self._learn_from_dht()
-                    await dht.refresh()
+                    await dht.refresh(skip={key})  # our record was just published
+                    joined = True
             except (GnetError, TimeoutError) as exc:
                 log.debug("dht upkeep failed", reason=str(exc))
-            delay = min(delay * 2, DHT_REFRESH)
+            delay = next_delay(delay, joined)
 
     async def _learn_from_dht(self) -> None:
         """Fetch the records of DHT contacts we do not know yet."""

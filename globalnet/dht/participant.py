@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import structlog
@@ -157,8 +157,8 @@ class Dht:
         candidates = [v for v in (local, found) if v is not None]
         return max(candidates, key=lambda v: v.seq) if candidates else None
 
-    async def refresh(self) -> None:
-        """Kademlia upkeep: refresh lonely buckets (random-id lookups), republish."""
+    async def refresh(self, skip: Collection[bytes] = ()) -> None:
+        """Kademlia upkeep: refresh lonely buckets (random-id lookups), republish (but the keys in `skip`)."""
         ids = self.protocol.get_refresh_ids() or [os.urandom(20)]
         for rid in ids[:8]:
             try:
@@ -172,7 +172,8 @@ class Dht:
             except ProtocolError:
                 del self.own[key]  # expired: the owner must publish a fresh one
                 continue
-            await self.publish(key, value)
+            if key not in skip:
+                await self.publish(key, value)
         for key, value in list(self.storage.iter_older_than(REFRESH_INTERVAL)):
             if key not in self.own:
                 await self.publish(key, value)

@@ -77,7 +77,9 @@ class BatchingQuicServer(QuicServer):
         protocols = self._protocols
         batch: list[bytes] = []
         target: QuicConnectionProtocol | None = None
-        for data in datagrams:
+        datagrams.reverse()  # taken out as they go: a batch's bytes are freed once it is handled
+        while datagrams:
+            data = datagrams.pop()
             if data and not data[0] & 0x80:  # short header: DCID is data[1:cid_end]
                 protocol = protocols.get(data[1:cid_end])
                 if protocol is not None:
@@ -104,7 +106,10 @@ async def listen_batched(
 ) -> BatchingQuicServer:
     """Like qh3's `serve()`, on the batched transport (GRO/GSO, recvmmsg)."""
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
+    try:  # an address (the usual -listen): no resolver thread, which would idle for the node's life
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE | socket.AI_NUMERICHOST)
+    except socket.gaierror:  # a name
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     size_buffers(sock)

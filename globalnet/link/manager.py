@@ -32,6 +32,7 @@ from ..wire.records import NodeRecord, short_id
 from .certs import certificate_pem
 from .hop_stream import HopStream
 from .listener import listen as listen_udp
+from .liveness import IDLE_CLOSE
 from .path_mtu import datagram_size_for
 from .quic_link import ALPN, Link
 from .udp import size_buffers
@@ -48,6 +49,7 @@ class LinkSettings:
     idle_timeout: float = 60.0
     max_datagram_size: int = 1452  # the most a link sends; 1200 where the route cannot carry it (path_mtu.py)
     dial_timeout: float = DIAL_TIMEOUT
+    idle_close: float = IDLE_CLOSE  # a dialled link nothing keeps closes after this long unused (liveness.py)
 
 
 class LinkManager:
@@ -233,14 +235,16 @@ class LinkManager:
 
     # -- upkeep ----------------------------------------------------------
     async def run_keepalive(self) -> None:
-        """Ping every link (RTT, and traffic so idle links stay up); drop retired
-        duplicates. Dead links that carry circuits are each link's own timer's job."""
+        """Ping every link we dialled (RTT, and traffic so QUIC's idle timeout and NATs keep
+        it up; the PONG keeps it up on the other side too, so the listener need not ping
+        as well); drop retired duplicates. Dead links that carry circuits are each link's
+        own timer's job, idle ones too (liveness.py)."""
         while True:
             await asyncio.sleep(KEEPALIVE_INTERVAL)  # each link's liveness core has its own timer
             for link in list(self.all_links):
                 if link.retiring and not link.streams:
                     link.close_link(ErrorKind.CLOSED, "duplicate link")
-                elif link.is_ready:
+                elif link.is_ready and link.dialler:
                     link.send_ping()
 
     def close(self) -> None:

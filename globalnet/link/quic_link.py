@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import structlog
@@ -29,12 +29,14 @@ from . import qh3_tuning  # noqa: F401  (raises qh3's stream limit before any co
 from .auth import ControlChannel, LinkReady, PeerClosed, PeersReceived, PongReceived, listener_key
 from .dht_streams import DhtStreams
 from .hop_stream import HopStream
-from .liveness import LinkDead, LivenessCore, SendPing
+from .liveness import LinkDead, LinkIdle, LivenessCore, SendPing
 
 log = structlog.get_logger("globalnet.link")
 
 #: The listener opens the control stream first: server-initiated bidi stream 1.
 CONTROL_STREAM_ID = 1
+#: What one step of a receive burst hands to QUIC and on to the streams (datagrams_received).
+BURST_SLICE = 256 * 1024
 ALPN = "gnet/1"
 #: What a stream id carries (`Link._by_kind`): the control stream, the DHT
 #: (unidirectional streams), or a hop stream (every other bidirectional one).
@@ -44,6 +46,8 @@ _CONTROL, _DHT, _HOP = 0, 1, 2
 class HasDialTimeout(Protocol):
     @property
     def dial_timeout(self) -> float: ...
+    @property
+    def idle_close(self) -> float: ...
 
 
 class LinkOwner(Protocol):
@@ -63,6 +67,25 @@ class LinkOwner(Protocol):
     def link_ready(self, link: Link) -> None: ...
     def incoming_stream(self, hs: HopStream) -> None: ...
     def link_closed(self, link: Link) -> None: ...
+
+
+def _slices(data: list[bytes], limit: int) -> Iterator[list[bytes]]:
+    """`data` in runs of at most `limit` bytes (a larger datagram alone), in order.
+
+    A burst that fits is `data` itself. A larger one is taken out of `data` (which ends
+    empty) as it goes, so a slice's datagrams are freed once the slice is handled, not
+    when the whole burst is."""
+    if sum(map(len, data)) <= limit:
+        yield data
+        return
+    data.reverse()
+    while data:
+        part = [data.pop()]
+        size = len(part[0])
+        while data and size + len(data[-1]) <= limit:
+            size += len(data[-1])
+            part.append(data.pop())
+        yield part
 
 
 class Link(QuicConnectionProtocol):
@@ -88,14 +111,20 @@ class Link(QuicConnectionProtocol):
         self.streams: dict[int, HopStream] = {}
         self.ready: asyncio.Future[Link] = asyncio.get_running_loop().create_future()
         self.created = time.monotonic()
-        self.liveness = LivenessCore(self._loop_time(), manager.settings.dial_timeout)
-        self._timer: asyncio.TimerHandle | None = None
+        settings = manager.settings
+        self.liveness = LivenessCore(self._loop_time(), settings.dial_timeout, idle_close=settings.idle_close)
+        #: Not `_timer`: that is QuicConnectionProtocol's own (QUIC loss recovery and idle timeout),
+        #: and sharing it made each cancel the other's (make testnet found links whose checks stopped).
+        self._liveness_timer: asyncio.TimerHandle | None = None
         self.total_in = 0  # stream bytes over the link's life, every stream (the console's `list links`)
         self.total_out = 0
         self.closing = False
         self.close_reason: GnetError | None = None
         self.owned_transport = False  # dialled links own their UDP socket
         self.retiring = False  # a duplicate link kept only until its streams end
+        #: Kept up while idle (a bootstrap peer, one of a relay's minimum links); else a link
+        #: we dialled closes after IDLE_CLOSE without streams or DHT messages (liveness.py).
+        self.kept = False
         self._finished = False
         self._dht = DhtStreams()
         self._gathering: dict[HopStream, list[bytes]] | None = None  # a burst's bytes per stream
@@ -125,21 +154,25 @@ class Link(QuicConnectionProtocol):
 
     def _arm_timer(self) -> None:
         when = self.liveness.get_timer()
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None if when is None else asyncio.get_running_loop().call_at(when, self._on_timer)
+        if self._liveness_timer is not None:
+            self._liveness_timer.cancel()
+        self._liveness_timer = None if when is None else asyncio.get_running_loop().call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
-        self._timer = None
+        self._liveness_timer = None
         if self._finished:
             return
         carrying = bool(self.streams) and self.is_ready and not self._connection_gone()
-        for ev in self.liveness.handle_timer(self._loop_time(), carrying):
+        may_close = self.dialler and not self.kept
+        for ev in self.liveness.handle_timer(self._loop_time(), carrying, may_close):
             if isinstance(ev, SendPing):
                 log.debug("link quiet, pinging", **self.statistics())
                 self._send_control(self.control.ping(ev.nonce) if self.control is not None else b"")
             elif isinstance(ev, LinkDead):
                 self.close_link(ev.kind, ev.reason)
+            elif isinstance(ev, LinkIdle):
+                log.debug("idle link closed", link=self.label(), idle_s=round(ev.idle_for))
+                self.close_link(ErrorKind.CLOSED, "idle")
         if not self._finished:
             self._arm_timer()
 
@@ -158,23 +191,30 @@ class Link(QuicConnectionProtocol):
         super().datagram_received(data, addr)
 
     def datagrams_received(self, data: list[bytes], addr: Any) -> None:
-        """A burst of datagrams: each hop stream gets one `stream_data` call for its bytes of it.
+        """A burst of datagrams: each hop stream gets one `stream_data` call for its bytes of
+        each BURST_SLICE of it.
 
         Why: qh3 merges a stream's consecutive frames into one event (~45 KiB for one busy
         circuit), but 128 circuits on a link interleave, and each ~1.4 KiB frame was an event
         with its own XOR, queue check and onward write (bridge CPU per MiB nearly doubled).
-        A lone chunk is passed on as is (b"".join of one item copies nothing)."""
+        A lone chunk is passed on as is (b"".join of one item copies nothing).
+        Why slices: a relay that waited for a CPU reads what its socket buffer holds in one
+        burst (measured up to 2.8 MiB; ~110 KiB on average), and every byte of it existed
+        three or four times at once (datagram, QUIC event, joined chunk, XORed copy) before
+        the first went out: the peaks of a relay's memory under load. `data` may be emptied."""
         now = self._loop_time()
         self.liveness.last_heard = now
-        self._quic.receive_many_datagrams(data, addr, now=now)
-        gathered: dict[HopStream, list[bytes]] = {}
-        self._gathering = gathered
-        try:
-            self._process_events()
-        finally:
-            self._gathering = None
-        if gathered:
-            self._deliver_gathered(gathered)
+        for part in _slices(data, BURST_SLICE):
+            self._quic.receive_many_datagrams(part, addr, now=now)
+            gathered: dict[HopStream, list[bytes]] = {}
+            self._gathering = gathered
+            try:
+                self._process_events()
+            finally:
+                self._gathering = None
+            if gathered:
+                self._deliver_gathered(gathered)
+            del gathered, part  # this slice's bytes go before the next slice's copies are made
         self.transmit()
 
     def statistics(self) -> dict[str, object]:
@@ -225,8 +265,13 @@ class Link(QuicConnectionProtocol):
             self._finish()
             raise GnetError(ErrorKind.LINK_LOST, f"link to {self.label()}: {exc}") from None
         hs = HopStream(self, sid)
-        self.streams[sid] = hs
+        self._add_stream(hs)
         return hs
+
+    def _add_stream(self, hs: HopStream) -> None:
+        self.streams[hs.stream_id] = hs
+        if len(self.streams) == 1 and self.liveness.carrying_started(self._loop_time()):
+            self._arm_timer()  # silence matters again: the link's timer from rare to every second
 
     def send_stream(self, stream_id: int, data: bytes | bytearray | memoryview, end: bool) -> None:
         try:
@@ -256,6 +301,8 @@ class Link(QuicConnectionProtocol):
     def forget(self, stream_id: int) -> None:
         if self.streams.pop(stream_id, None) is None:
             return
+        if not self.streams:
+            self.liveness.used(self._loop_time())  # idle from now on
         self._forgotten.add(stream_id)
         self._forgotten_order.append(stream_id)
         if len(self._forgotten_order) > 4096:
@@ -399,7 +446,7 @@ class Link(QuicConnectionProtocol):
             if sid in self._forgotten:
                 return  # a stream we closed; late bytes
             hs = HopStream(self, sid)
-            self.streams[sid] = hs
+            self._add_stream(hs)
             self.manager.incoming_stream(hs)
         hs.bytes_in += len(data)
         gathering = self._gathering
@@ -429,11 +476,13 @@ class Link(QuicConnectionProtocol):
             except Exception:  # noqa: BLE001 — qh3 closed the connection; the RPC times out like a lost datagram (make testnet)
                 self._connection_gone()
                 return
+        self.liveness.used(self._loop_time())
         self.send_stream(self._dht.out_id, self._dht.encode(message), False)
 
     def _on_dht_data(self, sid: int, data: bytes, end: bool) -> None:
         if not self.is_ready:
             raise GnetError(ErrorKind.PROTOCOL, "DHT data before the link was authenticated")
+        self.liveness.used(self._loop_time())
         for message in self._dht.received(sid, data):
             self.manager.on_dht(self, message)
 
@@ -474,9 +523,9 @@ class Link(QuicConnectionProtocol):
         if not self.ready.done():
             self.ready.set_exception(self.close_reason)
             self.ready.exception()  # retrieved: a failed dial nobody awaits is not an error
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._liveness_timer is not None:
+            self._liveness_timer.cancel()
+            self._liveness_timer = None
         self._closed.set()
         self.manager.link_closed(self)
         if self.owned_transport and self._transport is not None:

@@ -13,10 +13,11 @@ down; shutdown cancels them all and closes every link with a reason.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Coroutine, Hashable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -39,17 +40,13 @@ from ..errors import GnetError
 from ..identity import Identity, load_or_create_identity
 from ..link.manager import LinkManager, LinkSettings
 from ..link.quic_link import Link
-from ..messaging import MessageService, Messenger
 from ..metrics import MetricsSettings, NodeCounters
 from ..peertable import PeerTable
 from ..policy.exit_policy import ExitPolicy, record_summary
 from ..relay.budget import RelayBudget
 from ..relay.server import RelayService
 from ..service.access_point import AccessPoint
-from ..service.client import open_service_circuit
 from ..service.client_auth import load_client_key
-from ..service.host import HostedService
-from ..site.mirror import SiteMirror
 from ..wire.commands import Proto, RelayConnect
 from ..wire.pathspec import Hop, HopId, HopRandom, TargetTcp
 from ..wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord
@@ -57,6 +54,12 @@ from . import memory
 from .ports import naming_bind_errors
 from .sites import NodeSites
 from .upkeep import PEERS_SAMPLE, NetworkUpkeep
+
+if TYPE_CHECKING:
+    from ..endpoint.pump import CircuitEnd
+    from ..messaging import InboundCircuit, MessageService, Messenger
+    from ..service.host import HostedService
+    from ..site.mirror import SiteMirror
 
 log = structlog.get_logger("globalnet.node")
 
@@ -114,7 +117,11 @@ class Node:
         self.dht_client = DhtClient(self._open_dht_circuit)
         if config.listen:
             self.relay.access_point = AccessPoint(self.identity.node_id)
-        self.services = [HostedService(self, sc) for sc in config.services]
+        self.services: list[HostedService] = []
+        if config.services:  # (imported only then: an idle relay hosts nothing)
+            from ..service.host import HostedService
+
+            self.services = [HostedService(self, sc) for sc in config.services]
         self.sites = NodeSites(self, Path(config.data_dir), config.site_quota_mib << 20)
         # what the console lists (SOCKS and tunnels serve sites through self.sites: site.serve.SiteFront)
         self.site_mirrors = self.sites.mirrors
@@ -130,9 +137,10 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self._group: asyncio.TaskGroup | None = None
         self.tunnels: list[Any] = []
-        self.messages = MessageService()  # console messages for this node
-        self.relay.endpoints[Proto.MESSAGE] = self.messages.open
-        self.messenger = Messenger(self)  # console messages from this node
+        # console messages for this node and from it: made on first use (most relays see none)
+        self._messages: MessageService | None = None
+        self._messenger: Messenger | None = None
+        self.relay.endpoints[Proto.MESSAGE] = self._open_message_circuit
         self.console: Any = None  # a console.server.ConsoleServer with -console
         self.proxies: list[Any] = []
         self.metrics = NodeCounters()  # per node: several nodes may share a process
@@ -177,7 +185,8 @@ class Node:
             log.exception("task failed", task=name)
 
     def dump_state(self) -> None:
-        """SIGUSR1: log every link, relay hop and circuit at debug level (for diagnosing a stall)."""
+        """SIGUSR1: log every link, relay hop and circuit, and the modules loaded, at debug level
+        (for diagnosing a stall, or what a node's memory holds)."""
         for link in self.links.all_links:
             log.debug("state link", **link.statistics())
         for hop in list(self.relay.hops):
@@ -194,9 +203,33 @@ class Node:
             )
         for circuit in self.circuits.values():
             log.debug("state circuit", **circuit.statistics(), stream=circuit.stream.stream_id, stream_in=circuit.stream.bytes_in)
+        # what this process loaded (memory per node: an idle relay loads no face, site or service host)
+        log.debug("state modules", count=len(sys.modules), names=" ".join(sorted(n for n, m in sys.modules.items() if m)))
 
     def stop(self) -> None:
         self._stop.set()
+
+    # -- console messages (messaging.py), made on first use -----------------------
+    @property
+    def messages(self) -> MessageService:
+        """Message circuits that end at this node."""
+        if self._messages is None:
+            from ..messaging import MessageService
+
+            self._messages = MessageService()
+        return self._messages
+
+    @property
+    def messenger(self) -> Messenger:
+        """Messages and pings this node sends."""
+        if self._messenger is None:
+            from ..messaging import Messenger
+
+            self._messenger = Messenger(self)
+        return self._messenger
+
+    def _open_message_circuit(self, session: FrameSession, end: CircuitEnd) -> InboundCircuit:
+        return self.messages.open(session, end)
 
     # -- running -----------------------------------------------------------
     def _publish_site(self, name: str, folder: Path) -> None:
@@ -323,11 +356,12 @@ class Node:
             self.console.close()
         if self.metrics_server is not None:
             self.metrics_server.close()
-        self.messenger.close()
+        if self._messenger is not None:
+            self._messenger.close()
         for tunnel in self.tunnels:
             tunnel.close()
         self.dht_client.close()
-        self.sites.pool.close()
+        self.sites.close()  # (its sessions to mirrors, if it ever made any)
         for proxy in self.proxies:
             proxy.close()
         for task in list(self._tasks):
@@ -459,6 +493,8 @@ class Node:
         self, address: str, then: TargetTcp | None, purpose: str, command: RelayConnect | None = None
     ) -> ClientCircuit:
         """A circuit to a hidden service (its own target, or `then` if the service allows it)."""
+        from ..service.client import open_service_circuit
+
         circuit = await open_service_circuit(self, address, then, purpose, command)
         self.circuits[circuit.id] = circuit
         return circuit

@@ -10,15 +10,18 @@ then QUIET seconds without traffic), never while traffic flows. Fixed malloc
 thresholds were tried instead and dropped: they returned memory on every free and
 cost 40-50 % more CPU per MiB.
 
+Start-up is treated as one more burst: SETTLE seconds after start, once quiet, one
+trim hands back what imports and the first links left between live chunks.
+
 `BurstTrim` is the decision (fed the node's traffic counter and the time); `run()` is
-the shell: it reads the counter every CHECK_EVERY seconds and calls glibc. On a libc
-without malloc_trim it does nothing.
+the shell: it reads the counter every CHECK_EVERY seconds and calls glibc, through the
+C extension (not ctypes: ~0.3 MiB with libffi for one call); ctypes only when the
+extension is not built. On a libc without malloc_trim it does nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import sys
 import time
 from collections.abc import Callable
@@ -27,17 +30,22 @@ from collections.abc import Callable
 BURST = 4 * 1024 * 1024
 QUIET = 2.0
 CHECK_EVERY = 1.0
+#: Start-up is a burst too (imports, keys, the first links and the DHT join leave freed
+#: chunks between live ones, ~0.6 MiB on an idle relay): one trim this long after start,
+#: once quiet, unless a burst's trim came first.
+SETTLE = 10.0
 
 
 class BurstTrim:
     """When to trim: once per burst, after it ended."""
 
-    __slots__ = ("_last_change", "_last_total", "_moved")
+    __slots__ = ("_last_change", "_last_total", "_moved", "_settle_at")
 
-    def __init__(self, now: float, total: int = 0) -> None:
+    def __init__(self, now: float, total: int = 0, settle: float | None = None) -> None:
         self._last_total = total
         self._last_change = now
         self._moved = 0
+        self._settle_at = None if settle is None else now + settle  # the start-up trim, if any
 
     def observe(self, now: float, total: int) -> bool:
         """`total`: bytes the node ever moved. True when it is time to trim."""
@@ -46,16 +54,34 @@ class BurstTrim:
             self._last_total = total
             self._last_change = now
             return False
-        if self._moved >= BURST and now - self._last_change >= QUIET:
+        if now - self._last_change < QUIET:
+            return False
+        if self._settle_at is not None and now >= self._settle_at:
+            self._settle_at = None
             self._moved = 0
+            return True
+        if self._moved >= BURST:
+            self._moved = 0
+            self._settle_at = None  # this trim also handed back what start-up left
             return True
         return False
 
 
 def malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, or None where there is none (musl, macOS)."""
+    """glibc's malloc_trim, or None where there is none (musl, macOS).
+
+    From the C extension when it is built (cext/gnetcrypto.c, which has it only on
+    glibc); else through ctypes, loaded only now (~0.3 MiB with libffi)."""
     if sys.platform != "linux":
         return None
+    try:
+        from .._gnetcrypto import malloc_trim as from_cext  # type: ignore[import-not-found]
+    except ImportError:
+        pass
+    else:
+        return from_cext
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None)
         if not hasattr(libc, "gnu_get_libc_version"):
@@ -68,11 +94,14 @@ def malloc_trim() -> Callable[[int], int] | None:
 
 async def run(traffic: Callable[[], tuple[int, int]]) -> None:
     """Trim after each burst of the node's traffic (stream bytes in + out), until cancelled."""
-    trim = malloc_trim()
-    if trim is None:
+    if sys.platform != "linux":
         return
-    core = BurstTrim(time.monotonic(), sum(traffic()))
+    core = BurstTrim(time.monotonic(), sum(traffic()), settle=SETTLE)
+    trim: Callable[[int], int] | None = None
     while True:
         await asyncio.sleep(CHECK_EVERY)
         if core.observe(time.monotonic(), sum(traffic())):
+            trim = trim or malloc_trim()
+            if trim is None:
+                return
             trim(0)

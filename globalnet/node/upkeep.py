@@ -5,6 +5,7 @@ probes, and the peer table on disk. Given the parts it works on, never the node.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 
@@ -22,8 +23,11 @@ log = structlog.get_logger("globalnet.node")
 
 CONNECT_RETRY = (1.0, 60.0)  # first and largest back-off between bootstrap attempts
 UPKEEP_INTERVAL = 30.0
-#: Records sent in one PEERS message.
+#: Records sent in one PEERS message, and to how many links (at random) per round: to every
+#: link, a relay linked to most of the network verified 16 records from each of them twice a
+#: minute, mostly ones it had (make testnet).
 PEERS_SAMPLE = 16
+PEERS_FANOUT = 8
 #: A relay keeps at least this many links up (to random known relays), so
 #: PEERS keep flowing and the node stays part of the network.
 MIN_LINKS = 4
@@ -54,6 +58,7 @@ class NetworkUpkeep:
         while True:
             try:
                 link = await self.links.get_link(peer.host, peer.port, peer.node_id)
+                link.kept = True  # a bootstrap peer's link stays up while idle
                 log.info("linked to peer", peer=short_id(link.peer_id), address=where)
                 delay = CONNECT_RETRY[0]
                 await link.wait_closed()
@@ -77,7 +82,8 @@ class NetworkUpkeep:
             self.peers.expire()
             await self.probe_guards()
             self._refresh_guards()
-            for link in list(self.links.links.values()):
+            links = list(self.links.links.values())
+            for link in random.sample(links, min(PEERS_FANOUT, len(links))):
                 link.send_peers([r.encode() for r in self.peers.sample(PEERS_SAMPLE)])
             if self.relaying:
                 await self._keep_links()
@@ -97,8 +103,9 @@ class NetworkUpkeep:
                 self.guards.link_ok(record.node_id)
 
     async def _keep_links(self) -> None:
-        """Link to random known relays until MIN_LINKS links are up."""
-        missing = MIN_LINKS - len(self.links.links)
+        """Link to random known relays until MIN_LINKS links are up (kept ones: idle links
+        that nothing keeps close, and counting them would leave a relay with none)."""
+        missing = MIN_LINKS - sum(1 for link in self.links.links.values() if link.kept or not link.dialler)
         if missing <= 0:
             return
         candidates = [r for r in self.peers.relays() if r.node_id not in self.links.links]
@@ -107,7 +114,8 @@ class NetworkUpkeep:
                 continue
             host, port = record.addresses[0]
             try:
-                await self.links.get_link(host, port, record.node_id)
+                link = await self.links.get_link(host, port, record.node_id)
+                link.kept = True  # one of the MIN_LINKS: stays up while idle (others close: liveness.py)
                 missing -= 1
             except GnetError as exc:
                 self.peers.failed(record.node_id)

@@ -116,6 +116,11 @@ class RelayService:
         if self.budget.pressed(size):
             held = sum(link.send_buffer_size_total() for link in self.links.all_links)
             self._shed(held, self.budget.check(held, self._holdings))
+            if held > self.budget.calm and self._budget_timer is not None:  # no longer calm: the fast timer
+                self._budget_timer.cancel()
+                self._budget_timer = None
+                self.budget.schedule(asyncio.get_running_loop().time(), held)
+                self._arm_budget()
 
     def _shed(self, held: int, victims: Sequence[object]) -> None:
         for hop in victims:
