@@ -20,9 +20,14 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m globalnet.localnet
 
-## The whole test suite (unit + real processes on 127.0.0.1).
+## The whole test suite (unit + real processes on 127.0.0.1), on TEST_WORKERS pytest-xdist
+## workers (most tests wait on networks of processes, so 3 overlap well on 2 cores; the
+## minutes-long testnet test starts first and the others fill in around it). A file's tests
+## stay on one worker, in order: a module's network (a module-scoped fixture) is set up
+## once, and tests that build on the one before still do. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
 test: $(STAMP) test-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## Throughput, latency, circuit build, relay CPU and RSS through a 3-hop tunnel of real
 ## processes on 127.0.0.1, beside plain loopback TCP; a table and bench/results/latest.json.
@@ -72,8 +77,12 @@ testnet: $(STAMP)
 ## Programs the SOCKS tests drive (curl, headless Chromium): installed with apt-get
 ## when missing and we are root; never fails the build (the tests that need them skip).
 TEST_PROGRAMS := curl:curl chromium:chromium chromedriver:chromium-driver
-test-deps:
+FUZZ_STAMP := $(VENV)/.fuzz-stamp
+# tried once per set-up (a pip install -e rebuilds the package: ~20 s on every make test)
+$(FUZZ_STAMP): $(STAMP)
 	@$(BIN)/pip install --quiet -e '.[fuzz]' >/dev/null 2>&1 || echo "globalnet: atheris not installed; the fuzz pass uses its mutation fallback"
+	@touch $(FUZZ_STAMP)
+test-deps: $(FUZZ_STAMP)
 	@missing=""; for pair in $(TEST_PROGRAMS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
 	done; \

@@ -3,9 +3,35 @@
 Hypothesis's per-example deadline (200 ms by default) is a timed assertion in
 disguise: on a shared 2-core CI machine an example can wait that long for the
 CPU, so the suite runs without it (speed goals live in `make bench`).
+
+`make test` runs the suite on pytest-xdist workers. Each worker hands out listening
+ports from its own slice of localnet's range (PORTS_ENV; the node processes a test starts
+inherit it, and so does the demo a test runs), so two workers never race for one port
+between a check and a bind; tests/identities.py gives each worker its own pre-solved
+identities; tmp dirs are per worker already; network-namespace labs carry random names.
 """
 
+from __future__ import annotations
+
+import os
+
+import pytest
 from hypothesis import HealthCheck, settings
+
+from globalnet.localnet import PORTS_ENV, port_slice
+from tests.workers import worker_slot
 
 settings.register_profile("globalnet", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("globalnet")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    index, count = worker_slot()
+    if count > 1 and PORTS_ENV not in os.environ:
+        os.environ[PORTS_ENV] = port_slice(index, count)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `long` (minutes of wall time, mostly waiting) first: in a parallel run
+    the other workers' tests then overlap them instead of waiting for them at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

@@ -4,10 +4,12 @@
 hundreds of identities. `data/solved_seeds.txt` holds seeds already solved, one per line
 (``solved_seed(b"globalnet-test-identity-%d" % i)``, see `regenerate`); each is checked
 for its work when used, so a stale file fails loudly rather than making unusable ids.
-`next_identity()` hands out each of the first FRESH seeds once per test session (as
-generate() would, every identity differs), then falls back to generate();
-`fixed_identity(i)` is the same identity in every run (as `Identity.from_label` would be),
-from the seeds after those.
+`next_identity()` hands out each of the FRESH seeds once per test session (as generate()
+would, every identity differs), then falls back to generate(); when the suite runs in
+parallel, each pytest-xdist worker takes every count-th of them from its own index, so no
+two workers' nodes share an identity (a serial run makes about 420 identities, and one
+worker of three up to about 240: there are 1,200). `fixed_identity(i)` is the same identity
+in every run (as `Identity.from_label` would be), from the FIXED seeds.
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ from globalnet.identity import Identity, solved_seed
 from globalnet.localnet import LocalNet, NodeProcess
 from globalnet.storage.atomic import write_atomic
 from globalnet.wire.records import has_id_work
+from tests.workers import worker_slot
 
 SEEDS_FILE = Path(__file__).with_name("data") / "solved_seeds.txt"
 LABEL = b"globalnet-test-identity-%d"
 
-FRESH = 400  # seeds for next_identity(); the rest are fixed_identity(0), (1), ...
-
 _seeds = [bytes.fromhex(line) for line in SEEDS_FILE.read_text().split()]
-_counter = itertools.count()
+#: Lines of the seeds file: 400..599 are fixed_identity(0..199), the others next_identity()'s
+#: (the first 400 were all of them before the file grew; fixed identities kept their lines).
+FIXED = range(400, 600)
+FRESH = [*range(FIXED.start), *range(FIXED.stop, len(_seeds))]
+_worker, _workers = worker_slot()
+_counter = itertools.count(_worker, _workers)
 _lock = threading.Lock()
 
 
@@ -44,13 +50,14 @@ def next_identity() -> Identity:
     """A fresh identity whose id carries the required work (each seed once per session)."""
     with _lock:
         index = next(_counter)
-    return _solved(index) if index < FRESH else Identity.generate()
+    return _solved(FRESH[index]) if index < len(FRESH) else Identity.generate()
 
 
 def fixed_identity(i: int) -> Identity:
     """The same identity with id work in every run, for tests that must repeat exactly."""
-    index = FRESH + i
-    return _solved(index) if index < len(_seeds) else Identity.from_label(LABEL % index)
+    if i < len(FIXED):
+        return _solved(FIXED[i])
+    return Identity.from_label(b"globalnet-test-fixed-identity-%d" % i)
 
 
 def seed_identity_file(data_dir: Path) -> None:
@@ -71,6 +78,6 @@ class SeededLocalNet(LocalNet):
         return super()._start(node)
 
 
-def regenerate(count: int = 600) -> None:
+def regenerate(count: int = 1400) -> None:
     """Rewrite the seeds file (python -c 'from tests.identities import regenerate; regenerate()')."""
     SEEDS_FILE.write_text("".join(solved_seed(LABEL % i).hex() + "\n" for i in range(count)))

@@ -30,6 +30,7 @@ import pytest
 from globalnet.localnet import LocalNet, NodeProcess, free_port, published_site_address
 from globalnet.site.address import decode_site_address, encode_site_address
 from globalnet.site.cache import SiteCache, site_id
+from tests.identities import SeededLocalNet
 
 CURL = shutil.which("curl")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -82,7 +83,7 @@ def _corrupt(node: NodeProcess, site_key: bytes) -> int:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiteNet]:
     base = tmp_path_factory.mktemp("sites")
-    net = LocalNet(base / "net")
+    net = SeededLocalNet(base / "net")  # solved identities: no id puzzle per node
     try:
         seed = net.relay("r0")
         seed.wait_for("node started")

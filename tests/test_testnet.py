@@ -22,6 +22,7 @@ from tests.netns import unavailable_reason
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.long
 def test_testnet_30_nodes_two_minutes(tmp_path: Path) -> None:
     reason = unavailable_reason()
     if reason is not None:
