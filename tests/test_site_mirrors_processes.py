@@ -128,6 +128,9 @@ def _wait_refusal(node: NodeProcess, reason: str, timeout: float = 120.0) -> Non
         time.sleep(0.5)
 
 
+_BAD_BYTES = "served bytes that do not match the signed manifest"
+
+
 def _at(event: dict[str, object]) -> float:
     return datetime.datetime.fromisoformat(str(event["timestamp"])).timestamp()
 
@@ -148,8 +151,20 @@ def test_the_site_loads_from_mirrors_with_the_publisher_stopped_and_bad_bytes_ne
     status, page = _curl(site.proxy, f"http://{nobody}/")
     assert status == 502 and b"No verified copy of this site" in page
     # the corrupted mirror served bytes that did not verify: it was caught and avoided, and no
-    # request failed (every file above came back whole, from the other mirrors)
-    assert site.visitor.find("mirror avoided for this site", reason="served bytes that do not match the signed manifest")
+    # request failed (every file above came back whole, from the other mirrors). On a loaded
+    # machine a visitor may never reach that mirror (its record not found in the DHT, or its
+    # session not open in time: the good mirrors then serve every chunk); fresh visitors then
+    # try again, each of which must again be served verified bytes only.
+    visitor = site.visitor
+    for attempt in range(2):
+        if visitor.find("mirror avoided for this site", reason=_BAD_BYTES):
+            break
+        proxy = free_port()
+        visitor = site.net.client(f"visitor{attempt + 2}", "-connect", site.bootstrap, "-proxy", f"{proxy}>rand>rand>rand>internet")
+        visitor.wait_for("socks proxy listening", timeout=60)
+        for path, data in site.files.items():
+            assert _curl(proxy, f"http://{site.address}/{path}") == (200, data), path
+    assert visitor.find("mirror avoided for this site", reason=_BAD_BYTES)
 
 
 def test_a_tunnel_to_a_site_address_is_a_local_http_port_for_the_site(site: SiteNet) -> None:

@@ -46,6 +46,7 @@ from ..policy.exit_policy import ExitPolicy, record_summary
 from ..relay.budget import RelayBudget
 from ..relay.server import RelayService
 from ..service.access_point import AccessPoint
+from ..service.access_point_failures import AccessPointFailures
 from ..service.client_auth import load_client_key
 from ..wire.commands import Proto, RelayConnect
 from ..wire.pathspec import Hop, HopId, HopRandom, TargetTcp
@@ -126,6 +127,7 @@ class Node:
         # what the console lists (SOCKS and tunnels serve sites through self.sites: site.serve.SiteFront)
         self.site_mirrors = self.sites.mirrors
         self.service_descriptors: dict[bytes, Any] = {}  # descriptors this node looked up, until they expire
+        self.access_point_failures = AccessPointFailures()  # access points we failed to reach: tried last
         # our hidden-service client key (gclient --gen-client-key), for services with client authorization
         self.client_auth_key = load_client_key(Path(config.data_dir) / "client_auth")
         self.links.on_link_ready.append(self._on_link_ready)

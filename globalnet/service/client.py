@@ -15,7 +15,6 @@ reach). Only the holder of the address's key can answer that handshake.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from typing import TYPE_CHECKING
 
@@ -130,8 +129,8 @@ async def _through_access_points(
     command: RelayConnect | None = None,
 ) -> ClientCircuit:
     sid = service_id(service_key)
-    entries = list(descriptor.access_points)
-    random.shuffle(entries)
+    failures = node.access_point_failures
+    entries = failures.order(descriptor.access_points, lambda entry: entry.node_id, time.monotonic())
     last: GnetError | None = None
     for entry in entries:
         try:
@@ -141,8 +140,11 @@ async def _through_access_points(
             )
         except GnetError as exc:
             last = exc
+            if exc.kind is not ErrorKind.SERVICE_NOT_AUTHORIZED:
+                failures.failed(entry.node_id, time.monotonic())
             log.debug("access point failed", ap=short_id(entry.node_id), reason=str(exc))
             continue
+        failures.reached(entry.node_id)
         if command is None:
             command = RelayConnect(Proto.TCP, then.host, then.port) if then else RelayConnect(Proto.TCP)
         try:

@@ -18,12 +18,14 @@ from ..peertable import PeerTable
 from ..relay.server import RelayService
 from ..wire.commands import RelayConnect
 from ..wire.pathspec import TargetTcp
+from .access_point_failures import AccessPointFailures
 
 
 class ServiceClientNode(CircuitOpener, Protocol):
     """Reaching a hidden service: its descriptor from the DHT, then circuits."""
 
     service_descriptors: dict[bytes, Any]
+    access_point_failures: AccessPointFailures  # tried last next time
 
     @property
     def client_auth_key(self) -> bytes | None: ...  # our key for services that admit only listed clients

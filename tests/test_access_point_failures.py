@@ -1,0 +1,87 @@
+"""A client tries the access points it recently failed to reach last (service/access_point_failures.py).
+
+A service replaces a lost access point within seconds, but the client keeps its cached
+descriptor; without this memory it would pick the dead one again at random on every
+connection (the 200-node testnet: service sessions timing out right after a churn wave).
+"""
+
+from __future__ import annotations
+
+import random
+
+import nacl.signing
+import pytest
+
+from globalnet.errors import ErrorKind, GnetError
+from globalnet.service.access_point_failures import AccessPointFailures
+from globalnet.service.client import _through_access_points
+from globalnet.service.descriptor import AccessPointEntry, Descriptor
+
+A, B, C = b"a" * 20, b"b" * 20, b"c" * 20
+SERVICE_KEY = bytes(nacl.signing.SigningKey(b"s" * 32).verify_key)
+
+
+def test_a_failed_access_point_goes_last_until_it_is_forgotten() -> None:
+    failures = AccessPointFailures(remember=600.0)
+    failures.failed(A, now=100.0)
+    for seed in range(20):  # whatever the shuffle, A comes last
+        assert failures.order([A, B, C], lambda x: x, now=200.0, rng=random.Random(seed))[-1] == A
+    failures.failed(B, now=150.0)
+    assert failures.order([A, B, C], lambda x: x, now=200.0, rng=random.Random(1))[1:] == [A, B]  # older failure first
+    # after `remember`, A is back among the others (and forgotten)
+    assert failures.failed_at(A, now=700.0) is None and failures.failed_at(B, now=700.0) == 150.0
+    failures.reached(B)
+    assert failures.failed_at(B, now=700.0) is None
+
+
+def test_the_memory_is_bounded() -> None:
+    failures = AccessPointFailures(limit=3)
+    for i in range(10):
+        failures.failed(bytes([i]) * 20, now=float(i))
+    assert [failures.failed_at(bytes([i]) * 20, now=10.0) for i in range(10)] == [None] * 7 + [7.0, 8.0, 9.0]
+
+
+class _Circuit:
+    async def extend_to(self, node_id: bytes, onion_key: bytes, command: object) -> bytes:
+        return b""
+
+
+class _Node:
+    """What the client asks of the node to reach access points; `dead` never answer."""
+
+    def __init__(self, dead: set[bytes]) -> None:
+        self.dead = dead
+        self.tried: list[bytes] = []
+        self.access_point_failures = AccessPointFailures()
+
+    async def open_circuit(self, hops: tuple[object, ...], final: object, purpose: str, vanguards: bool = False) -> _Circuit:
+        ap = hops[-1].node_id  # type: ignore[attr-defined]
+        self.tried.append(ap)
+        if ap in self.dead:
+            raise GnetError(ErrorKind.TIMEOUT, "hop 3: timed out")
+        return _Circuit()
+
+    def forget_circuit(self, circuit: object) -> None:
+        pass
+
+
+async def test_after_one_failure_the_dead_access_point_is_not_tried_first_again() -> None:
+    descriptor = Descriptor(1, 1, 2**40, tuple(AccessPointEntry(ap, ap, b"proof") for ap in (A, B, C)))
+    node = _Node(dead={A})
+    tried: list[bytes] = []
+    for _ in range(12):
+        node.tried.clear()
+        await _through_access_points(node, SERVICE_KEY, descriptor, None, "test", 0.0)  # type: ignore[arg-type]
+        assert node.tried[-1] != A  # reached through a live one
+        tried.extend(node.tried)
+    # A was tried once at most: at the first connection, before anything was known of it
+    assert tried.count(A) <= 1
+
+
+@pytest.mark.parametrize("dead", [{A, B, C}])
+async def test_every_access_point_dead_is_still_a_clear_error(dead: set[bytes]) -> None:
+    descriptor = Descriptor(1, 1, 2**40, tuple(AccessPointEntry(ap, ap, b"proof") for ap in (A, B, C)))
+    node = _Node(dead=dead)
+    with pytest.raises(GnetError) as info:
+        await _through_access_points(node, SERVICE_KEY, descriptor, None, "test", 0.0)  # type: ignore[arg-type]
+    assert info.value.kind is ErrorKind.SERVICE_ACCESS_POINTS_UNREACHABLE and sorted(node.tried) == [A, B, C]
