@@ -24,7 +24,7 @@ from globalnet.site.announcements import ANNOUNCEMENTS_PATH
 from globalnet.site.cache import site_id
 from globalnet.site.manifest import SiteError
 from globalnet.site.mirror_record import open_mirror_record
-from tests.inproc_nodes import network, pinned, until
+from tests.inproc_nodes import Net, network, pinned, until
 
 
 def _windows(secret: bytes, size: int = 8) -> list[bytes]:
@@ -56,6 +56,17 @@ def _assert_records_hide_the_mirrors(
         assert len(opened) == 1 and encode_address(opened[0]) in addresses
 
 
+async def _published(net: Net, www: Path) -> tuple[Node, Node, bytes]:
+    """A seed, 9 relays and a publisher (-no-listen) of `www` whose mirror record is in the DHT."""
+    seed = await net.start("seed")
+    for i in range(9):
+        await net.start(f"r{i}", "-connect", pinned(seed))
+    pub = await net.start("pub", "-no-listen", "-connect", pinned(seed), "-publish", f"blog={www}")
+    site_key = next(iter(pub.site_mirrors))
+    assert await until(lambda: pub.site_mirrors[site_key].counts["records"] > 0, 120)
+    return seed, pub, site_key
+
+
 async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path: Path) -> None:
     www = tmp_path / "www"
     www.mkdir()
@@ -63,13 +74,8 @@ async def test_a_mirror_serves_a_site_and_a_visitor_fetches_it_verified(tmp_path
     for path, data in files.items():
         (www / path).write_bytes(data)
     async with asyncio.timeout(400), network(tmp_path) as net:
-        seed = await net.start("seed")
-        for i in range(9):
-            await net.start(f"r{i}", "-connect", pinned(seed))
-        pub = await net.start("pub", "-no-listen", "-connect", pinned(seed), "-publish", f"blog={www}")
-        site_key = next(iter(pub.site_mirrors))
+        seed, pub, site_key = await _published(net, www)
         address = encode_site_address(site_key)
-        assert await until(lambda: pub.site_mirrors[site_key].counts["records"] > 0, 120)
         mirror = await net.start("mirror", "-no-listen", "-connect", pinned(seed))
         out = await Console(NodeConsoleView(mirror)).execute(f"mirror {address}")  # as -mirror ADDRESS does
         assert out is not None and "mirroring site-" in out.text, out
@@ -170,12 +176,7 @@ async def test_a_site_stays_reachable_when_every_mirror_record_slot_is_squatted(
     www.mkdir()
     (www / "index.html").write_bytes(b"<h1>still here</h1>")
     async with asyncio.timeout(400), network(tmp_path) as net:
-        seed = await net.start("seed")
-        for i in range(9):
-            await net.start(f"r{i}", "-connect", pinned(seed))
-        pub = await net.start("pub", "-no-listen", "-connect", pinned(seed), "-publish", f"blog={www}")
-        site_key = next(iter(pub.site_mirrors))
-        assert await until(lambda: pub.site_mirrors[site_key].counts["records"] > 0, 120)
+        seed, _pub, site_key = await _published(net, www)
         squatter = await net.start("squatter", "-no-listen", "-connect", pinned(seed))
         now = time.time()
         for period in (current_period(now), current_period(now) - 1):
