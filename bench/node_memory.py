@@ -33,7 +33,7 @@ from globalnet.localnet import ROOT, LocalNet
 #: Modules an idle relay has no use for: loaded means a face or a dependency came in eagerly
 #: (tests/test_idle_relay.py checks a running relay against the same list).
 NOT_FOR_IDLE = ("globalnet.socks", "globalnet.tunnel", "globalnet.udp_tunnel", "globalnet.console.server",
-                "globalnet.metrics.registry", "prometheus_client", "rich",
+                "globalnet.metrics.registry", "globalnet.metrics.server", "prometheus_client", "rich",
                 "globalnet.site.cache", "globalnet.site.mirror", "globalnet.site.remote", "globalnet.site.sessions",
                 "globalnet.messaging", "globalnet.service.host", "globalnet.service.client",
                 "tomllib", "difflib", "ctypes", "html")  # fmt: skip
@@ -44,7 +44,7 @@ def imported_by_a_node() -> list[str]:
     import subprocess
 
     code = (
-        "import sys, globalnet; getattr(globalnet, \"prepare_node_process\", lambda: None)()\n"
+        "import sys, globalnet; globalnet.prepare_node_process()\n"
         "import globalnet.cli, globalnet.node, globalnet.crypto\n"
         "print(globalnet.crypto.BACKEND_NAME, len([m for m in sys.modules.values() if m]))\n"
         "print(' '.join(n for n, m in sys.modules.items() if m))\n"

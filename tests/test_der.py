@@ -8,8 +8,6 @@ same key, and verify the certificate's signature.
 from __future__ import annotations
 
 import datetime
-import subprocess
-import sys
 from pathlib import Path
 
 import nacl.signing
@@ -19,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
+from bench.node_memory import imported_by_a_node
 from globalnet.identity import Identity
 from globalnet.link.certs import certificate_pem, identity_key_from_spki
 from globalnet.wire.der import (
@@ -125,20 +124,9 @@ def test_long_elements_use_the_long_length_form() -> None:
 
 
 def test_a_node_process_loads_no_face_it_was_not_asked_for() -> None:
-    """What an idle relay imports (tools/node_memory.py measures what it costs)."""
-    code = (
-        "import sys, globalnet; globalnet.prepare_node_process()\n"
-        "import globalnet.cli, globalnet.node, globalnet.crypto\n"
-        "print(globalnet.crypto.BACKEND_NAME); print(' '.join(sorted(n for n, m in sys.modules.items() if m)))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
-    backend, modules = out.stdout.split("\n", 1)
-    loaded = set(modules.split())
-    for face in ("globalnet.socks", "globalnet.tunnel", "globalnet.udp_tunnel", "globalnet.console.server",
-                 "globalnet.metrics.registry", "globalnet.metrics.server", "prometheus_client", "rich"):  # fmt: skip
-        assert face not in loaded, face
-    if backend == "cext":
-        assert not any(m == "cryptography" or m.startswith("cryptography.") for m in loaded)
+    """What an idle relay imports (bench/node_memory.py measures what it costs): no face, and on
+    the C backend not `cryptography` either."""
+    assert [line for line in imported_by_a_node() if line.startswith("unexpected=")] == []
 
 
 def test_node_counters_scrape_as_prometheus_families() -> None:
