@@ -143,7 +143,7 @@ class Testnet:
 
     def start_node(self, name: str) -> NodeProcess:
         node = NodeProcess(name, self._args(name), self.base / name, exec_prefix=self.hosts[name].exec)
-        node.log_level = self.ns.log_level
+        node.log_level = self.ns.ends_log_level if self.roles[name] in ("client", "service") else self.ns.log_level
         if not node.node_id:
             node.node_id = node_id_for(node.data_dir)
         node.start()
@@ -403,7 +403,9 @@ def main() -> int:
     p.add_argument("--size", type=int, default=256 * 1024, help="bytes per download")
     p.add_argument("--link-wait", type=float, default=600.0, help="seconds to wait for relays to link")
     p.add_argument("--settle", type=float, default=20.0, help="seconds between relays up and clients start")
-    p.add_argument("--log-level", default="info", help="the nodes' log level (debug costs CPU at N=200)")
+    p.add_argument("--log-level", default="info", help="the relays' log level (debug costs CPU at N=200)")
+    p.add_argument("--ends-log-level", default="info",
+                   help="the clients' and services' log level (debug says why each failed operation failed)")
     p.add_argument("--idle-only", action="store_true",
                    help="no workload: measure idle relays --idle-wait s after the clients are up, for --idle-window s")
     p.add_argument("--idle-wait", type=float, default=60.0)

@@ -58,6 +58,9 @@ class Endpoint(Protocol):
 class AccessPointRole(Protocol):
     """Serves RELAY_CONNECT service (register / rendezvous / join); see service/access_point.py."""
 
+    #: How long the relay lets one of its commands run (a rendezvous waits for the service).
+    connect_timeout: float
+
     async def serve(self, hop: RelayHop, command: RelayConnect) -> None: ...
 
 
@@ -291,7 +294,7 @@ class RelayHop:
     async def _serve(self, command: RelayConnect) -> None:
         self.task = asyncio.current_task()
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
+            async with asyncio.timeout(self._connect_timeout(command.proto)):
                 pump = await self._handler_for(command.proto)(self, command)
         except TimeoutError:
             self._refuse(GnetError(ErrorKind.TIMEOUT, "the next hop or target did not answer in time"))
@@ -302,6 +305,10 @@ class RelayHop:
         if pump is not None:
             await pump.run()
             self._forget()
+
+    def _connect_timeout(self, proto: Proto) -> float:
+        access_point = self.relay.access_point
+        return access_point.connect_timeout if proto is Proto.SERVICE and access_point is not None else CONNECT_TIMEOUT
 
     def _handler_for(self, proto: Proto) -> _ProtoHandler:
         handler = _PROTO_HANDLERS.get(proto)
