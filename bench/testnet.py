@@ -402,7 +402,9 @@ def main() -> int:
                    help="an operation under way at a kill or begun within this many seconds after it counts as in churn")
     p.add_argument("--size", type=int, default=256 * 1024, help="bytes per download")
     p.add_argument("--link-wait", type=float, default=600.0, help="seconds to wait for relays to link")
-    p.add_argument("--settle", type=float, default=20.0, help="seconds between relays up and clients start")
+    p.add_argument("--settle", type=float, default=None,
+                   help="seconds between relays up and clients start (default: nodes - 20, from 20 to 180: the "
+                        "workload meets a network, not the DHT rounds of 170 relays that just joined)")
     p.add_argument("--log-level", default="info", help="the relays' log level (debug costs CPU at N=200)")
     p.add_argument("--ends-log-level", default="info",
                    help="the clients' and services' log level (debug says why each failed operation failed)")
@@ -416,6 +418,10 @@ def main() -> int:
     ns = p.parse_args()
     if ns.seeds is None:
         ns.seeds = max(3, ns.nodes // 40)
+    if ns.settle is None:
+        # a joined relay's DHT rounds come at ~1, 30, 90 and 210 s (dht/membership.py), each a
+        # few lookups over disjoint paths: right after a 200-node start they kept 1.8 cores busy
+        ns.settle = min(180.0, max(20.0, ns.nodes - 20.0))
     reason = unavailable_reason()
     if reason is not None:
         print(f"testnet: skipped: network namespaces unavailable: {reason}", file=sys.stderr)
