@@ -22,7 +22,8 @@ demo: $(STAMP)
 
 ## The whole test suite (unit + real processes on 127.0.0.1), on TEST_WORKERS pytest-xdist
 ## workers (most tests wait on networks of processes, so 3 overlap well on 2 cores; the
-## minutes-long testnet test starts first and the others fill in around it). A file's tests
+## longest test, the CI testnet (~80 s), starts first and the others fill in around it; -n 4 was
+## tried: one of two full runs failed the site-mirror test on a loaded machine). A file's tests
 ## stay on one worker, in order: a module's network (a module-scoped fixture) is set up
 ## once, and tests that build on the one before still do. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 3
