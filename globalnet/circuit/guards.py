@@ -25,6 +25,8 @@ What replaces a guard, and what does not:
   whom we reach only through such a guard) cannot make us rotate to a guard
   of its choice by dropping traffic; it would have to make the guard
   unreachable at the link layer for that long.
+- Being unknown: a guard whose record the node no longer has (it cannot be
+  dialled) for DROP_RESERVE_AFTER is replaced.
 - While a guard is down, circuits use the other guards of the set.
 
 When every guard of the set is down (after Tor's guard-spec: sampled,
