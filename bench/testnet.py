@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -273,8 +274,8 @@ class Testnet:
                 for _ in range(min(per_wave, share - len(self.kills), len(plain))):
                     name = self.rng.choice(plain)
                     plain.remove(name)
+                    self.kills.append((time.time(), name))  # the signal's moment, not when the busy kernel reaped it
                     self.nodes[name].kill()
-                    self.kills.append((time.time(), name))
                     down.append((now + 10, name))
                 (self.base / "work" / "kills.json").write_text(json.dumps(self.kills))
                 next_kill = now + interval
@@ -336,6 +337,17 @@ class Testnet:
             self.lab.close()
 
 
+def _failures(rows: list[dict[str, Any]], in_churn: Callable[[dict[str, Any]], bool]) -> dict[str, dict[str, int]]:
+    """Failed operations by error, in churn and outside it: what to fix next."""
+    out: dict[str, dict[str, int]] = {"in_churn": {}, "outside_churn": {}}
+    for r in rows:
+        if not r["ok"]:
+            side = out["in_churn" if in_churn(r) else "outside_churn"]
+            error = str(r.get("error") or ("corrupted" if r.get("corrupt") else "short transfer"))
+            side[error] = side.get(error, 0) + 1
+    return out
+
+
 def summarize(results: list[dict[str, Any]], kills: list[tuple[float, str]], window: float) -> dict[str, Any]:
     def in_churn(r: dict[str, Any]) -> bool:
         """The operation ran while a killed relay's circuits were failing: it was under way at
@@ -353,6 +365,8 @@ def summarize(results: list[dict[str, Any]], kills: list[tuple[float, str]], win
             "attempts": len(rows),
             "success_rate": round(sum(r["ok"] for r in rows) / len(rows), 4) if rows else None,
             "success_rate_outside_churn": round(sum(r["ok"] for r in calm) / len(calm), 4) if calm else None,
+            "attempts_outside_churn": len(calm),
+            "failures": _failures(rows, in_churn),
         }
         if op == "dht":
             ms = [r["ms"] for r in rows if r.get("ok")]
@@ -458,8 +472,12 @@ def main() -> int:
         f"testnet: {ns.nodes} nodes, {ns.duration:g} s, {ns.nets} /16s, {ns.delay:g} ms, {ns.loss:.1%} loss ({net.delay_kind})"
     ]
     for op, e in report["ops"].items():
-        text.append(f"  {op:8} {e['attempts']:5} attempts  success {e['success_rate']}  outside churn {e['success_rate_outside_churn']}  "
+        text.append(f"  {op:8} {e['attempts']:5} attempts  success {e['success_rate']}  outside churn {e['success_rate_outside_churn']} "
+                    f"(of {e['attempts_outside_churn']})  "
                     + (f"latency {e['latency_ms']}" if op == "dht" else f"ttfb {e['ttfb_ms']}  Mbit/s {e['throughput_mbit_s']}  corrupted {e['corrupted_transfers']}  bytes lost {e['bytes_lost']}"))  # fmt: skip
+    for op, e in report["ops"].items():
+        if e["failures"]["in_churn"] or e["failures"]["outside_churn"]:
+            text.append(f"  {op} failures: in churn {e['failures']['in_churn']}, outside churn {e['failures']['outside_churn']}")
     text.append(f"  relays idle: {idle}")
     r = idle_rates
     text.append(f"  idle relay (settling, median/p90): CPU {r['cpu_percent']['median']}/{r['cpu_percent']['p90']} %, "

@@ -10,8 +10,8 @@ connection:
    request's target as the exit's RELAY_CONNECT tcp. A name goes to the exit
    as a name and is resolved there, never here (no DNS leak); a `.gnet` name
    goes to the hidden service instead (`open_service_stream`) and never
-   reaches an exit. The wait is bounded by `request_timeout` (which also
-   covers a node that is still learning relays), and a request that waits
+   reaches an exit. The wait is bounded by `request_timeout` (`service_request_timeout`
+   for a hidden service; both also cover a node that is still learning relays), and a request that waits
    long gets a log line saying why;
 3. the reply: success, or the failure's `ErrorKind.socks_reply` code; then
    bytes flow through a `StreamPump` exactly as for a tunnel (tunnel.py).
@@ -43,6 +43,7 @@ from .link.manager import LinkManager
 from .peertable import PeerTable
 from .policy.exit_policy import udp_policy_from_summary
 from .service.address import AddressError
+from .service.node_api import SERVICE_CONNECT_TIMEOUT
 from .site.address import decode_site_address, is_site_address
 from .site.serve import SiteFront, serve_site
 from .socks_udp import UdpAssociation
@@ -76,6 +77,9 @@ READ_CHUNK = 4096
 CLOSE_TIMEOUT = 5.0
 #: A request still waiting for its circuit after this gets a log line saying
 #: why, at most one line per WAIT_NOTICE_EVERY per proxy.
+#: A request for a circuit to the internet must be answered within this; one for a hidden
+#: service within service.node_api.SERVICE_CONNECT_TIMEOUT (it needs more round trips).
+REQUEST_TIMEOUT = 30.0
 WAIT_NOTICE = 2.0
 WAIT_NOTICE_EVERY = 10.0
 SERVICE_SUFFIX = ".gnet"
@@ -129,7 +133,8 @@ class SocksProxy:
         node: SocksNode,
         spec: PathSpec,
         auth: ProxyAuth | None = None,
-        request_timeout: float = 30.0,
+        request_timeout: float = REQUEST_TIMEOUT,
+        service_request_timeout: float = SERVICE_CONNECT_TIMEOUT,
         udp_idle_timeout: float = 120.0,
     ) -> None:
         self.node = node
@@ -137,6 +142,7 @@ class SocksProxy:
         self.spec = spec
         self.auth = Credentials(auth.username.encode(), auth.password.encode()) if auth else None
         self.request_timeout = request_timeout
+        self.service_request_timeout = service_request_timeout
         self.handshake_timeout = HANDSHAKE_TIMEOUT
         self.max_clients = MAX_CLIENTS
         self.server: asyncio.Server | None = None
@@ -295,7 +301,7 @@ class SocksProxy:
         return any(r.is_exit and udp_policy_from_summary(r.exit_policy).enabled for r in relays)
 
     async def _open(self, request: Connect) -> ClientCircuit:
-        """The request's circuit, within request_timeout; GnetError says why not."""
+        """The request's circuit, within its timeout; GnetError says why not."""
         target = request.target
         key = IsolationKey.for_request(self.listen, request.credentials)
         log.debug(
@@ -306,6 +312,7 @@ class SocksProxy:
             flavor=request.flavor.value,
         )
         opening: Coroutine[Any, Any, ClientCircuit]
+        timeout = self.service_request_timeout
         if isinstance(self.spec.target, TargetService):
             # the request names what the service's side should reach
             opening = open_service_stream(self.node, self.spec.target.address, TargetTcp(target.host, target.port), key)
@@ -314,15 +321,16 @@ class SocksProxy:
         else:
             final = RelayConnect(Proto.TCP, target.host, target.port)
             opening = self.node.open_circuit(self.spec.hops, final, "socks", isolation=key)
+            timeout = self.request_timeout
         loop = asyncio.get_running_loop()
         notice = loop.call_later(WAIT_NOTICE, self._notice_waiting)
         self.waiting += 1
         try:
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(timeout):
                 return await opening
         except TimeoutError:
             waited = self.node.resolver.waiting_reason
-            detail = f"no circuit within {self.request_timeout:g} s" + (f" ({waited})" if waited else "")
+            detail = f"no circuit within {timeout:g} s" + (f" ({waited})" if waited else "")
             raise GnetError(ErrorKind.TIMEOUT, detail) from None
         finally:
             self.waiting -= 1

@@ -8,6 +8,7 @@ connection (the 200-node testnet: service sessions timing out right after a chur
 from __future__ import annotations
 
 import random
+import time
 
 import nacl.signing
 import pytest
@@ -42,15 +43,22 @@ def test_the_memory_is_bounded() -> None:
 
 
 class _Circuit:
+    def __init__(self, breaks: GnetError | None = None) -> None:
+        self.breaks = breaks
+
     async def extend_to(self, node_id: bytes, onion_key: bytes, command: object) -> bytes:
+        if self.breaks is not None:
+            raise self.breaks
         return b""
 
 
 class _Node:
-    """What the client asks of the node to reach access points; `dead` never answer."""
+    """What the client asks of the node to reach access points; `dead` never answer, and
+    through those in `broken` the rendezvous is made but the handshake with the service fails."""
 
-    def __init__(self, dead: set[bytes]) -> None:
+    def __init__(self, dead: set[bytes], broken: dict[bytes, GnetError] | None = None) -> None:
         self.dead = dead
+        self.broken = broken or {}
         self.tried: list[bytes] = []
         self.access_point_failures = AccessPointFailures()
 
@@ -59,7 +67,7 @@ class _Node:
         self.tried.append(ap)
         if ap in self.dead:
             raise GnetError(ErrorKind.TIMEOUT, "hop 3: timed out")
-        return _Circuit()
+        return _Circuit(self.broken.get(ap))
 
     def forget_circuit(self, circuit: object) -> None:
         pass
@@ -85,3 +93,26 @@ async def test_every_access_point_dead_is_still_a_clear_error(dead: set[bytes]) 
     with pytest.raises(GnetError) as info:
         await _through_access_points(node, SERVICE_KEY, descriptor, None, "test", 0.0)  # type: ignore[arg-type]
     assert info.value.kind is ErrorKind.SERVICE_ACCESS_POINTS_UNREACHABLE and sorted(node.tried) == [A, B, C]
+
+
+@pytest.mark.parametrize("kind", [ErrorKind.LINK_LOST, ErrorKind.NO_ROUTE, ErrorKind.TIMEOUT, ErrorKind.CLOSED])
+async def test_a_rendezvous_lost_before_the_service_answers_is_tried_at_the_next_access_point(kind: ErrorKind) -> None:
+    """The 200-node testnet: a relay of the splice died between RENZV_CONNECT_OK and the
+    service's handshake answer, and the SOCKS client got reply 3 although two more access
+    points were there to try."""
+    descriptor = Descriptor(1, 1, 2**40, tuple(AccessPointEntry(ap, ap, b"proof") for ap in (A, B, C)))
+    node = _Node(dead=set(), broken={A: GnetError(kind, "the circuit was reset"), B: GnetError(kind, "reset")})
+    node.access_point_failures.failed(C, now=time.monotonic())  # C last: the two broken ones come first
+    await _through_access_points(node, SERVICE_KEY, descriptor, None, "test", 0.0)  # type: ignore[arg-type]
+    assert node.tried[-1] == C and sorted(node.tried) == [A, B, C]
+
+
+@pytest.mark.parametrize("kind", [ErrorKind.EXIT_POLICY, ErrorKind.CONNECTION_REFUSED, ErrorKind.HANDSHAKE_FAILED])
+async def test_the_services_own_answer_is_not_retried_elsewhere(kind: ErrorKind) -> None:
+    """A refusal from the service itself (its target, its policy, a key that does not match)
+    would be the same through every access point: it reaches the user at once."""
+    descriptor = Descriptor(1, 1, 2**40, tuple(AccessPointEntry(ap, ap, b"proof") for ap in (A, B, C)))
+    node = _Node(dead=set(), broken={ap: GnetError(kind, "refused") for ap in (A, B, C)})
+    with pytest.raises(GnetError) as info:
+        await _through_access_points(node, SERVICE_KEY, descriptor, None, "test", 0.0)  # type: ignore[arg-type]
+    assert info.value.kind is kind and len(node.tried) == 1

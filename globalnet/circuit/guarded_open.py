@@ -65,8 +65,10 @@ class GuardedCircuitOpener:
     ) -> ClientCircuit:
         """A path with `rand` hops is retried with other relays when a relay on it cannot be
         reached (that relay is marked failed in the peer table); an explicit path is tried
-        once, so its error names the hop the user wrote."""
+        once, so its error names the hop the user wrote, and so is a path whose named hop is
+        the one that could not be reached (the caller chooses another, e.g. the next access point)."""
         attempts = CIRCUIT_ATTEMPTS if any(isinstance(h, HopRandom) for h in hops) else 1
+        named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
         for attempt in range(attempts):
             try:
                 return await self._open_once(hops, final, purpose, (avoid or set()) | self._never_through(), vanguards)
@@ -77,8 +79,8 @@ class GuardedCircuitOpener:
                     self.guards.link_failed(exc.node_id)
                 elif exc.node_id is not None and exc.node_id not in self.guards.records:
                     self.peers.failed(exc.node_id)  # a guard is judged by guards.py, not by the peer table
-                if attempt + 1 >= attempts or exc.kind not in _RETRIED:
-                    raise
+                if attempt + 1 >= attempts or exc.kind not in _RETRIED or exc.node_id in named:
+                    raise  # other relays cannot help a hop the caller named (e.g. an access point that died)
                 log.debug("circuit attempt failed, trying other relays", purpose=purpose, reason=str(exc))
         raise AssertionError("unreachable")
 

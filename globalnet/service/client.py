@@ -48,6 +48,8 @@ class ServiceError(GnetError):
 
 
 _CACHE_MAX = 256
+#: How a rendezvous can break before the service answers, none of them the service's refusal.
+_RENDEZVOUS_LOST = (ErrorKind.LINK_LOST, ErrorKind.NO_ROUTE, ErrorKind.TIMEOUT, ErrorKind.CLOSED)
 MAX_CLIENT_EFFORT = 1 << 20  # we never work longer than ~1-2 s for a rendezvous
 
 
@@ -153,6 +155,12 @@ async def _through_access_points(
             node.forget_circuit(circuit)
             if exc.kind is ErrorKind.EXIT_POLICY:
                 raise ServiceError(ErrorKind.EXIT_POLICY, f"the service refused the target: {exc.detail}") from None
+            if exc.kind in _RENDEZVOUS_LOST:
+                # the splice broke under the handshake (a relay of our circuit or of the service's
+                # join circuit died, or the access point did): another access point may work
+                last = exc
+                log.debug("rendezvous lost before the service answered", ap=short_id(entry.node_id), reason=str(exc))
+                continue
             raise ServiceError(exc.kind, f"the service did not answer: {exc.detail}") from None
         log.debug("service reached", took_ms=round((time.monotonic() - started) * 1000, 1))
         return circuit

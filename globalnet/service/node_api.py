@@ -20,6 +20,12 @@ from ..wire.commands import RelayConnect
 from ..wire.pathspec import TargetTcp
 from .access_point_failures import AccessPointFailures
 
+#: How long a face (SOCKS, -tunnel) waits for a service connection: a descriptor lookup, two
+#: circuits (ours to an access point, the service's join), a handshake, and perhaps the next
+#: access point when a rendezvous breaks (service/client.py). Tor allows 120 s for any SOCKS
+#: request; a circuit to the internet gets 30 s here.
+SERVICE_CONNECT_TIMEOUT = 60.0
+
 
 class ServiceClientNode(CircuitOpener, Protocol):
     """Reaching a hidden service: its descriptor from the DHT, then circuits."""
