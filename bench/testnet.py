@@ -143,7 +143,7 @@ class Testnet:
 
     def start_node(self, name: str) -> NodeProcess:
         node = NodeProcess(name, self._args(name), self.base / name, exec_prefix=self.hosts[name].exec)
-        node.log_level = self.ns.log_level
+        node.log_level = self.ns.ends_log_level if self.roles[name] in ("client", "service") else self.ns.log_level
         if not node.node_id:
             node.node_id = node_id_for(node.data_dir)
         node.start()
@@ -402,8 +402,12 @@ def main() -> int:
                    help="an operation under way at a kill or begun within this many seconds after it counts as in churn")
     p.add_argument("--size", type=int, default=256 * 1024, help="bytes per download")
     p.add_argument("--link-wait", type=float, default=600.0, help="seconds to wait for relays to link")
-    p.add_argument("--settle", type=float, default=20.0, help="seconds between relays up and clients start")
-    p.add_argument("--log-level", default="info", help="the nodes' log level (debug costs CPU at N=200)")
+    p.add_argument("--settle", type=float, default=None,
+                   help="seconds between relays up and clients start (default: nodes - 20, from 20 to 180: the "
+                        "workload meets a network, not the DHT rounds of 170 relays that just joined)")
+    p.add_argument("--log-level", default="info", help="the relays' log level (debug costs CPU at N=200)")
+    p.add_argument("--ends-log-level", default="info",
+                   help="the clients' and services' log level (debug says why each failed operation failed)")
     p.add_argument("--idle-only", action="store_true",
                    help="no workload: measure idle relays --idle-wait s after the clients are up, for --idle-window s")
     p.add_argument("--idle-wait", type=float, default=60.0)
@@ -414,6 +418,10 @@ def main() -> int:
     ns = p.parse_args()
     if ns.seeds is None:
         ns.seeds = max(3, ns.nodes // 40)
+    if ns.settle is None:
+        # a joined relay's DHT rounds come at ~1, 30, 90 and 210 s (dht/membership.py), each a
+        # few lookups over disjoint paths: right after a 200-node start they kept 1.8 cores busy
+        ns.settle = min(180.0, max(20.0, ns.nodes - 20.0))
     reason = unavailable_reason()
     if reason is not None:
         print(f"testnet: skipped: network namespaces unavailable: {reason}", file=sys.stderr)

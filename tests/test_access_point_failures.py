@@ -62,7 +62,9 @@ class _Node:
         self.tried: list[bytes] = []
         self.access_point_failures = AccessPointFailures()
 
-    async def open_circuit(self, hops: tuple[object, ...], final: object, purpose: str, vanguards: bool = False) -> _Circuit:
+    async def open_circuit(
+        self, hops: tuple[object, ...], final: object, purpose: str, vanguards: bool = False, final_wait: float | None = None
+    ) -> _Circuit:
         ap = hops[-1].node_id  # type: ignore[attr-defined]
         self.tried.append(ap)
         if ap in self.dead:
@@ -116,3 +118,17 @@ async def test_the_services_own_answer_is_not_retried_elsewhere(kind: ErrorKind)
     with pytest.raises(GnetError) as info:
         await _through_access_points(node, SERVICE_KEY, descriptor, None, "test", 0.0)  # type: ignore[arg-type]
     assert info.value.kind is kind and len(node.tried) == 1
+
+
+def test_a_rendezvous_outwaits_the_services_join_and_the_client_outwaits_the_access_point() -> None:
+    """The access point waits long enough for a join built by a loaded service (three hops),
+    the relay's deadline for the command covers that wait, and the client waits for the access
+    point's answer longer still, so a slow join is answered, not timed out at one end and
+    retried from scratch at the other."""
+    from globalnet.circuit.builder import HOP_TIMEOUT
+    from globalnet.relay.server import CONNECT_TIMEOUT as RELAY_CONNECT_TIMEOUT
+    from globalnet.service import access_point
+
+    assert access_point.RENDEZVOUS_WAIT >= 2 * HOP_TIMEOUT
+    assert access_point.RENDEZVOUS_WAIT < access_point.CONNECT_TIMEOUT < access_point.RENDEZVOUS_CLIENT_WAIT
+    assert access_point.AccessPoint(b"x" * 20).connect_timeout == access_point.CONNECT_TIMEOUT > RELAY_CONNECT_TIMEOUT

@@ -167,11 +167,13 @@ async def build_circuit(
     hops: list[HopTarget],
     final: RelayConnect,
     purpose: str = "tunnel",
+    final_wait: float = HOP_TIMEOUT,
 ) -> ClientCircuit:
     """Build a circuit whose hop 1 is `first`'s peer and whose further hops are `hops`.
 
-    The last hop receives `final` (e.g. RELAY_CONNECT tcp host:port). Raises
-    GnetError naming the hop and the reason.
+    The last hop receives `final` (e.g. RELAY_CONNECT tcp host:port) and must answer within
+    `final_wait` (longer for a rendezvous, which waits for the service). Raises GnetError
+    naming the hop and the reason.
     """
     assert first.peer is not None
     try:
@@ -198,7 +200,7 @@ async def build_circuit(
             if nxt.node_id is not None and record.node_id != nxt.node_id:
                 circuit.reset(ErrorKind.PIN_MISMATCH)
                 raise GnetError(ErrorKind.PIN_MISMATCH, f"{nxt.describe()} answered as {record.node_id.hex()}")
-        await circuit.extend(record, final)
+        await circuit.extend(record, final, final_wait)
     except asyncio.CancelledError:
         circuit.reset(ErrorKind.CLOSED)
         raise

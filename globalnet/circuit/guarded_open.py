@@ -21,7 +21,7 @@ from ..peertable import PeerTable
 from ..wire.commands import RelayConnect
 from ..wire.pathspec import Hop, HopAddr, HopId, HopRandom
 from ..wire.records import NodeRecord
-from .builder import ClientCircuit, HopTarget, build_circuit
+from .builder import HOP_TIMEOUT, ClientCircuit, HopTarget, build_circuit
 from .guard_store import GuardStore
 from .resolve import NoExitError, PathResolver, network_of_target
 
@@ -61,7 +61,13 @@ class GuardedCircuitOpener:
         self._on_built = on_built  # (circuit, seconds it took)
 
     async def open(
-        self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes] | None, vanguards: bool
+        self,
+        hops: tuple[Hop, ...],
+        final: RelayConnect,
+        purpose: str,
+        avoid: set[bytes] | None,
+        vanguards: bool,
+        final_wait: float | None = None,
     ) -> ClientCircuit:
         """A path with `rand` hops is retried with other relays when a relay on it cannot be
         reached (that relay is marked failed in the peer table); an explicit path is tried
@@ -71,7 +77,7 @@ class GuardedCircuitOpener:
         named = {h.node_id for h in hops if isinstance(h, (HopId, HopAddr)) and h.node_id is not None}
         for attempt in range(attempts):
             try:
-                return await self._open_once(hops, final, purpose, (avoid or set()) | self._never_through(), vanguards)
+                return await self._open_once(hops, final, purpose, (avoid or set()) | self._never_through(), vanguards, final_wait)
             except GnetError as exc:
                 if exc.node_id is not None and exc.node_id in self.guards.middle:
                     # a second-layer guard the path could not reach: the next attempt tries the
@@ -85,7 +91,7 @@ class GuardedCircuitOpener:
         raise AssertionError("unreachable")
 
     async def _open_once(
-        self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes], vanguards: bool
+        self, hops: tuple[Hop, ...], final: RelayConnect, purpose: str, avoid: set[bytes], vanguards: bool, final_wait: float | None
     ) -> ClientCircuit:
         targets = await self._resolve_with_guards(hops, final, avoid, vanguards)
         first = targets[0]
@@ -99,7 +105,7 @@ class GuardedCircuitOpener:
             self.guards.link_ok(first.node_id)
         started = time.monotonic()
         try:
-            circuit = await build_circuit(link, targets[1:], final, purpose)
+            circuit = await build_circuit(link, targets[1:], final, purpose, final_wait or HOP_TIMEOUT)
         except GnetError:
             if first.node_id is not None and not link.is_ready:
                 # the guard's link died under the circuit: that is the guard unreachable (a link

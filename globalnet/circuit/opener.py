@@ -23,6 +23,7 @@ class CircuitOpener(Protocol):
         avoid: set[bytes] | None = None,
         isolation: Hashable | None = None,
         vanguards: bool = False,
+        final_wait: float | None = None,
     ) -> ClientCircuit: ...
 
     def forget_circuit(self, circuit: ClientCircuit) -> None: ...

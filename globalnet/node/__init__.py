@@ -469,14 +469,16 @@ class Node:
         avoid: set[bytes] | None = None,
         isolation: Hashable | None = None,
         vanguards: bool = False,
+        final_wait: float | None = None,
     ) -> ClientCircuit:
-        """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`.
+        """Build a circuit through `hops` (explicit, node ids or rand); the last hop executes `final`
+        (answering within `final_wait` s, or the hop timeout).
 
         Guards, `vanguards` and retries: circuit/guarded_open.py. `isolation` says who the
         circuit is for; circuits with different keys must never be shared (today none is:
         one circuit per connection).
         """
-        circuit = await self.opener.open(hops, final, purpose, avoid, vanguards)
+        circuit = await self.opener.open(hops, final, purpose, avoid, vanguards, final_wait)
         circuit.isolation = isolation
         return circuit
 

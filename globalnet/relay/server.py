@@ -10,8 +10,6 @@ hands both ends to a `StreamPump`. The rules live in the sans-IO cores
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
@@ -27,10 +25,10 @@ from ..identity import Identity
 from ..link.hop_stream import HopStream
 from ..link.manager import LinkManager
 from ..policy.exit_policy import ExitPolicy
-from ..policy.target_name import target_name_problem
 from ..wire.commands import Proto, RelayConnect
 from .bridge import BridgeCore
 from .budget import DEFAULT_BUDGET, PRESSURE_QUEUE, RelayBudget
+from .exit_connect import open_exit_connection
 from .hop import HopState, RelayHopCore
 from .udp_exit import UdpExit, UdpSockets, check_udp_target
 
@@ -57,6 +55,9 @@ class Endpoint(Protocol):
 
 class AccessPointRole(Protocol):
     """Serves RELAY_CONNECT service (register / rendezvous / join); see service/access_point.py."""
+
+    #: How long the relay lets one of its commands run (a rendezvous waits for the service).
+    connect_timeout: float
 
     async def serve(self, hop: RelayHop, command: RelayConnect) -> None: ...
 
@@ -291,7 +292,7 @@ class RelayHop:
     async def _serve(self, command: RelayConnect) -> None:
         self.task = asyncio.current_task()
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
+            async with asyncio.timeout(self._connect_timeout(command.proto)):
                 pump = await self._handler_for(command.proto)(self, command)
         except TimeoutError:
             self._refuse(GnetError(ErrorKind.TIMEOUT, "the next hop or target did not answer in time"))
@@ -302,6 +303,10 @@ class RelayHop:
         if pump is not None:
             await pump.run()
             self._forget()
+
+    def _connect_timeout(self, proto: Proto) -> float:
+        access_point = self.relay.access_point
+        return access_point.connect_timeout if proto is Proto.SERVICE and access_point is not None else CONNECT_TIMEOUT
 
     def _handler_for(self, proto: Proto) -> _ProtoHandler:
         handler = _PROTO_HANDLERS.get(proto)
@@ -376,50 +381,8 @@ class RelayHop:
             self.stream_data(pending, False)
 
     async def _open_exit(self, command: RelayConnect) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        policy = self.relay.exit_policy
-        if not policy.enabled:
-            raise GnetError(ErrorKind.EXIT_POLICY, "this node is not an exit")
-        problem = target_name_problem(command.host)
-        if problem is not None:
-            # refused before the resolver sees it: no DNS query for garbage or .gnet names
-            raise GnetError(ErrorKind.HOST_UNREACHABLE, problem)
-        loop = asyncio.get_running_loop()
-        is_name = not _is_ip_literal(command.host)
-        refusal = policy.name_refusal(command.host, command.port) if is_name else None
-        if refusal is not None:
-            raise GnetError(ErrorKind.EXIT_POLICY, refusal)  # before DNS: the resolver never sees it
-        if not is_name:  # an address: no resolver thread needed
-            literal = ipaddress.ip_address(command.host.strip("[]"))
-            family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
-            infos: list[tuple[Any, ...]] = [(family, socket.SOCK_STREAM, 0, "", (str(literal), command.port))]
-        else:
-            try:
-                infos = list(await loop.getaddrinfo(command.host, command.port, type=socket.SOCK_STREAM))
-            except (socket.gaierror, UnicodeError) as exc:
-                raise GnetError(
-                    ErrorKind.HOST_UNREACHABLE, f"cannot resolve the target name ({getattr(exc, 'strerror', exc)})"
-                ) from None
-        if is_name:
-            log.debug("exit resolved target name", name=command.host, addresses=len(infos))
-        refusal = ""
-        failure: GnetError | None = None
-        for family, _, _, _, sockaddr in infos:
-            address = ipaddress.ip_address(sockaddr[0])
-            decision = policy.check(address, command.port)
-            if not decision.allowed:
-                refusal = refusal or decision.reason
-                continue
-            try:
-                # connect to the address that was checked: no second resolution, no rebinding
-                return await asyncio.open_connection(str(address), command.port, family=family)
-            except ConnectionRefusedError:
-                failure = failure or GnetError(ErrorKind.CONNECTION_REFUSED, "the target refused the connection")
-            except OSError as exc:
-                failure = failure or GnetError(ErrorKind.HOST_UNREACHABLE, f"cannot reach the target ({exc.strerror})")
-            # a name may have several addresses (IPv6 and IPv4): try the next one
-        if failure is not None:
-            raise failure
-        raise GnetError(ErrorKind.EXIT_POLICY, refusal or "no allowed address")
+        """The TCP target (a hidden service's hop overrides this with the service's own target)."""
+        return await open_exit_connection(self.relay.exit_policy, command.host, command.port)
 
     async def _open_udp_exit(self, command: RelayConnect) -> None:
         relay = self.relay
@@ -481,14 +444,6 @@ class RelayHop:
         if pending:
             pump.feed(pending, False)
         return pump
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
 
 
 _ProtoHandler = Callable[[RelayHop, RelayConnect], Coroutine[Any, Any, StreamPump | None]]

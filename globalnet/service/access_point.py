@@ -50,7 +50,14 @@ log = structlog.get_logger("globalnet.service")
 
 REGISTER_CONTEXT = b"gnet/1 service register"
 MAX_CLOCK_SKEW = 600
-RENDEZVOUS_WAIT = 8.0  # inside the relay's 10 s RELAY_CONNECT deadline
+#: How long a client's RENZV_CONNECT waits for the service to join: the service builds a
+#: fresh 3-hop circuit to us, which took over 8 s (the old wait) for one join in ten at 200
+#: nodes on 2 cores; a timed-out wait made the client ask again and the service build
+#: another join. The relay's deadline for service commands and the client's wait for our
+#: answer are longer (CONNECT_TIMEOUT here, RENDEZVOUS_CLIENT_WAIT).
+RENDEZVOUS_WAIT = 20.0
+CONNECT_TIMEOUT = RENDEZVOUS_WAIT + 2.0
+RENDEZVOUS_CLIENT_WAIT = CONNECT_TIMEOUT + 3.0
 MAX_REGISTRATIONS = 1024
 MAX_PENDING = 256
 MAX_PENDING_PER_SERVICE = 64
@@ -195,6 +202,7 @@ class AccessPoint:
     registrations: dict[bytes, Registration] = field(default_factory=dict)
     pending: dict[bytes, Registration] = field(default_factory=dict)  # cookie -> whose queue holds it
     rendezvous_asks: int = 0  # requests that reached us (the load a flood puts on an access point)
+    connect_timeout: float = CONNECT_TIMEOUT  # the relay's deadline for our commands
 
     async def serve(self, hop: RelayHop, command: RelayConnect) -> None:
         if command.host == SERVICE_REGISTER:

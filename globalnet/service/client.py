@@ -24,7 +24,7 @@ from ..errors import ErrorKind, GnetError
 from ..wire.commands import Proto, RelayConnect
 from ..wire.pathspec import HopId, HopRandom, TargetTcp
 from ..wire.records import short_id
-from .access_point import RendezvousAsk
+from .access_point import RENDEZVOUS_CLIENT_WAIT, RendezvousAsk
 from .address import check_service_key, decode_address, service_id, service_onion_public
 from .descriptor import AccessPointEntry, Descriptor, current_period, descriptor_key, open_descriptor
 from .node_api import ServiceClientNode
@@ -138,7 +138,7 @@ async def _through_access_points(
         try:
             circuit = await node.open_circuit(
                 (HopRandom(), HopRandom(), HopId(entry.node_id)), await _rendezvous_command(descriptor, entry), purpose,
-                vanguards=True,
+                vanguards=True, final_wait=RENDEZVOUS_CLIENT_WAIT,
             )
         except GnetError as exc:
             last = exc
