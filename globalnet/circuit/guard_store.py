@@ -63,7 +63,8 @@ class GuardStore:
                 known = self.records.get(record.node_id)
                 if known is None or record.seq >= known.seq:
                     self.records[record.node_id] = record
-        changes = self.entry.update(relays, now, self.rng) + self.middle.update(relays, now, self.rng)
+        dialable = set(self.records)  # sampled guards still dialable though the peer table dropped them
+        changes = self.entry.update(relays, now, self.rng, dialable) + self.middle.update(relays, now, self.rng, dialable)
         for record in relays:
             if record.node_id in self.entry or record.node_id in self.middle:
                 self.records.setdefault(record.node_id, record)
@@ -82,7 +83,8 @@ class GuardStore:
         return changes
 
     def entry_guards(self) -> list[NodeRecord]:
-        """Entry guards to try for one circuit, in order: reachable ones first, shuffled."""
+        """Entry guards to try for one circuit, in order (guards.py `candidates`): usable primaries,
+        then usable reserves of the sample, then the down ones."""
         return [self.records[g] for g in self.entry.candidates(self.rng, lambda g: g in self.records)]
 
     def middle_guards(self, exclude: set[bytes]) -> list[NodeRecord]:
@@ -100,8 +102,8 @@ class GuardStore:
     def link_ok(self, node_id: bytes, now: float | None = None) -> None:
         now = time.time() if now is None else now
         for layer in (self.entry, self.middle):
-            guard = next((g for g in layer.guards if g.node_id == node_id), None)
-            if guard is not None and guard.failures:
+            guard = next((g for g in layer.sample() if g.node_id == node_id), None)
+            if guard is not None and (guard.failures or not guard.confirmed()):  # persist: back up, or newly confirmed
                 layer.link_ok(node_id, now)
                 self.save()
             elif guard is not None:
