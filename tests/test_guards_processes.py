@@ -16,8 +16,6 @@ import shutil
 import time
 from pathlib import Path
 
-import pytest
-
 from globalnet.localnet import NodeProcess, free_port
 from tests.console_net import Nc
 from tests.identities import SeededLocalNet
@@ -56,7 +54,6 @@ async def _first_hop(nc: Nc, target: str) -> str | None:
     return row[1].split(">")[0]
 
 
-@pytest.mark.long  # ~2 minutes, mostly waiting for the 60 s re-probe: starts first, beside the testnet
 async def test_a_node_whose_guards_died_while_it_was_down_builds_circuits_and_returns_to_them(tmp_path: Path) -> None:
     net = SeededLocalNet(tmp_path)
     try:
