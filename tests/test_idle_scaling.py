@@ -155,3 +155,25 @@ def test_dht_upkeep_rounds_double_to_the_refresh_period_with_jitter() -> None:
     # a round that joined: the next one JOINED_PAUSE * 2 later at least (jittered), not 2 s
     assert next_delay(1.0, joined=True, rng=rng) >= 2 * JOINED_PAUSE * (1 - JITTER)
     assert next_delay(1.0, joined=False, rng=rng) <= 2 * (1 + JITTER)  # not joined: retry soon
+
+
+async def test_only_kept_links_are_kept_alive_by_pings() -> None:
+    """Real QUIC: the keepalive pings a link we keep (bootstrap peer, minimum links) and not
+    one nothing keeps, which should go quiet and close; pinging every dialled link every
+    15 s woke each relay of a 200-node testnet ~8 times a second for nothing."""
+    a, b, c = await start_relay(), await start_relay(), await start_relay()
+    try:
+        with mock.patch("globalnet.link.manager.KEEPALIVE_INTERVAL", 0.2):
+            await asyncio.sleep(0.3)  # the keepalive loops pick up the short interval
+            to_b = await a.links.get_link("127.0.0.1", b.port, b.identity.node_id)
+            to_c = await a.links.get_link("127.0.0.1", c.port, c.identity.node_id)
+            to_c.kept = True
+            assert to_b.rtt is None and to_c.rtt is None
+            async with asyncio.timeout(30):
+                while to_c.rtt is None:  # a PONG came back
+                    await asyncio.sleep(0.1)
+            await asyncio.sleep(1.0)  # five more rounds
+            assert to_b.rtt is None and to_b.is_ready  # never pinged, still up
+    finally:
+        for node in (a, b, c):
+            node.close()
