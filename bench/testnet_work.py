@@ -103,7 +103,7 @@ def main() -> None:
     p.add_argument("--lookups", default="", help="node ids (hex) whose records to look up")
     p.add_argument("--size", type=int, default=256 * 1024)
     p.add_argument("--duration", type=float, default=60)
-    p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--timeout", type=float, default=90, help="socket timeout: above the proxy's own 60 s for a service, so its answer is seen")
     ns = p.parse_args()
     web_host, web_port = ns.web.rsplit(":", 1)
     services = [s for s in ns.services.split(",") if s]
