@@ -87,3 +87,42 @@ def test_the_shell_calls_malloc_trim_after_a_burst(monkeypatch: pytest.MonkeyPat
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(memory.run(lambda: (counter[0], 0)))
     assert calls == [0]
+
+
+def test_new_links_are_a_burst_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relay making links for DHT rounds moves few stream bytes, but each handshake churns
+    the heap: 16 new links (no traffic at all) trim once, when the making stops."""
+    if memory.malloc_trim() is None:
+        pytest.skip("no glibc malloc_trim here")
+    calls: list[int] = []
+    clock = [0.0]
+    made = [0]
+    monkeypatch.setattr(memory, "malloc_trim", lambda: lambda pad: calls.append(pad) or 1)
+    monkeypatch.setattr(memory.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(memory, "SETTLE", 1e9)  # not the start-up trim
+
+    async def fake_sleep(seconds: float) -> None:
+        clock[0] += seconds
+        if clock[0] <= 4:
+            made[0] += 4  # 16 links in the first 4 s
+        if clock[0] > 20:
+            raise asyncio.CancelledError
+
+    monkeypatch.setattr(memory.asyncio, "sleep", fake_sleep)
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(memory.run(lambda: (0, 0), lambda: made[0]))
+    assert calls == [0]
+    calls.clear()
+    clock[0], made[0] = 0.0, 0
+
+    async def few_links(seconds: float) -> None:
+        clock[0] += seconds
+        if clock[0] <= 4:
+            made[0] += 1  # 4 links: not a burst
+        if clock[0] > 20:
+            raise asyncio.CancelledError
+
+    monkeypatch.setattr(memory.asyncio, "sleep", few_links)
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(memory.run(lambda: (0, 0), lambda: made[0]))
+    assert calls == []
