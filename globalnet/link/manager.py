@@ -67,7 +67,6 @@ class LinkManager:
         self._closed_out = 0
         self.links: dict[bytes, Link] = {}  # node id -> the link in use
         self.all_links: set[Link] = set()
-        self.links_made = 0  # links that came up, ever (node/memory.py: each churns the heap)
         self._by_address: dict[tuple[str, int], bytes] = {}  # dialled address -> node id
         self._dials: dict[tuple[str, int], asyncio.Task[Link]] = {}
         self._server: QuicServer | None = None
@@ -192,7 +191,6 @@ class LinkManager:
     # -- callbacks from links --------------------------------------------
     def link_ready(self, link: Link) -> None:
         self.all_links.add(link)
-        self.links_made += 1
         peer_id = link.peer_id
         if len(self.links) >= MAX_LINKS and peer_id not in self.links:
             link.close_link(ErrorKind.RESOURCE_LIMIT, "too many links")

@@ -264,7 +264,7 @@ class Node:
                     self.spawn(service.run(), f"service {service.name}")
                 self.spawn(self.links.run_keepalive(), "keepalive")
                 self.spawn(self.upkeep.run(), "upkeep")
-                self.spawn(memory.run(self.links.traffic, lambda: self.links.links_made), "memory after bursts")
+                self.spawn(memory.run(self.links.traffic), "memory after bursts")
                 if self.dht_membership is not None:
                     self.spawn(self.dht_membership.run(), "dht upkeep")
                 self.ready.set()

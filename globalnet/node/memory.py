@@ -10,12 +10,6 @@ then QUIET seconds without traffic), never while traffic flows. Fixed malloc
 thresholds were tried instead and dropped: they returned memory on every free and
 cost 40-50 % more CPU per MiB.
 
-A new link counts as LINK_WEIGHT bytes of the burst: its handshake (TLS, certificate,
-keys, qh3's connection state) churns the heap with few stream bytes, and a relay of a
-200-node network makes and drops dozens of links per DHT round without ever moving 4 MiB,
-so before this its heap was never trimmed after start-up (relay RSS median 47-57 MiB in
-`make testnet N=200` after 3 minutes of settling, against 35 for a relay alone).
-
 Start-up is treated as one more burst: SETTLE seconds after start, once quiet, one
 trim hands back what imports and the first links left between live chunks.
 
@@ -40,8 +34,6 @@ CHECK_EVERY = 1.0
 #: chunks between live ones, ~0.6 MiB on an idle relay): one trim this long after start,
 #: once quiet, unless a burst's trim came first.
 SETTLE = 10.0
-#: What one new link counts for in a burst (16 new links are a burst).
-LINK_WEIGHT = 256 * 1024
 
 
 class BurstTrim:
@@ -100,20 +92,15 @@ def malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
-async def run(traffic: Callable[[], tuple[int, int]], links_made: Callable[[], int] = lambda: 0) -> None:
-    """Trim after each burst of the node's traffic (stream bytes in + out, and LINK_WEIGHT per
-    link made), until cancelled."""
+async def run(traffic: Callable[[], tuple[int, int]]) -> None:
+    """Trim after each burst of the node's traffic (stream bytes in + out), until cancelled."""
     if sys.platform != "linux":
         return
-
-    def churn() -> int:
-        return sum(traffic()) + LINK_WEIGHT * links_made()
-
-    core = BurstTrim(time.monotonic(), churn(), settle=SETTLE)
+    core = BurstTrim(time.monotonic(), sum(traffic()), settle=SETTLE)
     trim: Callable[[int], int] | None = None
     while True:
         await asyncio.sleep(CHECK_EVERY)
-        if core.observe(time.monotonic(), churn()):
+        if core.observe(time.monotonic(), sum(traffic())):
             trim = trim or malloc_trim()
             if trim is None:
                 return
