@@ -43,7 +43,7 @@ from .link.manager import LinkManager
 from .peertable import PeerTable
 from .policy.exit_policy import udp_policy_from_summary
 from .service.address import AddressError
-from .service.node_api import SERVICE_CONNECT_TIMEOUT
+from .service.node_api import SERVICE_TIMEOUT_FACTOR
 from .site.address import decode_site_address, is_site_address
 from .site.serve import SiteFront, serve_site
 from .socks_udp import UdpAssociation
@@ -77,8 +77,8 @@ READ_CHUNK = 4096
 CLOSE_TIMEOUT = 5.0
 #: A request still waiting for its circuit after this gets a log line saying
 #: why, at most one line per WAIT_NOTICE_EVERY per proxy.
-#: A request for a circuit to the internet must be answered within this; one for a hidden
-#: service within service.node_api.SERVICE_CONNECT_TIMEOUT (it needs more round trips).
+#: A request for a circuit to the internet must be answered within this (-proxy-timeout); one
+#: for a hidden service within twice that (service.node_api.SERVICE_TIMEOUT_FACTOR).
 REQUEST_TIMEOUT = 30.0
 WAIT_NOTICE = 2.0
 WAIT_NOTICE_EVERY = 10.0
@@ -134,7 +134,6 @@ class SocksProxy:
         spec: PathSpec,
         auth: ProxyAuth | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
-        service_request_timeout: float = SERVICE_CONNECT_TIMEOUT,
         udp_idle_timeout: float = 120.0,
     ) -> None:
         self.node = node
@@ -142,7 +141,7 @@ class SocksProxy:
         self.spec = spec
         self.auth = Credentials(auth.username.encode(), auth.password.encode()) if auth else None
         self.request_timeout = request_timeout
-        self.service_request_timeout = service_request_timeout
+        self.service_request_timeout = request_timeout * SERVICE_TIMEOUT_FACTOR
         self.handshake_timeout = HANDSHAKE_TIMEOUT
         self.max_clients = MAX_CLIENTS
         self.server: asyncio.Server | None = None

@@ -15,7 +15,7 @@ import structlog
 
 from .endpoint.pump import StreamPump, abort_with_reset
 from .errors import ErrorKind, GnetError
-from .service.node_api import SERVICE_CONNECT_TIMEOUT, ServiceOpener
+from .service.node_api import SERVICE_TIMEOUT_FACTOR, ServiceOpener
 from .site.address import decode_site_address, is_site_address
 from .site.serve import SiteFront, serve_site
 from .wire.commands import Proto, RelayConnect
@@ -77,7 +77,8 @@ class Tunnel:
         circuit = None
         try:
             try:
-                async with asyncio.timeout(SERVICE_CONNECT_TIMEOUT if isinstance(self.target, TargetService) else BUILD_TIMEOUT):
+                factor = SERVICE_TIMEOUT_FACTOR if isinstance(self.target, TargetService) else 1.0
+                async with asyncio.timeout(BUILD_TIMEOUT * factor):
                     if isinstance(self.target, TargetService):
                         circuit = await self.node.open_service(self.target.address, self.target.then, "tunnel")
                     else:

@@ -14,12 +14,14 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import nacl.signing
 import pytest
 import structlog
 
 from globalnet import socks as socks_module
 from globalnet.config import load_config
 from globalnet.node import Node
+from globalnet.service.address import encode_address
 from globalnet.socks import IsolationKey, SocksProxy
 from globalnet.wire.socks_messages import Credentials
 from tests.identities import next_identity
@@ -204,6 +206,16 @@ async def test_a_waiting_request_says_why_and_ends_with_0x06(tmp_path: Path, mon
         assert waiting and "no relay is linked yet" in waiting[0]["reason"]
         failed = [e for e in logs if e["event"] == "socks request failed"]
         assert failed and failed[0]["reply"] == 0x06 and failed[0]["kind"] == "TIMEOUT"
+        # a hidden service gets twice -proxy-timeout (a descriptor, two circuits, a handshake)
+        name = encode_address(bytes(nacl.signing.SigningKey(b"k" * 32).verify_key)).encode()
+        with structlog.testing.capture_logs() as logs:
+            async with asyncio.timeout(20):
+                reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+                writer.write(b"\x05\x01\x00\x05\x01\x00\x03" + bytes([len(name)]) + name + b"\x00\x50")
+                assert await reader.read() == b"\x05\x00" + b"\x05\x06\x00\x01" + bytes(6)
+                writer.close()
+        details = [e["reason"] for e in logs if e["event"] == "socks request failure detail"]
+        assert details and "no circuit within 1 s" in details[0], details
         # the abandoned dial to the silent hop ends at its own timeout; collect it
         for dial in list(client.links._dials.values()):
             with contextlib.suppress(Exception):

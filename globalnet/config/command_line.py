@@ -131,7 +131,8 @@ _OPTIONS: tuple[tuple[str, str | None, str | None, str], ...] = (
      "in a -config file. E.g. -proxy-auth alice:s3cret")),
     ("proxy-timeout", None, "SECONDS",
      (f"how long a proxy request may wait for its circuit, including while the node "
-     f"is still learning relays (default {DEFAULT_PROXY_TIMEOUT:g}), e.g. -proxy-timeout 10")),
+     f"is still learning relays (default {DEFAULT_PROXY_TIMEOUT:g}; a .gnet service gets twice "
+     f"this: it takes two circuits and a descriptor lookup), e.g. -proxy-timeout 10")),
     ("exit", _FLAG, None,
      ("be an exit: connect out of the network for circuits (off by default; "
      "loopback, private, link-local and multicast stay refused)")),

@@ -20,11 +20,11 @@ from ..wire.commands import RelayConnect
 from ..wire.pathspec import TargetTcp
 from .access_point_failures import AccessPointFailures
 
-#: How long a face (SOCKS, -tunnel) waits for a service connection: a descriptor lookup, two
-#: circuits (ours to an access point, the service's join), a handshake, and perhaps the next
-#: access point when a rendezvous breaks (service/client.py). Tor allows 120 s for any SOCKS
-#: request; a circuit to the internet gets 30 s here.
-SERVICE_CONNECT_TIMEOUT = 60.0
+#: A face (SOCKS, -tunnel) waits this many times longer for a service connection than for a
+#: circuit to the internet: a descriptor lookup, two circuits (ours to an access point, the
+#: service's join), a handshake, and perhaps the next access point when a rendezvous breaks
+#: (service/client.py). With the default 30 s, 60 s; Tor allows 120 s for any SOCKS request.
+SERVICE_TIMEOUT_FACTOR = 2.0
 
 
 class ServiceClientNode(CircuitOpener, Protocol):
