@@ -10,9 +10,9 @@ connection:
    request's target as the exit's RELAY_CONNECT tcp. A name goes to the exit
    as a name and is resolved there, never here (no DNS leak); a `.gnet` name
    goes to the hidden service instead (`open_service_stream`) and never
-   reaches an exit. The wait is bounded by `request_timeout` (`service_request_timeout`
-   for a hidden service; both also cover a node that is still learning relays), and a request that waits
-   long gets a log line saying why;
+   reaches an exit. The wait is bounded by `request_timeout` (twice that for a hidden
+   service; both also cover a node that is still learning relays), and a request that
+   waits long gets a log line saying why;
 3. the reply: success, or the failure's `ErrorKind.socks_reply` code; then
    bytes flow through a `StreamPump` exactly as for a tunnel (tunnel.py).
 
@@ -75,11 +75,11 @@ MAX_CLIENTS = 512
 READ_CHUNK = 4096
 #: How long a reply may take to leave before a failed connection is cut.
 CLOSE_TIMEOUT = 5.0
-#: A request still waiting for its circuit after this gets a log line saying
-#: why, at most one line per WAIT_NOTICE_EVERY per proxy.
 #: A request for a circuit to the internet must be answered within this (-proxy-timeout); one
 #: for a hidden service within twice that (service.node_api.SERVICE_TIMEOUT_FACTOR).
 REQUEST_TIMEOUT = 30.0
+#: A request still waiting for its circuit after this gets a log line saying
+#: why, at most one line per WAIT_NOTICE_EVERY per proxy.
 WAIT_NOTICE = 2.0
 WAIT_NOTICE_EVERY = 10.0
 SERVICE_SUFFIX = ".gnet"
