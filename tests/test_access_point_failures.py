@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import random
 import time
+from types import SimpleNamespace
 
 import nacl.signing
 import pytest
 
 from globalnet.errors import ErrorKind, GnetError
+from globalnet.service.access_point import RENDEZVOUS_CLIENT_WAIT
 from globalnet.service.access_point_failures import AccessPointFailures
 from globalnet.service.client import _through_access_points
 from globalnet.service.descriptor import AccessPointEntry, Descriptor
@@ -60,6 +62,7 @@ class _Node:
         self.dead = dead
         self.broken = broken or {}
         self.tried: list[bytes] = []
+        self.final_waits: list[float | None] = []
         self.access_point_failures = AccessPointFailures()
 
     async def open_circuit(
@@ -67,6 +70,7 @@ class _Node:
     ) -> _Circuit:
         ap = hops[-1].node_id  # type: ignore[attr-defined]
         self.tried.append(ap)
+        self.final_waits.append(final_wait)
         if ap in self.dead:
             raise GnetError(ErrorKind.TIMEOUT, "hop 3: timed out")
         return _Circuit(self.broken.get(ap))
@@ -107,6 +111,8 @@ async def test_a_rendezvous_lost_before_the_service_answers_is_tried_at_the_next
     node.access_point_failures.failed(C, now=time.monotonic())  # C last: the two broken ones come first
     await _through_access_points(node, SERVICE_KEY, descriptor, None, "test", 0.0)  # type: ignore[arg-type]
     assert node.tried[-1] == C and sorted(node.tried) == [A, B, C]
+    # and each rendezvous circuit waits for the access point's answer as long as the AP waits for the service
+    assert node.final_waits == [RENDEZVOUS_CLIENT_WAIT] * 3
 
 
 @pytest.mark.parametrize("kind", [ErrorKind.EXIT_POLICY, ErrorKind.CONNECTION_REFUSED, ErrorKind.HANDSHAKE_FAILED])
@@ -127,8 +133,14 @@ def test_a_rendezvous_outwaits_the_services_join_and_the_client_outwaits_the_acc
     retried from scratch at the other."""
     from globalnet.circuit.builder import HOP_TIMEOUT
     from globalnet.relay.server import CONNECT_TIMEOUT as RELAY_CONNECT_TIMEOUT
+    from globalnet.relay.server import RelayHop
     from globalnet.service import access_point
+    from globalnet.wire.commands import Proto
 
     assert access_point.RENDEZVOUS_WAIT >= 2 * HOP_TIMEOUT
     assert access_point.RENDEZVOUS_WAIT < access_point.CONNECT_TIMEOUT < access_point.RENDEZVOUS_CLIENT_WAIT
     assert access_point.AccessPoint(b"x" * 20).connect_timeout == access_point.CONNECT_TIMEOUT > RELAY_CONNECT_TIMEOUT
+    # and the relay gives service commands the access point's deadline, any other its own
+    hop = SimpleNamespace(relay=SimpleNamespace(access_point=access_point.AccessPoint(b"x" * 20)))
+    assert RelayHop._connect_timeout(hop, Proto.SERVICE) == access_point.CONNECT_TIMEOUT  # type: ignore[arg-type]
+    assert RelayHop._connect_timeout(hop, Proto.TCP) == RELAY_CONNECT_TIMEOUT  # type: ignore[arg-type]

@@ -44,9 +44,11 @@ class _Opener(GuardedCircuitOpener):
             never_through=set, refresh_guards=lambda: None, on_built=lambda c, s: None,
         )  # fmt: skip
         self.failing_hop, self.kind, self.attempts = failing_hop, kind, 0
+        self.final_waits: list[float | None] = []
 
     async def _open_once(self, *args: Any) -> Any:
         self.attempts += 1
+        self.final_waits.append(args[-1])
         raise GnetError(self.kind, "hop 3: not reachable", self.failing_hop)
 
 
@@ -74,3 +76,12 @@ async def test_a_refusal_is_not_retried() -> None:
     with pytest.raises(GnetError):
         await opener.open((HopRandom(), HopRandom(), HopRandom()), FINAL, "socks", None, False)
     assert opener.attempts == 1
+
+
+async def test_the_final_hops_wait_reaches_every_attempt() -> None:
+    """A rendezvous waits for the service longer than a hop answers (service/access_point.py):
+    the caller's `final_wait` must reach the build of each attempt."""
+    opener = _Opener(MIDDLE, ErrorKind.TIMEOUT)
+    with pytest.raises(GnetError):
+        await opener.open((HopRandom(), HopRandom(), HopId(NAMED)), FINAL, "service", None, True, 25.0)
+    assert opener.final_waits == [25.0] * CIRCUIT_ATTEMPTS

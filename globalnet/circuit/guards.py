@@ -315,10 +315,10 @@ class GuardSet:
 
     # -- on disk -----------------------------------------------------------------
     def to_json(self) -> list[dict[str, object]]:
-        return [{**asdict(g), "node_id": g.node_id.hex()} for g in self.guards]
+        return _guards_to_json(self.guards)
 
     def reserves_to_json(self) -> list[dict[str, object]]:
-        return [{**asdict(g), "node_id": g.node_id.hex()} for g in self.reserves]
+        return _guards_to_json(self.reserves)
 
     @classmethod
     def from_json(cls, policy: GuardPolicy, rows: object, reserve_rows: object = None) -> GuardSet:
@@ -327,6 +327,10 @@ class GuardSet:
         taken = {g.node_id for g in guards}
         reserves = [g for g in _guards_from_json([] if reserve_rows is None else reserve_rows) if g.node_id not in taken]
         return cls(policy, guards, reserves[: max(0, policy.sample_cap - len(guards))])
+
+
+def _guards_to_json(guards: list[Guard]) -> list[dict[str, object]]:
+    return [{**asdict(g), "node_id": g.node_id.hex()} for g in guards]
 
 
 def _guards_from_json(rows: object) -> list[Guard]:

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ErrorKind, GnetError
-from ..storage.atomic import write_atomic
+from ..storage.atomic import fsync_dir, write_atomic
 from .http import NO_COPY, FileBody, Lookup
 from .manifest import CHUNK, FileEntry, Manifest, SiteError, accepts_update, decode_manifest, verify_chunk
 
@@ -174,7 +174,7 @@ class SiteCache:
             raise SiteError(f"{path[:60]}: the bytes do not match the manifest")
         blob = self._dir(site_key) / "files" / entry.sha256.hex()
         self._make_room(site_key, len(data) - _size(blob), replacing=False)
-        write_atomic(self._dir(site_key) / "files" / entry.sha256.hex(), data, 0o600)
+        write_atomic(blob, data, 0o600)
 
     def partial(self, site_key: bytes, entry: FileEntry) -> PartialFile:
         """A file of the held manifest to be written piece by piece (a fetch's sink), its whole
@@ -324,11 +324,7 @@ class PartialFile:
         try:
             os.fsync(self._fd)
             os.replace(self.path, self.final)
-            dir_fd = os.open(self.final.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_dir(self.final.parent)
         except OSError as exc:  # e.g. a new manifest removed the partial file meanwhile
             raise SiteError(f"the fetched file could not be kept ({exc.strerror})") from None
 

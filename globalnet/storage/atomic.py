@@ -16,10 +16,11 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["fsync_dir", "write_atomic"]
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in `directory` durable (the directory entry itself)."""
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
@@ -53,4 +54,4 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o600, *
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
