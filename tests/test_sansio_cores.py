@@ -8,7 +8,15 @@ import pytest
 
 from globalnet.circuit.core import MAX_EARLY, CircuitState, ClientCircuitCore
 from globalnet.crypto import AeadOpener, AeadSealer, Keystream
-from globalnet.endpoint.session import CREDIT_BATCH, WINDOW, DataReceived, EndReceived, FrameSession, payload_for_credit
+from globalnet.endpoint.session import (
+    CREDIT_BATCH,
+    WINDOW,
+    DataReceived,
+    EndReceived,
+    FrameSession,
+    MessageReceived,
+    payload_for_credit,
+)
 from globalnet.endpoint.stream_core import READ_CHUNK, WRITE_LOW_WATER, Failed, Finished, StreamCore
 from globalnet.errors import ErrorKind, GnetError
 from globalnet.link.liveness import CHECK_EVERY, DEAD_AFTER, QUIET_PING, LinkDead, LivenessCore, SendPing
@@ -116,13 +124,32 @@ def test_reads_only_what_the_credit_allows_and_credit_waits_for_tcp() -> None:
 
 def test_credit_right_away_while_tcp_is_short() -> None:
     a, b = _ends()
-    wire = a.upload(b"q" * 70_000)
-    events = b.receive(wire, end=False)
-    frames = [b.credit_after_write(e.wire_size, 0) for e in events if isinstance(e, DataReceived)]
-    assert frames[:3] == [b"", b"", b""]  # under CREDIT_BATCH: held back
-    frame = frames[-1]
-    assert frame  # more than CREDIT_BATCH consumed: credit goes back now
-    assert len(wire) > CREDIT_BATCH
+    (first,) = b.receive(a.upload(b"q" * 16_000), end=False)
+    (second,) = b.receive(a.upload(b"r" * 16_000), end=False)
+    assert isinstance(first, DataReceived) and isinstance(second, DataReceived)
+    assert first.wire_size + second.wire_size < CREDIT_BATCH
+    # under CREDIT_BATCH with more still unwritten: held back
+    assert b.credit_after_write(first.wire_size, 0) == b""
+    frame = b.credit_after_write(second.wire_size, 0)
+    assert frame  # TCP took everything: the credit goes back now, in one frame
+    a.receive(frame, end=False)
+    assert a.session.send_credit == WINDOW
+
+
+def test_frames_that_arrive_together_are_one_write() -> None:
+    """A burst of DATA frames is one DataReceived (one TCP write), in order and with
+    every frame's wire size; anything between DATA frames keeps its place."""
+    a, b = _ends()
+    first = b"".join(bytes([i]) * 16_384 for i in range(5))
+    burst = a.upload(first)
+    message = a.session.send_message("between")
+    wire = burst + message + a.upload(b"tail")
+    data1, text, data2 = b.receive(wire, end=False)
+    assert isinstance(data1, DataReceived) and isinstance(data2, DataReceived)
+    assert data1.data == first and data2.data == b"tail"
+    assert text == MessageReceived("between")
+    assert data1.wire_size == len(burst)  # credit covers every frame of the run
+    assert data2.wire_size == len(wire) - len(burst) - len(message)
 
 
 def test_clean_end_both_ways_finishes_once() -> None:

@@ -94,6 +94,11 @@ class StreamPump:
 
     def _on_data(self, ev: DataReceived) -> None:
         writer = self._writer
+        if writer.transport.is_closing():
+            # The local side reset or closed its connection: asyncio would drop the
+            # bytes and log a warning per write; the stream is over, say so to the far end.
+            self.fail(GnetError(ErrorKind.CONNECTION_REFUSED, "local connection closed"), tell_circuit=True)
+            return
         writer.write(ev.data)
         frame = self.core.credit_after_write(ev.wire_size, writer.transport.get_write_buffer_size())
         if frame is None:
