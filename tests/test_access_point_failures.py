@@ -144,3 +144,27 @@ def test_a_rendezvous_outwaits_the_services_join_and_the_client_outwaits_the_acc
     hop = SimpleNamespace(relay=SimpleNamespace(access_point=access_point.AccessPoint(b"x" * 20)))
     assert RelayHop._connect_timeout(hop, Proto.SERVICE) == access_point.CONNECT_TIMEOUT  # type: ignore[arg-type]
     assert RelayHop._connect_timeout(hop, Proto.TCP) == RELAY_CONNECT_TIMEOUT  # type: ignore[arg-type]
+
+
+async def test_a_client_waiting_at_an_access_point_is_answered_when_the_service_circuit_ends() -> None:
+    """Not after RENDEZVOUS_WAIT (20 s): the request went down the circuit that just ended."""
+    import asyncio
+
+    from globalnet.service.access_point import AccessPoint, Registration, _Waiting
+
+    sent: list[bytes] = []
+    hop = SimpleNamespace(send_wire=lambda data, end=False: sent.append(data))
+    session = SimpleNamespace(send_frame=lambda frame_type, body: b"request " + body)
+    ap = AccessPoint(node_id=A)
+    registration = Registration(ap=ap, hop=hop, session=session, service=B)  # type: ignore[arg-type]
+    ap.registrations[B] = registration
+    asked = _Waiting(asyncio.get_running_loop().create_future(), effort=0)
+    registration.enqueue(b"k" * 20, asked)
+    assert sent and not asked.future.done()
+
+    registration.circuit_reset(ErrorKind.LINK_LOST)
+
+    assert B not in ap.registrations and asked.future.done()
+    with pytest.raises(GnetError) as info:
+        asked.future.result()
+    assert info.value.kind is ErrorKind.HOST_UNREACHABLE

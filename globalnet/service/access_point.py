@@ -192,8 +192,17 @@ class Registration:
         self.hop.send_wire(self.session.send_frame(FrameType.RENZV_REQUEST, cookie + u32(waiting.effort)))
 
     def _drop(self) -> None:
+        """The registration circuit ended: forget it, and answer the clients waiting on it now.
+
+        Their requests went down this circuit; the service will never join for them, so
+        waiting out RENDEZVOUS_WAIT (20 s) would only delay the client's next access point.
+        """
         if self.service and self.ap.registrations.get(self.service) is self:
             del self.ap.registrations[self.service]
+        waiting, self.waiting = self.waiting, {}
+        for entry in waiting.values():
+            if not entry.future.done():
+                entry.future.set_exception(GnetError(ErrorKind.HOST_UNREACHABLE, "the service left this access point"))
 
 
 @dataclass
