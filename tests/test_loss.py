@@ -3,7 +3,7 @@
 Real `gclient` processes: four relays over two /16 networks, an exit, a
 byte server and a client with a 3-hop `rand` tunnel, every host-to-host
 packet delayed 10 ms and 2 % of them dropped (tests/netns.py: netem, or the
-user-space TUN router where the kernel has no netem). A 4 MiB download must
+user-space TUN router where the kernel has no netem). A 2 MiB download must
 arrive byte for byte. Then the exit's link is cut (its veth down) in the
 middle of a download: the client's connection must end (reset or closed)
 within the links' idle timeout plus slack, not hang; once the link is back,
@@ -29,7 +29,7 @@ from tests.test_netns import start_node
 PORT = 9000
 TUNNEL_PORT = 8000
 SERVE_PORT = 7000
-SIZE = 4 * 1024 * 1024
+SIZE = 2 * 1024 * 1024
 IDLE_TIMEOUT = 6.0
 #: A client that reads SIZE bytes from the tunnel and prints how many and their sha256.
 _READER = """
