@@ -18,8 +18,17 @@ N = 25
 
 
 async def _with_live_guards(candidates: list[Node], dead: set[bytes], key: bytes) -> Node:
-    """The first candidate none of whose entry guards is in `dead`, once it has chosen them."""
-    for node in candidates:
+    """The first candidate none of whose entry guards is in `dead`, once it has chosen them.
+
+    Candidates that already chose a dead entry guard go last: each lookup through a dead guard
+    waits out refused hops (3-6 s a candidate), and their guards rarely change on one failure.
+    """
+
+    def has_dead_guard(node: Node) -> bool:
+        return bool({g.node_id for g in node.guards.entry_guards()} & dead)
+
+    ordered = sorted(candidates, key=has_dead_guard)  # stable: the given order within each group
+    for node in ordered:
         try:
             await node.dht_lookup(key)  # a circuit: its guards are chosen
         except GnetError:
