@@ -161,10 +161,11 @@ async def test_only_kept_links_are_kept_alive_by_pings() -> None:
     """Real QUIC: the keepalive pings a link we keep (bootstrap peer, minimum links) and not
     one nothing keeps, which should go quiet and close; pinging every dialled link every
     15 s woke each relay of a 200-node testnet ~8 times a second for nothing."""
-    a, b, c = await start_relay(), await start_relay(), await start_relay()
-    try:
-        with mock.patch("globalnet.link.manager.KEEPALIVE_INTERVAL", 0.2):
-            await asyncio.sleep(0.3)  # the keepalive loops pick up the short interval
+    # patched before the relays start: a keepalive loop already asleep would wake only after
+    # the real 15 s (the test used to wait that long for its first ping)
+    with mock.patch("globalnet.link.manager.KEEPALIVE_INTERVAL", 0.2):
+        a, b, c = await start_relay(), await start_relay(), await start_relay()
+        try:
             to_b = await a.links.get_link("127.0.0.1", b.port, b.identity.node_id)
             to_c = await a.links.get_link("127.0.0.1", c.port, c.identity.node_id)
             to_c.kept = True
@@ -174,6 +175,6 @@ async def test_only_kept_links_are_kept_alive_by_pings() -> None:
                     await asyncio.sleep(0.1)
             await asyncio.sleep(1.0)  # five more rounds
             assert to_b.rtt is None and to_b.is_ready  # never pinged, still up
-    finally:
-        for node in (a, b, c):
-            node.close()
+        finally:
+            for node in (a, b, c):
+                node.close()
