@@ -18,6 +18,7 @@ from globalnet.site.fetch import FetchFailed, FileDone, FileFetch, Request
 from globalnet.site.manifest import CHUNK, file_entry, sign_manifest
 from globalnet.site.mirror_core import (
     ANNOUNCE_TRIES,
+    NOT_READY_RECHECK,
     PERIOD,
     RECORD_GRAIN,
     RECORD_LIFETIME,
@@ -182,6 +183,17 @@ def test_a_failed_publish_is_retried_and_a_lost_slot_republished_at_once() -> No
     core.record_published(NOW + RETRY, int(NOW // PERIOD), int(NOW) + RECORD_LIFETIME)
     core.slot_lost(NOW + 20)
     assert isinstance(core.handle_timer(NOW + 20)[0], PublishRecord)
+
+
+def test_a_record_the_node_was_not_ready_to_publish_is_tried_again_within_a_second() -> None:
+    """No descriptor or no whole copy yet: nothing went out, so the next look is prompt (it was
+    RETRY, 5 s, which every new mirror and publisher paid once at start)."""
+    core = MirrorCore(NOW)
+    assert isinstance(core.handle_timer(NOW)[0], PublishRecord)
+    core.record_not_ready(NOW)
+    assert core.get_timer() == NOW + NOT_READY_RECHECK < NOW + RETRY
+    assert not any(isinstance(a, PublishRecord) for a in core.handle_timer(NOW + NOT_READY_RECHECK - 0.01))
+    assert isinstance(core.handle_timer(NOW + NOT_READY_RECHECK)[0], PublishRecord)
 
 
 # -- record slots ------------------------------------------------------------------------

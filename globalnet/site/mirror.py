@@ -129,7 +129,7 @@ class SiteMirror:
         has_copy = self.cache.manifest(self.site_key) is not None and not self.cache.missing(self.site_key)
         if service is None or service.published is None or not has_copy:
             # the service's descriptor and a whole verified copy first: a record must lead to the site
-            self.core.record_failed(time.time())
+            self.core.record_not_ready(time.time())
             return
         seed = bytes(service.key.signing_key)
         try:

@@ -8,7 +8,8 @@ fake clock. The shell feeds what happened and runs the actions this returns.
 - The record is published for the current period, and also for the next one
   when the boundary is closer than a record's lifetime (clients may already
   ask for it), and again REPUBLISH_BEFORE its expiry; a failure is retried
-  after RETRY.
+  after RETRY; a record the node was not ready to publish (no descriptor or
+  no whole copy yet) is tried again after NOT_READY_RECHECK.
 - A sync runs at start, when an update with a higher seq is heard (at once),
   while the held seq is below the highest heard (every RETRY), and otherwise
   every SYNC_INTERVAL (a visit to the other mirrors in case a broadcast was missed).
@@ -25,6 +26,9 @@ PERIOD = 24 * 3600  # = service/descriptor.PERIOD: records are blinded per perio
 RECORD_LIFETIME = 3 * 3600
 REPUBLISH_BEFORE = 1800.0
 RETRY = 5.0
+#: How soon a record is tried again when the node was not ready to publish it (the service's
+#: descriptor or a whole copy still missing): a local check, no network, so it may be prompt.
+NOT_READY_RECHECK = 1.0
 SYNC_INTERVAL = 600.0
 ANNOUNCE_TRIES = 12  # a minute of retries while no peer mirror is reachable
 VERIFY_AFTER = 8.0  # after publishing, read our slot back once: another mirror may have taken it
@@ -85,6 +89,10 @@ class MirrorCore:
 
     def record_failed(self, now: float) -> None:
         self._record_due = now + RETRY
+
+    def record_not_ready(self, now: float) -> None:
+        """Nothing was sent (no descriptor or no whole copy yet): look again soon, not after RETRY."""
+        self._record_due = now + NOT_READY_RECHECK
 
     def slot_lost(self, now: float) -> None:
         """Our slot holds another mirror's record: publish again (the shell picks another variant)."""
