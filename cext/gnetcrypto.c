@@ -47,6 +47,10 @@
  *   load ctypes and libffi, about 0.3 MiB of every node, for one function.
  *   Only built against glibc (elsewhere the module has no malloc_trim).
  *
+ * mallopt(param, value): glibc's mallopt, for the same module: a node fixes
+ *   the heap's mmap and trim thresholds at start so that traffic does not
+ *   grow and shrink the heap (page faults) between its bursts. Glibc only.
+ *
  * Written against the limited C API of Python 3.11 (abi3), heap types,
  * multi-phase module init with per-module state.
  */
@@ -1068,11 +1072,42 @@ gn_malloc_trim(PyObject *module, PyObject *arg)
 }
 #endif
 
+#ifdef __GLIBC__
+PyDoc_STRVAR(mallopt_doc,
+"mallopt(param, value, /) -> int\n"
+"\n"
+"glibc's mallopt(param, value): 1 on success, 0 on error.");
+
+static PyObject *
+gn_mallopt(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    long param, value;
+
+    (void)module;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "mallopt takes exactly 2 arguments");
+        return NULL;
+    }
+    param = PyLong_AsLong(args[0]);
+    if (param == -1 && PyErr_Occurred())
+        return NULL;
+    value = PyLong_AsLong(args[1]);
+    if (value == -1 && PyErr_Occurred())
+        return NULL;
+    if (param < INT_MIN || param > INT_MAX || value < INT_MIN || value > INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "mallopt arguments must fit a C int");
+        return NULL;
+    }
+    return PyLong_FromLong(mallopt((int)param, (int)value));
+}
+#endif
+
 static PyMethodDef module_methods[] = {
     {"xor_layers", (PyCFunction)(void (*)(void))gn_xor_layers, METH_FASTCALL,
      xor_layers_doc},
 #ifdef __GLIBC__
     {"malloc_trim", gn_malloc_trim, METH_O, malloc_trim_doc},
+    {"mallopt", (PyCFunction)(void (*)(void))gn_mallopt, METH_FASTCALL, mallopt_doc},
 #endif
     {NULL, NULL, 0, NULL},
 };

@@ -4,6 +4,7 @@ and qh3's fast path (same bytes delivered as qh3's own methods)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 from typing import Any
@@ -163,15 +164,37 @@ def _pair(size: int = 1452) -> tuple[QuicConnection, QuicConnection, float]:
     return client, server, 0.0
 
 
-def _transfer(payload: bytes, path_limit: int = 65535) -> bytes:
+def _coalesce(datagrams: list[bytes]) -> list[tuple[bytes, int]]:
+    """Datagrams as UDP GRO hands them over: runs of one size (the last of a run may be
+    shorter) joined into one buffer, with that size."""
+    buffers: list[tuple[bytearray, int]] = []
+    for d in datagrams:
+        if buffers and len(d) <= buffers[-1][1] and len(buffers[-1][0]) % buffers[-1][1] == 0:
+            buffers[-1][0].extend(d)
+        else:
+            buffers.append((bytearray(d), len(d)))
+    return [(bytes(b), size) for b, size in buffers]
+
+
+def _transfer(payload: bytes, path_limit: int = 65535, gro: bool = False, forge: bool = False) -> bytes:
+    """`payload` from client to server over simulated datagrams; with `gro`, handed over as
+    GRO buffers; with `forge`, a forged datagram (random bytes) is slipped into the middle
+    of every coalesced buffer, as if GRO had merged it in."""
     client, server, now = _pair()
     got = bytearray()
     sent = False
+    forged: list[int] = []
     for _ in range(20000):
         now += 0.001
         for a, b, addr in ((client, server, ("127.0.0.1", 5555)), (server, client, ("127.0.0.1", 4433))):
             batch = [d for d, _ in a.datagrams_to_send(now=now) if len(d) <= path_limit]
-            if batch:
+            if batch and gro and qh3_fastpath.takes_gro_buffer(b):
+                for buffer, size in _coalesce(batch):
+                    if forge and len(buffer) >= 3 * size:
+                        buffer = buffer[:size] + bytes([0x40]) + os.urandom(size - 1) + buffer[size:]
+                        forged.append(size)
+                    qh3_fastpath.receive_gro_buffer(b, buffer, size, addr, now)
+            elif batch:
                 b.receive_many_datagrams(batch, addr, now=now)
             while (ev := a.next_event()) is not None:
                 if a is server and isinstance(ev, events.StreamDataReceived):
@@ -185,6 +208,7 @@ def _transfer(payload: bytes, path_limit: int = 65535) -> bytes:
             timer = conn.get_timer()
             if timer is not None and timer <= now:
                 conn.handle_timer(now)
+    assert forged or not forge, "no buffer was large enough to forge into"
     return bytes(got)
 
 
@@ -193,6 +217,74 @@ def test_fast_path_is_installed_and_delivers_every_byte() -> None:
     assert QuicConnection.receive_many_datagrams is qh3_fastpath.receive_many_datagrams
     payload = pattern(3 * 1024 * 1024, seed=11)
     assert _transfer(payload) == payload
+
+
+def test_whole_gro_buffers_deliver_every_byte() -> None:
+    """What qh3_fastpath.on_readable hands QUIC: coalesced buffers, each in one call."""
+    payload = pattern(3 * 1024 * 1024, seed=12)
+    assert _transfer(payload, gro=True) == payload
+
+
+def test_a_forged_datagram_in_a_gro_buffer_is_dropped_and_the_rest_delivered() -> None:
+    """GRO merges by address: a datagram that is not this connection's (forged, or another
+    connection's) fails packet protection; the connection neither errs nor stalls."""
+    payload = pattern(1024 * 1024, seed=13)
+    assert _transfer(payload, gro=True, forge=True) == payload
+
+
+async def test_a_gro_buffer_goes_whole_to_the_connection_it_names() -> None:
+    config = QuicConfiguration(is_client=False)
+    server = BatchingQuicServer(configuration=config)
+    calls: list[tuple[str, Any]] = []
+
+    class _Takes(_FakeProtocol):
+        def gro_buffers_received(self, buffers: list[tuple[bytes, int]], addr: Any) -> None:
+            self.calls.append((self.name + ":gro", list(buffers)))
+
+    a_cid, b_cid = b"A" * config.connection_id_length, b"B" * config.connection_id_length
+    server._protocols = {a_cid: _Takes("a", calls), b_cid: _FakeProtocol("b", calls)}  # type: ignore[dict-item]
+    a1, a2 = _short(a_cid, 1) * 3, _short(a_cid, 2) * 2
+    b1 = _short(b_cid, 3) * 2
+    size = len(_short(a_cid, 1))
+    server.gro_buffers_received([(a1, size), (a2, size), (b1, size)], ("127.0.0.1", 5000))
+    # a's two buffers together and whole; b (no GRO entry point) gets its datagrams split
+    assert calls == [("a:gro", [(a1, size), (a2, size)]), ("b", [_short(b_cid, 3)] * 2)]
+
+
+async def test_links_take_whole_gro_buffers_from_the_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real QUIC over 127.0.0.1: the transport reads coalesced buffers (qh3_fastpath.on_readable)
+    and the link hands them to QUIC whole; every byte arrives, in order."""
+    whole: list[int] = []
+    original = qh3_fastpath.receive_gro_buffer
+
+    def counting(quic: Any, buffer: bytes, size: int, addr: Any, now: float) -> None:
+        if len(buffer) > size:
+            whole.append(len(buffer) // size)
+        original(quic, buffer, size, addr, now)
+
+    monkeypatch.setattr(qh3_fastpath, "receive_gro_buffer", counting)
+    server_id, client_id = next_identity(), next_identity()
+    server = LinkManager(server_id, lambda: server_id.make_record((("127.0.0.1", port),)), LinkSettings(dial_timeout=5))
+    _, port = await server.listen("127.0.0.1", 0)
+    server.refresh_record()
+    received = _Recorder()
+    server.on_stream = lambda hs: setattr(hs, "handler", received)
+    client = LinkManager(client_id, lambda: client_id.make_record(()))
+    payload = pattern(4 * 1024 * 1024, seed=14)
+    try:
+        async with asyncio.timeout(60):
+            link = await client.get_link("127.0.0.1", port, server_id.node_id)
+            hs = link.open_stream()
+            for i in range(0, len(payload), 256 * 1024):
+                hs.send(payload[i : i + 256 * 1024])
+            hs.send(b"", end=True)
+            while not (received.calls and received.calls[-1][1]):
+                await asyncio.sleep(0.01)
+        assert bytes(received.data) == payload
+        assert whole and max(whole) > 1  # buffers of many datagrams went to QUIC in one call
+    finally:
+        client.close()
+        server.close()
 
 
 def test_fast_path_defers_to_qh3_when_a_qlog_is_attached(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,7 +36,7 @@ from qh3.asyncio.protocol import QuicConnectionProtocol
 from qh3.asyncio.server import QuicServer, serve
 from qh3.quic.configuration import QuicConfiguration
 
-from . import qh3_fastpath  # noqa: F401  (qh3's per-datagram logging skipped when no qlog is set)
+from . import qh3_fastpath  # qh3 per-datagram logging skipped when no qlog is set; whole GRO buffers
 from .path_mtu import datagram_size_for
 from .udp import size_buffers
 
@@ -71,6 +71,35 @@ class BatchingQuicServer(QuicServer):
         if size not in self._sized:
             self._sized[size] = dataclasses.replace(base, max_datagram_size=size)
         return self._sized[size]
+
+    def gro_buffers_received(self, buffers: list[tuple[bytes, int]], addr: Any) -> None:
+        """GRO buffers from one peer (qh3_fastpath.on_readable): each whole to the connection
+        its first datagram names (a 1-RTT packet), else datagram by datagram.
+
+        A datagram in a buffer for another connection (GRO merges by address, not by
+        connection) fails that connection's packet protection and is dropped, like any
+        forged packet."""
+        cid_end = 1 + self._configuration.connection_id_length
+        protocols = self._protocols
+        batch: list[tuple[bytes, int]] = []
+        target: Any = None
+        for buffer, segment_size in buffers:
+            if buffer and not buffer[0] & 0x80:
+                protocol = protocols.get(buffer[1:cid_end])
+                if protocol is not None and hasattr(protocol, "gro_buffers_received"):
+                    if protocol is not target:
+                        if batch:
+                            target.gro_buffers_received(batch, addr)
+                            batch = []
+                        target = protocol
+                    batch.append((buffer, segment_size))
+                    continue
+            if batch:
+                target.gro_buffers_received(batch, addr)
+                batch, target = [], None
+            self.datagrams_received(qh3_fastpath.split_gro_buffer(buffer, segment_size), addr)
+        if batch:
+            target.gro_buffers_received(batch, addr)
 
     def datagrams_received(self, datagrams: list[bytes], addr: Any) -> None:
         cid_end = 1 + self._configuration.connection_id_length

@@ -25,7 +25,7 @@ from qh3.quic.connection import QuicConnection
 from ..errors import ErrorKind, GnetError
 from ..identity import Identity
 from ..wire.records import NodeRecord, short_id
-from . import qh3_tuning  # noqa: F401  (raises qh3's stream limit before any connection exists)
+from . import qh3_fastpath, qh3_tuning  # noqa: F401  (qh3_tuning raises qh3's stream limit before any connection exists)
 from .auth import ControlChannel, LinkReady, PeerClosed, PeersReceived, PongReceived, listener_key
 from .dht_streams import DhtStreams
 from .hop_stream import HopStream
@@ -206,16 +206,42 @@ class Link(QuicConnectionProtocol):
         self.liveness.last_heard = now
         for part in _slices(data, BURST_SLICE):
             self._quic.receive_many_datagrams(part, addr, now=now)
-            gathered: dict[HopStream, list[bytes]] = {}
-            self._gathering = gathered
-            try:
-                self._process_events()
-            finally:
-                self._gathering = None
-            if gathered:
-                self._deliver_gathered(gathered)
-            del gathered, part  # this slice's bytes go before the next slice's copies are made
+            del part  # this slice's bytes go before the next slice's copies are made
+            self._deliver_events()
         self.transmit()
+
+    def gro_buffers_received(self, buffers: list[tuple[bytes, int]], addr: Any) -> None:
+        """GRO buffers (each: datagrams of its segment size, the last maybe shorter), whole
+        into QUIC once the handshake is done (qh3_fastpath.on_readable); the streams get
+        their bytes once per BURST_SLICE, as in `datagrams_received`. `buffers` is emptied."""
+        quic = self._quic
+        if not qh3_fastpath.takes_gro_buffer(quic):
+            self.datagrams_received([d for b, size in buffers for d in qh3_fastpath.split_gro_buffer(b, size)], addr)
+            return
+        now = self._loop_time()
+        self.liveness.last_heard = now
+        buffers.reverse()  # taken out as they go: each buffer is freed once QUIC has it
+        taken = 0
+        while buffers:
+            buffer, segment_size = buffers.pop()
+            taken += len(buffer)
+            qh3_fastpath.receive_gro_buffer(quic, buffer, segment_size, addr, now)
+            del buffer
+            if taken >= BURST_SLICE or not buffers:
+                self._deliver_events()
+                taken = 0
+        self.transmit()
+
+    def _deliver_events(self) -> None:
+        """QUIC's events for what was just received; each hop stream's bytes in one call."""
+        gathered: dict[HopStream, list[bytes]] = {}
+        self._gathering = gathered
+        try:
+            self._process_events()
+        finally:
+            self._gathering = None
+        if gathered:
+            self._deliver_gathered(gathered)
 
     def statistics(self) -> dict[str, object]:
         return {
