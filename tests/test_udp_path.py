@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from qh3._hazmat import pull_quic_header
 from qh3.asyncio._transport import OptimizedDatagramTransport
+from qh3.asyncio.protocol import QuicConnectionProtocol
 from qh3.quic import events
 from qh3.quic.configuration import QuicConfiguration
 from qh3.quic.connection import QuicConnection
@@ -215,6 +216,7 @@ def _transfer(payload: bytes, path_limit: int = 65535, gro: bool = False, forge:
 def test_fast_path_is_installed_and_delivers_every_byte() -> None:
     assert QuicConnection.datagrams_to_send is qh3_fastpath.datagrams_to_send
     assert QuicConnection.receive_many_datagrams is qh3_fastpath.receive_many_datagrams
+    assert QuicConnectionProtocol.transmit is qh3_fastpath.transmit
     payload = pattern(3 * 1024 * 1024, seed=11)
     assert _transfer(payload) == payload
 

@@ -128,7 +128,7 @@ class Keystream:
         self._encryptor.update_into(view, view)
         self._position += n
 
-    def xor(self, data: bytes) -> bytes:
+    def xor(self, data: bytes | bytearray | memoryview) -> bytes:
         """Convenience: a copy of ``data`` with the next keystream bytes XORed in."""
         buf = bytearray(data)
         self.xor_into(buf)

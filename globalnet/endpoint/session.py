@@ -38,6 +38,7 @@ from ..wire.framing import (
     encode_frame,
     parse_credit,
     prefix,
+    prefix_all,
 )
 from .congestion import INITIAL_WINDOW, MAX_WINDOW, VegasWindow
 
@@ -158,8 +159,9 @@ class FrameSession:
         wire_size = len(view) + frames * DATA_OVERHEAD
         if wire_size > max(self.send_credit, self._offered) or wire_size > MAX_WINDOW - self._inflight:
             raise LocalProtocolError("send beyond the credit window")
-        plains = [encode_frame(FrameType.DATA, bytes(view[i : i + MAX_DATA_BODY])) for i in range(0, len(view), MAX_DATA_BODY)]
-        wire = b"".join(prefix(c) for c in self._sealer.seal_many(plains))
+        # each byte is copied once into its frame, sealed, and copied once into the wire
+        plains = [encode_frame(FrameType.DATA, view[i : i + MAX_DATA_BODY]) for i in range(0, len(view), MAX_DATA_BODY)]
+        wire = prefix_all(self._sealer.seal_many(plains))
         self._inflight += len(wire)
         self._offered = max(0, self._offered - len(wire))
         self.window.on_send(len(wire), self._inflight, now)

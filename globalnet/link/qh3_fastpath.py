@@ -5,10 +5,12 @@ Why: profiling a bridge under load (bench/profile_relay.py) showed
 `QuicConnection.datagrams_to_send` parsing the header of every packet it sends
 (`_log_packets` -> `_pull_quic_header`, a slice copy each) only to hand it to a
 qlog logger that is None, and `receive_many_datagrams` calling a logging
-function per received datagram for the same nothing. Together ~5-7% of a
+function per received datagram for the same nothing: together ~5-7% of a
 relay's CPU. When no `quic_logger` is configured (we never configure one),
-these two methods below do exactly what qh3's do minus the logging; with a
-logger, qh3's own methods run unchanged.
+those two methods below do exactly what qh3's do minus the logging; with a
+logger, qh3's own methods run unchanged. `transmit` (the protocol's) then
+walked the list of (bytes, address) tuples a second time; here it takes each
+datagram from the native core straight into its GSO batch.
 
 Whole GRO buffers: with UDP GRO the kernel hands over up to 64 KiB of one
 peer's datagrams as one buffer, and qh3's quinn-udp reader splits it into a
@@ -19,12 +21,13 @@ recvmsg and hands it whole to a protocol that has `gro_buffers_received`
 (our links and listener). Datagrams that arrive one by one (ACKs, a path
 without GRO) gain nothing from that and would cost a recvmsg each, so after
 LONE_READS of them in a row, and no coalesced buffer, qh3's reader (recvmmsg,
-many per call) takes the rest of that wake-up. Any other protocol, or a socket without GRO, keeps qh3's reader.
-Measured on the 1-stream bench path (5 alternating pairs, under a helper's load of 2-3):
-CPU per MiB summed over the four nodes 28.7 -> 25.6 ms, the client's 7.1 -> 6.0.
-GNET_GRO_WHOLE=0 keeps qh3's reader everywhere (for such before/after runs).
+many per call) takes the rest of that wake-up. Any other protocol, or a socket
+without GRO, keeps qh3's reader. Measured on the 1-stream bench path (5
+alternating pairs, under a helper's load of 2-3): CPU per MiB summed over the
+four nodes 28.7 -> 25.6 ms, the client's 7.1 -> 6.0. GNET_GRO_WHOLE=0 keeps
+qh3's reader everywhere (for such before/after runs).
 
-Patched on the class at import (like qh3_tuning), pinned by `qh3>=2.1,<2.2`;
+Patched on the classes at import (like qh3_tuning), pinned by `qh3>=2.1,<2.2`;
 tests/test_udp_path.py checks that they deliver what the originals do.
 """
 
@@ -34,12 +37,14 @@ import os
 from typing import Any
 
 from qh3.asyncio import _transport as qh3_transport
+from qh3.asyncio.protocol import QuicConnectionProtocol
 from qh3.quic.connection import NetworkAddress, QuicConnection, QuicConnectionError
 from qh3.quic.packet import QuicErrorCode
 
 _original_datagrams_to_send = QuicConnection.datagrams_to_send
 _original_receive_many = QuicConnection.receive_many_datagrams
 _original_on_readable = qh3_transport.OptimizedDatagramTransport._on_readable
+_original_transmit = QuicConnectionProtocol.transmit
 
 
 def datagrams_to_send(self: Any, now: float) -> list[tuple[bytes, NetworkAddress]]:
@@ -63,6 +68,42 @@ def receive_many_datagrams(self: Any, datagrams: list[bytes], addr: NetworkAddre
     address = self._normalize_address(addr)
     self._call_core(self._core.receive_many_datagrams, datagrams, address, now)
     self._drain_core()
+
+
+def transmit(self: Any) -> None:
+    """QuicConnectionProtocol.transmit in one pass: each datagram the native core gives
+    goes straight into the batch for its address (qh3 builds a list of (bytes, address)
+    tuples first, then walks it again), then the timer is re-armed as qh3 does."""
+    quic = self._quic
+    core = quic._core
+    sendto_many = self._sendto_many
+    if sendto_many is None or core is None or quic._quic_logger is not None:
+        _original_transmit(self)
+        return
+    self._transmit_task = None
+    now = self._loop_time()
+    poll = core.poll_transmit
+    datagrams: list[bytes] = []
+    send_addr: Any = None
+    try:
+        while (sent := poll(now)) is not None:
+            addr = sent[1]
+            if datagrams and addr != send_addr:
+                sendto_many(datagrams, send_addr)
+                datagrams = []
+            datagrams.append(sent[0])
+            send_addr = addr
+    except RuntimeError as exc:  # what qh3's _call_core does with a native failure
+        raise QuicConnectionError(QuicErrorCode.INTERNAL_ERROR, None, str(exc)) from exc
+    if datagrams:
+        sendto_many(datagrams, send_addr)
+    timer_at = quic.get_timer()
+    if self._timer is not None and self._timer_at != timer_at:
+        self._timer.cancel()
+        self._timer = None
+    if self._timer is None and timer_at is not None:
+        self._timer = self._loop.call_at(timer_at, self._handle_timer)
+    self._timer_at = timer_at
 
 
 def takes_gro_buffer(quic: QuicConnection) -> bool:
@@ -148,6 +189,7 @@ def on_readable(self: Any) -> None:
 def apply() -> None:
     QuicConnection.datagrams_to_send = datagrams_to_send  # type: ignore[method-assign]
     QuicConnection.receive_many_datagrams = receive_many_datagrams  # type: ignore[method-assign]
+    QuicConnectionProtocol.transmit = transmit  # type: ignore[method-assign]
     if os.environ.get("GNET_GRO_WHOLE", "1") != "0":
         qh3_transport.OptimizedDatagramTransport._on_readable = on_readable  # type: ignore[method-assign]
 

@@ -44,25 +44,24 @@ class BridgeCore:
         self._partner_layer = partner_layer
         self.connected = True
 
-    def toward_exit(self, data: bytes | bytearray, queued: int) -> bytearray:
+    def toward_exit(self, data: bytes | bytearray, queued: int) -> bytes:
         """Bytes from the client side -> bytes to send on; `queued` is what already
-        waits toward the next hop. Raises GnetError on a broken rule."""
+        waits toward the next hop. Raises GnetError on a broken rule.
+        (`Keystream.xor` writes the XORed copy in one pass: no copy first, then XOR.)"""
         if not self.connected:
             raise GnetError(ErrorKind.PROTOCOL, "data before the rendezvous completed")
         if queued + len(data) > self.max_queued:
             raise GnetError(ErrorKind.RESOURCE_LIMIT, "window overrun toward the next hop")
-        buf = bytearray(data)
-        self.forward.xor_into(buf)
+        out = self.forward.xor(data)
         if self._partner_layer is not None:
-            self._partner_layer.xor_into(buf)
-        self.bytes_relayed += len(buf)
-        return buf
+            out = self._partner_layer.xor(out)
+        self.bytes_relayed += len(out)
+        return out
 
-    def toward_client(self, data: bytes | bytearray, queued: int) -> bytearray:
+    def toward_client(self, data: bytes | bytearray, queued: int) -> bytes:
         """Bytes from the exit side -> bytes to send toward the client."""
         if queued + len(data) > self.max_queued:
             raise GnetError(ErrorKind.RESOURCE_LIMIT, "window overrun toward the client")
-        buf = bytearray(data)
-        self.backward.xor_into(buf)
-        self.bytes_relayed += len(buf)
-        return buf
+        out = self.backward.xor(data)
+        self.bytes_relayed += len(out)
+        return out

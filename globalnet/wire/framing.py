@@ -45,10 +45,11 @@ class Frame:
     body: bytes
 
 
-def encode_frame(ftype: FrameType, body: bytes = b"") -> bytes:
+def encode_frame(ftype: FrameType, body: bytes | memoryview = b"") -> bytes:
+    """`type u8 | length u16 | body`; `body` may be a view (one copy, into the frame)."""
     if len(body) > MAX_DATA_BODY:
         raise ValueError(f"frame body of {len(body)} bytes exceeds {MAX_DATA_BODY}")
-    return u8(ftype) + u16(len(body)) + body
+    return b"".join((u8(ftype) + u16(len(body)), body))
 
 
 def decode_frame(plain: bytes) -> Frame:
@@ -82,6 +83,16 @@ def prefix(message: bytes) -> bytes:
     if len(message) > MAX_MESSAGE:
         raise ValueError(f"message of {len(message)} bytes exceeds {MAX_MESSAGE}")
     return u16(len(message)) + message
+
+
+def prefix_all(messages: list[bytes]) -> bytes:
+    """`prefix()` of each message, concatenated, in one copy."""
+    parts: list[bytes] = []
+    for message in messages:
+        if len(message) > MAX_MESSAGE:
+            raise ValueError(f"message of {len(message)} bytes exceeds {MAX_MESSAGE}")
+        parts += (u16(len(message)), message)
+    return b"".join(parts)
 
 
 class MessageSplitter:
