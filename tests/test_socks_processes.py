@@ -89,9 +89,10 @@ class Net:
         self.resolved: dict[str, Path] = {}
         relay = self.local.relay
         self.r1 = relay("r1", env=self._env("r1"))
-        self.r2 = relay("r2", env=self._env("r2"))
-        self.r3 = relay("r3", "-exit", "-exit-allow", "127.0.0.1/32", "-exit-allow", "[::1]/128", env=self._env("r3"))
-        self.r4 = relay("r4", "-exit", env=self._env("r4"))  # default policy: loopback refused
+        seed = ("-connect", self.r1.pinned)  # r1 knows every relay before the client asks it
+        self.r2 = relay("r2", *seed, env=self._env("r2"))
+        self.r3 = relay("r3", *seed, "-exit", "-exit-allow", "127.0.0.1/32", "-exit-allow", "[::1]/128", env=self._env("r3"))
+        self.r4 = relay("r4", *seed, "-exit", env=self._env("r4"))  # default policy: loopback refused
         r1, r2, r3, r4 = self.r1, self.r2, self.r3, self.r4
         paths = {
             "main": f"{r1.pinned}>{r2.pinned}>{r3.pinned}>internet",
@@ -106,6 +107,10 @@ class Net:
             args += ["-proxy", f"{self.ports[name]}>{path}"]
         for node in (r1, r2, r3, r4):
             node.wait_for("node started")
+        # the "rand" proxy learns relays from r1 by peer exchange when it links: r1 must know
+        # them by then (else the client waits for r1's next round, 30 s; seen under load)
+        for node in (r2, r3, r4):
+            r1.wait_for("link up", peer=node.node_id[:8])
         self.client = self.local.client("client", *args, env=self._env("client"))
         self.ports["authed"] = free_port()
         self.ports["silent_hop"] = free_port()
