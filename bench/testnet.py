@@ -217,11 +217,27 @@ class Testnet:
         # let records reach the DHT and services publish their descriptors; meanwhile, what idle relays cost
         self.settle_rates = self.measure_idle(self.ns.settle)
         self.say(f"relays while settling: {self.settle_rates}")
+        self.wait_for_descriptors()
         clients = [n for n, r in self.roles.items() if r == "client"]
         self.start_many(clients, "clients", "tunnel listening")
         for name in clients:
             self.nodes[name].wait_for("tunnel listening", timeout=300)
         self.say(f"{len(self.services)} services, clients up")
+
+    def wait_for_descriptors(self, timeout: float = 120.0) -> None:
+        """Start the workload once every service has published its descriptor: a session to a
+        service that has not yet says how fast services start on a loaded machine (the CI run
+        once saw one take over 25 s, and every session to it count as failed), not whether
+        sessions work. One that does not publish in `timeout` stays in, and is said."""
+        began = time.monotonic()
+        deadline = began + timeout
+        for name in [n for n, r in self.roles.items() if r == "service"]:
+            node = self.nodes[name]
+            while node.find("service descriptor published") is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if node.find("service descriptor published") is None:
+                self.say(f"service on {name}: no descriptor published after {timeout:.0f} s")
+        self.say(f"service descriptors published ({time.monotonic() - began:.0f} s after settling)")
 
     # -- running -------------------------------------------------------------
     def run_workload(self) -> list[dict[str, Any]]:
