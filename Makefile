@@ -22,9 +22,8 @@ demo: $(STAMP)
 
 ## The whole test suite (unit + real processes on 127.0.0.1), on TEST_WORKERS pytest-xdist
 ## workers. Most tests wait on networks of processes, so 4 overlap well even on 2 cores: with 3,
-## a run used ~230 CPU-s in ~187 s wall (a core idle ~40 % of the time); with 4, 163-178 s at
-## load 2-4 from other jobs, three full runs in a row passed (-n 3 had been kept after one of two
-## -n 4 runs failed the site-mirror test on a loaded machine; that test was made robust since).
+## a run used ~230 CPU-s in ~187 s wall (a core idle ~40 % of the time); with 4, 167-183 s on
+## an idle machine (fresh-clone CI runs), and 5 gained nothing (173 s): the run is CPU-bound.
 ## The longest test, the CI testnet (~80 s), starts first and the others fill in around it. A
 ## file's tests stay on one worker, in order: a module's network (a module-scoped fixture) is
 ## set up once, and tests that build on the one before still do. TEST_WORKERS=0: one process.

@@ -48,10 +48,10 @@ StreamEvent = DataReceived | EndReceived | MessageReceived | RequestFrameReceive
 def _merged(bodies: list[bytes], wire: int) -> DataReceived:
     """One event for a run of DATA frames that arrived together.
 
-    Why: a burst from the circuit holds many 16 KiB frames, and the shell writes each
-    DataReceived to TCP with its own send(); on the client of a 1-stream download those
-    sends were a quarter of the process's CPU (bench/profile_relay.py --node client).
-    One write per burst costs one copy (b"".join), which is far cheaper than a syscall."""
+    Why: a burst from the circuit holds many 16 KiB frames, and the shell wrote each
+    DataReceived to TCP with its own send(), which woke the application for each. One
+    write per burst costs one copy (b"".join); measured on a 1-stream download, the
+    reading application's CPU per MiB halved (0.62 -> 0.32 ms) and our end's did not move."""
     return DataReceived(bodies[0] if len(bodies) == 1 else b"".join(bodies), wire)
 
 

@@ -80,13 +80,11 @@ def parse_credit(body: bytes) -> int:
 
 def prefix(message: bytes) -> bytes:
     """`length u16 | message` for the hop stream."""
-    if len(message) > MAX_MESSAGE:
-        raise ValueError(f"message of {len(message)} bytes exceeds {MAX_MESSAGE}")
-    return u16(len(message)) + message
+    return prefix_all([message])
 
 
 def prefix_all(messages: list[bytes]) -> bytes:
-    """`prefix()` of each message, concatenated, in one copy."""
+    """`prefix()` of each message, concatenated, in one copy; ValueError for one over MAX_MESSAGE."""
     parts: list[bytes] = []
     for message in messages:
         if len(message) > MAX_MESSAGE:
