@@ -6,9 +6,10 @@ the heap stayed at 20 MiB and RSS at 71 MiB instead of ~58: the freed chunks (qh
 stream buffers, received datagrams) sit between live ones, and glibc returns only the
 top of the heap by itself. `malloc_trim(0)` also releases whole free pages in the
 middle. It walks the heap, so it runs once after a burst (at least BURST bytes moved,
-then QUIET seconds without traffic), never while traffic flows. Fixed malloc
-thresholds were tried instead and dropped: they returned memory on every free and
-cost 40-50 % more CPU per MiB.
+then QUIET seconds without traffic), never while traffic flows. Low fixed malloc
+thresholds (128 KiB mmap, 256 KiB trim) were tried instead and dropped: they returned
+memory on every free and cost 40-50 % more CPU per MiB. High ones are the opposite
+(below): they keep memory while traffic flows, and this trim returns it afterwards.
 
 Start-up is treated as one more burst: SETTLE seconds after start, once quiet, one
 trim hands back what imports and the first links left between live chunks.
