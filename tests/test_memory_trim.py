@@ -121,3 +121,13 @@ def test_a_steady_heap_does_not_fault_its_pages_in_again_for_each_burst() -> Non
     steady, default = _page_faults("steady"), _page_faults("default")
     assert steady < 100, f"{steady} page faults in 200 bursts"  # ~1,400 pages are moved per burst
     assert default > 10 * max(steady, 10), (steady, default)
+
+
+def test_an_extension_built_before_mallopt_falls_back_to_ctypes(monkeypatch: pytest.MonkeyPatch) -> None:
+    cext = pytest.importorskip("globalnet._gnetcrypto")
+    if memory.mallopt() is None:
+        pytest.skip("no glibc mallopt here")
+    monkeypatch.delattr(cext, "mallopt", raising=False)
+    setting = memory.mallopt()
+    assert setting is not None and setting is not getattr(cext, "mallopt", None)
+    assert memory.steady_heap()

@@ -191,6 +191,16 @@ def test_a_datagram_frame_on_a_stream_circuit_is_a_protocol_error() -> None:
     assert events[0].error.kind is ErrorKind.PROTOCOL and events[0].tell_circuit
 
 
+def test_data_before_a_protocol_error_is_delivered_first() -> None:
+    a, b = _ends()
+    kept = a.upload(b"kept")
+    stray = a.session.send_datagram(b"not for a stream")
+    assert stray is not None
+    data, failed = b.receive(kept + stray, end=False)
+    assert data == DataReceived(b"kept", len(kept))  # what came before the error, in order
+    assert isinstance(failed, Failed) and failed.error.kind is ErrorKind.PROTOCOL
+
+
 def test_early_data_before_attach_is_bounded() -> None:
     core = ClientCircuitCore()
     core.state = CircuitState.OPEN  # as after the last hop's reply

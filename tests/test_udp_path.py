@@ -251,6 +251,52 @@ async def test_a_gro_buffer_goes_whole_to_the_connection_it_names() -> None:
     server.gro_buffers_received([(a1, size), (a2, size), (b1, size)], ("127.0.0.1", 5000))
     # a's two buffers together and whole; b (no GRO entry point) gets its datagrams split
     assert calls == [("a:gro", [(a1, size), (a2, size)]), ("b", [_short(b_cid, 3)] * 2)]
+    # a forged datagram naming a at the head of c's datagrams (GRO merges by address): the
+    # buffer is split and each datagram goes to its own connection, not all of them to a
+    c_cid = b"C" * config.connection_id_length
+    server._protocols[c_cid] = _Takes("c", calls)  # type: ignore[assignment]
+    calls.clear()
+    mixed = _short(a_cid, 4) + _short(c_cid, 5) + _short(c_cid, 6)
+    server.gro_buffers_received([(mixed, size)], ("127.0.0.1", 5000))
+    assert calls == [("a", [_short(a_cid, 4)]), ("c", [_short(c_cid, 5), _short(c_cid, 6)])]
+
+
+async def test_empty_and_stray_datagrams_on_a_dialled_link_cost_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 0-byte datagram (anyone who knows the 4-tuple can send one) is no QUIC packet: it
+    must neither raise out of the reader nor take the datagrams read with it along."""
+    loop = asyncio.get_running_loop()
+    errors: list[object] = []
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx.get("exception")))
+    server_id, client_id = next_identity(), next_identity()
+    server = LinkManager(server_id, lambda: server_id.make_record((("127.0.0.1", port),)), LinkSettings(dial_timeout=5))
+    _, port = await server.listen("127.0.0.1", 0)
+    server.refresh_record()
+    received = _Recorder()
+    server.on_stream = lambda hs: setattr(hs, "handler", received)
+    client = LinkManager(client_id, lambda: client_id.make_record(()))
+    try:
+        async with asyncio.timeout(30):
+            link = await client.get_link("127.0.0.1", port, server_id.node_id)
+            seen: list[int] = []
+            whole, many = qh3_fastpath.receive_gro_buffer, link.datagrams_received
+            monkeypatch.setattr(qh3_fastpath, "receive_gro_buffer", lambda q, b, size, a, n: seen.append(len(b)) or whole(q, b, size, a, n))
+            monkeypatch.setattr(link, "datagrams_received", lambda data, a: seen.extend(map(len, data)) or many(data, a))
+            server_sock = server._server._transport.get_extra_info("socket")
+            for size in (101, 102, 0, 103, 104, 105):  # back to back: read in one wake-up
+                server_sock.sendto(b"\x40" * size, link._transport.get_extra_info("sockname"))
+            while len(seen) < 5:
+                await asyncio.sleep(0.01)
+            assert sorted(seen) == [101, 102, 103, 104, 105]  # every stray one reached QUIC (and was dropped there)
+            hs = link.open_stream()  # and the link still carries data
+            hs.send(b"still here", end=True)
+            while not (received.calls and received.calls[-1][1]):
+                await asyncio.sleep(0.01)
+        assert bytes(received.data) == b"still here"
+        assert errors == []
+    finally:
+        loop.set_exception_handler(None)
+        client.close()
+        server.close()
 
 
 async def test_links_take_whole_gro_buffers_from_the_socket(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -85,6 +85,8 @@ class StreamCore:
                         run_wire += ev.wire_size
                         continue
                     if type(ev) is DatagramReceived:
+                        if run:  # what came before the error is delivered, in order
+                            events.append(_merged(run, run_wire))
                         raise GnetError(ErrorKind.PROTOCOL, "a DATAGRAM frame on a stream circuit")
                     if run:
                         events.append(_merged(run, run_wire))

@@ -76,15 +76,16 @@ class BatchingQuicServer(QuicServer):
         """GRO buffers from one peer (qh3_fastpath.on_readable): each whole to the connection
         its first datagram names (a 1-RTT packet), else datagram by datagram.
 
-        A datagram in a buffer for another connection (GRO merges by address, not by
-        connection) fails that connection's packet protection and is dropped, like any
-        forged packet."""
+        GRO merges by address, not by connection: a buffer goes whole only when every
+        datagram in it is a 1-RTT packet naming the same connection id (else one forged
+        datagram at its head, with another connection's id, would cost the whole buffer);
+        any other buffer is split and each datagram routed on its own."""
         cid_end = 1 + self._configuration.connection_id_length
         protocols = self._protocols
         batch: list[tuple[bytes, int]] = []
         target: Any = None
         for buffer, segment_size in buffers:
-            if buffer and not buffer[0] & 0x80:
+            if buffer and _one_connection(buffer, segment_size, cid_end):
                 protocol = protocols.get(buffer[1:cid_end])
                 if protocol is not None and hasattr(protocol, "gro_buffers_received"):
                     if protocol is not target:
@@ -125,6 +126,17 @@ class BatchingQuicServer(QuicServer):
             self.datagram_received(data, addr)
         if batch:
             target.datagrams_received(batch, addr)  # type: ignore[union-attr]
+
+
+def _one_connection(buffer: bytes, segment_size: int, cid_end: int) -> bool:
+    """Every datagram of a GRO buffer is a 1-RTT (short header) packet with the first one's id."""
+    if buffer[0] & 0x80:
+        return False
+    cid = buffer[1:cid_end]
+    for offset in range(segment_size, len(buffer), segment_size) if segment_size > 0 else ():
+        if buffer[offset] & 0x80 or buffer[offset + 1 : offset + cid_end] != cid:
+            return False
+    return True
 
 
 async def listen_batched(

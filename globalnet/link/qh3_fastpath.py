@@ -119,7 +119,7 @@ def receive_gro_buffer(quic: Any, buffer: bytes, segment_size: int, addr: Networ
 
 def split_gro_buffer(buffer: bytes, segment_size: int) -> list[bytes]:
     """A GRO buffer as the datagrams it holds (the last may be shorter)."""
-    if len(buffer) <= segment_size:
+    if segment_size <= 0 or len(buffer) <= segment_size:
         return [buffer]
     return [buffer[i : i + segment_size] for i in range(0, len(buffer), segment_size)]
 
@@ -160,15 +160,18 @@ def on_readable(self: Any) -> None:
             if self._recv_buf_size < qh3_transport._MAX_GRO_BUF:
                 self._recv_buf_size = min(2 * self._recv_buf_size, qh3_transport._MAX_GRO_BUF)
             continue
+        if not data:  # an empty datagram is no QUIC packet (and a segment size of 0 to QUIC's core)
+            continue
         segment = qh3_transport._parse_gro_segment_size(ancdata) if ancdata and not flags & qh3_transport._MSG_CTRUNC else None
-        if segment is None or len(data) <= segment:
+        if segment is None or segment <= 0 or len(data) <= segment:
+            segment = len(data)
             lone += 1
         else:
             lone = -LONE_READS  # this wake-up brings coalesced buffers: stay
         if groups and groups[-1][1] == addr:
-            groups[-1][0].append((data, segment or len(data)))
+            groups[-1][0].append((data, segment))
         else:
-            groups.append(([(data, segment or len(data))], addr))
+            groups.append(([(data, segment)], addr))
         if lone >= LONE_READS:  # nothing coalesced here: qh3's reader (recvmmsg) takes the rest
             break
     else:

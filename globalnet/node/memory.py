@@ -101,7 +101,8 @@ def _glibc(name: str) -> Callable[..., int] | None:
         pass
     else:
         function: Callable[..., int] | None = getattr(_gnetcrypto, name, None)
-        return function
+        if function is not None:
+            return function  # else an extension built before it had `name`: ctypes below
     import ctypes
 
     try:
