@@ -261,12 +261,9 @@ async def test_a_gro_buffer_goes_whole_to_the_connection_it_names() -> None:
     assert calls == [("a", [_short(a_cid, 4)]), ("c", [_short(c_cid, 5), _short(c_cid, 6)])]
 
 
-async def test_empty_and_stray_datagrams_on_a_dialled_link_cost_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A 0-byte datagram (anyone who knows the 4-tuple can send one) is no QUIC packet: it
-    must neither raise out of the reader nor take the datagrams read with it along."""
-    loop = asyncio.get_running_loop()
-    errors: list[object] = []
-    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx.get("exception")))
+async def _listener_and_dialler() -> tuple[LinkManager, LinkManager, tuple[str, int, bytes], _Recorder]:
+    """A listening manager on 127.0.0.1 whose incoming streams go to one recorder, a dialling
+    one, and where to dial (host, port, node id)."""
     server_id, client_id = next_identity(), next_identity()
     server = LinkManager(server_id, lambda: server_id.make_record((("127.0.0.1", port),)), LinkSettings(dial_timeout=5))
     _, port = await server.listen("127.0.0.1", 0)
@@ -274,9 +271,19 @@ async def test_empty_and_stray_datagrams_on_a_dialled_link_cost_nothing(monkeypa
     received = _Recorder()
     server.on_stream = lambda hs: setattr(hs, "handler", received)
     client = LinkManager(client_id, lambda: client_id.make_record(()))
+    return server, client, ("127.0.0.1", port, server_id.node_id), received
+
+
+async def test_empty_and_stray_datagrams_on_a_dialled_link_cost_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 0-byte datagram (anyone who knows the 4-tuple can send one) is no QUIC packet: it
+    must neither raise out of the reader nor take the datagrams read with it along."""
+    loop = asyncio.get_running_loop()
+    errors: list[object] = []
+    loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx.get("exception")))
+    server, client, where, received = await _listener_and_dialler()
     try:
         async with asyncio.timeout(30):
-            link = await client.get_link("127.0.0.1", port, server_id.node_id)
+            link = await client.get_link(*where)
             seen: list[int] = []
             whole, many = qh3_fastpath.receive_gro_buffer, link.datagrams_received
             monkeypatch.setattr(qh3_fastpath, "receive_gro_buffer", lambda q, b, size, a, n: seen.append(len(b)) or whole(q, b, size, a, n))
@@ -313,17 +320,11 @@ async def test_links_take_whole_gro_buffers_from_the_socket(monkeypatch: pytest.
         original(quic, buffer, size, addr, now)
 
     monkeypatch.setattr(qh3_fastpath, "receive_gro_buffer", counting)
-    server_id, client_id = next_identity(), next_identity()
-    server = LinkManager(server_id, lambda: server_id.make_record((("127.0.0.1", port),)), LinkSettings(dial_timeout=5))
-    _, port = await server.listen("127.0.0.1", 0)
-    server.refresh_record()
-    received = _Recorder()
-    server.on_stream = lambda hs: setattr(hs, "handler", received)
-    client = LinkManager(client_id, lambda: client_id.make_record(()))
+    server, client, where, received = await _listener_and_dialler()
     payload = pattern(4 * 1024 * 1024, seed=14)
     try:
         async with asyncio.timeout(60):
-            link = await client.get_link("127.0.0.1", port, server_id.node_id)
+            link = await client.get_link(*where)
             hs = link.open_stream()
             for i in range(0, len(payload), 256 * 1024):
                 hs.send(payload[i : i + 256 * 1024])
