@@ -141,7 +141,6 @@ class SocksProxy:
         self.spec = spec
         self.auth = Credentials(auth.username.encode(), auth.password.encode()) if auth else None
         self.request_timeout = request_timeout
-        self.service_request_timeout = request_timeout * SERVICE_TIMEOUT_FACTOR
         self.handshake_timeout = HANDSHAKE_TIMEOUT
         self.max_clients = MAX_CLIENTS
         self.server: asyncio.Server | None = None
@@ -311,7 +310,7 @@ class SocksProxy:
             flavor=request.flavor.value,
         )
         opening: Coroutine[Any, Any, ClientCircuit]
-        timeout = self.service_request_timeout
+        timeout = self.request_timeout * SERVICE_TIMEOUT_FACTOR
         if isinstance(self.spec.target, TargetService):
             # the request names what the service's side should reach
             opening = open_service_stream(self.node, self.spec.target.address, TargetTcp(target.host, target.port), key)

@@ -7,6 +7,7 @@ connection (the 200-node testnet: service sessions timing out right after a chur
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from types import SimpleNamespace
@@ -14,11 +15,16 @@ from types import SimpleNamespace
 import nacl.signing
 import pytest
 
+from globalnet.circuit.builder import HOP_TIMEOUT
 from globalnet.errors import ErrorKind, GnetError
+from globalnet.relay.server import CONNECT_TIMEOUT as RELAY_CONNECT_TIMEOUT
+from globalnet.relay.server import RelayHop
+from globalnet.service import access_point
 from globalnet.service.access_point import RENDEZVOUS_CLIENT_WAIT
 from globalnet.service.access_point_failures import AccessPointFailures
 from globalnet.service.client import _through_access_points
 from globalnet.service.descriptor import AccessPointEntry, Descriptor
+from globalnet.wire.commands import Proto
 
 A, B, C = b"a" * 20, b"b" * 20, b"c" * 20
 SERVICE_KEY = bytes(nacl.signing.SigningKey(b"s" * 32).verify_key)
@@ -131,12 +137,6 @@ def test_a_rendezvous_outwaits_the_services_join_and_the_client_outwaits_the_acc
     the relay's deadline for the command covers that wait, and the client waits for the access
     point's answer longer still, so a slow join is answered, not timed out at one end and
     retried from scratch at the other."""
-    from globalnet.circuit.builder import HOP_TIMEOUT
-    from globalnet.relay.server import CONNECT_TIMEOUT as RELAY_CONNECT_TIMEOUT
-    from globalnet.relay.server import RelayHop
-    from globalnet.service import access_point
-    from globalnet.wire.commands import Proto
-
     assert access_point.RENDEZVOUS_WAIT >= 2 * HOP_TIMEOUT
     assert access_point.RENDEZVOUS_WAIT < access_point.CONNECT_TIMEOUT < access_point.RENDEZVOUS_CLIENT_WAIT
     assert access_point.AccessPoint(b"x" * 20).connect_timeout == access_point.CONNECT_TIMEOUT > RELAY_CONNECT_TIMEOUT
@@ -148,17 +148,13 @@ def test_a_rendezvous_outwaits_the_services_join_and_the_client_outwaits_the_acc
 
 async def test_a_client_waiting_at_an_access_point_is_answered_when_the_service_circuit_ends() -> None:
     """Not after RENDEZVOUS_WAIT (20 s): the request went down the circuit that just ended."""
-    import asyncio
-
-    from globalnet.service.access_point import AccessPoint, Registration, _Waiting
-
     sent: list[bytes] = []
     hop = SimpleNamespace(send_wire=lambda data, end=False: sent.append(data))
     session = SimpleNamespace(send_frame=lambda frame_type, body: b"request " + body)
-    ap = AccessPoint(node_id=A)
-    registration = Registration(ap=ap, hop=hop, session=session, service=B)  # type: ignore[arg-type]
+    ap = access_point.AccessPoint(node_id=A)
+    registration = access_point.Registration(ap=ap, hop=hop, session=session, service=B)  # type: ignore[arg-type]
     ap.registrations[B] = registration
-    asked = _Waiting(asyncio.get_running_loop().create_future(), effort=0)
+    asked = access_point._Waiting(asyncio.get_running_loop().create_future(), effort=0)
     registration.enqueue(b"k" * 20, asked)
     assert sent and not asked.future.done()
 

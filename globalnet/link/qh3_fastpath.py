@@ -145,7 +145,9 @@ def on_readable(self: Any) -> None:
     recvmsg = self._sock.recvmsg
     groups: list[tuple[list[tuple[bytes, int]], Any]] = []
     error: OSError | None = None
-    lone = 0  # datagrams in a row that came alone (no GRO); negative once a buffer came coalesced
+    lone = 0  # datagrams that came alone (no GRO) in this wake-up
+    coalesced = False  # a buffer of several datagrams came in this wake-up
+    handoff = False  # the rest of the wake-up goes to qh3's reader
     for _ in range(qh3_transport._RECV_BURST_LIMIT):
         try:
             data, ancdata, flags, addr = recvmsg(self._recv_buf_size, ANCILLARY_BYTES)
@@ -167,15 +169,15 @@ def on_readable(self: Any) -> None:
             segment = len(data)
             lone += 1
         else:
-            lone = -LONE_READS  # this wake-up brings coalesced buffers: stay
+            coalesced = True
         if groups and groups[-1][1] == addr:
             groups[-1][0].append((data, segment))
         else:
             groups.append(([(data, segment)], addr))
-        if lone >= LONE_READS:  # nothing coalesced here: qh3's reader (recvmmsg) takes the rest
+        if lone >= LONE_READS and not coalesced:  # qh3's reader (recvmmsg) takes the rest
+            handoff = True
             break
     else:
-        lone = 0
         if self._reader_registered:
             self._loop.call_soon(self._on_readable)  # more may wait: after the loop's other work
     for buffers, addr in groups:
@@ -185,7 +187,7 @@ def on_readable(self: Any) -> None:
     if error is not None:
         if not self._closing:
             self._report_error(error)
-    elif lone >= LONE_READS and not self._closing and not self._paused:
+    elif handoff and not self._closing and not self._paused:
         _original_on_readable(self)
 
 
