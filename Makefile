@@ -21,15 +21,16 @@ demo: $(STAMP)
 	$(BIN)/python -m globalnet.localnet
 
 ## The whole test suite (unit + real processes on 127.0.0.1), on TEST_WORKERS pytest-xdist
-## workers. Most tests wait on networks of processes, so 4 overlap well even on 2 cores: with 3,
-## a run used ~230 CPU-s in ~187 s wall (a core idle ~40 % of the time); with 4, 167-183 s on
-## an idle machine (fresh-clone CI runs), and 5 gained nothing (173 s): the run is CPU-bound.
-## The longest test, the CI testnet (~80 s), starts first and the others fill in around it. A
-## file's tests stay on one worker, in order: a module's network (a module-scoped fixture) is
-## set up once, and tests that build on the one before still do. TEST_WORKERS=0: one process.
+## workers. Most tests wait on networks of processes, so 4 overlap well even on 2 cores. Modules
+## marked long(seconds=...) go out first, longest first (tests/conftest.py; --no-loadscope-reorder
+## keeps that order, xdist would put files with the most tests first): the CI testnet (~85 s)
+## starts at once and the rest fill in around it. That took a run from 156-182 s to 119 s at
+## ~220 CPU-s on 2 cores, near the CPU floor. A file's tests stay on one worker, in order: a
+## module's network (a module-scoped fixture) is set up once, and tests that build on the one
+## before still do. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 4
 test: $(STAMP) test-deps
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ## Throughput, latency, circuit build, relay CPU and RSS through a 3-hop tunnel of real
 ## processes on 127.0.0.1, beside plain loopback TCP; a table and bench/results/latest.json.

@@ -32,6 +32,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked `long` (minutes of wall time, mostly waiting) first: in a parallel run
-    the other workers' tests then overlap them instead of waiting for them at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+    """The longest modules first (marked `long(seconds=...)`: their wall time alone here), longest
+    of all first: xdist hands files out in this order (`make test` passes --no-loadscope-reorder,
+    else xdist puts files with the most tests first), so the short files fill in around the long
+    ones instead of a long one starting last and the others waiting for it."""
+
+    def seconds(item: pytest.Item) -> float:
+        mark = item.get_closest_marker("long")
+        return float(mark.kwargs["seconds"]) if mark is not None else 0.0
+
+    items.sort(key=lambda item: -seconds(item))

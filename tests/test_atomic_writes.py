@@ -28,6 +28,8 @@ from globalnet.storage.atomic import write_atomic
 from globalnet.wire.buffer import blob16
 from tests.identities import fixed_identity
 
+pytestmark = pytest.mark.long(seconds=20)  # wall seconds here alone: run early (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 SMALL, LARGE = 20, 120  # two peer tables the writer alternates between
 

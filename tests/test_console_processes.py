@@ -12,8 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from globalnet.localnet import ROOT, free_port
 from tests.console_net import END_MARK
+
+pytestmark = pytest.mark.long(seconds=12)  # wall seconds here alone: run early (tests/conftest.py)
 
 
 def three_free_udp_ports() -> int:

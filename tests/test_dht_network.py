@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from kademlia.node import Node as KNode
 
 from globalnet.dht.values import node_record_value, record_from_value
@@ -14,21 +15,24 @@ from globalnet.wire.commands import Proto, RelayConnect
 from globalnet.wire.pathspec import HopRandom
 from tests.inproc_nodes import network, pinned, until
 
+pytestmark = pytest.mark.long(seconds=30)  # wall seconds here alone: run early (tests/conftest.py)
+
 N = 25
 
 
 async def _with_live_guards(candidates: list[Node], dead: set[bytes], key: bytes) -> Node:
-    """The first candidate none of whose entry guards is in `dead`, once it has chosen them.
+    """The first candidate none of whose entry guards is in `dead`, once it has chosen them; else
+    the one with the fewest dead (reserves included, a node's sample can hold a dead one by chance).
 
     Candidates that already chose a dead entry guard go last: each lookup through a dead guard
     waits out refused hops (3-6 s a candidate), and their guards rarely change on one failure.
     """
 
-    def has_dead_guard(node: Node) -> bool:
-        return bool({g.node_id for g in node.guards.entry_guards()} & dead)
+    def dead_guards(node: Node) -> int:
+        return len({g.node_id for g in node.guards.entry_guards()} & dead)
 
-    ordered = sorted(candidates, key=has_dead_guard)  # stable: the given order within each group
-    for node in ordered:
+    best: tuple[int, Node] | None = None
+    for node in sorted(candidates, key=lambda n: dead_guards(n) > 0):  # stable: given order within each group
         try:
             await node.dht_lookup(key)  # a circuit: its guards are chosen
         except GnetError:
@@ -36,7 +40,11 @@ async def _with_live_guards(candidates: list[Node], dead: set[bytes], key: bytes
         guards = {g.node_id for g in node.guards.entry_guards()}
         if guards and not guards & dead:
             return node
-    raise AssertionError("no surviving node whose guards all survive")
+        if guards - dead and (best is None or len(guards & dead) < best[0]):
+            best = (len(guards & dead), node)
+    if best is None:
+        raise AssertionError("no surviving node with a surviving guard")
+    return best[1]
 
 
 async def test_a_25_node_network(tmp_path: Path) -> None:
@@ -79,8 +87,8 @@ async def test_a_25_node_network(tmp_path: Path) -> None:
         assert len(circuit.path) == 3 and not dead & set(circuit.path)
 
         # a node restarted with its data dir rejoins with every bootstrap node down. The leaver is
-        # one whose entry guards (kept in its data dir) all survive: a node whose every entry guard
-        # is dead is a test of guard rotation, not of rejoining (as for C above)
+        # one whose entry guards (kept in its data dir) all survive, or as many as any: a node whose
+        # every entry guard is dead is a test of guard rotation, not of rejoining (as for C above)
         leaver = await _with_live_guards([n for n in others[1:-2] if n not in victims], dead | {seed.identity.node_id}, key)
         leaver_dir = leaver.config.data_dir
         known_before = len(leaver.peers.relays())

@@ -19,6 +19,8 @@ from bench.dht_adversary import MODES
 from bench.dht_adversary import simulate as simulate_adversary
 from bench.dht_sim import VirtualClockLoop, no_id_work, quiet_logs, run, simulate
 
+pytestmark = pytest.mark.long(seconds=20)  # wall seconds here alone: run early (tests/conftest.py)
+
 
 def test_simulation_at_150_nodes() -> None:
     started = time.perf_counter()

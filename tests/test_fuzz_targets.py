@@ -17,6 +17,8 @@ import pytest
 
 from fuzz.run import jobs
 
+pytestmark = pytest.mark.long(seconds=20)  # wall seconds here alone: run early (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 3000
 

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 import structlog
 
 from globalnet.circuit.guards import ENTRY
@@ -16,6 +17,8 @@ from globalnet.wire.commands import Proto, RelayConnect
 from globalnet.wire.pathspec import HopId, HopRandom
 from tests.inproc_nodes import Net, network, pinned, until
 from tests.targets import EchoServer, serve
+
+pytestmark = pytest.mark.long(seconds=12)  # wall seconds here alone: run early (tests/conftest.py)
 
 RAND3 = (HopRandom(), HopRandom(), HopRandom())
 

@@ -26,6 +26,8 @@ from globalnet.localnet import NodeProcess
 from tests.netns import BYTE_SERVER, LabUnavailable, NetnsLab, unavailable_reason
 from tests.test_netns import start_node
 
+pytestmark = pytest.mark.long(seconds=25)  # wall seconds here alone: run early (tests/conftest.py)
+
 PORT = 9000
 TUNNEL_PORT = 8000
 SERVE_PORT = 7000

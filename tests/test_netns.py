@@ -31,6 +31,8 @@ from globalnet.localnet import NodeProcess
 from tests.identities import seed_identity_file
 from tests.netns import Host, LabUnavailable, NetnsLab, unavailable_reason
 
+pytestmark = pytest.mark.long(seconds=12)  # wall seconds here alone: run early (tests/conftest.py)
+
 DELAY_MS = 20.0
 PORT = 9000
 TUNNEL_PORT = 8000

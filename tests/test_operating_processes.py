@@ -21,6 +21,8 @@ from globalnet.localnet import GCLIENT_CMD, NodeProcess, fetch_via_socks, free_p
 from globalnet.service.address import encode_address
 from tests.identities import SeededLocalNet
 
+pytestmark = pytest.mark.long(seconds=20)  # wall seconds here alone: run early (tests/conftest.py)
+
 NODNS = Path(__file__).parent / "nodns"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

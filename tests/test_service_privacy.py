@@ -17,6 +17,8 @@ from globalnet.service.client_auth import format_key, generate_client_key
 from globalnet.service.descriptor import PERIOD, current_period
 from tests.inproc_nodes import Net, network, pinned, until
 
+pytestmark = pytest.mark.long(seconds=25)  # wall seconds here alone: run early (tests/conftest.py)
+
 
 def _windows(secret: bytes, size: int = 8) -> list[bytes]:
     return [secret[i : i + size] for i in range(max(1, len(secret) - size + 1))]

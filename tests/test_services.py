@@ -38,6 +38,8 @@ from globalnet.service.descriptor import (
 from tests.inproc_nodes import Net, network, pinned, until
 from tests.targets import pattern
 
+pytestmark = pytest.mark.long(seconds=12)  # wall seconds here alone: run early (tests/conftest.py)
+
 
 # -- addresses and descriptors ------------------------------------------------------
 def test_address_round_trip_and_checksum() -> None:

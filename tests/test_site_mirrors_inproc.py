@@ -12,6 +12,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from globalnet.console.commands import Console
 from globalnet.console.view import NodeConsoleView
 from globalnet.dht.values import ValueKind, decode_topic_slot_value
@@ -25,6 +27,8 @@ from globalnet.site.cache import site_id
 from globalnet.site.manifest import SiteError
 from globalnet.site.mirror_record import open_mirror_record
 from tests.inproc_nodes import Net, network, pinned, until
+
+pytestmark = pytest.mark.long(seconds=12)  # wall seconds here alone: run early (tests/conftest.py)
 
 
 def _windows(secret: bytes, size: int = 8) -> list[bytes]:

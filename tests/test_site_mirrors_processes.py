@@ -35,7 +35,7 @@ from tests.identities import SeededLocalNet
 CURL = shutil.which("curl")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 BIG = 20 * 1024 * 1024
-pytestmark = pytest.mark.skipif(CURL is None, reason="curl is not installed")
+pytestmark = [pytest.mark.skipif(CURL is None, reason="curl is not installed"), pytest.mark.long(seconds=30)]
 
 
 def _site_files() -> dict[str, bytes]:

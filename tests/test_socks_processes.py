@@ -33,6 +33,8 @@ from globalnet.localnet import NodeProcess, free_port
 from tests.identities import SeededLocalNet
 from tests.targets import pattern
 
+pytestmark = pytest.mark.long(seconds=15)  # wall seconds here alone: run early (tests/conftest.py)
+
 BIG = 20 * 1024 * 1024
 BIG_BODY = pattern(BIG, seed=20)
 BIG_SHA = hashlib.sha256(BIG_BODY).hexdigest()

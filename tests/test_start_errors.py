@@ -13,6 +13,8 @@ import pytest
 
 from globalnet.localnet import GCLIENT_CMD
 
+pytestmark = pytest.mark.long(seconds=12)  # wall seconds here alone: run early (tests/conftest.py)
+
 
 def run_gclient(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*GCLIENT_CMD, *args], capture_output=True, text=True, timeout=120, check=False)

@@ -28,7 +28,7 @@ from tests.netns import unavailable_reason
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.long
+@pytest.mark.long(seconds=85)
 def test_testnet_30_nodes_with_churn(tmp_path: Path) -> None:
     reason = unavailable_reason()
     if reason is not None:

@@ -24,6 +24,8 @@ from globalnet.localnet import GCLIENT_CMD, free_port
 from tests.identities import SeededLocalNet
 from tests.targets import EchoServer, SinkServer, SourceServer, pattern
 
+pytestmark = pytest.mark.long(seconds=15)  # wall seconds here alone: run early (tests/conftest.py)
+
 BIG = 50 * 1024 * 1024
 
 

@@ -19,6 +19,8 @@ from globalnet.wire.socks_udp import decode_udp_request, encode_udp_datagram
 from tests.identities import SeededLocalNet
 from tests.targets import UdpEchoServer
 
+pytestmark = pytest.mark.long(seconds=25)  # wall seconds here alone: run early (tests/conftest.py)
+
 SIZES = [1, 64, 512, 1200, 1400, 4096, 8192, MAX_DATAGRAM]
 
 
