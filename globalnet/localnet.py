@@ -87,20 +87,16 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A port free for both TCP and UDP on 127.0.0.1 (we use it for one of them)."""
     first, end = _port_slice()
     pick = (lambda: _next_port(first, end)) if end - first >= 256 else (lambda: 0)
+    other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
     for _ in range(200):
         with socket.socket(socket.AF_INET, kind) as s:
             try:
                 s.bind(("127.0.0.1", pick()))
             except OSError:
                 continue
-            port = s.getsockname()[1]
-        other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
-        try:
-            with socket.socket(socket.AF_INET, other) as s:
-                s.bind(("127.0.0.1", port))
-            return int(port)
-        except OSError:
-            continue
+            port = int(s.getsockname()[1])
+        if _free(port, other):
+            return port
     raise RuntimeError("no free port")
 
 
@@ -439,8 +435,8 @@ def main() -> int:
     ports = tuple(args.base_port + i for i in range(6 if args.service_port else 3))
     console_port = args.console_port or free_port()
     metrics_port = args.metrics_port or free_port()
-    busy = [p for p in (args.web_port, args.tunnel_port, args.proxy_port, args.service_port, console_port, metrics_port) if p and not _tcp_free(p)]
-    busy += [p for p in ports if not _udp_free(p)]
+    busy = [p for p in (args.web_port, args.tunnel_port, args.proxy_port, args.service_port, console_port, metrics_port) if p and not _free(p)]
+    busy += [p for p in ports if not _free(p, socket.SOCK_DGRAM)]
     if busy:
         print(f"localnet: port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use; pick others, see --help", file=sys.stderr)
         return 2
@@ -482,17 +478,8 @@ def _remember(net: LocalNet) -> None:
     _started.append(net)
 
 
-def _tcp_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def _udp_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+def _free(port: int, kind: int = socket.SOCK_STREAM) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
         try:
             s.bind(("127.0.0.1", port))
             return True

@@ -20,12 +20,12 @@ from qh3.tls import SignatureAlgorithm
 
 from globalnet.errors import ErrorKind
 from globalnet.link import path_mtu, qh3_fastpath
+from globalnet.link.bursts import slices
 from globalnet.link.certs import certificate_pem
 from globalnet.link.hop_stream import HopStream
 from globalnet.link.listener import BatchingQuicServer
 from globalnet.link.manager import LinkManager, LinkSettings
 from globalnet.link.path_mtu import FULL_DATAGRAM, MIN_DATAGRAM, choose_datagram_size, datagram_size_for
-from globalnet.link.quic_link import _slices
 from tests.identities import next_identity
 from tests.inproc import attach_socket, open_circuit, start_client, start_relay
 from tests.targets import EchoServer, pattern, serve
@@ -108,12 +108,12 @@ async def test_listener_groups_a_burst_by_connection() -> None:
 
 def test_a_large_burst_is_handled_in_slices_in_order_and_freed_as_it_goes() -> None:
     small = [bytes([i]) * 1000 for i in range(10)]
-    assert [part is small for part in _slices(small, 10_000)] == [True]  # fits: the list itself, no copy
+    assert [part is small for part in slices(small, 10_000)] == [True]  # fits: the list itself, no copy
     burst = [bytes([i]) * 1000 for i in range(25)] + [b"x" * 5000] + [b"y" * 10]
     sent = list(burst)
     seen: list[int] = []
     parts = []
-    for part in _slices(burst, 4000):
+    for part in slices(burst, 4000):
         seen.append(len(burst))  # what the burst still holds while this slice is handled
         parts.append(list(part))
     assert [d for part in parts for d in part] == sent  # every datagram, in order

@@ -25,6 +25,7 @@ only per-packet cost) and reports PONGs (`pong()`), which give the RTT.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..errors import ErrorKind
 
@@ -37,6 +38,16 @@ CHECK_EVERY = 1.0
 MAX_PINGS_IN_FLIGHT = 8
 #: A link that may close is closed after this long without a stream or a DHT message.
 IDLE_CLOSE = 120.0
+
+
+class LinkDeadlines(Protocol):
+    """The settings a link's deadlines come from: authentication within `dial_timeout`,
+    an idle dialled link closed after `idle_close` (the node's Settings has both)."""
+
+    @property
+    def dial_timeout(self) -> float: ...
+    @property
+    def idle_close(self) -> float: ...
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import structlog
@@ -27,27 +27,19 @@ from ..identity import Identity
 from ..wire.records import NodeRecord, short_id
 from . import qh3_fastpath, qh3_tuning  # noqa: F401  (qh3_tuning raises qh3's stream limit before any connection exists)
 from .auth import ControlChannel, LinkReady, PeerClosed, PeersReceived, PongReceived, listener_key
+from .bursts import BURST_SLICE, slices
 from .dht_streams import DhtStreams
 from .hop_stream import HopStream
-from .liveness import LinkDead, LinkIdle, LivenessCore, SendPing
+from .liveness import LinkDead, LinkDeadlines, LinkIdle, LivenessCore, SendPing
 
 log = structlog.get_logger("globalnet.link")
 
 #: The listener opens the control stream first: server-initiated bidi stream 1.
 CONTROL_STREAM_ID = 1
-#: What one step of a receive burst hands to QUIC and on to the streams (datagrams_received).
-BURST_SLICE = 256 * 1024
 ALPN = "gnet/1"
 #: What a stream id carries (`Link._by_kind`): the control stream, the DHT
 #: (unidirectional streams), or a hop stream (every other bidirectional one).
 _CONTROL, _DHT, _HOP = 0, 1, 2
-
-
-class HasDialTimeout(Protocol):
-    @property
-    def dial_timeout(self) -> float: ...
-    @property
-    def idle_close(self) -> float: ...
 
 
 class LinkOwner(Protocol):
@@ -57,7 +49,7 @@ class LinkOwner(Protocol):
     @property
     def identity(self) -> Identity: ...
     @property
-    def settings(self) -> HasDialTimeout: ...
+    def settings(self) -> LinkDeadlines: ...
     @property
     def on_peers(self) -> Callable[[Link, list[bytes]], None]: ...
     @property
@@ -67,25 +59,6 @@ class LinkOwner(Protocol):
     def link_ready(self, link: Link) -> None: ...
     def incoming_stream(self, hs: HopStream) -> None: ...
     def link_closed(self, link: Link) -> None: ...
-
-
-def _slices(data: list[bytes], limit: int) -> Iterator[list[bytes]]:
-    """`data` in runs of at most `limit` bytes (a larger datagram alone), in order.
-
-    A burst that fits is `data` itself. A larger one is taken out of `data` (which ends
-    empty) as it goes, so a slice's datagrams are freed once the slice is handled, not
-    when the whole burst is."""
-    if sum(map(len, data)) <= limit:
-        yield data
-        return
-    data.reverse()
-    while data:
-        part = [data.pop()]
-        size = len(part[0])
-        while data and size + len(data[-1]) <= limit:
-            size += len(data[-1])
-            part.append(data.pop())
-        yield part
 
 
 class Link(QuicConnectionProtocol):
@@ -197,14 +170,11 @@ class Link(QuicConnectionProtocol):
         Why: qh3 merges a stream's consecutive frames into one event (~45 KiB for one busy
         circuit), but 128 circuits on a link interleave, and each ~1.4 KiB frame was an event
         with its own XOR, queue check and onward write (bridge CPU per MiB nearly doubled).
-        A lone chunk is passed on as is (b"".join of one item copies nothing).
-        Why slices: a relay that waited for a CPU reads what its socket buffer holds in one
-        burst (measured up to 2.8 MiB; ~110 KiB on average), and every byte of it existed
-        three or four times at once (datagram, QUIC event, joined chunk, XORed copy) before
-        the first went out: the peaks of a relay's memory under load. `data` may be emptied."""
+        A lone chunk is passed on as is (b"".join of one item copies nothing). Why slices:
+        link/bursts.py. `data` may be emptied."""
         now = self._loop_time()
         self.liveness.last_heard = now
-        for part in _slices(data, BURST_SLICE):
+        for part in slices(data, BURST_SLICE):
             self._quic.receive_many_datagrams(part, addr, now=now)
             del part  # this slice's bytes go before the next slice's copies are made
             self._deliver_events()

@@ -1,8 +1,9 @@
 """One running node: wires identity, links, relay, tunnels together.
 
-The package: this module (the `Node` that wires the parts and runs them) and
+The package: this module (the `Node` that wires the parts and runs them),
 ``upkeep.py`` (links to bootstrap peers and random relays, peer exchange, key rotation,
-guard probes). Opening circuits is ``circuit/guarded_open.py``, the DHT membership
+guard probes) and ``state_report.py`` (the SIGUSR1 state dump, UDP counters); memory,
+ports and sites have a module each. Opening circuits is ``circuit/guarded_open.py``, the DHT membership
 ``dht/membership.py``; the node hands them their parts and callbacks.
 
 Every task the node starts lives in one TaskGroup and is wrapped so that an
@@ -13,7 +14,6 @@ down; shutdown cancels them all and closes every link with a reason.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import Coroutine, Hashable
 from pathlib import Path
@@ -51,7 +51,7 @@ from ..service.client_auth import load_client_key
 from ..wire.commands import Proto, RelayConnect
 from ..wire.pathspec import Hop, HopId, HopRandom, TargetTcp
 from ..wire.records import FLAG_EXIT, FLAG_RELAY, NodeRecord
-from . import memory
+from . import memory, state_report
 from .ports import naming_bind_errors
 from .sites import NodeSites
 from .upkeep import PEERS_SAMPLE, NetworkUpkeep
@@ -63,20 +63,6 @@ if TYPE_CHECKING:
     from ..site.mirror import SiteMirror
 
 log = structlog.get_logger("globalnet.node")
-
-
-def _udp_statistics(own: DatagramCounters, exited: DatagramCounters) -> dict[str, int]:
-    """Datagrams of our own UDP flows and of those we exit, with what was dropped (never queued)."""
-    return {
-        "udp_datagrams_out": own.sent + exited.sent,
-        "udp_datagrams_in": own.received + exited.received,
-        "udp_dropped_window": own.dropped_window + exited.dropped_window,
-        "udp_dropped_oversize": own.dropped_oversize + exited.dropped_oversize,
-        "udp_dropped_other": own.dropped_other + exited.dropped_other,
-    }
-
-
-
 
 
 class Node:
@@ -187,26 +173,8 @@ class Node:
             log.exception("task failed", task=name)
 
     def dump_state(self) -> None:
-        """SIGUSR1: log every link, relay hop and circuit, and the modules loaded, at debug level
-        (for diagnosing a stall, or what a node's memory holds)."""
-        for link in self.links.all_links:
-            log.debug("state link", **link.statistics())
-        for hop in list(self.relay.hops):
-            up, down = hop.upstream, hop.downstream
-            log.debug(
-                "state hop",
-                state=hop.core.state.value,
-                up=(up.stream_id, up.bytes_in, up.bytes_out, up.finished_sending, up.finished_receiving, up.closed),
-                down=(down.stream_id, down.bytes_in, down.bytes_out, down.finished_sending, down.finished_receiving, down.closed)
-                if down is not None
-                else None,
-                up_link=up.link.label(),
-                down_link=down.link.label() if down is not None else None,
-            )
-        for circuit in self.circuits.values():
-            log.debug("state circuit", **circuit.statistics(), stream=circuit.stream.stream_id, stream_in=circuit.stream.bytes_in)
-        # what this process loaded (memory per node: an idle relay loads no face, site or service host)
-        log.debug("state modules", count=len(sys.modules), names=" ".join(sorted(n for n, m in sys.modules.items() if m)))
+        """SIGUSR1: every link, relay hop and circuit, and the modules loaded, at debug level."""
+        state_report.dump_state(self.links, self.relay, self.circuits.values())
 
     def stop(self) -> None:
         self._stop.set()
@@ -516,6 +484,6 @@ class Node:
             "bootstrap": self.bootstrap.status(),
             **self.links.statistics(),
             **self.relay.statistics(),
-            **_udp_statistics(self.udp_totals, self.relay.udp_totals),
+            **state_report.udp_statistics(self.udp_totals, self.relay.udp_totals),
             **(self.dht.statistics() if self.dht else {}),
         }
