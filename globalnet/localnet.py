@@ -89,14 +89,15 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     pick = (lambda: _next_port(first, end)) if end - first >= 256 else (lambda: 0)
     other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
     for _ in range(200):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
+        try:  # plain binds (no SO_REUSEADDR): a test's own sockets may bind the port that way
+            with socket.socket(socket.AF_INET, kind) as s:
                 s.bind(("127.0.0.1", pick()))
-            except OSError:
-                continue
-            port = int(s.getsockname()[1])
-        if _free(port, other):
-            return port
+                port = int(s.getsockname()[1])
+            with socket.socket(socket.AF_INET, other) as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
     raise RuntimeError("no free port")
 
 
@@ -435,8 +436,8 @@ def main() -> int:
     ports = tuple(args.base_port + i for i in range(6 if args.service_port else 3))
     console_port = args.console_port or free_port()
     metrics_port = args.metrics_port or free_port()
-    busy = [p for p in (args.web_port, args.tunnel_port, args.proxy_port, args.service_port, console_port, metrics_port) if p and not _free(p)]
-    busy += [p for p in ports if not _free(p, socket.SOCK_DGRAM)]
+    busy = [p for p in (args.web_port, args.tunnel_port, args.proxy_port, args.service_port, console_port, metrics_port) if p and not port_is_free(p)]
+    busy += [p for p in ports if not port_is_free(p, socket.SOCK_DGRAM)]
     if busy:
         print(f"localnet: port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use; pick others, see --help", file=sys.stderr)
         return 2
@@ -478,8 +479,12 @@ def _remember(net: LocalNet) -> None:
     _started.append(net)
 
 
-def _free(port: int, kind: int = socket.SOCK_STREAM) -> bool:
+def port_is_free(port: int, kind: int = socket.SOCK_STREAM) -> bool:
+    """Whether a node could bind `port` on 127.0.0.1 now. TCP as asyncio's servers bind
+    (SO_REUSEADDR): the connections of a demo just stopped, in TIME_WAIT, do not hold it."""
     with socket.socket(socket.AF_INET, kind) as s:
+        if kind == socket.SOCK_STREAM:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
             return True
