@@ -70,12 +70,27 @@ def test_rtt_noise_that_is_a_share_of_the_rtt_does_not_cap_a_long_path() -> None
     assert max(history) == MAX_WINDOW
 
 
-def test_a_short_fast_path_settles_near_the_start_not_at_the_maximum() -> None:
-    """Loopback-like: 1 ms RTT, 50 MiB/s (a 50 KiB path): any window mostly queues."""
+def test_a_short_fast_path_queues_what_its_rate_moves_in_tens_of_ms_not_the_maximum() -> None:
+    """Loopback-like: 1 ms RTT, 100 MiB/s (a 100 KiB path): any window mostly queues. Growth
+    stops at ALPHA_DELAY (20 ms) of queue, the window shrinks past BETA_DELAY (30 ms): ~2-3 MiB,
+    the queue that keeps three relays' event loops busy on one machine, not the 8 MiB maximum."""
     clock, window, acked = FakeClock(), VegasWindow(), [0]
-    history = [_round(window, clock, 0.001, 50 * MiB, acked) for _ in range(60)]
+    rate, base = 100 * MiB, 0.001
+    history = [_round(window, clock, base, rate, acked) for _ in range(80)]
+    settled = history[40:]
+    assert max(history) < MAX_WINDOW
+    delays = [(cwnd - rate * base) / rate for cwnd in settled]
+    assert min(delays) >= 0.010 and max(delays) <= 0.045, delays  # about ALPHA_DELAY..BETA_DELAY
+
+
+def test_a_slow_short_path_keeps_the_byte_thresholds() -> None:
+    """1 ms RTT at 5 MiB/s: 20 ms of queue would be 100 KiB, less than ALPHA, so the byte
+    thresholds decide as before (half a MiB to a MiB queued), not the delay ones."""
+    clock, window, acked = FakeClock(), VegasWindow(), [0]
+    rate, base = 5 * MiB, 0.001
+    history = [_round(window, clock, base, rate, acked) for _ in range(80)]
     assert max(history) <= 2 * MiB
-    assert MIN_WINDOW <= history[-1] <= MiB
+    assert MIN_WINDOW <= history[-1] <= 1.5 * MiB
 
 
 def test_an_idle_sender_does_not_grow_its_window() -> None:

@@ -36,8 +36,20 @@ event loop waiting for a CPU), and that noise is a share of the RTT, so in
 bytes it grows with the window. With byte thresholds alone a 120 ms circuit
 (3 hops, 20 ms per link, `make bench-wan`) stalled near 2.5-4 MiB of window,
 ~40 % of what TCP gets through the same links, and climbed by 128 KiB per
-round trip. On loopback the windows that suit the path are small and the
-byte thresholds decide, as before.
+round trip.
+
+A third bound is a queueing delay: what the window moves in ALPHA_DELAY
+(BETA_DELAY, ...) at its rate `cwnd / rtt`; `queue < rate * ALPHA_DELAY` is
+`rtt - min_rtt < ALPHA_DELAY`. Why: on a short fast path (loopback) the byte
+thresholds held one stream's queue to ~5-10 ms of work, and the two cores sat
+14-16 % idle while it flowed: a relay descheduled for a few ms left the next
+one without input. 20-30 ms of queue keeps every stage busy (one stream 96-99
+-> 117-122 MiB/s, idle 14-22 -> 5-12 %, alternating runs). It adds nothing
+where it would cost: a slow circuit's 20 ms is less than ALPHA (the bytes
+decide, no more standing queue than before), and circuits sharing a path
+share its delay, so 8 circuits at 1/8 of the rate each keep the byte values
+(relay RSS under 8 connections unchanged; thresholds x4 in bytes instead had
+raised it from ~55 to 83-91 MiB).
 """
 
 from __future__ import annotations
@@ -55,6 +67,12 @@ ALPHA = 512 * 1024
 BETA = 1024 * 1024
 GAMMA = 512 * 1024
 DELTA = 2 * 1024 * 1024
+#: The same thresholds as queueing delay (seconds): a fast circuit may queue what its rate
+#: moves in this long, when that is more than the byte values (module docstring).
+ALPHA_DELAY = 0.020
+BETA_DELAY = 0.030
+GAMMA_DELAY = 0.020
+DELTA_DELAY = 0.060
 #: Additive step of the steady state.
 INC = 128 * 1024
 #: The window counts as "in use" when at most this much of it was left unused.
@@ -126,8 +144,9 @@ class VegasWindow:
         cwnd = self.cwnd
         bdp = int(cwnd * self.min_rtt / max(self.ewma_rtt, self.min_rtt))
         queue = cwnd - bdp
-        alpha, beta = max(ALPHA, cwnd // 4), max(BETA, cwnd // 3)
-        gamma, delta = max(GAMMA, cwnd // 4), max(DELTA, cwnd // 2)
+        rate = cwnd / max(self.ewma_rtt, self.min_rtt)  # bytes per second the window moves
+        alpha, beta = max(ALPHA, cwnd // 4, int(rate * ALPHA_DELAY)), max(BETA, cwnd // 3, int(rate * BETA_DELAY))
+        gamma, delta = max(GAMMA, cwnd // 4, int(rate * GAMMA_DELAY)), max(DELTA, cwnd // 2, int(rate * DELTA_DELAY))
         if self.slow_start:
             if queue < gamma:
                 if self._window_used:
