@@ -145,9 +145,9 @@ class VegasWindow:
     def _update(self) -> None:
         assert self.min_rtt is not None and self.ewma_rtt is not None
         cwnd = self.cwnd
-        bdp = int(cwnd * self.min_rtt / max(self.ewma_rtt, self.min_rtt))
-        queue = cwnd - bdp
         rate = cwnd / max(self.ewma_rtt, self.min_rtt)  # bytes per second the window moves
+        bdp = int(rate * self.min_rtt)
+        queue = cwnd - bdp
         alpha, beta = max(ALPHA, cwnd // 4, int(rate * ALPHA_DELAY)), max(BETA, cwnd // 3, int(rate * BETA_DELAY))
         gamma, delta = max(GAMMA, cwnd // 4, int(rate * GAMMA_DELAY)), max(DELTA, cwnd // 2, int(rate * DELTA_DELAY))
         if self.slow_start:

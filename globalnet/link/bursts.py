@@ -9,26 +9,30 @@ time, a slice's bytes are freed before the next slice's copies are made.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 #: What one step of a receive burst hands to QUIC and on to the streams.
 BURST_SLICE = 256 * 1024
 
+T = TypeVar("T")
 
-def slices(data: list[bytes], limit: int) -> Iterator[list[bytes]]:
-    """`data` in runs of at most `limit` bytes (a larger datagram alone), in order.
+
+def slices(data: list[T], limit: int, size: Callable[[T], int]) -> Iterator[list[T]]:
+    """`data` in runs of at most `limit` bytes (a larger item alone), in order; `size` gives
+    an item's bytes (datagrams: len; GRO buffers: their buffer's len).
 
     A burst that fits is `data` itself. A larger one is taken out of `data` (which ends
-    empty) as it goes, so a slice's datagrams are freed once the slice is handled, not
+    empty) as it goes, so a slice's items are freed once the slice is handled, not
     when the whole burst is."""
-    if sum(map(len, data)) <= limit:
+    if sum(map(size, data)) <= limit:
         yield data
         return
     data.reverse()
     while data:
         part = [data.pop()]
-        size = len(part[0])
-        while data and size + len(data[-1]) <= limit:
-            size += len(data[-1])
+        total = size(part[0])
+        while data and total + size(data[-1]) <= limit:
+            total += size(data[-1])
             part.append(data.pop())
         yield part

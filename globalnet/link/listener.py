@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import os
 import socket
 from collections.abc import Callable
@@ -81,26 +82,19 @@ class BatchingQuicServer(QuicServer):
         datagram at its head, with another connection's id, would cost the whole buffer);
         any other buffer is split and each datagram routed on its own."""
         cid_end = 1 + self._configuration.connection_id_length
-        protocols = self._protocols
-        batch: list[tuple[bytes, int]] = []
-        target: Any = None
-        for buffer, segment_size in buffers:
-            if buffer and _one_connection(buffer, segment_size, cid_end):
-                protocol = protocols.get(buffer[1:cid_end])
-                if protocol is not None and hasattr(protocol, "gro_buffers_received"):
-                    if protocol is not target:
-                        if batch:
-                            target.gro_buffers_received(batch, addr)
-                            batch = []
-                        target = protocol
-                    batch.append((buffer, segment_size))
-                    continue
-            if batch:
-                target.gro_buffers_received(batch, addr)
-                batch, target = [], None
-            self.datagrams_received(qh3_fastpath.split_gro_buffer(buffer, segment_size), addr)
-        if batch:
-            target.gro_buffers_received(batch, addr)
+
+        def whole_to(item: tuple[bytes, int]) -> Any:
+            buffer, segment_size = item
+            if not buffer or not _one_connection(buffer, segment_size, cid_end):
+                return None
+            protocol = self._protocols.get(buffer[1:cid_end])
+            return protocol if hasattr(protocol, "gro_buffers_received") else None
+
+        for target, run in itertools.groupby(buffers, key=whole_to):  # consecutive buffers, one destination
+            if target is not None:
+                target.gro_buffers_received(list(run), addr)
+            else:
+                self.datagrams_received(qh3_fastpath.split_gro_buffers(run), addr)
 
     def datagrams_received(self, datagrams: list[bytes], addr: Any) -> None:
         cid_end = 1 + self._configuration.connection_id_length

@@ -34,6 +34,7 @@ tests/test_udp_path.py checks that they deliver what the originals do.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from qh3.asyncio import _transport as qh3_transport
@@ -117,11 +118,15 @@ def receive_gro_buffer(quic: Any, buffer: bytes, segment_size: int, addr: Networ
     quic._drain_core()
 
 
-def split_gro_buffer(buffer: bytes, segment_size: int) -> list[bytes]:
-    """A GRO buffer as the datagrams it holds (the last may be shorter)."""
-    if segment_size <= 0 or len(buffer) <= segment_size:
-        return [buffer]
-    return [buffer[i : i + segment_size] for i in range(0, len(buffer), segment_size)]
+def split_gro_buffers(buffers: Iterable[tuple[bytes, int]]) -> list[bytes]:
+    """GRO buffers as the datagrams they hold, in order (each buffer's last may be shorter)."""
+    datagrams: list[bytes] = []
+    for buffer, size in buffers:
+        if 0 < size < len(buffer):
+            datagrams.extend(buffer[i : i + size] for i in range(0, len(buffer), size))
+        else:
+            datagrams.append(buffer)
+    return datagrams
 
 
 #: Room for every control message the socket may carry: quinn-udp turns on more than the

@@ -61,6 +61,10 @@ class LinkOwner(Protocol):
     def link_closed(self, link: Link) -> None: ...
 
 
+def _buffer_bytes(item: tuple[bytes, int]) -> int:
+    return len(item[0])
+
+
 class Link(QuicConnectionProtocol):
     """A QUIC connection with our control stream and hop streams on top."""
 
@@ -174,7 +178,7 @@ class Link(QuicConnectionProtocol):
         link/bursts.py. `data` may be emptied."""
         now = self._loop_time()
         self.liveness.last_heard = now
-        for part in slices(data, BURST_SLICE):
+        for part in slices(data, BURST_SLICE, len):
             self._quic.receive_many_datagrams(part, addr, now=now)
             del part  # this slice's bytes go before the next slice's copies are made
             self._deliver_events()
@@ -186,20 +190,15 @@ class Link(QuicConnectionProtocol):
         their bytes once per BURST_SLICE, as in `datagrams_received`. `buffers` is emptied."""
         quic = self._quic
         if not qh3_fastpath.takes_gro_buffer(quic):
-            self.datagrams_received([d for b, size in buffers for d in qh3_fastpath.split_gro_buffer(b, size)], addr)
+            self.datagrams_received(qh3_fastpath.split_gro_buffers(buffers), addr)
             return
         now = self._loop_time()
         self.liveness.last_heard = now
-        buffers.reverse()  # taken out as they go: each buffer is freed once QUIC has it
-        taken = 0
-        while buffers:
-            buffer, segment_size = buffers.pop()
-            taken += len(buffer)
-            qh3_fastpath.receive_gro_buffer(quic, buffer, segment_size, addr, now)
-            del buffer
-            if taken >= BURST_SLICE or not buffers:
-                self._deliver_events()
-                taken = 0
+        for part in slices(buffers, BURST_SLICE, _buffer_bytes):
+            for buffer, segment_size in part:
+                qh3_fastpath.receive_gro_buffer(quic, buffer, segment_size, addr, now)
+            del part  # this slice's buffers go before the next slice's copies are made
+            self._deliver_events()
         self.transmit()
 
     def _deliver_events(self) -> None:
